@@ -1,0 +1,42 @@
+"""Shared test configuration: Hypothesis profiles and the backend fixture.
+
+Profiles: ``dev`` (quick, the default on a workstation) and ``ci`` (thorough,
+chosen when ``CI`` is set, as on the CI machine, or explicitly with
+``HYPOTHESIS_PROFILE=ci``).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import tinygrad_lm as tl
+
+settings.register_profile(
+    "dev", max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
+)
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+_default = "ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev"
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> str:
+    """Every test that takes ``device`` runs once per backend; CUDA skips cleanly without a GPU."""
+    if request.param == "cuda" and not tl.cuda_is_available():
+        pytest.skip("CUDA is not available (no CuPy or no GPU)")
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _reset_global_state():
+    """Each test starts in grad mode with the default dtype/device and a fixed seed."""
+    tl.manual_seed(1234)
+    yield
+    tl.set_default_dtype("float32")
+    tl.set_default_device("cpu")

@@ -1,0 +1,208 @@
+"""Functions that make tensors: from data, filled, ranges, random."""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence
+
+from . import backend
+from . import ops as _ops
+from .tensor import Tensor, _axis, _binary, _promote, _promoted_dtype, _shape_arg, _tensor_like
+
+
+def _device(device: Any) -> str:
+    return backend.canonical_device(device)
+
+
+def _float_dtype(dtype: Any) -> Any:
+    if dtype is None:
+        return backend.get_default_dtype()
+    dt = backend.check_dtype(dtype)
+    return dt
+
+
+def _finish(array: Any, device: str, requires_grad: bool) -> Tensor:
+    t = Tensor._wrap(array, device)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of ``data`` (Python numbers and lists, NumPy/CuPy arrays, tensors).
+
+    Python floats become the default float dtype (float32), Python ints int64, bools bool;
+    arrays keep their dtype unless ``dtype`` is given.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    t = Tensor(data, dtype=dtype, device=device)
+    if t.data is data:
+        t.data = t.data.copy()
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def from_numpy(array: Any) -> Tensor:
+    """A CPU tensor sharing memory with the NumPy array (dtype kept)."""
+    if not backend.is_backend_array(array) or backend.device_of(array) != "cpu":
+        raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
+    backend.check_dtype(array.dtype)
+    return Tensor._wrap(array, "cpu")
+
+
+def zeros(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    dev = _device(device)
+    return _finish(Tensor._xp_of(dev).zeros(_shape_arg(shape), dtype=_float_dtype(dtype)), dev, requires_grad)
+
+
+def ones(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    dev = _device(device)
+    return _finish(Tensor._xp_of(dev).ones(_shape_arg(shape), dtype=_float_dtype(dtype)), dev, requires_grad)
+
+
+def full(shape: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    dev = _device(device)
+    if dtype is None:
+        if isinstance(fill_value, bool):
+            dtype = "bool"
+        elif isinstance(fill_value, numbers.Integral):
+            dtype = "int64"
+    shape = _shape_arg(shape if isinstance(shape, (tuple, list)) else (shape,))
+    array = Tensor._xp_of(dev).full(shape, fill_value, dtype=_float_dtype(dtype))
+    return _finish(array, dev, requires_grad)
+
+
+def zeros_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device)
+
+
+def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None, device: Any = None) -> Tensor:
+    """Values from ``start`` to ``stop`` (exclusive); int64 for integer arguments, else float32."""
+    if stop is None:
+        start, stop = 0, start
+    if step == 0:
+        raise ValueError("arange: step must be non-zero")
+    if dtype is None:
+        ints = all(isinstance(v, numbers.Integral) for v in (start, stop, step))
+        dtype = "int64" if ints else backend.get_default_dtype()
+    dev = _device(device)
+    return Tensor._wrap(Tensor._xp_of(dev).arange(start, stop, step, dtype=backend.check_dtype(dtype)), dev)
+
+
+def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    dev = _device(device)
+    return _finish(Tensor._xp_of(dev).eye(n, m, dtype=_float_dtype(dtype)), dev, requires_grad)
+
+
+def _random_dtype(dtype: Any) -> Any:
+    dt = _float_dtype(dtype)
+    if dt.kind != "f" or dt.itemsize < 4:
+        raise TypeError(f"random floats are drawn as float32 or float64, not {dt}")
+    return dt
+
+
+def randn(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from the device's generator (seeded by ``manual_seed``)."""
+    dev = _device(device)
+    array = backend.generator(dev).standard_normal(_shape_arg(shape), dtype=_random_dtype(dtype))
+    return _finish(array, dev, requires_grad)
+
+
+def rand(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1)."""
+    dev = _device(device)
+    array = backend.generator(dev).random(_shape_arg(shape), dtype=_random_dtype(dtype))
+    return _finish(array, dev, requires_grad)
+
+
+def randint(low: int, high: int | None = None, size: Any = None, dtype: Any = None, device: Any = None) -> Tensor:
+    """Integers in [low, high) (int64), as ``torch.randint(low, high, size)``; ``randint(high, size)`` works too."""
+    if size is None and high is not None and isinstance(high, (tuple, list)):
+        low, high, size = 0, low, high
+    if high is None or size is None:
+        raise TypeError("randint needs (low, high, size) or (high, size)")
+    if high <= low:
+        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+    dev = _device(device)
+    array = backend.generator(dev).integers(low, high, size=_shape_arg(tuple(size)))
+    return Tensor._wrap(array.astype(backend.check_dtype(dtype or "int64")), dev)
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the random generators of every backend."""
+    backend.manual_seed(seed)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors along an existing dim (all other dims must match)."""
+    tensors = _check_joinable("cat", tensors)
+    first = tensors[0]
+    d = _axis(dim, first.ndim)
+    for t in tensors[1:]:
+        if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
+            raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside dim {dim}")
+    return _ops.Cat.apply(*tensors, axis=d)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors of one shape along a new dim."""
+    tensors = _check_joinable("stack", tensors)
+    first = tensors[0]
+    for t in tensors[1:]:
+        if t.shape != first.shape:
+            raise ValueError(f"stack: all tensors must have one shape, got {first.shape} and {t.shape}")
+    return _ops.Stack.apply(*tensors, axis=_axis(dim, first.ndim + 1))
+
+
+def where(condition: Tensor, input: Any, other: Any) -> Tensor:
+    """``input`` where ``condition`` holds, else ``other`` (broadcast); gradients flow to both."""
+    like = input if isinstance(input, Tensor) else other
+    if not isinstance(like, Tensor):
+        raise TypeError("where: at least one of input and other must be a Tensor")
+    condition = _tensor_like(condition, like)
+    if condition.dtype.kind != "b":
+        raise TypeError(f"where: condition must be a bool tensor, got {condition.dtype}")
+    a = input if isinstance(input, Tensor) else _as_scalar(input)
+    b = other if isinstance(other, Tensor) else _as_scalar(other)
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype != b.dtype:
+        a, b = _promote(a, b)
+    return _ops.Where.apply(condition, a, b)
+
+
+def maximum(a: Tensor, b: Any) -> Tensor:
+    """Elementwise maximum (gradient shared equally at ties)."""
+    return _binary(_ops.Maximum, a, b)
+
+
+def minimum(a: Tensor, b: Any) -> Tensor:
+    return _binary(_ops.Minimum, a, b)
+
+
+def _as_scalar(value: Any) -> Any:
+    if isinstance(value, (int, float, bool)):
+        return value
+    if isinstance(value, numbers.Number) and hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"expected a Tensor or a number, got {type(value).__name__}")
+
+
+def _check_joinable(name: str, tensors: Sequence[Tensor]) -> list[Tensor]:
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{name}: expected a non-empty sequence of tensors")
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: expected Tensors, got {type(t).__name__}")
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = _promoted_dtype(dtype, t.dtype)
+    return [t.to(dtype=dtype) for t in tensors]

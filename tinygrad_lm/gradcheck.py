@@ -1,0 +1,111 @@
+"""Finite-difference gradient checking.
+
+``gradcheck`` compares the analytic gradient from ``backward`` with central
+differences (f(x + eps) - f(x - eps)) / (2 eps), in float64. For functions with
+several or non-scalar outputs it checks the scalar sum_k <w_k, out_k> with
+fixed random weights w_k: a wrong Jacobian changes that projection with
+probability one, and one backward pass checks all inputs at once.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from . import backend
+from .autograd import no_grad
+from .tensor import Tensor
+
+
+class GradcheckError(RuntimeError):
+    """The analytic and numerical gradients disagree."""
+
+
+def _outputs(result: Any) -> list[Tensor]:
+    if isinstance(result, Tensor):
+        result = (result,)
+    outs = []
+    for r in result:
+        if isinstance(r, Tensor) and r.dtype.kind == "f":
+            outs.append(r)
+        elif isinstance(r, (tuple, list)):
+            outs.extend(_outputs(r))
+    return outs
+
+
+def gradcheck(
+    fn: Callable[..., Any],
+    inputs: Sequence[Any] | Tensor,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+    seed: int = 0,
+) -> bool:
+    """Check ``fn``'s gradients with respect to every input with ``requires_grad=True``.
+
+    Inputs must be float64 (the check is meaningless in float32). Returns ``True``,
+    or raises :class:`GradcheckError` naming the input, the worst element and both
+    values (returns ``False`` instead when ``raise_exception=False``).
+    """
+    if isinstance(inputs, Tensor):
+        inputs = (inputs,)
+    inputs = tuple(inputs)
+    checked = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
+    if not checked:
+        raise ValueError("gradcheck: no input has requires_grad=True")
+    for i in checked:
+        if inputs[i].dtype != backend.check_dtype("float64"):
+            raise TypeError(f"gradcheck: input {i} is {inputs[i].dtype}; gradients are checked in float64")
+    outs = _outputs(fn(*inputs))
+    if not outs:
+        raise ValueError("gradcheck: fn returned no floating point tensor")
+    rng = backend.generator_for_check(seed)
+    weights = [backend.to_device(rng.standard_normal(o.shape), o.device) for o in outs]
+
+    def projected(*xs: Any) -> float:
+        total = 0.0
+        for o, w in zip(_outputs(fn(*xs)), weights):
+            total += float((o.data * w).sum())
+        return total
+
+    saved = [(inputs[i], inputs[i].grad) for i in checked]
+    for x, _ in saved:
+        x.grad = None
+    differentiable = [o for o in outs if o.requires_grad]
+    for k, (o, w) in enumerate(zip(outs, weights)):
+        if o.requires_grad:
+            o.backward(Tensor._wrap(w, o.device), retain_graph=k < len(outs) - 1)
+    analytic = {i: (inputs[i].grad.data.copy() if inputs[i].grad is not None else None) for i in checked}
+    for x, g in saved:
+        x.grad = g
+    del differentiable
+
+    ok = True
+    with no_grad():
+        for i in checked:
+            x = inputs[i]
+            x.data = x.xp.ascontiguousarray(x.data)  # so that the flat view below writes through
+            flat = x.data.reshape(-1)
+            numeric = x.xp.zeros(x.data.size, dtype=x.data.dtype)
+            for j in range(x.data.size):
+                orig = flat[j].item()
+                flat[j] = orig + eps
+                plus = projected(*inputs)
+                flat[j] = orig - eps
+                minus = projected(*inputs)
+                flat[j] = orig
+                numeric[j] = (plus - minus) / (2 * eps)
+            a = analytic[i]
+            a = x.xp.zeros(x.data.size, dtype=x.data.dtype) if a is None else a.reshape(-1)
+            err = abs(a - numeric) - (atol + rtol * abs(numeric))
+            if err.size and float(err.max()) > 0:
+                worst = int(err.argmax())
+                index = tuple(int(v) for v in backend.unravel_index(worst, x.shape))
+                msg = (
+                    f"gradcheck: gradient of input {i} (shape {x.shape}) is wrong at index {index}: "
+                    f"analytic {float(a[worst]):.8g} vs numerical {float(numeric[worst]):.8g} "
+                    f"(atol={atol}, rtol={rtol})"
+                )
+                if raise_exception:
+                    raise GradcheckError(msg)
+                ok = False
+    return ok

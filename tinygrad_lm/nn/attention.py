@@ -1,0 +1,4 @@
+"""(being written)"""
+from .module import Module
+
+class MultiheadAttention(Module): pass

@@ -1,0 +1,171 @@
+"""Ops that move, select or combine elements without arithmetic on them."""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import backend
+from ..autograd import Function
+
+
+class Reshape(Function):
+    """d reshape(x) = reshape(dy) back to x's shape"""
+
+    def forward(self, x: Any, shape: tuple[int, ...] = ()) -> Any:
+        self.shape = x.shape
+        return x.reshape(shape)
+
+    def backward(self, g: Any) -> Any:
+        return g.reshape(self.shape)
+
+
+class Permute(Function):
+    """d permute(x, p) = permute(dy, p^-1)"""
+
+    def forward(self, x: Any, axes: tuple[int, ...] = ()) -> Any:
+        self.inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
+        return x.transpose(axes)
+
+    def backward(self, g: Any) -> Any:
+        return g.transpose(self.inverse)
+
+
+class Expand(Function):
+    """d expand(x) = dy summed over the expanded axes (done by the engine's unbroadcast)"""
+
+    def forward(self, x: Any, shape: tuple[int, ...] = ()) -> Any:
+        return self.xp.broadcast_to(x, shape)
+
+    def backward(self, g: Any) -> Any:
+        return g
+
+
+class GetItem(Function):
+    """d x[idx] = dy scattered into zeros at idx (repeated indices accumulate)"""
+
+    def forward(self, x: Any, index: Any = None, advanced: bool = False) -> Any:
+        self.shape, self.index, self.advanced = x.shape, index, advanced
+        return x[index]
+
+    def backward(self, g: Any) -> Any:
+        gx = self.xp.zeros(self.shape, dtype=g.dtype)
+        if self.advanced:
+            backend.scatter_add(gx, self.index, g)
+        else:
+            gx[self.index] = g
+        return gx
+
+
+class Cat(Function):
+    """d cat(xs) = the matching slices of dy"""
+
+    def forward(self, *xs: Any, axis: int = 0) -> Any:
+        self.axis = axis
+        self.bounds = []
+        start = 0
+        for x in xs:
+            self.bounds.append((start, start + x.shape[axis]))
+            start += x.shape[axis]
+        return self.xp.concatenate(xs, axis=axis)
+
+    def backward(self, g: Any) -> tuple[Any, ...]:
+        lead = (slice(None),) * (self.axis % g.ndim)
+        return tuple(
+            g[lead + (slice(lo, hi),)] if need else None for (lo, hi), need in zip(self.bounds, self.needs_grad)
+        )
+
+
+class Stack(Function):
+    """d stack(xs) = the matching sub-arrays of dy"""
+
+    def forward(self, *xs: Any, axis: int = 0) -> Any:
+        self.axis = axis
+        return self.xp.stack(xs, axis=axis)
+
+    def backward(self, g: Any) -> tuple[Any, ...]:
+        lead = (slice(None),) * self.axis
+        return tuple(g[lead + (i,)] if need else None for i, need in enumerate(self.needs_grad))
+
+
+def _scatter_index(xp: Any, index: Any, axis: int) -> tuple[Any, ...]:
+    """The full advanced index that ``take_along_axis(x, index, axis)`` reads from."""
+    grids = []
+    for a, n in enumerate(index.shape):
+        if a == axis:
+            grids.append(index)
+        else:
+            shape = [1] * index.ndim
+            shape[a] = n
+            grids.append(xp.arange(n).reshape(shape))
+    return tuple(grids)
+
+
+class Gather(Function):
+    """out[..., i, ...] = x[..., index[..., i, ...], ...] along ``axis``; dx scatters dy back"""
+
+    def forward(self, x: Any, index: Any = None, axis: int = 0) -> Any:
+        self.shape, self.axis = x.shape, axis
+        self.full_index = _scatter_index(self.xp, index, axis)
+        return x[self.full_index]
+
+    def backward(self, g: Any) -> Any:
+        gx = self.xp.zeros(self.shape, dtype=g.dtype)
+        backend.scatter_add(gx, self.full_index, g)
+        return gx
+
+
+class MaskedFill(Function):
+    """d masked_fill(x, m, v) = dy where not m, 0 where m"""
+
+    def forward(self, x: Any, mask: Any = None, value: Any = 0.0) -> Any:
+        self.mask = mask
+        out = self.xp.where(mask, value, x).astype(x.dtype, copy=False)
+        if out.shape != x.shape:
+            raise ValueError(f"mask of shape {mask.shape} does not broadcast to the tensor's shape {x.shape}")
+        return out
+
+    def backward(self, g: Any) -> Any:
+        return self.xp.where(self.mask, g.dtype.type(0), g)
+
+
+class Tril(Function):
+    """d tril(x, k) = tril(dy, k)"""
+
+    def forward(self, x: Any, k: int = 0) -> Any:
+        self.k = k
+        return self.xp.tril(x, k)
+
+    def backward(self, g: Any) -> Any:
+        return self.xp.tril(g, self.k)
+
+
+class Triu(Function):
+    """d triu(x, k) = triu(dy, k)"""
+
+    def forward(self, x: Any, k: int = 0) -> Any:
+        self.k = k
+        return self.xp.triu(x, k)
+
+    def backward(self, g: Any) -> Any:
+        return self.xp.triu(g, self.k)
+
+
+class Clone(Function):
+    """d clone(x) = dy"""
+
+    def forward(self, x: Any) -> Any:
+        return x.copy()
+
+    def backward(self, g: Any) -> Any:
+        return g
+
+
+class ToDevice(Function):
+    """Copy to another device; the gradient is copied back: d to(x) = to^-1(dy)"""
+
+    def forward(self, x: Any, device: str = "cpu") -> Any:
+        self.source = self.device
+        self.device = device  # the result lives on the target device
+        return backend.to_device(x, device)
+
+    def backward(self, g: Any) -> Any:
+        return backend.to_device(g, self.source)

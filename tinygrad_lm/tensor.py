@@ -1,0 +1,767 @@
+"""The Tensor: a backend array plus what autograd needs (``grad``, ``grad_fn``).
+
+Every method that computes something calls an op's ``apply``; this file only
+turns Python arguments (scalars, dims, index expressions) into what the ops
+expect, and keeps PyTorch's dtype rules: a Python scalar takes the tensor's
+dtype, integers meeting floats become floats, float32 stays float32.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Iterator, Sequence
+
+from . import autograd, backend
+from . import ops as _ops
+
+_xp_cache: dict[str, Any] = {}
+_NDARRAY = backend.numpy_ndarray_type()
+
+
+def _is_float(dtype: Any) -> bool:
+    return dtype.kind in "fc"
+
+
+class Tensor:
+    """An n-dimensional array on a device that can record the ops applied to it."""
+
+    __slots__ = ("data", "grad", "grad_fn", "requires_grad", "device", "__weakref__")
+    __array_priority__ = 1000
+    __array_ufunc__ = None  # make NumPy defer to our reflected operators (ndarray + Tensor -> Tensor)
+
+    def __init__(self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> None:
+        array, device = _as_array(data, dtype, device)
+        self.data = array
+        self.grad: Tensor | None = None
+        self.grad_fn: Any = None
+        self.device: str = device
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @staticmethod
+    def _wrap(array: Any, device: str) -> Tensor:
+        """Fast internal constructor around an array that is already on ``device``."""
+        t = _new(Tensor)
+        if type(array) is not _NDARRAY:
+            array = backend.ensure_array(array)
+        t.data = array
+        t.grad = None
+        t.grad_fn = None
+        t.requires_grad = False
+        t.device = device
+        return t
+
+    @staticmethod
+    def _xp_of(device: str) -> Any:
+        xp = _xp_cache.get(device)
+        if xp is None:
+            xp = _xp_cache[device] = backend.get_xp(device)
+        return xp
+
+    # ------------------------------------------------------------------ attributes
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def xp(self) -> Any:
+        """The array module (numpy or cupy) holding this tensor's data."""
+        return Tensor._xp_of(self.device)
+
+    def size(self, dim: int | None = None) -> Any:
+        if dim is None:
+            return self.data.shape
+        return self.data.shape[_axis(dim, self.ndim)]
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        body = repr(backend.to_host(self.data)).replace("array(", "tensor(", 1)
+        extra = []
+        if self.device != "cpu":
+            extra.append(f"device='{self.device}'")
+        if self.grad_fn is not None:
+            extra.append(f"grad_fn=<{type(self.grad_fn).__name__}Backward>")
+        elif self.requires_grad:
+            extra.append("requires_grad=True")
+        if extra:
+            body = body[:-1] + ", " + ", ".join(extra) + ")"
+        return body
+
+    __hash__ = object.__hash__
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.data.size} elements is ambiguous")
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        host = backend.to_host(self.data)
+        return host if dtype is None else host.astype(dtype)
+
+    # ------------------------------------------------------------------ conversion
+    def numpy(self) -> Any:
+        """The data as a NumPy array (a host copy for CUDA tensors; shares memory on the CPU)."""
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()")
+        return backend.to_host(self.data)
+
+    def item(self) -> Any:
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self) -> Any:
+        return backend.to_host(self.data).tolist()
+
+    def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Tensor:
+        """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``: differentiable copy (no copy if nothing changes)."""
+        for a in args:
+            if isinstance(a, str) and (a.startswith("cpu") or a.startswith("cuda")):
+                device = a
+            elif isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            else:
+                dtype = a
+        out = self
+        if dtype is not None:
+            dt = backend.check_dtype(dtype)
+            if dt != out.dtype:
+                out = _ops.Cast.apply(out, dtype=dt)
+        if device is not None:
+            dev = backend.canonical_device(device)
+            if dev != out.device:
+                out = _ops.ToDevice.apply(out, device=dev)
+        return out
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, device: int | str | None = None) -> Tensor:
+        if device is None:
+            return self.to("cuda")
+        return self.to(device if isinstance(device, str) else f"cuda:{device}")
+
+    def float(self) -> Tensor:
+        return self.to(dtype="float32")
+
+    def double(self) -> Tensor:
+        return self.to(dtype="float64")
+
+    def long(self) -> Tensor:
+        return self.to(dtype="int64")
+
+    def int(self) -> Tensor:
+        return self.to(dtype="int32")
+
+    def bool(self) -> Tensor:
+        return self.to(dtype="bool")
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.to(dtype=other.dtype)
+
+    # ------------------------------------------------------------------ autograd
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph (what truncated BPTT carries between chunks)."""
+        return Tensor._wrap(self.data, self.device)
+
+    def detach_(self) -> Tensor:
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and not _is_float(self.dtype):
+            raise RuntimeError(f"only tensors of floating point dtype can require gradients, this one is {self.dtype}")
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("requires_grad can only be turned off on leaf tensors; use detach() on this one")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` of this non-leaf tensor after backward (e.g. to study dL/dh_t)."""
+        if self.grad_fn is None:
+            return
+        import weakref
+
+        self.grad_fn.__dict__["_retain_ref"] = weakref.ref(self)
+
+    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate the gradient of this tensor into ``.grad`` of every leaf that requires it."""
+        if not self.requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs; this output has shape {self.shape}, "
+                    "pass backward(gradient=...) of that shape"
+                )
+            g = self.xp.ones(self.shape, dtype=self.dtype)
+        else:
+            g = gradient.data if isinstance(gradient, Tensor) else gradient
+            g = backend.to_device(self.xp.asarray(g) if not backend.is_backend_array(g) else g, self.device)
+            if tuple(g.shape) != self.shape:
+                raise RuntimeError(f"backward: gradient has shape {tuple(g.shape)} but the output has shape {self.shape}")
+            g = g.astype(self.dtype, copy=False)
+        autograd.backward(self, g, retain_graph=retain_graph)
+
+    # ------------------------------------------------------------------ arithmetic
+    def __add__(self, other: Any) -> Tensor:
+        return _binary(_ops.Add, self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return _binary(_ops.Add, self, other, reflected=True)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return _binary(_ops.Sub, self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return _binary(_ops.Sub, self, other, reflected=True)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return _binary(_ops.Mul, self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return _binary(_ops.Mul, self, other, reflected=True)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return _binary(_ops.Div, self, other, true_div=True)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return _binary(_ops.Div, self, other, reflected=True, true_div=True)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return _binary(_ops.Pow, self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return _binary(_ops.Pow, self, other, reflected=True)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return _binary(_ops.Matmul, self, _tensor_like(other, self))
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return _binary(_ops.Matmul, self, _tensor_like(other, self), reflected=True)
+
+    def __neg__(self) -> Tensor:
+        return _ops.Neg.apply(self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def matmul(self, other: Tensor) -> Tensor:
+        return self @ other
+
+    def add(self, other: Any) -> Tensor:
+        return self + other
+
+    def sub(self, other: Any) -> Tensor:
+        return self - other
+
+    def mul(self, other: Any) -> Tensor:
+        return self * other
+
+    def div(self, other: Any) -> Tensor:
+        return self / other
+
+    def pow(self, exponent: Any) -> Tensor:
+        return self**exponent
+
+    def neg(self) -> Tensor:
+        return -self
+
+    # comparisons: boolean results, never part of the graph
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _compare("equal", self, other)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _compare("not_equal", self, other)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return _compare("less", self, other)
+
+    def __le__(self, other: Any) -> Tensor:
+        return _compare("less_equal", self, other)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return _compare("greater", self, other)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return _compare("greater_equal", self, other)
+
+    def __invert__(self) -> Tensor:
+        if self.dtype.kind != "b":
+            raise TypeError(f"~ is only defined for bool tensors, not {self.dtype}")
+        return Tensor._wrap(~self.data, self.device)
+
+    def __and__(self, other: Any) -> Tensor:
+        return _compare("logical_and", self, other)
+
+    def __or__(self, other: Any) -> Tensor:
+        return _compare("logical_or", self, other)
+
+    # ------------------------------------------------------------------ elementwise
+    def exp(self) -> Tensor:
+        return _ops.Exp.apply(_floating(self))
+
+    def log(self) -> Tensor:
+        return _ops.Log.apply(_floating(self))
+
+    def sqrt(self) -> Tensor:
+        return _ops.Sqrt.apply(_floating(self))
+
+    def abs(self) -> Tensor:
+        return _ops.Abs.apply(self)
+
+    def tanh(self) -> Tensor:
+        return _ops.Tanh.apply(_floating(self))
+
+    def sigmoid(self) -> Tensor:
+        return _ops.Sigmoid.apply(_floating(self))
+
+    def relu(self) -> Tensor:
+        return _ops.Relu.apply(self)
+
+    def gelu(self, approximate: str = "none") -> Tensor:
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        return _ops.Gelu.apply(_floating(self), approximate=approximate)
+
+    def sin(self) -> Tensor:
+        return _ops.Sin.apply(_floating(self))
+
+    def cos(self) -> Tensor:
+        return _ops.Cos.apply(_floating(self))
+
+    def square(self) -> Tensor:
+        return self * self
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min and max must be given")
+        return _ops.Clamp.apply(self, min=_scalar_value(min), max=_scalar_value(max))
+
+    clip = clamp
+
+    def masked_fill(self, mask: Tensor, value: Any) -> Tensor:
+        mask = _tensor_like(mask, self)
+        if mask.dtype.kind != "b":
+            raise TypeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
+        _check_same_device("masked_fill", self, mask)
+        return _ops.MaskedFill.apply(self, mask=mask.data, value=_scalar_value(value))
+
+    # ------------------------------------------------------------------ reductions
+    def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return _ops.Sum.apply(self, axis=_axes(dim, self.ndim), keepdims=keepdim)
+
+    def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return _ops.Mean.apply(_floating(self), axis=_axes(dim, self.ndim), keepdims=keepdim)
+
+    def var(self, dim: Any = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+        axes = _axes(dim, self.ndim)
+        n = self.numel() if axes is None else _prod(self.shape[a] for a in axes)
+        centred = self - self.mean(dim, keepdim=True)
+        return (centred * centred).sum(dim, keepdim=keepdim) / max(0, n - correction)
+
+    def std(self, dim: Any = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+        return self.var(dim, keepdim=keepdim, correction=correction).sqrt()
+
+    def max(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        """The maximum over ``dim`` (values only; **differs** from PyTorch: use argmax for the indices)."""
+        _check_nonempty("max", self)
+        return _ops.Max.apply(self, axis=_axes(dim, self.ndim), keepdims=keepdim)
+
+    def min(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        _check_nonempty("min", self)
+        return _ops.Min.apply(self, axis=_axes(dim, self.ndim), keepdims=keepdim)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        _check_nonempty("argmax", self)
+        if dim is None:
+            return Tensor._wrap(self.data.argmax().astype("int64"), self.device)
+        return Tensor._wrap(self.data.argmax(axis=_axis(dim, self.ndim), keepdims=keepdim), self.device)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        _check_nonempty("argmin", self)
+        if dim is None:
+            return Tensor._wrap(self.data.argmin().astype("int64"), self.device)
+        return Tensor._wrap(self.data.argmin(axis=_axis(dim, self.ndim), keepdims=keepdim), self.device)
+
+    def logsumexp(self, dim: Any, keepdim: bool = False) -> Tensor:
+        return _ops.LogSumExp.apply(_floating(self), axis=_axes(dim, self.ndim), keepdims=keepdim)
+
+    def softmax(self, dim: int) -> Tensor:
+        return _ops.Softmax.apply(_floating(self), axis=_axis(dim, self.ndim))
+
+    def log_softmax(self, dim: int) -> Tensor:
+        return _ops.LogSoftmax.apply(_floating(self), axis=_axis(dim, self.ndim))
+
+    # ------------------------------------------------------------------ shape
+    def reshape(self, *shape: Any) -> Tensor:
+        shape = _shape_arg(shape)
+        return _ops.Reshape.apply(self, shape=shape)
+
+    view = reshape
+
+    def contiguous(self) -> Tensor:
+        return self
+
+    def clone(self) -> Tensor:
+        return _ops.Clone.apply(self)
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        axes = list(range(self.ndim))
+        d0, d1 = _axis(dim0, self.ndim), _axis(dim1, self.ndim)
+        axes[d0], axes[d1] = axes[d1], axes[d0]
+        return _ops.Permute.apply(self, axes=tuple(axes))
+
+    def permute(self, *dims: Any) -> Tensor:
+        dims = _shape_arg(dims)
+        if sorted(_axis(d, self.ndim) for d in dims) != list(range(self.ndim)):
+            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}")
+        return _ops.Permute.apply(self, axes=tuple(_axis(d, self.ndim) for d in dims))
+
+    @property
+    def T(self) -> Tensor:
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def mT(self) -> Tensor:
+        if self.ndim < 2:
+            raise ValueError(f"mT needs at least 2 dims, got shape {self.shape}")
+        return self.transpose(-2, -1)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        d = _axis(dim, self.ndim + 1)
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def squeeze(self, dim: Any = None) -> Tensor:
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        axes = _axes(dim, self.ndim) or ()
+        return self.reshape(tuple(n for i, n in enumerate(self.shape) if not (i in axes and n == 1)))
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = _axis(start_dim, self.ndim), _axis(end_dim, self.ndim)
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+        return self.reshape(self.shape[:s] + (_prod(self.shape[s : e + 1]),) + self.shape[e + 1 :])
+
+    def expand(self, *shape: Any) -> Tensor:
+        shape = _shape_arg(shape)
+        if len(shape) < self.ndim:
+            raise ValueError(f"expand: cannot expand shape {self.shape} to {shape} (fewer dims)")
+        lead = len(shape) - self.ndim
+        target = []
+        for i, n in enumerate(shape):
+            old = self.shape[i - lead] if i >= lead else 1
+            if n == -1:
+                if i < lead:
+                    raise ValueError(f"expand: -1 is not allowed for the new leading dim {i} in {shape}")
+                n = old
+            if old != n and old != 1:
+                raise ValueError(f"expand: cannot expand shape {self.shape} to {shape} (dim {i}: {old} -> {n})")
+            target.append(n)
+        return _ops.Expand.apply(self, shape=tuple(target))
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return self.expand(*other.shape)
+
+    def split(self, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+        d = _axis(dim, self.ndim)
+        n = self.shape[d]
+        if isinstance(split_size_or_sections, int):
+            if split_size_or_sections <= 0:
+                raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
+            sizes = [min(split_size_or_sections, n - s) for s in range(0, n, split_size_or_sections)]
+        else:
+            sizes = list(split_size_or_sections)
+            if sum(sizes) != n:
+                raise ValueError(f"split: sizes {sizes} do not add up to {n}, the size of dim {dim} of {self.shape}")
+        lead = (slice(None),) * d
+        out, start = [], 0
+        for s in sizes:
+            out.append(self[lead + (slice(start, start + s),)])
+            start += s
+        return tuple(out)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        n = self.shape[_axis(dim, self.ndim)]
+        return self.split(max(1, -(-n // chunks)), dim)
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        if self.ndim < 2:
+            raise ValueError(f"tril needs at least 2 dims, got shape {self.shape}")
+        return _ops.Tril.apply(self, k=diagonal)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        if self.ndim < 2:
+            raise ValueError(f"triu needs at least 2 dims, got shape {self.shape}")
+        return _ops.Triu.apply(self, k=diagonal)
+
+    def gather(self, dim: int, index: Tensor) -> Tensor:
+        index = _tensor_like(index, self)
+        if index.dtype.kind not in "iu":
+            raise TypeError(f"gather: index must be an integer tensor, got {index.dtype}")
+        if index.ndim != self.ndim:
+            raise ValueError(f"gather: index has {index.ndim} dims but the tensor has {self.ndim} (shape {self.shape})")
+        d = _axis(dim, self.ndim)
+        for i, (m, n) in enumerate(zip(index.shape, self.shape)):
+            if i != d and m > n:
+                raise ValueError(f"gather: index shape {index.shape} exceeds tensor shape {self.shape} in dim {i}")
+        _check_index_range("gather", index.data, self.shape[d], self.xp)
+        _check_same_device("gather", self, index)
+        return _ops.Gather.apply(self, index=index.data, axis=d)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        index, advanced = _normalise_index(index, self)
+        return _ops.GetItem.apply(self, index=index, advanced=advanced)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if self.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                "in-place assignment to a tensor that requires grad is not differentiable here; "
+                "use where()/masked_fill(), or assign under tl.no_grad()"
+            )
+        index, _ = _normalise_index(index, self)
+        self.data[index] = value.data if isinstance(value, Tensor) else value
+
+
+_new = object.__new__
+
+
+# ---------------------------------------------------------------------- helpers
+def _prod(values: Any) -> int:
+    n = 1
+    for v in values:
+        n *= v
+    return n
+
+
+def _axis(dim: int, ndim: int) -> int:
+    """A dim in [-ndim, ndim) as a non-negative axis (0-d tensors accept 0 and -1)."""
+    if not isinstance(dim, numbers.Integral):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"dim {dim} is out of range for a tensor with {ndim} dims")
+    return int(dim) % n if ndim else 0
+
+
+def _axes(dim: Any, ndim: int) -> tuple[int, ...] | None:
+    if dim is None:
+        return None
+    if ndim == 0:
+        return None
+    if isinstance(dim, (tuple, list)):
+        axes = tuple(sorted(_axis(d, ndim) for d in dim))
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"dim {tuple(dim)} names a dim more than once")
+        return axes
+    return (_axis(dim, ndim),)
+
+
+def _shape_arg(shape: tuple[Any, ...]) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    for n in shape:
+        if not isinstance(n, numbers.Integral):
+            raise TypeError(f"shape entries must be ints, got {shape}")
+    return tuple(int(n) for n in shape)
+
+
+def _check_nonempty(name: str, t: Tensor) -> None:
+    if t.data.size == 0:
+        raise RuntimeError(f"{name}() of an empty tensor (shape {t.shape}) is undefined")
+
+
+def _check_same_device(name: str, a: Tensor, b: Tensor) -> None:
+    if a.device != b.device:
+        raise RuntimeError(f"{name}: expected all tensors on the same device, found {a.device} and {b.device}")
+
+
+def _check_index_range(name: str, index: Any, size: int, xp: Any) -> None:
+    if index.size and (bool((index >= size).any()) or bool((index < -size).any())):
+        bad = index[(index >= size) | (index < -size)].ravel()[0]
+        raise IndexError(f"{name}: index {int(bad)} is out of range for a dim of size {size}")
+
+
+def _scalar_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, Tensor):
+        return value.item()
+    if isinstance(value, numbers.Number):
+        return value.item() if hasattr(value, "item") else value
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def _floating(t: Tensor) -> Tensor:
+    """Integer and bool tensors become the default float dtype before float-only math, as in PyTorch."""
+    if _is_float(t.data.dtype):
+        return t
+    return Tensor._wrap(t.data.astype(backend.get_default_dtype()), t.device)
+
+
+def _tensor_like(value: Any, like: Tensor) -> Tensor:
+    if isinstance(value, Tensor):
+        return value
+    return Tensor(value, device=like.device)
+
+
+def _promoted_dtype(da: Any, db: Any) -> Any:
+    """PyTorch's result dtype for two dtypes: a float meeting an int or bool stays that float."""
+    fa, fb = _is_float(da), _is_float(db)
+    if fa and not fb:
+        return da
+    if fb and not fa:
+        return db
+    return backend.result_type(da, db)
+
+
+def _promote(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Bring two tensors of different dtypes to their common dtype, as PyTorch does."""
+    da, db = a.data.dtype, b.data.dtype
+    if da.kind == db.kind and (a.ndim == 0) != (b.ndim == 0):  # a 0-d tensor does not widen a dimensioned one
+        common = db if a.ndim == 0 else da
+    else:
+        common = _promoted_dtype(da, db)
+    return a.to(dtype=common), b.to(dtype=common)
+
+
+def _binary(op: Any, a: Tensor, b: Any, reflected: bool = False, true_div: bool = False) -> Tensor:
+    if isinstance(b, Tensor):
+        if a.data.dtype != b.data.dtype:
+            a, b = _promote(a, b)
+        if true_div and not _is_float(a.data.dtype):
+            a, b = _floating(a), _floating(b)
+    else:
+        if isinstance(b, bool) or not isinstance(b, (int, float)):
+            if isinstance(b, numbers.Number) and not isinstance(b, complex):
+                b = b.item() if hasattr(b, "item") else b  # NumPy scalars: take the Python value
+            elif not isinstance(b, bool):
+                return _binary(op, a, _tensor_like(b, a), reflected, true_div)
+        if not _is_float(a.data.dtype) and (isinstance(b, float) or true_div):
+            a = _floating(a)
+    if reflected:
+        return op.apply(b, a)
+    return op.apply(a, b)
+
+
+def _compare(name: str, a: Tensor, b: Any) -> Tensor:
+    if isinstance(b, Tensor):
+        _check_same_device(name, a, b)
+        b = b.data
+    elif not isinstance(b, (int, float, bool)):
+        b = _tensor_like(b, a).data
+    try:
+        out = getattr(a.xp, name)(a.data, b)
+    except ValueError as err:
+        raise ValueError(f"{name}: shapes {a.shape} and {getattr(b, 'shape', ())} do not broadcast: {err}") from None
+    return Tensor._wrap(out, a.device)
+
+
+def _normalise_index(index: Any, t: Tensor) -> tuple[Any, bool]:
+    """Turn an index expression into raw arrays on t's device; say whether it has integer arrays."""
+    items = index if isinstance(index, tuple) else (index,)
+    out = []
+    advanced = False
+    has_bool = False
+    for item in items:
+        if isinstance(item, Tensor):
+            _check_same_device("indexing", t, item)
+            item = item.data
+        elif isinstance(item, list):
+            item = backend.to_device(backend.host_asarray(item), t.device)
+        elif backend.is_backend_array(item):
+            item = backend.to_device(item, t.device)
+        if hasattr(item, "dtype") and hasattr(item, "ndim"):
+            kind = item.dtype.kind
+            if kind == "b":
+                has_bool = True
+            elif kind in "iu":
+                advanced = True
+            else:
+                raise IndexError(f"tensors used as indices must be integer or bool, got {item.dtype}")
+        out.append(item)
+    if advanced and has_bool:  # repeated-index accumulation needs integer positions throughout
+        expanded = []
+        for item in out:
+            if hasattr(item, "dtype") and item.dtype.kind == "b":
+                expanded.extend(item.nonzero())
+            else:
+                expanded.append(item)
+        out = expanded
+    return (tuple(out) if isinstance(index, tuple) or len(out) != 1 else out[0]), advanced
+
+
+def _as_array(data: Any, dtype: Any, device: Any) -> tuple[Any, str]:
+    """Python data, NumPy/CuPy arrays or tensors as an array of a supported dtype on the device."""
+    if isinstance(data, Tensor):
+        array = data.data
+        src = data.device
+    elif backend.is_backend_array(data) or backend.is_numpy_scalar(data):
+        array = backend.ensure_array(data)
+        src = backend.device_of(array)
+    else:
+        try:
+            array = backend.host_asarray(data)
+        except (ValueError, TypeError) as err:
+            raise TypeError(f"cannot make a tensor from {type(data).__name__}: {err}") from None
+        if array.dtype.kind == "O" or array.dtype.kind in "USV":
+            raise TypeError(f"cannot make a tensor from {type(data).__name__} (got NumPy dtype {array.dtype})")
+        if dtype is None and array.dtype.kind == "f":
+            array = array.astype(backend.get_default_dtype())
+        elif dtype is None and array.dtype.kind in "iu":
+            array = array.astype("int64")
+        src = "cpu"
+    if dtype is not None:
+        dt = backend.check_dtype(dtype)
+        if array.dtype != dt:
+            array = array.astype(dt)
+    else:
+        backend.check_dtype(array.dtype)
+    dev = backend.canonical_device(device) if device is not None else (src if isinstance(data, Tensor) or src != "cpu" else backend.get_default_device())
+    return backend.to_device(array, dev), dev
+
+
+autograd.Tensor = Tensor
