@@ -7,6 +7,7 @@ from .creation import (
     stack, tensor, where, zeros, zeros_like,
 )
 from .gradcheck import GradcheckError, gradcheck
+from .serialization import load, save
 from .tensor import Tensor
 
 float16 = backend.check_dtype("float16")
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "GradcheckError", "Tensor", "arange", "backend", "bool", "cat", "cuda_is_available", "detect_anomaly", "double",
     "enable_grad", "eye", "float", "float16", "float32", "float64", "from_numpy", "full", "full_like",
-    "get_default_device", "get_default_dtype", "gradcheck", "int32", "int64", "is_grad_enabled", "long",
-    "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand", "randint", "randn",
+    "get_default_device", "get_default_dtype", "gradcheck", "int32", "int64", "is_grad_enabled", "load", "long",
+    "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand", "randint", "randn", "save",
     "set_default_device", "set_default_dtype", "set_grad_enabled", "stack", "tensor", "where", "zeros", "zeros_like",
 ]

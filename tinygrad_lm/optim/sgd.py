@@ -1,0 +1,87 @@
+"""Stochastic gradient descent, with optional momentum, Nesterov momentum and weight decay."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ..tensor import Tensor
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, PyTorch's update rule.
+
+    For each parameter ``theta`` with gradient ``g_t`` at step ``t``::
+
+        g_t = -grad if maximize else grad
+        g_t = g_t + weight_decay * theta_{t-1}                  (if weight_decay != 0)
+        b_t = g_t  at t = 1,  b_t = mu * b_{t-1} + (1 - tau) g_t  after  (if momentum mu != 0)
+        g_t = g_t + mu * b_t if nesterov else b_t               (if momentum != 0)
+        theta_t = theta_{t-1} - lr * g_t
+
+    with ``tau`` the dampening (not applied at the first step, whose buffer is the gradient itself).
+    The momentum buffer ``b`` is stored in ``state[p]['momentum_buffer']``.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        if not group["lr"] >= 0.0:
+            raise ValueError(f"invalid learning rate: {group['lr']} (must be >= 0)")
+        if not group["momentum"] >= 0.0:
+            raise ValueError(f"invalid momentum value: {group['momentum']} (must be >= 0)")
+        if not group["weight_decay"] >= 0.0:
+            raise ValueError(f"invalid weight_decay value: {group['weight_decay']} (must be >= 0)")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening")
+
+    def _update(self, p: Tensor, grad: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
+        xp = p.xp
+        lr, momentum = float(group["lr"]), float(group["momentum"])
+        dampening, weight_decay = float(group["dampening"]), float(group["weight_decay"])
+        maximize = bool(group["maximize"])
+
+        owned = True  # whether d_p is a scratch array this step may overwrite
+        if weight_decay != 0:
+            d_p = xp.multiply(p.data, weight_decay)
+            if maximize:
+                d_p -= grad
+            else:
+                d_p += grad
+        elif maximize:
+            d_p = xp.negative(grad)
+        else:
+            d_p, owned = grad, False
+
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = xp.array(d_p, copy=True)
+            else:
+                buf *= momentum
+                buf += d_p if dampening == 0 else xp.multiply(d_p, 1.0 - dampening)
+            if group["nesterov"]:
+                step = xp.multiply(buf, momentum)
+                step += d_p
+                d_p, owned = step, True
+            else:
+                d_p, owned = buf, False
+
+        if owned:
+            d_p *= lr
+            p.data -= d_p
+        else:
+            p.data -= xp.multiply(d_p, lr)
