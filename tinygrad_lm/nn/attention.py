@@ -1,4 +1,364 @@
-"""(being written)"""
-from .module import Module
+"""Scaled dot-product attention and multi-head attention, as PyTorch defines them.
 
-class MultiheadAttention(Module): pass
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + M) V                      (Vaswani et al., eq. 1)
+    MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O,
+        head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
+
+The two APIs read a boolean mask in OPPOSITE ways, exactly as PyTorch does:
+``scaled_dot_product_attention`` takes True as "may attend", ``MultiheadAttention``
+takes True as "masked out" (both for ``attn_mask`` and ``key_padding_mask``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import creation
+from ..ops.attention import ScaledDotProductAttention
+from ..tensor import Tensor
+from .layers import Linear
+from .module import Module, Parameter
+
+_NEG_INF = float("-inf")
+
+
+def _broadcast_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """NumPy's broadcast of two shapes, or None when they do not broadcast."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(y if x == 1 else x)
+    return tuple(reversed(out))
+
+
+def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> tuple[int, ...]:
+    """Validate (..., L, E), (..., S, E), (..., S, Ev); return the shape of the scores (..., L, S)."""
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise RuntimeError(
+            "scaled_dot_product_attention: query, key and value must be at least 2-D, got shapes "
+            f"{query.shape}, {key.shape} and {value.shape}"
+        )
+    if not (query.dtype == key.dtype == value.dtype) or query.dtype.kind != "f":
+        raise RuntimeError(
+            "scaled_dot_product_attention: query, key and value must share one floating point dtype, got "
+            f"{query.dtype}, {key.dtype} and {value.dtype}"
+        )
+    if query.shape[-1] != key.shape[-1]:
+        raise RuntimeError(
+            f"scaled_dot_product_attention: query {query.shape} and key {key.shape} must have the same "
+            f"last dimension E ({query.shape[-1]} != {key.shape[-1]})"
+        )
+    if key.shape[-2] != value.shape[-2]:
+        raise RuntimeError(
+            f"scaled_dot_product_attention: key {key.shape} and value {value.shape} must have the same "
+            f"sequence length S ({key.shape[-2]} != {value.shape[-2]})"
+        )
+    batch = _broadcast_shapes(query.shape[:-2], key.shape[:-2])
+    batch = None if batch is None else _broadcast_shapes(batch, value.shape[:-2])
+    if batch is None:
+        raise RuntimeError(
+            f"scaled_dot_product_attention: the batch dimensions of query {query.shape}, key {key.shape} "
+            f"and value {value.shape} do not broadcast"
+        )
+    return batch + (query.shape[-2], key.shape[-2])
+
+
+def _dropout_keep(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
+    """The inverted-dropout multiplier: 1/(1-p) with probability 1-p, else 0 (no gradient)."""
+    if p >= 1.0:
+        return creation.zeros(shape, dtype=like.dtype, device=like.device)
+    kept = creation.rand(shape, dtype=like.dtype, device=like.device) >= p
+    return kept.to(dtype=like.dtype) * (1.0 / (1.0 - p))
+
+
+def _check_dropout(p: float, where: str) -> float:
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{where}: dropout probability has to be between 0 and 1, but got {p}")
+    return p
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> Tensor:
+    """softmax(Q K^T * scale + M) V for query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev).
+
+    ``scale`` defaults to 1/sqrt(E). ``attn_mask`` broadcasts to (..., L, S) and is either
+    boolean, where **True means "may attend"** (PyTorch's SDPA convention; the opposite of
+    ``MultiheadAttention``'s), or floating point, added to the scores (and differentiated).
+    ``is_causal=True`` lets query i see keys j <= i (a lower-triangular (L, S) mask aligned at
+    the top-left, as PyTorch); giving it together with ``attn_mask`` raises ``RuntimeError``.
+    A query row whose every key is masked out gets output 0 and zero gradients, as PyTorch on
+    the CPU. With ``dropout_p > 0`` the attention weights are dropped (and the rest scaled by
+    1/(1-p)) on every call, training or not, as PyTorch's functional form does.
+    Runs as one fused op (:class:`ops.attention.ScaledDotProductAttention`).
+    """
+    scores_shape = _check_qkv(query, key, value)
+    dropout_p = _check_dropout(dropout_p, "scaled_dot_product_attention")
+    L, S = scores_shape[-2], scores_shape[-1]
+    xp = query.xp
+    mask: Any = None
+    if is_causal:
+        if attn_mask is not None:
+            raise RuntimeError(
+                "scaled_dot_product_attention: explicit attn_mask should not be set when is_causal=True"
+            )
+        allowed = xp.tri(L, S, dtype=bool)  # (L, S): key j visible to query i iff j <= i
+        mask = xp.where(allowed, 0.0, _NEG_INF).astype(query.dtype)
+    elif attn_mask is not None:
+        if not isinstance(attn_mask, Tensor):
+            raise TypeError(f"scaled_dot_product_attention: attn_mask must be a Tensor, got {type(attn_mask).__name__}")
+        if _broadcast_shapes(attn_mask.shape, scores_shape) is None:
+            raise RuntimeError(
+                f"scaled_dot_product_attention: attn_mask of shape {attn_mask.shape} does not broadcast to the "
+                f"attention scores' shape {scores_shape} (..., L, S)"
+            )
+        if attn_mask.dtype.kind == "b":
+            if attn_mask.device != query.device:
+                raise RuntimeError(
+                    f"scaled_dot_product_attention: attn_mask is on {attn_mask.device} but query on {query.device}"
+                )
+            mask = xp.where(attn_mask.data, 0.0, _NEG_INF).astype(query.dtype)
+        elif attn_mask.dtype.kind == "f":
+            mask = attn_mask.to(dtype=query.dtype)
+        else:
+            raise RuntimeError(
+                f"scaled_dot_product_attention: attn_mask must be bool or floating point, got {attn_mask.dtype}"
+            )
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    keep = None
+    if dropout_p > 0.0:
+        keep_shape = scores_shape  # (..., L, S), or larger if the mask broadcasts the batch further
+        if mask is not None:
+            keep_shape = _broadcast_shapes(scores_shape, tuple(mask.shape)) or scores_shape
+        keep = _dropout_keep(keep_shape, dropout_p, query).data
+    return ScaledDotProductAttention.apply(query, key, value, mask, keep=keep, scale=scale)
+
+
+def _canonical_mask(mask: Tensor | None, name: str, like: Tensor) -> Tensor | None:
+    """MHA's masks as additive floats: bool True -> -inf (masked out), False -> 0; floats kept (in like's dtype)."""
+    if mask is None:
+        return None
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"MultiheadAttention: {name} must be a Tensor, got {type(mask).__name__}")
+    if mask.dtype.kind == "b":
+        return creation.zeros(mask.shape, dtype=like.dtype, device=like.device).masked_fill(mask, _NEG_INF)
+    if mask.dtype.kind == "f":
+        return mask.to(dtype=like.dtype)
+    raise TypeError(f"MultiheadAttention: only bool and floating point {name} are supported, got {mask.dtype}")
+
+
+class MultiheadAttention(Module):
+    """Multi-head attention with PyTorch's parameters, defaults and calling convention.
+
+        [q; k; v] = [query W_q^T + b_q; key W_k^T + b_k; value W_v^T + b_v]   (in_proj_weight = [W_q; W_k; W_v])
+        head_i = softmax(q_i k_i^T / sqrt(E / num_heads) + M) v_i
+        out = Concat(head_1, ..., head_h) W_o^T + b_o                          (out_proj)
+
+    Parameters: ``in_proj_weight (3E, E)`` (xavier_uniform_), ``in_proj_bias (3E,)`` (zeros),
+    ``out_proj.weight (E, E)`` (Linear's default) and ``out_proj.bias (E,)`` (zeros).
+
+    ``forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+    average_attn_weights=True, is_causal=False) -> (out, weights or None)``: inputs are (L, B, E)
+    (or (B, L, E) with ``batch_first``, or unbatched (L, E)); ``key_padding_mask`` is (B, S);
+    ``attn_mask`` is (L, S) or (B * num_heads, L, S). In BOTH masks a boolean **True means
+    "masked out"** (PyTorch's MHA convention; the opposite of ``scaled_dot_product_attention``'s);
+    float masks are added to the scores. ``weights`` are (B, L, S) averaged over heads, or
+    (B, num_heads, L, S) with ``average_attn_weights=False``; they are taken after dropout, as
+    PyTorch does.
+
+    ``is_causal`` is only a hint here, exactly as in PyTorch: it requires ``attn_mask`` (else
+    ``RuntimeError``), and then: if ``need_weights=False`` and no ``key_padding_mask`` is given,
+    ``attn_mask`` is IGNORED and a causal (top-left, lower-triangular) mask is used instead;
+    otherwise ``attn_mask`` is used as given and ``is_causal`` has no effect. So pass the
+    causal mask itself as ``attn_mask``. (Unlike PyTorch, that ``attn_mask`` is shape-checked
+    even when ignored.)
+
+    A query whose every key is masked out gets NaN output and weights with ``need_weights=True``
+    (a plain softmax of all -inf, as PyTorch), and output 0 with ``need_weights=False`` (the
+    fused attention path, as PyTorch's; PyTorch's inference fast path would give NaN there).
+    ``need_weights=False`` is also the faster path: one fused attention op, no weights kept.
+    """
+
+    def __init__(
+        self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True, batch_first: bool = False
+    ) -> None:
+        super().__init__()
+        if embed_dim <= 0 or num_heads <= 0:
+            raise ValueError(f"embed_dim and num_heads must be positive, got {embed_dim} and {num_heads}")
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = _check_dropout(dropout, "MultiheadAttention")
+        self.batch_first = batch_first
+        bound = math.sqrt(6.0 / (embed_dim + 3 * embed_dim))  # xavier_uniform_: fan_in = E, fan_out = 3E
+        self.in_proj_weight = Parameter(creation.rand(3 * embed_dim, embed_dim) * (2 * bound) - bound)
+        if bias:
+            self.in_proj_bias = Parameter(creation.zeros(3 * embed_dim))
+        else:
+            self.register_parameter("in_proj_bias", None)
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
+        if bias:
+            self.out_proj.bias = Parameter(creation.zeros(embed_dim))
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        key_padding_mask: Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        is_batched = self._check_inputs(query, key, value, key_padding_mask)
+        self_attention = query is key and key is value
+        if is_batched:
+            if not self.batch_first:
+                query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)  # (B, L, E)
+        else:
+            query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)  # (1, L, E)
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.unsqueeze(0)  # (1, S)
+        B, L, E = query.shape
+        S = key.shape[1]
+        H, D = self.num_heads, self.head_dim
+        if is_causal and attn_mask is None:
+            raise RuntimeError(
+                "MultiheadAttention: is_causal is only a hint and needs attn_mask; pass the causal mask itself "
+                "as attn_mask (True above the diagonal, e.g. tl.ones(L, L).triu(1) > 0)"
+            )
+        mask = self._combined_mask(attn_mask, key_padding_mask, query, B, L, S)  # (B, H or 1, L, S) or None
+        use_causal = is_causal and key_padding_mask is None and not need_weights
+        if use_causal:
+            mask = None
+
+        q, k, v = self._in_projection(query, key, value, self_attention)  # (B, L, E), (B, S, E), (B, S, E)
+        q = q.reshape(B, L, H, D).transpose(1, 2)  # (B, H, L, D)
+        k = k.reshape(B, S, H, D).transpose(1, 2)  # (B, H, S, D)
+        v = v.reshape(B, S, H, D).transpose(1, 2)  # (B, H, S, D)
+        dropout_p = self.dropout if self.training else 0.0
+
+        weights = None
+        if need_weights:
+            scores = (q @ k.mT) * (1.0 / math.sqrt(D))  # (B, H, L, S)
+            if mask is not None:
+                scores = scores + mask
+            weights = scores.softmax(-1)
+            if dropout_p > 0.0:
+                weights = weights * _dropout_keep(weights.shape, dropout_p, weights)
+            out = weights @ v  # (B, H, L, D)
+        else:
+            out = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=use_causal)
+        out = out.transpose(1, 2).reshape(B, L, E)  # (B, L, E)
+        out = self.out_proj(out)
+
+        if is_batched and not self.batch_first:
+            out = out.transpose(0, 1)  # (L, B, E)
+        elif not is_batched:
+            out = out.squeeze(0)  # (L, E)
+        if weights is not None:
+            if average_attn_weights:
+                weights = weights.mean(1)  # (B, L, S)
+            if not is_batched:
+                weights = weights.squeeze(0)  # (L, S) or (H, L, S)
+        return out, weights
+
+    def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None) -> bool:
+        """Shape checks as PyTorch's; returns whether the input is batched (3-D)."""
+        if query.ndim not in (2, 3):
+            raise ValueError(f"MultiheadAttention: query must be 2-D (L, E) or 3-D, got shape {query.shape}")
+        if key.ndim != query.ndim or value.ndim != query.ndim:
+            raise ValueError(
+                f"MultiheadAttention: query {query.shape}, key {key.shape} and value {value.shape} must all be "
+                f"{query.ndim}-D"
+            )
+        if query.shape[-1] != self.embed_dim:
+            raise ValueError(
+                f"MultiheadAttention: expected embedding dimension {self.embed_dim}, got query of shape {query.shape}"
+            )
+        if key.shape != value.shape:
+            raise ValueError(f"MultiheadAttention: key shape {key.shape} does not match value shape {value.shape}")
+        if key.shape[-1] != self.embed_dim:
+            raise ValueError(
+                f"MultiheadAttention: expected embedding dimension {self.embed_dim}, got key of shape {key.shape}"
+            )
+        batched = query.ndim == 3
+        if batched:
+            b_axis = 0 if self.batch_first else 1
+            if key.shape[b_axis] != query.shape[b_axis]:
+                raise ValueError(
+                    f"MultiheadAttention: query {query.shape} and key {key.shape} have different batch sizes "
+                    f"(batch_first={self.batch_first})"
+                )
+        if key_padding_mask is not None:
+            if batched:
+                want = (key.shape[1], key.shape[0]) if not self.batch_first else key.shape[:2]
+            else:
+                want = key.shape[:1]
+            if key_padding_mask.shape != want:
+                raise ValueError(
+                    f"MultiheadAttention: key_padding_mask must have shape {want} for key of shape {key.shape}, "
+                    f"got {key_padding_mask.shape}"
+                )
+        return batched
+
+    def _combined_mask(
+        self, attn_mask: Tensor | None, key_padding_mask: Tensor | None, like: Tensor, B: int, L: int, S: int
+    ) -> Tensor | None:
+        """attn_mask and key_padding_mask as one additive mask broadcasting to (B, H, L, S)."""
+        mask = _canonical_mask(attn_mask, "attn_mask", like)
+        if mask is not None:
+            if mask.ndim == 2:
+                if mask.shape != (L, S):
+                    raise RuntimeError(f"The shape of the 2D attn_mask is {mask.shape}, but should be {(L, S)}.")
+                mask = mask.reshape(1, 1, L, S)  # (1, 1, L, S)
+            elif mask.ndim == 3:
+                want = (B * self.num_heads, L, S)
+                if mask.shape != want:
+                    raise RuntimeError(f"The shape of the 3D attn_mask is {mask.shape}, but should be {want}.")
+                mask = mask.reshape(B, self.num_heads, L, S)  # (B, H, L, S)
+            else:
+                raise RuntimeError(f"attn_mask's dimension {mask.ndim} is not supported (shape {mask.shape})")
+        padding = _canonical_mask(key_padding_mask, "key_padding_mask", like)
+        if padding is not None:
+            padding = padding.reshape(B, 1, 1, S)  # (B, 1, 1, S)
+            mask = padding if mask is None else mask + padding
+        return mask
+
+    def _in_projection(
+        self, query: Tensor, key: Tensor, value: Tensor, self_attention: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v = x W^T + b with in_proj_weight split in three; one GEMM for self-attention."""
+        w, b = self.in_proj_weight, self.in_proj_bias
+        if self_attention:
+            qkv = query @ w.T  # (B, L, 3E)
+            if b is not None:
+                qkv = qkv + b
+            q, k, v = qkv.chunk(3, dim=-1)  # (B, L, E) each
+            return q, k, v
+        E = self.embed_dim
+        ws = (w[:E], w[E : 2 * E], w[2 * E :])
+        bs = (None, None, None) if b is None else (b[:E], b[E : 2 * E], b[2 * E :])
+        out = []
+        for x, wi, bi in zip((query, key, value), ws, bs):
+            y = x @ wi.T  # (B, *, E)
+            out.append(y if bi is None else y + bi)
+        return out[0], out[1], out[2]
+
+    def extra_repr(self) -> str:
+        return (
+            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}, "
+            f"batch_first={self.batch_first}"
+        )
