@@ -1,0 +1,289 @@
+"""Fused recurrent layers: one op runs a whole sequence through one RNN, LSTM or GRU layer.
+
+Unrolling a cell with Tensor ops records about ten graph nodes per time step,
+and every node costs Python work in forward and again in backward. The ops here
+do the same math on raw arrays. Take the lecture's Elman network,
+
+    h_t = sigma(W_ah h_{t-1} + W_ax x_t + b_a),    t = 1 .. T,
+
+with W_ax = ``W_ih``, W_ah = ``W_hh``, b_a = ``b_ih + b_hh`` and a batch of B sequences:
+
+1. Input projections, one GEMM for all steps. W_ax x_t + b_a does not depend on
+   the recurrence, so for every t at once: ``P = x.reshape(T*B, I) @ W_ih^T + b_ih + b_hh``.
+2. The recurrence, a tight loop over t: ``a_t = P_t + h_{t-1} @ W_hh^T``, ``h_t = sigma(a_t)``;
+   one small GEMM and a few elementwise calls per step, written into a preallocated
+   buffer that keeps h_0 .. h_T for backward.
+3. Backpropagation through time, a loop from t = T down to 1. dL/dh_t has two parts:
+   the gradient of the output h_t itself and what flows back from step t+1. Then
+   delta_t = dL/da_t = dL/dh_t * sigma'(a_t) and dL/dh_{t-1} = delta_t @ W_hh (plus its own
+   output gradient, added at the next iteration). After the loop, every weight
+   gradient is a sum over steps, so one GEMM or one sum over all T*B rows each:
+   dW_hh = sum_t delta_t^T h_{t-1}, dW_ih = sum_t delta_t^T x_t, db_ih = db_hh = sum_t delta_t,
+   dx_t = delta_t @ W_ih, and dL/dh_0 is what is left after the loop.
+
+The LSTM and the GRU follow the same three steps with 4 and 3 stacked gates per
+row of ``W_ih`` and ``W_hh`` (their classes below give the equations); the LSTM
+also carries dL/dC_t backwards next to dL/dh_t.
+
+Inputs are ``x (T, B, I)``, the initial state ``h0 (B, H)`` (and ``c0``), ``W_ih``,
+``W_hh`` and the optional biases ``b_ih``, ``b_hh`` (``None`` for a layer without
+bias); each of them gets its gradient. An op returns one array, so each returns
+the hidden states of all steps, ``(T, B, H)``; the LSTM appends the last cell state
+C_T as one extra row, ``(T + 1, B, H)``. The layer slices ``output``, ``h_n`` and ``c_n`` from it.
+
+Sigmoid gates are computed as sigma(a) = (1 + tanh(a / 2)) / 2, the same function,
+which never overflows and lets one ``tanh`` call act on all four LSTM gates at once:
+``act(a) = s * tanh(s * a) + shift`` with s = shift = 1/2 for the sigmoid gates and
+s = 1, shift = 0 for the tanh candidate.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import Function
+
+
+def _gate_(a: Any, xp: Any, scale: Any, shift: Any) -> Any:
+    """In place: a <- scale * tanh(scale * a) + shift (sigmoid for 0.5/0.5, tanh for 1/0)."""
+    a *= scale
+    xp.tanh(a, out=a)
+    a *= scale
+    a += shift
+    return a
+
+
+def _input_projection(xp: Any, x: Any, w_ih: Any, *biases: Any) -> tuple[Any, Any]:
+    """All T input projections in one GEMM: x (T, B, I) -> (T, B, G) and the flat x (T*B, I) for backward."""
+    T, B, n_in = x.shape
+    x2 = xp.ascontiguousarray(x).reshape(T * B, n_in)  # (T*B, I)
+    proj = x2 @ w_ih.T  # (T*B, G)
+    for b in biases:
+        if b is not None:
+            proj += b
+    return proj.reshape(T, B, -1), x2  # (T, B, G)
+
+
+def _weight_grads(op: Any, d_ih: Any, d_hh: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """dx, dW_ih, dW_hh, db_ih, db_hh from the pre-activation gradients of all steps (one GEMM each).
+
+    ``d_ih (T, B, G)`` is dL/d(x_t W_ih^T + b_ih), ``d_hh (T, B, G)`` is dL/d(h_{t-1} W_hh^T + b_hh);
+    the hidden states h_0 .. h_{T-1} are ``op.h_prev``.
+    """
+    T, B, G = d_ih.shape
+    need = op.needs_grad
+    n_state = len(need) - 5
+    d_ih2 = d_ih.reshape(T * B, G)  # (T*B, G)
+    d_hh2 = d_hh.reshape(T * B, G)  # (T*B, G)
+    dx = (d_ih2 @ op.w_ih).reshape(T, B, -1) if need[0] else None  # (T, B, I)
+    dw_ih = d_ih2.T @ op.x2 if need[n_state + 1] else None  # (G, I)
+    dw_hh = d_hh2.T @ op.h_prev.reshape(T * B, -1) if need[n_state + 2] else None  # (G, H)
+    db_ih = d_ih2.sum(axis=0) if need[n_state + 3] else None  # (G,)
+    db_hh = d_hh2.sum(axis=0) if need[n_state + 4] else None  # (G,)
+    return dx, dw_ih, dw_hh, db_ih, db_hh
+
+
+def _check_shapes(name: str, x: Any, states: tuple[Any, ...], w_ih: Any, w_hh: Any, gates: int) -> None:
+    if x.ndim != 3:
+        raise ValueError(f"{name}: x must be (T, B, I), got shape {x.shape}")
+    T, B, n_in = x.shape
+    H = w_hh.shape[1]
+    if T == 0:
+        raise ValueError(f"{name}: the sequence is empty (T = 0)")
+    if w_ih.shape != (gates * H, n_in) or w_hh.shape != (gates * H, H):
+        raise ValueError(
+            f"{name}: expected W_ih {(gates * H, n_in)} and W_hh {(gates * H, H)}, got {w_ih.shape} and {w_hh.shape}"
+        )
+    for s in states:
+        if s.shape != (B, H):
+            raise ValueError(f"{name}: the initial state must be {(B, H)}, got {s.shape}")
+
+
+class RNNLayer(Function):
+    """The Elman layer over a whole sequence: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
+
+    Derivative: with a_t the pre-activation and dh_t = dL/dh_t (from the output and from step t+1),
+    da_t = dh_t * act'(a_t), dh_{t-1} += da_t W_hh, dW_hh = sum_t da_t^T h_{t-1}, dW_ih = sum_t da_t^T x_t,
+    db_ih = db_hh = sum_t da_t, dx_t = da_t W_ih; act' is 1 - h^2 (tanh), [h > 0] (relu), h (1 - h) (sigmoid).
+    """
+
+    def forward(self, x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, nonlinearity: str = "tanh") -> Any:
+        xp = self.xp
+        _check_shapes("RNNLayer", x, (h0,), w_ih, w_hh, 1)
+        T, B, _ = x.shape
+        H = w_hh.shape[1]
+        proj, self.x2 = _input_projection(xp, x, w_ih, b_ih, b_hh)  # (T, B, H)
+        hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
+        hs[0] = h0
+        w_hh_t = w_hh.T
+        for t in range(T):
+            a = hs[t + 1]
+            xp.matmul(hs[t], w_hh_t, out=a)
+            a += proj[t]
+            if nonlinearity == "tanh":
+                xp.tanh(a, out=a)
+            elif nonlinearity == "relu":
+                xp.maximum(a, 0, out=a)
+            else:
+                _gate_(a, xp, 0.5, 0.5)
+        self.w_ih, self.w_hh, self.hs, self.nonlinearity = w_ih, w_hh, hs, nonlinearity
+        self.h_prev = hs[:T]
+        return hs[1:]  # (T, B, H)
+
+    def backward(self, g: Any) -> tuple[Any, ...]:
+        xp = self.xp
+        h = self.hs[1:]  # (T, B, H)
+        if self.nonlinearity == "tanh":
+            da = 1 - h * h
+        elif self.nonlinearity == "relu":
+            da = (h > 0).astype(h.dtype)
+        else:
+            da = h * (1 - h)
+        dh = xp.zeros(h.shape[1:], dtype=h.dtype)  # dL/dh_t flowing back from step t+1
+        for t in range(h.shape[0] - 1, -1, -1):
+            dh += g[t]
+            da[t] *= dh  # now dL/da_t
+            xp.matmul(da[t], self.w_hh, out=dh)
+        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, da, da)
+        return dx, (dh if self.needs_grad[1] else None), dw_ih, dw_hh, db_ih, db_hh
+
+
+class LSTMLayer(Function):
+    """The LSTM over a whole sequence, the lecture's equations with PyTorch's stacked gates (order i, f, g, o).
+
+    Forward: [a_i, a_f, a_g, a_o] = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh (one row block per gate);
+    i_t, f_t, o_t = sigma(a_i, a_f, a_o), C~_t = g_t = tanh(a_g);
+    C_t = f_t * C_{t-1} + i_t * C~_t; h_t = o_t * tanh(C_t).
+    Derivative: dC_t = dC_{t+1} f_{t+1} + dh_t o_t (1 - tanh^2 C_t); da_i = dC_t g_t i_t (1 - i_t),
+    da_f = dC_t C_{t-1} f_t (1 - f_t), da_g = dC_t i_t (1 - g_t^2), da_o = dh_t tanh(C_t) o_t (1 - o_t);
+    dh_{t-1} += da_t W_hh; the weights as in RNNLayer. Returns (T + 1, B, H): h_1 .. h_T, then C_T.
+    """
+
+    def forward(self, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any) -> Any:
+        xp = self.xp
+        _check_shapes("LSTMLayer", x, (h0, c0), w_ih, w_hh, 4)
+        T, B, _ = x.shape
+        H = w_hh.shape[1]
+        proj, self.x2 = _input_projection(xp, x, w_ih, b_ih, b_hh)  # (T, B, 4H)
+        scale = xp.full(4 * H, 0.5, dtype=x.dtype)  # (4H,) sigmoid for i, f, o; tanh for g
+        scale[2 * H : 3 * H] = 1
+        shift = 1 - scale
+        gates = xp.empty((T, B, 4 * H), dtype=x.dtype)  # i, f, g, o of every step
+        hs = xp.empty((T + 2, B, H), dtype=x.dtype)  # h_0 .. h_T, then C_T
+        cs = xp.empty((T + 1, B, H), dtype=x.dtype)  # C_0 .. C_T
+        tanh_c = xp.empty((T, B, H), dtype=x.dtype)  # tanh(C_1) .. tanh(C_T)
+        ig = xp.empty((B, H), dtype=x.dtype)
+        hs[0], cs[0] = h0, c0
+        w_hh_t = w_hh.T
+        for t in range(T):
+            a = gates[t]
+            xp.matmul(hs[t], w_hh_t, out=a)
+            a += proj[t]
+            _gate_(a, xp, scale, shift)
+            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            xp.multiply(f, cs[t], out=cs[t + 1])
+            xp.multiply(i, g, out=ig)
+            cs[t + 1] += ig
+            xp.tanh(cs[t + 1], out=tanh_c[t])
+            xp.multiply(o, tanh_c[t], out=hs[t + 1])
+        hs[T + 1] = cs[T]
+        self.w_ih, self.w_hh, self.gates, self.cs, self.tanh_c = w_ih, w_hh, gates, cs, tanh_c
+        self.h_prev = hs[:T]
+        return hs[1:]  # (T + 1, B, H)
+
+    def backward(self, grad: Any) -> tuple[Any, ...]:
+        xp = self.xp
+        gates, cs, tanh_c = self.gates, self.cs, self.tanh_c
+        T, B, H = tanh_c.shape
+        i, f, g, o = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
+        # Everything of da that does not depend on dh_t or dC_t, for all steps at once:
+        # da = [dC g i(1-i), dC C_{t-1} f(1-f), dC i (1-g^2), dh tanh(C) o(1-o)].
+        da = gates * (1 - gates)  # (T, B, 4H)
+        da[..., 2 * H : 3 * H] = 1 - g * g
+        da[..., :H] *= g
+        da[..., H : 2 * H] *= cs[:T]
+        da[..., 2 * H : 3 * H] *= i
+        da[..., 3 * H :] *= tanh_c
+        da4 = da.reshape(T, B, 4, H)  # (T, B, 4, H)
+        dc_from_h = o * (1 - tanh_c * tanh_c)  # dh_t reaches C_t through h_t = o tanh(C_t)
+        dh = xp.zeros((B, H), dtype=grad.dtype)
+        dc = grad[T].copy()  # dL/dC_T from c_n
+        tmp = xp.empty((B, H), dtype=grad.dtype)
+        for t in range(T - 1, -1, -1):
+            dh += grad[t]
+            xp.multiply(dh, dc_from_h[t], out=tmp)
+            dc += tmp
+            da4[t, :, :3] *= dc[:, None, :]
+            da4[t, :, 3] *= dh
+            dc *= f[t]  # dL/dC_{t-1} along C_t = f C_{t-1} + ...
+            xp.matmul(da[t], self.w_hh, out=dh)
+        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, da, da)
+        need = self.needs_grad
+        return dx, (dh if need[1] else None), (dc if need[2] else None), dw_ih, dw_hh, db_ih, db_hh
+
+
+class GRULayer(Function):
+    """The GRU over a whole sequence (gate order r, z, n as PyTorch).
+
+    Forward: r = sigma(x W_ir^T + b_ir + h W_hr^T + b_hr), z = sigma(x W_iz^T + b_iz + h W_hz^T + b_hz),
+    n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn)), h_t = (1 - z) * n + z * h_{t-1}.
+    Derivative: dn = dh (1 - z), dz = dh (h_{t-1} - n), da_n = dn (1 - n^2), da_z = dz z (1 - z),
+    da_r = da_n (h W_hn^T + b_hn) r (1 - r); the h-side pre-activation gets [da_r, da_z, r da_n];
+    dh_{t-1} = dh z + [da_r, da_z, r da_n] W_hh.
+    """
+
+    def forward(self, x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any) -> Any:
+        xp = self.xp
+        _check_shapes("GRULayer", x, (h0,), w_ih, w_hh, 3)
+        T, B, _ = x.shape
+        H = w_hh.shape[1]
+        proj, self.x2 = _input_projection(xp, x, w_ih, b_ih)  # (T, B, 3H)
+        if b_hh is not None:
+            proj[..., : 2 * H] += b_hh[: 2 * H]  # r and z see b_hh outside the product with r
+        gates = xp.empty((T, B, 3 * H), dtype=x.dtype)  # r, z, n of every step
+        hh = xp.empty((T, B, 3 * H), dtype=x.dtype)  # h_{t-1} W_hh^T (+ b_hn), kept for dr
+        hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
+        hs[0] = h0
+        w_hh_t = w_hh.T
+        for t in range(T):
+            xp.matmul(hs[t], w_hh_t, out=hh[t])
+            if b_hh is not None:
+                hh[t, :, 2 * H :] += b_hh[2 * H :]
+            rz, n = gates[t, :, : 2 * H], gates[t, :, 2 * H :]
+            xp.add(proj[t, :, : 2 * H], hh[t, :, : 2 * H], out=rz)
+            _gate_(rz, xp, 0.5, 0.5)
+            xp.multiply(rz[:, :H], hh[t, :, 2 * H :], out=n)
+            n += proj[t, :, 2 * H :]
+            xp.tanh(n, out=n)
+            h = hs[t + 1]
+            xp.subtract(hs[t], n, out=h)
+            h *= rz[:, H:]
+            h += n
+        self.w_ih, self.w_hh, self.gates, self.hh_n = w_ih, w_hh, gates, hh[..., 2 * H :]
+        self.h_prev = hs[:T]
+        return hs[1:]  # (T, B, H)
+
+    def backward(self, grad: Any) -> tuple[Any, ...]:
+        xp = self.xp
+        gates, h_prev = self.gates, self.h_prev
+        T, B, H = h_prev.shape
+        r, z, n = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
+        # The step-independent factors of da = [dh (1-z)(1-n^2) hh_n r(1-r), dh (h_{t-1}-n) z(1-z), dh (1-z)(1-n^2)]:
+        d_ih = xp.empty((T, B, 3 * H), dtype=grad.dtype)  # becomes dL/d(x W_ih^T + b_ih)
+        d_ih[..., 2 * H :] = (1 - z) * (1 - n * n)
+        d_ih[..., :H] = self.hh_n * r * (1 - r)
+        d_ih[..., :H] *= d_ih[..., 2 * H :]
+        d_ih[..., H : 2 * H] = (h_prev - n) * z * (1 - z)
+        d_ih3 = d_ih.reshape(T, B, 3, H)  # (T, B, 3, H)
+        d_hh = xp.empty_like(d_ih)  # becomes dL/d(h W_hh^T + b_hh)
+        dh = xp.zeros((B, H), dtype=grad.dtype)
+        tmp = xp.empty((B, H), dtype=grad.dtype)
+        for t in range(T - 1, -1, -1):
+            dh += grad[t]
+            d_ih3[t] *= dh[:, None, :]
+            d_hh[t, :, : 2 * H] = d_ih[t, :, : 2 * H]
+            xp.multiply(d_ih[t, :, 2 * H :], r[t], out=d_hh[t, :, 2 * H :])
+            xp.matmul(d_hh[t], self.w_hh, out=tmp)
+            dh *= z[t]
+            dh += tmp
+        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, d_ih, d_hh)
+        return dx, (dh if self.needs_grad[1] else None), dw_ih, dw_hh, db_ih, db_hh
