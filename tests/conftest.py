@@ -13,11 +13,13 @@ from hypothesis import HealthCheck, settings
 
 import tinygrad_lm as tl
 
+# The device fixture only names a backend, so sharing it across Hypothesis examples is safe.
+_SUPPRESSED = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 settings.register_profile(
-    "dev", max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
+    "dev", max_examples=15, deadline=None, suppress_health_check=_SUPPRESSED, derandomize=False
 )
 settings.register_profile(
-    "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+    "ci", max_examples=40, deadline=None, suppress_health_check=_SUPPRESSED, print_blob=True
 )
 _default = "ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev"
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))

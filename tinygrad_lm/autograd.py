@@ -26,30 +26,36 @@ _anomaly_mode = False
 Tensor: Any = None
 
 
-class no_grad(contextlib.ContextDecorator):
+class _GradMode(contextlib.ContextDecorator):
+    """Sets grad mode to ``_mode`` inside; usable as ``with``, ``@no_grad()`` and bare ``@no_grad``."""
+
+    _mode = True
+
+    def __new__(cls, func: Any = None) -> Any:
+        self = super().__new__(cls)
+        self._prev: list[bool] = []  # a stack: a decorated function may call itself
+        return self if func is None else self(func)
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self._prev.append(_grad_enabled)
+        _grad_enabled = self._mode
+
+    def __exit__(self, *exc: Any) -> None:
+        global _grad_enabled
+        _grad_enabled = self._prev.pop()
+
+
+class no_grad(_GradMode):
     """Context manager and decorator: record no graph inside (inference, optimizer updates)."""
 
-    def __enter__(self) -> None:
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = False
-
-    def __exit__(self, *exc: Any) -> None:
-        global _grad_enabled
-        _grad_enabled = self._prev
+    _mode = False
 
 
-class enable_grad(contextlib.ContextDecorator):
+class enable_grad(_GradMode):
     """Context manager and decorator: record the graph again inside a ``no_grad`` block."""
 
-    def __enter__(self) -> None:
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = True
-
-    def __exit__(self, *exc: Any) -> None:
-        global _grad_enabled
-        _grad_enabled = self._prev
+    _mode = True
 
 
 class set_grad_enabled(contextlib.ContextDecorator):

@@ -123,7 +123,7 @@ def scatter_add(target: Any, indices: Any, values: Any) -> None:
 
 def erf(array: Any) -> Any:
     """The error function, elementwise, on either backend."""
-    if isinstance(array, numpy.ndarray):
+    if isinstance(array, (numpy.ndarray, numpy.generic)):  # 0-d math gives NumPy scalars
         from scipy.special import erf as _erf
 
         return _erf(array)
@@ -221,3 +221,8 @@ def generator_for_check(seed: int) -> numpy.random.Generator:
 
 def unravel_index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(i) for i in numpy.unravel_index(flat, shape)) if shape else ()
+
+
+def format_array(array: Any, prefix: str) -> str:
+    """The values of any backend array, 4 decimals as PyTorch prints them, wrapped lines aligned after ``prefix``."""
+    return numpy.array2string(to_host(array), separator=", ", prefix=prefix, precision=4)

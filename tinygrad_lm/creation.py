@@ -188,7 +188,7 @@ def minimum(a: Tensor, b: Any) -> Tensor:
 
 
 def _as_scalar(value: Any) -> Any:
-    if isinstance(value, (int, float, bool)):
+    if type(value) in (int, float, bool):
         return value
     if isinstance(value, numbers.Number) and hasattr(value, "item"):
         return value.item()

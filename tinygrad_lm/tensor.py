@@ -8,7 +8,7 @@ dtype, integers meeting floats become floats, float32 stays float32.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 from . import autograd, backend
 from . import ops as _ops
@@ -101,17 +101,20 @@ class Tensor:
             yield self[i]
 
     def __repr__(self) -> str:
-        body = repr(backend.to_host(self.data)).replace("array(", "tensor(", 1)
+        """PyTorch's layout: ``tensor([1., 2.], requires_grad=True)``; the dtype shows only when not a default."""
         extra = []
+        if self.data.size == 0 and self.ndim != 1:
+            extra.append(f"size={self.shape}")
         if self.device != "cpu":
             extra.append(f"device='{self.device}'")
+        if self.dtype.name not in (backend.get_default_dtype().name, "int64", "bool"):
+            extra.append(f"dtype={self.dtype.name}")
         if self.grad_fn is not None:
             extra.append(f"grad_fn=<{type(self.grad_fn).__name__}Backward>")
         elif self.requires_grad:
             extra.append("requires_grad=True")
-        if extra:
-            body = body[:-1] + ", " + ", ".join(extra) + ")"
-        return body
+        body = backend.format_array(self.data, "tensor(")
+        return "tensor(" + body + "".join(", " + e for e in extra) + ")"
 
     __hash__ = object.__hash__
 
@@ -237,7 +240,9 @@ class Tensor:
             g = gradient.data if isinstance(gradient, Tensor) else gradient
             g = backend.to_device(self.xp.asarray(g) if not backend.is_backend_array(g) else g, self.device)
             if tuple(g.shape) != self.shape:
-                raise RuntimeError(f"backward: gradient has shape {tuple(g.shape)} but the output has shape {self.shape}")
+                raise RuntimeError(
+                    f"backward: gradient has shape {tuple(g.shape)} but the output has shape {self.shape}"
+                )
             g = g.astype(self.dtype, copy=False)
         autograd.backward(self, g, retain_graph=retain_graph)
 
@@ -434,6 +439,14 @@ class Tensor:
     # ------------------------------------------------------------------ shape
     def reshape(self, *shape: Any) -> Tensor:
         shape = _shape_arg(shape)
+        n = self.numel()
+        if shape.count(-1) == 1:
+            known = _prod(s for s in shape if s != -1)
+            fits = known > 0 and n % known == 0
+        else:
+            fits = _prod(shape) == n
+        if not fits:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {self.shape} ({n} elements) into {shape}")
         return _ops.Reshape.apply(self, shape=shape)
 
     view = reshape
@@ -626,7 +639,7 @@ def _check_index_range(name: str, index: Any, size: int, xp: Any) -> None:
 
 
 def _scalar_value(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or type(value) in (bool, int, float):
         return value
     if isinstance(value, Tensor):
         return value.item()
@@ -675,7 +688,7 @@ def _binary(op: Any, a: Tensor, b: Any, reflected: bool = False, true_div: bool 
         if true_div and not _is_float(a.data.dtype):
             a, b = _floating(a), _floating(b)
     else:
-        if isinstance(b, bool) or not isinstance(b, (int, float)):
+        if type(b) not in (int, float):  # bools, and NumPy scalars (np.float64 subclasses float but is not weak)
             if isinstance(b, numbers.Number) and not isinstance(b, complex):
                 b = b.item() if hasattr(b, "item") else b  # NumPy scalars: take the Python value
             elif not isinstance(b, bool):
@@ -760,7 +773,10 @@ def _as_array(data: Any, dtype: Any, device: Any) -> tuple[Any, str]:
             array = array.astype(dt)
     else:
         backend.check_dtype(array.dtype)
-    dev = backend.canonical_device(device) if device is not None else (src if isinstance(data, Tensor) or src != "cpu" else backend.get_default_device())
+    if device is not None:
+        dev = backend.canonical_device(device)
+    else:  # tensors and GPU arrays stay where they are; host data goes to the default device
+        dev = src if isinstance(data, Tensor) or src != "cpu" else backend.get_default_device()
     return backend.to_device(array, dev), dev
 
 

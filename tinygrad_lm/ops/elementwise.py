@@ -187,7 +187,7 @@ class Relu(Function):
 
     def forward(self, x: Any) -> Any:
         self.mask = x > 0
-        return x * self.mask
+        return self.xp.maximum(x, 0)  # not x * mask: relu(-inf) is 0, not nan
 
     def backward(self, g: Any) -> Any:
         return g * self.mask

@@ -56,7 +56,7 @@ class Max(Function):
 
     def forward(self, x: Any, axis: tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
         out = x.max(axis=axis, keepdims=True)
-        self.x, self.out_keep = x, out
+        self.x, self.out_keep, self.axis = x, out, axis
         return self.xp.asarray(out if keepdims else out.reshape(_reduced_shape(x.shape, axis)))
 
     def backward(self, g: Any) -> Any:
@@ -71,7 +71,7 @@ class Min(Max):
 
     def forward(self, x: Any, axis: tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
         out = x.min(axis=axis, keepdims=True)
-        self.x, self.out_keep = x, out
+        self.x, self.out_keep, self.axis = x, out, axis
         return self.xp.asarray(out if keepdims else out.reshape(_reduced_shape(x.shape, axis)))
 
 
@@ -118,7 +118,10 @@ class LogSoftmax(Function):
     """y = x - logsumexp(x); dx = dy - softmax(x) sum(dy)"""
 
     def forward(self, x: Any, axis: int = -1) -> Any:
-        out = x - stable_logsumexp(self.xp, x, axis)
+        xp = self.xp
+        m = x.max(axis=axis, keepdims=True)
+        shifted = x - xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
+        out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))  # subtract m first: no float32 loss
         self.out, self.axis = out, axis
         return out
 
