@@ -1,0 +1,296 @@
+"""Fused ops for ``nn``: one Function each, with a hand-written backward.
+
+Each replaces a chain of small ops (and their saved temporaries) by a single
+graph node whose gradient is computed in one pass. The class axis of the
+losses is axis 1, as in PyTorch: inputs are ``(N, C)`` or ``(N, C, d1, ...)``
+(an unbatched ``(C,)`` input gets a leading axis of 1 and loses it again).
+The ``nn.functional`` wrappers check shapes, dtypes and index ranges; the ops
+assume valid input.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import backend
+from ..autograd import Function
+
+
+class Linear(Function):
+    """y = x W^T + b; dx = dy W, dW = dy^T x, db = sum of dy over the batch (leading dims folded into one GEMM)"""
+
+    def forward(self, x: Any, weight: Any, bias: Any = None) -> Any:
+        out_features, in_features = weight.shape
+        x2 = x.reshape(_prod(x.shape[:-1]), in_features)  # (M, in)
+        out = x2 @ weight.T  # (M, out)
+        if bias is not None:
+            out += bias
+        self.x2, self.weight, self.x_shape = x2, weight, x.shape
+        self.has_bias = bias is not None
+        return out.reshape(x.shape[:-1] + (out_features,))  # (..., out)
+
+    def backward(self, g: Any) -> tuple[Any, Any, Any]:
+        need_x, need_w = self.needs_grad[0], self.needs_grad[1]
+        # (M, out); a broadcast gradient (from sum()) has zero strides, which BLAS cannot take
+        g2 = self.xp.ascontiguousarray(g.reshape(self.x2.shape[0], self.weight.shape[0]))
+        gx = (g2 @ self.weight).reshape(self.x_shape) if need_x else None  # (..., in)
+        gw = g2.T @ self.x2 if need_w else None  # (out, in)
+        gb = g2.sum(axis=0) if self.has_bias and self.needs_grad[2] else None  # (out,)
+        return gx, gw, gb
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+class Embedding(Function):
+    """y[..., :] = W[ids[...], :]; dW[i] = sum of dy over the positions where ids == i (the padding row gets 0)"""
+
+    def forward(self, weight: Any, ids: Any, padding_idx: int | None = None) -> Any:
+        self.ids, self.num_embeddings, self.padding_idx = ids, weight.shape[0], padding_idx
+        return self.xp.take(weight, ids, axis=0)  # ids.shape + (D,)
+
+    def backward(self, g: Any) -> tuple[Any, None]:
+        dim = g.shape[-1]
+        gw = self.xp.zeros((self.num_embeddings, dim), dtype=g.dtype)
+        backend.scatter_add(gw, self.ids.reshape(-1), g.reshape(-1, dim))  # repeated ids accumulate
+        if self.padding_idx is not None:
+            gw[self.padding_idx] = 0
+        return gw, None
+
+
+class LayerNorm(Function):
+    """y = x_hat w + b, x_hat = (x - mean) / sqrt(var + eps) over the last ``ndim`` dims.
+
+    With g_hat = dy w: dx = (g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)) / sqrt(var + eps),
+    dw = sum(dy x_hat), db = sum(dy) (sums over the leading, not normalised, dims).
+    The normalised dims are trailing, so the work is done on a (rows, features) view.
+    """
+
+    def forward(self, x: Any, weight: Any = None, bias: Any = None, ndim: int = 1, eps: float = 1e-5) -> Any:
+        xp = self.xp
+        lead, norm_shape = x.shape[: x.ndim - ndim], x.shape[x.ndim - ndim :]
+        x2 = x.reshape(_prod(lead), _prod(norm_shape))  # (M, D)
+        x_hat = x2 - x2.mean(axis=1, keepdims=True)
+        var = xp.einsum("ij,ij->i", x_hat, x_hat)[:, None] / max(x2.shape[1], 1)  # (M, 1), biased as PyTorch
+        rstd = 1.0 / xp.sqrt(var + eps)
+        x_hat *= rstd
+        self.x_hat, self.rstd, self.shape, self.norm_shape = x_hat, rstd, x.shape, norm_shape
+        self.weight = None if weight is None else weight.reshape(-1)
+        out = x_hat.copy() if weight is None else x_hat * self.weight
+        if bias is not None:
+            out += bias.reshape(-1)
+        return out.reshape(x.shape)
+
+    def backward(self, g: Any) -> tuple[Any, Any, Any]:
+        xp, x_hat = self.xp, self.x_hat
+        g2 = g.reshape(x_hat.shape)  # (M, D)
+        gw = xp.einsum("ij,ij->j", g2, x_hat).reshape(self.norm_shape) if self.needs_grad[1] else None
+        gb = g2.sum(axis=0).reshape(self.norm_shape) if self.needs_grad[2] else None
+        gx = None
+        if self.needs_grad[0]:
+            g_hat = g2 * self.weight if self.weight is not None else g2.copy()
+            mean_gx = xp.einsum("ij,ij->i", g_hat, x_hat)[:, None] / max(x_hat.shape[1], 1)  # (M, 1)
+            g_hat -= g_hat.mean(axis=1, keepdims=True)
+            g_hat -= x_hat * mean_gx
+            g_hat *= self.rstd
+            gx = g_hat.reshape(self.shape)
+        return gx, gw, gb
+
+
+class Dropout(Function):
+    """y = x m / (1 - p) with m ~ Bernoulli(1 - p) per element (inverted dropout); dx = dy m / (1 - p)"""
+
+    def forward(self, x: Any, p: float = 0.5) -> Any:
+        if p >= 1.0:
+            self.mask = self.xp.zeros(x.shape, dtype=x.dtype)
+            return self.mask.copy()
+        u = backend.generator(self.device).random(x.shape, dtype="float32")
+        mask = (u >= p).astype(x.dtype)
+        mask *= 1.0 / (1.0 - p)
+        self.mask = mask
+        return x * mask
+
+    def backward(self, g: Any) -> Any:
+        return g * self.mask
+
+
+def _class_index(xp: Any, target: Any) -> tuple[Any, ...]:
+    """The index tuple that picks x[n, target[n, i..], i..] from x of shape (N, C, d1, ...)."""
+    k = target.ndim
+    index = [xp.arange(n).reshape((1,) * i + (n,) + (1,) * (k - 1 - i)) for i, n in enumerate(target.shape)]
+    index.insert(1, target)
+    return tuple(index)
+
+
+def _class_shape(x_ndim: int, c: int) -> tuple[int, ...]:
+    """The shape that broadcasts a per-class vector (C,) against x of shape (N, C, d1, ...)."""
+    return (1, c) + (1,) * (x_ndim - 2)
+
+
+def _nan_if_zero(xp: Any, denom: Any) -> Any:
+    """``denom`` with 0 replaced by NaN, so that 0/0 means NaN (as in PyTorch) without a division warning."""
+    return xp.where(denom == 0, float("nan"), denom).astype(denom.dtype, copy=False)
+
+
+def _row_grad(xp: Any, g: Any, reduction: str, valid: Any, denom: Any) -> Any:
+    """d loss / d loss_n for every element n of the unreduced loss, zero where the target is ignored."""
+    if reduction == "none":
+        g = g.reshape(valid.shape)
+    elif reduction == "mean":
+        g = g / denom
+    return xp.where(valid, g, 0).astype(g.dtype, copy=False)
+
+
+def _reduce(xp: Any, loss: Any, reduction: str, denom: Any, shape: tuple[int, ...]) -> Any:
+    if reduction == "none":
+        return loss.reshape(shape)
+    total = xp.asarray(loss.sum())
+    return total / denom if reduction == "mean" else total
+
+
+class CrossEntropy(Function):
+    """Softmax cross-entropy from logits x and class indices t, label smoothing eps, class weights w.
+
+    With q_n = (1 - eps) onehot(t_n) + eps / C and p_n = softmax(x_n):
+    loss_n = sum_c w_c q_nc (logsumexp(x_n) - x_nc) = -sum_c w_c q_nc log p_nc (0 where t_n = ignore_index),
+    d loss_n / d x_n = (sum_c w_c q_nc) p_n - w q_n.
+    """
+
+    def forward(
+        self,
+        x: Any,
+        target: Any,
+        weight: Any = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> Any:
+        xp = self.xp
+        out_shape = target.shape
+        self.unbatched = x.ndim == 1
+        if self.unbatched:
+            x, target = x[None], target[None]  # (1, C), (1,)
+        c = x.shape[1]
+        eps = label_smoothing
+        valid = target != ignore_index  # (N, d1, ...)
+        t = xp.where(valid, target, 0)
+        index = _class_index(xp, t)
+        m = x.max(axis=1, keepdims=True)  # (N, 1, d1, ...)
+        m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
+        e = x - m
+        picked = e[index]  # (N, d1, ...): x_t - m
+        wb = None if weight is None else weight.reshape(_class_shape(x.ndim, c))
+        if eps > 0:
+            smooth_sum = (e.sum(axis=1) if wb is None else (e * wb).sum(axis=1))  # sum_c w_c (x_c - m)
+        xp.exp(e, out=e)
+        log_s = xp.log(e.sum(axis=1, keepdims=True))  # (N, 1, d1, ...)
+        del e
+        w_t = valid.astype(x.dtype) if weight is None else xp.where(valid, weight[t], 0).astype(x.dtype, copy=False)
+        loss = w_t * (log_s[:, 0] - picked)  # (N, d1, ...)
+        w_sum = float(c) if weight is None else weight.sum()
+        if eps > 0:
+            smooth = w_sum * log_s[:, 0] - smooth_sum
+            loss = (1.0 - eps) * loss + (eps / c) * xp.where(valid, smooth, 0).astype(x.dtype, copy=False)
+        denom = _nan_if_zero(xp, xp.asarray(w_t.sum())) if reduction == "mean" else None
+        self.x, self.m, self.log_s, self.index, self.valid, self.w_t = x, m, log_s, index, valid, w_t
+        self.wb, self.w_sum, self.eps, self.reduction, self.denom = wb, w_sum, eps, reduction, denom
+        return _reduce(xp, loss, reduction, denom, out_shape)
+
+    def backward(self, g: Any) -> tuple[Any, None]:
+        xp, eps = self.xp, self.eps
+        c = self.x.shape[1]
+        row = _row_grad(xp, g, self.reduction, self.valid, self.denom)  # (N, d1, ...)
+        p = self.x - self.m
+        p -= self.log_s
+        xp.exp(p, out=p)  # softmax, (N, C, d1, ...)
+        coef = (1.0 - eps) * self.w_t + (eps / c) * self.w_sum  # sum_c w_c q_nc
+        p *= (coef * row)[:, None]
+        p[self.index] -= (1.0 - eps) * self.w_t * row
+        if eps > 0:
+            spread = row[:, None] * (eps / c)  # (N, 1, d1, ...)
+            p -= spread if self.wb is None else spread * self.wb
+        return (p[0] if self.unbatched else p), None
+
+
+class SoftCrossEntropy(Function):
+    """Cross-entropy from logits x and class probabilities y, label smoothing eps, class weights w.
+
+    With q = (1 - eps) y + eps / C: loss_n = -sum_c w_c q_nc log softmax(x_n)_c;
+    d loss_n / d x_n = (sum_c w_c q_nc) softmax(x_n) - w q_n, d loss_n / d y_nc = -(1 - eps) w_c log softmax(x_n)_c.
+    """
+
+    def forward(self, x: Any, y: Any, weight: Any = None, reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+        xp = self.xp
+        self.unbatched = x.ndim == 1
+        if self.unbatched:
+            x, y = x[None], y[None]  # (1, C)
+        c = x.shape[1]
+        eps = label_smoothing
+        m = x.max(axis=1, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
+        logp = x - m
+        logp -= xp.log(xp.exp(logp).sum(axis=1, keepdims=True))  # (N, C, d1, ...)
+        q = y if eps == 0 else (1.0 - eps) * y + eps / c
+        wb = None if weight is None else weight.reshape(_class_shape(x.ndim, c))
+        wq = q if wb is None else q * wb
+        loss = -(wq * logp).sum(axis=1)  # (N, d1, ...)
+        rows = loss.size
+        self.logp, self.wq, self.wb, self.eps, self.reduction, self.rows = logp, wq, wb, eps, reduction, rows
+        if reduction == "none":
+            return loss[0] if self.unbatched else loss
+        total = xp.asarray(loss.sum())
+        return total / rows if reduction == "mean" else total
+
+    def backward(self, g: Any) -> tuple[Any, Any]:
+        xp = self.xp
+        logp, wq = self.logp, self.wq
+        if self.reduction == "none":
+            row = g.reshape(logp.shape[:1] + logp.shape[2:])[:, None]  # (N, 1, d1, ...)
+        else:
+            row = g / self.rows if self.reduction == "mean" else g
+        gx = gy = None
+        if self.needs_grad[0]:
+            gx = xp.exp(logp) * wq.sum(axis=1, keepdims=True)
+            gx -= wq
+            gx *= row
+        if self.needs_grad[1]:
+            gy = -(1.0 - self.eps) * logp * row
+            if self.wb is not None:
+                gy *= self.wb
+        if self.unbatched:
+            gx = None if gx is None else gx[0]
+            gy = None if gy is None else gy[0]
+        return gx, gy
+
+
+class NLLLoss(Function):
+    """loss_n = -w_{t_n} x_{n, t_n} (0 where t_n = ignore_index); d loss_n / d x_nc = -w_c [c = t_n]"""
+
+    def forward(
+        self, x: Any, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean"
+    ) -> Any:
+        xp = self.xp
+        out_shape = target.shape
+        self.unbatched, self.shape = x.ndim == 1, x.shape
+        if self.unbatched:
+            x, target = x[None], target[None]  # (1, C), (1,)
+        valid = target != ignore_index
+        t = xp.where(valid, target, 0)
+        index = _class_index(xp, t)
+        w_t = valid.astype(x.dtype) if weight is None else xp.where(valid, weight[t], 0).astype(x.dtype, copy=False)
+        loss = -w_t * x[index]  # (N, d1, ...)
+        denom = _nan_if_zero(xp, xp.asarray(w_t.sum())) if reduction == "mean" else None
+        self.x_shape, self.index, self.valid, self.w_t, self.reduction, self.denom = (
+            x.shape, index, valid, w_t, reduction, denom
+        )
+        return _reduce(xp, loss, reduction, denom, out_shape)
+
+    def backward(self, g: Any) -> tuple[Any, None]:
+        xp = self.xp
+        row = _row_grad(xp, g, self.reduction, self.valid, self.denom)
+        gx = xp.zeros(self.x_shape, dtype=g.dtype)
+        gx[self.index] = -self.w_t * row
+        return (gx.reshape(self.shape) if self.unbatched else gx), None
