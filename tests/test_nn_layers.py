@@ -298,3 +298,21 @@ def test_cross_entropy_matches_torch():
         ref.backward(torch.tensor(g))
         out.backward(tl.tensor(g))
         np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows", [7, 300])  # below and above ops.nn.ONE_HOT_MAX_ROWS: both gradient paths
+def test_embedding_gradient_paths_match_numpy_scatter(device, rows):
+    from tinygrad_lm.ops import nn as nn_ops
+
+    assert (rows <= nn_ops.ONE_HOT_MAX_ROWS) == (rows == 7)
+    rng = np.random.default_rng(rows)
+    ids_np = rng.integers(0, rows, size=(5, 9))
+    ids_np[0, :4] = 3  # repeated ids must accumulate
+    g_np = rng.standard_normal((5, 9, 4))
+    emb = nn.Embedding(rows, 4, padding_idx=1, device=device).double()
+    out = emb(tl.tensor(ids_np, device=device))
+    out.backward(tl.tensor(g_np, device=device))
+    expected = np.zeros((rows, 4))
+    np.add.at(expected, ids_np.reshape(-1), g_np.reshape(-1, 4))
+    expected[1] = 0
+    np.testing.assert_allclose(emb.weight.grad.numpy(), expected, rtol=1e-12, atol=1e-12)

@@ -45,8 +45,17 @@ def _prod(shape: tuple[int, ...]) -> int:
     return n
 
 
+# Up to this many rows, the embedding gradient is one GEMM with a one-hot matrix: for a
+# character vocabulary that is several times faster than a scatter-add of the rows.
+ONE_HOT_MAX_ROWS = 256
+
+
 class Embedding(Function):
-    """y[..., :] = W[ids[...], :]; dW[i] = sum of dy over the positions where ids == i (the padding row gets 0)"""
+    """y[..., :] = W[ids[...], :]; dW[i] = sum of dy over the positions where ids == i (the padding row gets 0)
+
+    For small vocabularies dW = onehot(ids)^T dy, one matrix product; otherwise the rows
+    of dy are scatter-added into dW (both accumulate repeated ids).
+    """
 
     def forward(self, weight: Any, ids: Any, padding_idx: int | None = None) -> Any:
         self.ids, self.num_embeddings, self.padding_idx = ids, weight.shape[0], padding_idx
@@ -54,8 +63,15 @@ class Embedding(Function):
 
     def backward(self, g: Any) -> tuple[Any, None]:
         dim = g.shape[-1]
-        gw = self.xp.zeros((self.num_embeddings, dim), dtype=g.dtype)
-        backend.scatter_add(gw, self.ids.reshape(-1), g.reshape(-1, dim))  # repeated ids accumulate
+        xp, ids, rows = self.xp, self.ids.reshape(-1), self.num_embeddings
+        g2 = g.reshape(-1, dim)  # (N, D)
+        if rows <= ONE_HOT_MAX_ROWS:
+            one_hot = xp.zeros((rows, ids.size), dtype=g.dtype)  # (V, N)
+            one_hot[ids, xp.arange(ids.size)] = 1
+            gw = one_hot @ g2  # (V, D)
+        else:
+            gw = xp.zeros((rows, dim), dtype=g.dtype)
+            backend.scatter_add(gw, ids, g2)  # repeated ids accumulate
         if self.padding_idx is not None:
             gw[self.padding_idx] = 0
         return gw, None
