@@ -1,0 +1,128 @@
+"""Smoke tests of the training-step benchmark's model code (benchmarks/models.py) at tiny sizes.
+
+Nothing here is timed: the tests check that every configuration builds on tinygrad_lm, runs
+one training step that changes every parameter, and (where PyTorch is installed) computes the
+same loss as PyTorch from the same weights.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import sys
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+import tinygrad_lm as tl
+import tinygrad_lm.nn.functional as F
+from tinygrad_lm import nn, optim
+
+
+def _load_benchmark_models() -> ModuleType:
+    """benchmarks/models.py under a name of its own (benchmarks/ is not a package)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "models.py")
+    spec = importlib.util.spec_from_file_location("benchmark_models", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+models = _load_benchmark_models()
+
+SMALL = dict(vocab=11, embed=8, hidden=12, batch=2, seq=5, heads=2)
+NAMES = list(models.CONFIGS)
+
+
+def small_config(name: str) -> models.Config:
+    layers = models.CONFIGS[name].layers
+    return models.get_config(name, layers=min(layers, 2), **SMALL)
+
+
+def batch(cfg: models.Config, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, cfg.vocab, size=(cfg.batch, cfg.seq), dtype=np.int64)
+    tgt = rng.integers(0, cfg.vocab, size=(cfg.batch, cfg.seq), dtype=np.int64)
+    return idx, tgt
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_training_step_updates_every_parameter(device: str, name: str) -> None:
+    tl.set_default_device(device)
+    cfg = small_config(name)
+    model = models.build(cfg, nn, F)
+    assert isinstance(model, nn.Module)
+    idx, tgt = batch(cfg)
+    idx_t, tgt_t = tl.tensor(idx, device=device), tl.tensor(tgt, device=device)
+    logits = model(idx_t)
+    assert logits.shape == (cfg.batch, cfg.seq, cfg.vocab)
+    assert logits.dtype == tl.float32
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    loss = models.train_step(model, optim.SGD(model.parameters(), lr=0.5), idx_t, tgt_t, F)
+    # small random weights give near-uniform predictions: the loss starts near log(V)
+    assert abs(loss.item() - math.log(cfg.vocab)) < 0.5
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape, pname
+        assert np.isfinite(tl.backend.to_host(p.grad.data)).all(), pname
+    after = model.state_dict()
+    changed = [k for k in before if not np.array_equal(before[k], after[k])]
+    unchanged = set(before) - set(changed)
+    assert not unchanged, f"parameters not updated by the step: {sorted(unchanged)}"
+
+
+def test_gpt_position_rows_get_gradients() -> None:
+    cfg = small_config("gpt")
+    model = models.build(cfg, nn, F)
+    idx, tgt = batch(cfg)
+    models.train_step(model, optim.SGD(model.parameters(), lr=0.1), tl.tensor(idx), tl.tensor(tgt), F)
+    g = model.wpe.weight.grad.numpy()  # (seq, embed)
+    assert (np.abs(g).sum(axis=1) > 0).all()
+
+
+def test_loss_decreases_over_steps() -> None:
+    cfg = small_config("lstm")
+    model = models.build(cfg, nn, F)
+    opt = optim.SGD(model.parameters(), lr=1.0)
+    idx, tgt = batch(cfg)
+    idx_t, tgt_t = tl.tensor(idx), tl.tensor(tgt)
+    losses = [models.train_step(model, opt, idx_t, tgt_t, F).item() for _ in range(5)]
+    assert losses[-1] < losses[0]
+
+
+def test_matmul_flops_by_hand() -> None:
+    tiny = models.get_config("tiny")  # N=64 tokens, E=16, H=32, V=16, 2 hidden layers
+    assert models.matmul_flops(tiny) == 3 * 2 * 64 * (16 * 32 + 32 * 32 + 32 * 16)
+    lstm = models.get_config("lstm")  # N=2048, E=128, H=256, V=96
+    assert models.matmul_flops(lstm) == 3 * (2 * 2048 * 4 * 256 * (128 + 256) + 2 * 2048 * 256 * 96)
+    gpt = models.get_config("gpt")  # N=2048, B=32, T=64, C=128, MLP 512, 4 layers, V=96
+    per_layer = 2 * 2048 * 128 * 384 + 2 * 2 * 32 * 64 * 64 * 128 + 2 * 2048 * 128 * 128 + 2 * 2 * 2048 * 128 * 512
+    assert models.matmul_flops(gpt) == 3 * (4 * per_layer + 2 * 2048 * 128 * 96)
+
+
+def test_unknown_config_names_the_choices() -> None:
+    with pytest.raises(KeyError, match="unknown benchmark configuration 'gru'.*lstm2"):
+        models.get_config("gru")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_loss_as_pytorch_from_the_same_weights(name: str) -> None:
+    torch = pytest.importorskip("torch")
+    cfg = small_config(name)
+    torch.manual_seed(0)
+    pt_model = models.build(cfg, torch.nn, torch.nn.functional)
+    state = {k: v.detach().numpy().copy() for k, v in pt_model.state_dict().items()}
+    model = models.build(cfg, nn, F)
+    model.load_state_dict(state)
+    idx, tgt = batch(cfg)
+    pt_opt = torch.optim.SGD(pt_model.parameters(), lr=0.5)
+    opt = optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(2):
+        pt_loss = models.train_step(pt_model, pt_opt, torch.from_numpy(idx), torch.from_numpy(tgt),
+                                    torch.nn.functional)
+        loss = models.train_step(model, opt, tl.tensor(idx), tl.tensor(tgt), F)
+        assert loss.item() == pytest.approx(pt_loss.item(), abs=1e-5)
+    after = model.state_dict()
+    for k, v in pt_model.state_dict().items():
+        np.testing.assert_allclose(after[k], v.detach().numpy(), atol=1e-5, err_msg=k)
