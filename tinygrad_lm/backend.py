@@ -122,14 +122,49 @@ def scatter_add(target: Any, indices: Any, values: Any) -> None:
 
 
 def erf(array: Any) -> Any:
-    """The error function, elementwise, on either backend."""
+    """The error function, elementwise, on either backend.
+
+    float64 (and every CuPy dtype) uses the library's erf. float32 on the CPU uses
+    :func:`erf_float32`, because SciPy's erf is some 3x slower than the rest of a GELU.
+    """
     if isinstance(array, (numpy.ndarray, numpy.generic)):  # 0-d math gives NumPy scalars
+        if array.dtype == numpy.float32 and array.size >= 4096:
+            return erf_float32(numpy.asarray(array))
         from scipy.special import erf as _erf
 
         return _erf(array)
     from cupyx.scipy.special import erf as _erf_gpu
 
     return _erf_gpu(array)
+
+
+# Abramowitz & Stegun, Handbook of Mathematical Functions, formula 7.1.26.
+_ERF_P = 0.3275911
+_ERF_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
+
+
+def erf_float32(x: numpy.ndarray) -> numpy.ndarray:
+    """erf(x) = sign(x) (1 - t (a5 + t (a4 + ... )) exp(-x^2)), t = 1 / (1 + p|x|), in float32.
+
+    The approximation's own error is below 1.5e-7; computed in float32 the result is
+    within 6e-7 of the exact erf (a few float32 ulps), with one exp and a Horner
+    polynomial done in place on two buffers.
+    """
+    f32 = numpy.float32
+    a = numpy.abs(x)
+    t = numpy.multiply(a, f32(_ERF_P))
+    t += f32(1)
+    numpy.reciprocal(t, out=t)
+    y = numpy.multiply(t, f32(_ERF_A[0]))
+    for coef in _ERF_A[1:]:
+        y += f32(coef)
+        y *= t
+    numpy.multiply(a, a, out=a)
+    numpy.negative(a, out=a)
+    numpy.exp(a, out=a)
+    y *= a
+    numpy.subtract(f32(1), y, out=y)
+    return numpy.copysign(y, x, out=y)
 
 
 def generator(device: str) -> Any:
