@@ -16,11 +16,14 @@ reduced to their input's shape here, once, not in every op.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import traceback
 from typing import Any
 
 _grad_enabled = True
 _anomaly_mode = False
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 # Set by tensor.py once the Tensor class exists (tensor.py imports this module).
 Tensor: Any = None
@@ -89,14 +92,17 @@ class detect_anomaly(contextlib.ContextDecorator):
     every op slower (a full scan of each result), so it is for debugging only.
     """
 
+    def __init__(self) -> None:
+        self._prev: list[bool] = []  # a stack: a decorated function may call itself
+
     def __enter__(self) -> None:
         global _anomaly_mode
-        self._prev = _anomaly_mode
+        self._prev.append(_anomaly_mode)
         _anomaly_mode = True
 
     def __exit__(self, *exc: Any) -> None:
         global _anomaly_mode
-        _anomaly_mode = self._prev
+        _anomaly_mode = self._prev.pop()
 
 
 def is_anomaly_enabled() -> bool:
@@ -158,7 +164,7 @@ class Function:
             result.grad_fn = ctx
             result.requires_grad = True
             if _anomaly_mode:
-                ctx.__dict__["_created_at"] = "".join(traceback.format_stack(limit=8)[:-1])
+                ctx.__dict__["_created_at"] = _creation_site()
         if _anomaly_mode:
             _check_finite(out, f"{cls.__name__}.forward", ctx)
         return result
@@ -167,13 +173,32 @@ class Function:
         return f"<{type(self).__name__}>"
 
 
+def _creation_site() -> str:
+    """Where the current op is being created: the innermost frame outside tinygrad_lm, then the recent stack."""
+    top = sys._getframe(1)
+    while top.f_back is not None and top.f_code.co_filename == __file__:  # skip the engine's own frames
+        top = top.f_back
+    frame: Any = top
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    site = f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}" if frame else "an unknown place"
+    return site + "\n" + "".join(traceback.format_stack(top, limit=8))
+
+
 def _check_finite(array: Any, what: str, ctx: Function) -> None:
     if array is None or array.dtype.kind not in "fc":
         return
     xp = ctx.xp
     if not bool(xp.isfinite(array).all()):
-        where = ctx.__dict__.get("_created_at", "")
-        raise AnomalyError(f"{what} produced NaN or Inf" + (f"; the op was created at:\n{where}" if where else ""))
+        where = ctx.__dict__.get("_created_at")
+        if where is None and what.endswith(".forward"):  # a node not kept for backward: it is being created now
+            where = _creation_site()
+        if where is None:
+            raise AnomalyError(
+                f"{what} produced NaN or Inf (run the forward pass inside detect_anomaly() to see where the op "
+                "was created)"
+            )
+        raise AnomalyError(f"{what} produced NaN or Inf; the op was created at {where}")
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:

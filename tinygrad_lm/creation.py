@@ -20,6 +20,15 @@ def _float_dtype(dtype: Any) -> Any:
     return dt
 
 
+def _new_shape(name: str, shape: Any) -> tuple[int, ...]:
+    """The shape of a tensor to create: ints, none negative (the error names the offending size)."""
+    shape = _shape_arg(shape)
+    for n in shape:
+        if n < 0:
+            raise ValueError(f"{name}: negative dimension {n} in shape {shape}")
+    return shape
+
+
 def _finish(array: Any, device: str, requires_grad: bool) -> Tensor:
     t = Tensor._wrap(array, device)
     if requires_grad:
@@ -53,12 +62,12 @@ def from_numpy(array: Any) -> Tensor:
 
 def zeros(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     dev = _device(device)
-    return _finish(Tensor._xp_of(dev).zeros(_shape_arg(shape), dtype=_float_dtype(dtype)), dev, requires_grad)
+    return _finish(Tensor._xp_of(dev).zeros(_new_shape("zeros", shape), dtype=_float_dtype(dtype)), dev, requires_grad)
 
 
 def ones(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     dev = _device(device)
-    return _finish(Tensor._xp_of(dev).ones(_shape_arg(shape), dtype=_float_dtype(dtype)), dev, requires_grad)
+    return _finish(Tensor._xp_of(dev).ones(_new_shape("ones", shape), dtype=_float_dtype(dtype)), dev, requires_grad)
 
 
 def full(shape: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -68,7 +77,7 @@ def full(shape: Any, fill_value: Any, dtype: Any = None, device: Any = None, req
             dtype = "bool"
         elif isinstance(fill_value, numbers.Integral):
             dtype = "int64"
-    shape = _shape_arg(shape if isinstance(shape, (tuple, list)) else (shape,))
+    shape = _new_shape("full", shape if isinstance(shape, (tuple, list)) else (shape,))
     array = Tensor._xp_of(dev).full(shape, fill_value, dtype=_float_dtype(dtype))
     return _finish(array, dev, requires_grad)
 
@@ -89,6 +98,9 @@ def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None, devic
     """Values from ``start`` to ``stop`` (exclusive); int64 for integer arguments, else float32."""
     if stop is None:
         start, stop = 0, start
+    for v in (start, stop, step):
+        if not isinstance(v, numbers.Real) or isinstance(v, bool):
+            raise TypeError(f"arange: start, stop and step must be numbers, got {type(v).__name__} {v!r}")
     if step == 0:
         raise ValueError("arange: step must be non-zero")
     if dtype is None:
@@ -100,6 +112,7 @@ def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None, devic
 
 def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     dev = _device(device)
+    _new_shape("eye", (n,) if m is None else (n, m))
     return _finish(Tensor._xp_of(dev).eye(n, m, dtype=_float_dtype(dtype)), dev, requires_grad)
 
 
@@ -113,14 +126,14 @@ def _random_dtype(dtype: Any) -> Any:
 def randn(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from the device's generator (seeded by ``manual_seed``)."""
     dev = _device(device)
-    array = backend.generator(dev).standard_normal(_shape_arg(shape), dtype=_random_dtype(dtype))
+    array = backend.generator(dev).standard_normal(_new_shape("randn", shape), dtype=_random_dtype(dtype))
     return _finish(array, dev, requires_grad)
 
 
 def rand(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1)."""
     dev = _device(device)
-    array = backend.generator(dev).random(_shape_arg(shape), dtype=_random_dtype(dtype))
+    array = backend.generator(dev).random(_new_shape("rand", shape), dtype=_random_dtype(dtype))
     return _finish(array, dev, requires_grad)
 
 
@@ -130,10 +143,12 @@ def randint(low: int, high: int | None = None, size: Any = None, dtype: Any = No
         low, high, size = 0, low, high
     if high is None or size is None:
         raise TypeError("randint needs (low, high, size) or (high, size)")
+    if not isinstance(size, (tuple, list)):
+        raise TypeError(f"randint: size must be a tuple of ints, got {type(size).__name__} {size!r}")
     if high <= low:
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
     dev = _device(device)
-    array = backend.generator(dev).integers(low, high, size=_shape_arg(tuple(size)))
+    array = backend.generator(dev).integers(low, high, size=_new_shape("randint", tuple(size)))
     return Tensor._wrap(array.astype(backend.check_dtype(dtype or "int64")), dev)
 
 

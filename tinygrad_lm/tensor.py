@@ -440,7 +440,9 @@ class Tensor:
     def reshape(self, *shape: Any) -> Tensor:
         shape = _shape_arg(shape)
         n = self.numel()
-        if shape.count(-1) == 1:
+        if min(shape, default=0) < -1 or shape.count(-1) > 1:  # one -1 at most, no other negative size
+            fits = False
+        elif shape.count(-1) == 1:
             known = _prod(s for s in shape if s != -1)
             fits = known > 0 and n % known == 0
         else:
@@ -525,7 +527,12 @@ class Tensor:
                 raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
             sizes = [min(split_size_or_sections, n - s) for s in range(0, n, split_size_or_sections)]
         else:
+            if not isinstance(split_size_or_sections, (list, tuple)):
+                got = type(split_size_or_sections).__name__
+                raise TypeError(f"split: expected an int or a list of ints, got {got}")
             sizes = list(split_size_or_sections)
+            if any(not isinstance(s, numbers.Integral) or s < 0 for s in sizes):
+                raise ValueError(f"split: sizes must be non-negative ints, got {sizes}")
             if sum(sizes) != n:
                 raise ValueError(f"split: sizes {sizes} do not add up to {n}, the size of dim {dim} of {self.shape}")
         lead = (slice(None),) * d
@@ -576,7 +583,13 @@ class Tensor:
                 "use where()/masked_fill(), or assign under tl.no_grad()"
             )
         index, _ = _normalise_index(index, self)
-        self.data[index] = value.data if isinstance(value, Tensor) else value
+        if isinstance(value, Tensor):
+            _check_same_device("setitem", self, value)
+        try:
+            self.data[index] = value.data if isinstance(value, Tensor) else value
+        except (ValueError, IndexError, TypeError) as err:
+            kind = next(k for k in (IndexError, ValueError, TypeError) if isinstance(err, k))
+            raise kind(f"setitem on a tensor of shape {self.shape}: {err}") from None
 
 
 _new = object.__new__
@@ -592,7 +605,7 @@ def _prod(values: Any) -> int:
 
 def _axis(dim: int, ndim: int) -> int:
     """A dim in [-ndim, ndim) as a non-negative axis (0-d tensors accept 0 and -1)."""
-    if not isinstance(dim, numbers.Integral):
+    if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
         raise TypeError(f"dim must be an int, got {type(dim).__name__}")
     n = max(ndim, 1)
     if not -n <= dim < n:
@@ -617,7 +630,7 @@ def _shape_arg(shape: tuple[Any, ...]) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     for n in shape:
-        if not isinstance(n, numbers.Integral):
+        if not isinstance(n, numbers.Integral) or isinstance(n, bool):
             raise TypeError(f"shape entries must be ints, got {shape}")
     return tuple(int(n) for n in shape)
 
@@ -633,9 +646,10 @@ def _check_same_device(name: str, a: Tensor, b: Tensor) -> None:
 
 
 def _check_index_range(name: str, index: Any, size: int, xp: Any) -> None:
-    if index.size and (bool((index >= size).any()) or bool((index < -size).any())):
-        bad = index[(index >= size) | (index < -size)].ravel()[0]
-        raise IndexError(f"{name}: index {int(bad)} is out of range for a dim of size {size}")
+    """Indices must lie in [0, size): negative ones raise (as PyTorch's gather) instead of wrapping."""
+    if index.size and (bool((index >= size).any()) or bool((index < 0).any())):
+        bad = index[(index >= size) | (index < 0)].ravel()[0]
+        raise IndexError(f"{name}: index {int(bad)} is out of range for a dim of size {size} (valid: 0..{size - 1})")
 
 
 def _scalar_value(value: Any) -> Any:

@@ -50,6 +50,14 @@ class Tokenizer:
     def _ids_as_list(self, ids: Any) -> list[int]:
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
+        if isinstance(ids, int) and not isinstance(ids, bool):
+            ids = [ids]
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise TypeError(f"decode expects a sequence of integer ids, got {type(ids).__name__}")
+        ids = list(ids)
+        wrong = [i for i in ids if isinstance(i, bool) or not isinstance(i, (int, np.integer))]
+        if wrong:
+            raise TypeError(f"decode expects integer ids, got {wrong[0]!r} ({type(wrong[0]).__name__})")
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < len(self.itos)]
         if bad:
@@ -86,6 +94,11 @@ class Tokenizer:
         raise NotImplementedError
 
 
+def _check_text(name: str, text: Any) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"{name} expects a str, got {type(text).__name__}")
+
+
 def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
     """Load a ``CharTokenizer`` or ``WordTokenizer`` saved with ``save``."""
     return Tokenizer.load(path)
@@ -106,12 +119,14 @@ class CharTokenizer(Tokenizer):
             self.fit(text)
 
     def fit(self, text: str) -> CharTokenizer:
+        _check_text("CharTokenizer.fit", text)
         self._set_vocab(sorted(set(text)))
         self._codes = np.array([ord(c) for c in self.itos[1:]], dtype=np.int64)
         return self
 
     def encode(self, text: str) -> np.ndarray:
         """The ids of the characters of ``text`` as an int64 array (unseen characters become ``<unk>``)."""
+        _check_text("CharTokenizer.encode", text)
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
         if len(self._codes) == 0:
             return np.zeros(len(codes), dtype=np.int64)
@@ -162,6 +177,9 @@ class WordTokenizer(Tokenizer):
         unk_token: str = UNK,
     ) -> None:
         super().__init__(unk_token)
+        for arg, value in (("min_freq", min_freq), ("max_size", max_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"WordTokenizer: {arg} must be an int, got {type(value).__name__} {value!r}")
         if min_freq < 1:
             raise ValueError(f"min_freq must be at least 1, got {min_freq}")
         if max_size is not None and max_size < 1:
@@ -175,6 +193,7 @@ class WordTokenizer(Tokenizer):
 
     def tokenize(self, text: str) -> list[str]:
         """The token strings of ``text`` (before mapping to ids)."""
+        _check_text("WordTokenizer", text)
         if self.lower:
             text = text.lower()
         tokens = _WORD.findall(text)

@@ -11,6 +11,7 @@ takes True as "masked out" (both for ``attn_mask`` and ``key_padding_mask``).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from .. import creation
@@ -36,6 +37,9 @@ def _broadcast_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]
 
 def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> tuple[int, ...]:
     """Validate (..., L, E), (..., S, E), (..., S, Ev); return the shape of the scores (..., L, S)."""
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"scaled_dot_product_attention: {name} must be a Tensor, got {type(t).__name__}")
     if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
         raise RuntimeError(
             "scaled_dot_product_attention: query, key and value must be at least 2-D, got shapes "
@@ -134,6 +138,8 @@ def scaled_dot_product_attention(
             raise RuntimeError(
                 f"scaled_dot_product_attention: attn_mask must be bool or floating point, got {attn_mask.dtype}"
             )
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
+        raise TypeError(f"scaled_dot_product_attention: scale must be a number or None, got {type(scale).__name__}")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     keep = None
     if dropout_p > 0.0:
@@ -277,6 +283,14 @@ class MultiheadAttention(Module):
 
     def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None) -> bool:
         """Shape checks as PyTorch's; returns whether the input is batched (3-D)."""
+        w = self.in_proj_weight
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"MultiheadAttention: {name} must be a Tensor, got {type(t).__name__}")
+            if t.device != w.device:
+                raise RuntimeError(f"MultiheadAttention: {name} is on {t.device} but the parameters are on {w.device}")
+            if t.dtype != w.dtype:
+                raise TypeError(f"MultiheadAttention: {name} has dtype {t.dtype} but the parameters are {w.dtype}")
         if query.ndim not in (2, 3):
             raise ValueError(f"MultiheadAttention: query must be 2-D (L, E) or 3-D, got shape {query.shape}")
         if key.ndim != query.ndim or value.ndim != query.ndim:

@@ -54,6 +54,9 @@ def _as_index_tensor(name: str, value: Any, like: Tensor) -> Tensor:
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x W^T + b for x of shape (..., in_features), W (out_features, in_features), b (out_features,)."""
     _check_tensor("linear", "input", input)
+    _check_tensor("linear", "weight", weight)
+    if bias is not None:
+        _check_tensor("linear", "bias", bias)
     if input.ndim == 0 or weight.ndim != 2 or input.shape[-1] != weight.shape[1]:
         raise ValueError(
             f"linear: input shape {input.shape} does not fit weight shape {weight.shape} "
@@ -91,6 +94,8 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Ten
 def _padding_index(padding_idx: int | None, num_embeddings: int) -> int | None:
     if padding_idx is None:
         return None
+    if isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral):
+        raise TypeError(f"padding_idx must be an int or None, got {type(padding_idx).__name__} {padding_idx!r}")
     if not -num_embeddings <= padding_idx < num_embeddings:
         raise ValueError(f"padding_idx {padding_idx} must be within num_embeddings={num_embeddings}")
     return padding_idx % num_embeddings
@@ -98,21 +103,21 @@ def _padding_index(padding_idx: int | None, num_embeddings: int) -> int | None:
 
 def relu(input: Tensor) -> Tensor:
     """max(x, 0)."""
-    return input.relu()
+    return _check_tensor("relu", "input", input).relu()
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x Phi(x) (``'none'``) or its tanh approximation (``'tanh'``)."""
-    return input.gelu(approximate=approximate)
+    return _check_tensor("gelu", "input", input).gelu(approximate=approximate)
 
 
 def sigmoid(input: Tensor) -> Tensor:
     """1 / (1 + exp(-x))."""
-    return input.sigmoid()
+    return _check_tensor("sigmoid", "input", input).sigmoid()
 
 
 def tanh(input: Tensor) -> Tensor:
-    return input.tanh()
+    return _check_tensor("tanh", "input", input).tanh()
 
 
 def _implicit_dim(name: str, ndim: int) -> int:
@@ -126,6 +131,7 @@ def _implicit_dim(name: str, ndim: int) -> int:
 
 def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
     """exp(x_i) / sum_j exp(x_j) along ``dim`` (``dtype`` casts the input first)."""
+    _check_tensor("softmax", "input", input)
     if dtype is not None:
         input = input.to(dtype=dtype)
     return input.softmax(_implicit_dim("softmax", input.ndim) if dim is None else dim)
@@ -133,6 +139,7 @@ def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
 
 def log_softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
     """x_i - logsumexp(x) along ``dim``."""
+    _check_tensor("log_softmax", "input", input)
     if dtype is not None:
         input = input.to(dtype=dtype)
     return input.log_softmax(_implicit_dim("log_softmax", input.ndim) if dim is None else dim)
@@ -140,6 +147,9 @@ def log_softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Ten
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1 / (1 - p) (training only)."""
+    _check_tensor("dropout", "input", input)
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"dropout: p must be a number between 0 and 1, got {type(p).__name__} {p!r}")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
@@ -149,9 +159,13 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
 
 def _normalized_shape(shape: Any) -> tuple[int, ...]:
-    if isinstance(shape, numbers.Integral):
-        return (int(shape),)
-    return tuple(int(n) for n in shape)
+    dims = (shape,) if isinstance(shape, numbers.Integral) else shape
+    if not isinstance(dims, (tuple, list)) or any(isinstance(n, bool) or not isinstance(n, numbers.Integral)
+                                                  for n in dims):
+        raise TypeError(f"normalized_shape must be an int or a tuple of ints, got {shape!r}")
+    if any(n < 0 for n in dims):
+        raise ValueError(f"normalized_shape must not have negative sizes, got {shape!r}")
+    return tuple(int(n) for n in dims)
 
 
 def layer_norm(
@@ -162,12 +176,14 @@ def layer_norm(
     eps: float = 1e-5,
 ) -> Tensor:
     """(x - mean) / sqrt(var + eps) * weight + bias over the trailing ``normalized_shape`` dims (biased var)."""
+    _check_tensor("layer_norm", "input", input)
     shape = _normalized_shape(normalized_shape)
     _check_float("layer_norm", "input", input)
     if len(shape) == 0 or input.ndim < len(shape) or input.shape[input.ndim - len(shape) :] != shape:
         raise ValueError(f"layer_norm: input shape {input.shape} does not end in normalized_shape {shape}")
     for arg, t in (("weight", weight), ("bias", bias)):
         if t is not None:
+            _check_tensor("layer_norm", arg, t)
             if t.shape != shape:
                 raise ValueError(f"layer_norm: {arg} shape {t.shape} does not match normalized_shape {shape}")
             _check_same_dtype("layer_norm", input, t, "input", arg)
@@ -180,6 +196,8 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     _check_tensor("one_hot", "tensor", tensor)
     if tensor.dtype.kind not in "iu":
         raise TypeError(f"one_hot is only applicable to index (integer) tensors, got {tensor.dtype}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise TypeError(f"one_hot: num_classes must be an int, got {type(num_classes).__name__} {num_classes!r}")
     xp, data = tensor.xp, tensor.data
     if num_classes == -1:
         if data.size == 0:
@@ -197,6 +215,9 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """(input - target)^2, averaged (``'mean'``), summed (``'sum'``) or elementwise (``'none'``)."""
     _check_reduction("mse_loss", reduction)
+    _check_tensor("mse_loss", "input", input)
+    if isinstance(target, Tensor) and _broadcast_shape(input.shape, target.shape) is None:
+        raise ValueError(f"mse_loss: input shape {input.shape} and target shape {target.shape} do not broadcast")
     if isinstance(target, Tensor) and target.shape != input.shape:
         warnings.warn(
             f"mse_loss: target size {target.shape} is different from input size {input.shape}; "
@@ -211,6 +232,17 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     if reduction == "sum":
         return sq.sum()
     return sq
+
+
+def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """NumPy's broadcast of two shapes, or None when they do not broadcast."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x, y = (a[-i] if i <= len(a) else 1), (b[-i] if i <= len(b) else 1)
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(y if x == 1 else x)
+    return tuple(reversed(out))
 
 
 def _class_count(name: str, input: Tensor) -> int:
@@ -231,6 +263,8 @@ def _class_weight(name: str, weight: Tensor | None, input: Tensor, c: int) -> An
 
 
 def _check_class_target(name: str, input: Tensor, target: Tensor, c: int, ignore_index: int) -> None:
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"{name}: ignore_index must be an int, got {type(ignore_index).__name__} {ignore_index!r}")
     expected = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else ()
     if target.shape != expected:
         raise ValueError(

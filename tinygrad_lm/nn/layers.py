@@ -77,6 +77,8 @@ class Embedding(Module):
     @classmethod
     def from_pretrained(cls, embeddings: Tensor, freeze: bool = True, padding_idx: int | None = None) -> Embedding:
         """An Embedding whose weight is a copy of the 2-D ``embeddings`` (frozen unless ``freeze=False``)."""
+        if not isinstance(embeddings, Tensor):
+            raise TypeError(f"from_pretrained: embeddings must be a Tensor, got {type(embeddings).__name__}")
         if embeddings.ndim != 2:
             raise ValueError(f"Embeddings parameter is expected to be 2-dimensional, got shape {embeddings.shape}")
         rows, dim = embeddings.shape

@@ -48,6 +48,9 @@ def _uniform(bound: float, *shape: int) -> Parameter:
 
 
 def _check_dtype(name: str, what: str, t: Tensor, weight: Tensor) -> None:
+    """``t`` must match the parameters' device and dtype (checked before any math on it)."""
+    if t.device != weight.device:
+        raise RuntimeError(f"{name}: {what} is on {t.device} but the parameters are on {weight.device}")
     if t.dtype != weight.dtype:
         raise TypeError(
             f"{name}: {what} has dtype {t.dtype} but the parameters are {weight.dtype}; "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Iterable
 
 from .. import backend
@@ -17,7 +18,10 @@ def _as_list(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
 
 
 def _norm_type(norm_type: float | str) -> float:
-    value = float(norm_type)
+    try:
+        value = float(norm_type)
+    except (TypeError, ValueError):
+        raise ValueError(f"norm_type must be a positive number or inf, got {norm_type!r}") from None
     if math.isnan(value) or value <= 0:
         raise ValueError(f"norm_type must be a positive number or inf, got {norm_type!r}")
     return value
@@ -47,6 +51,10 @@ def clip_grad_norm_(
     then every g_i *= min(1, max_norm / (total + 1e-6)), in place. Parameters without ``.grad`` are skipped.
     """
     p = _norm_type(norm_type)
+    if isinstance(max_norm, bool) or not isinstance(max_norm, (numbers.Real, Tensor)):
+        raise TypeError(f"clip_grad_norm_: max_norm must be a number, got {type(max_norm).__name__} {max_norm!r}")
+    if not float(max_norm) >= 0:  # a negative max_norm would flip the gradients' sign
+        raise ValueError(f"clip_grad_norm_: max_norm must be non-negative, got {max_norm}")
     grads = [t.grad for t in _as_list(parameters) if t.grad is not None]
     if not grads:
         return Tensor._wrap(backend.get_xp("cpu").zeros((), dtype=backend.get_default_dtype()), "cpu")

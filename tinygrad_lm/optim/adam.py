@@ -39,7 +39,8 @@ class Adam(Optimizer):
         maximize: bool = False,
     ) -> None:
         defaults = dict(
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize
+            lr=lr, betas=tuple(betas) if isinstance(betas, (tuple, list)) else betas,
+            eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize
         )
         super().__init__(params, defaults)
 

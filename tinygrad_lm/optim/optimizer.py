@@ -13,6 +13,7 @@ in the order they appear across the groups,
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable, Iterable
 
 from .. import autograd, backend
@@ -28,7 +29,13 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.state: dict[Tensor, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
-        groups = list(params)
+        try:
+            groups = list(params)
+        except TypeError:
+            raise TypeError(
+                "params must be an iterable of Tensors or of dicts (e.g. model.parameters()), "
+                f"got {type(params).__name__}"
+            ) from None
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
@@ -71,6 +78,7 @@ class Optimizer:
         group = {k: v for k, v in param_group.items() if k != "params"}
         for name, default in self.defaults.items():
             group.setdefault(name, default)
+        _check_numbers(type(self).__name__, group)
         self._check_group(group)
         group["params"] = params
         self.param_groups.append(group)
@@ -168,3 +176,19 @@ class Optimizer:
             value = value.astype(p.dtype, copy=False)
         return backend.to_device(value, p.device).copy()
 
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, Tensor):
+        return value.numel() == 1
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_numbers(owner: str, group: dict[str, Any]) -> None:
+    """The numeric hyperparameters must be numbers (``betas`` a pair of them) before their ranges are checked."""
+    for name in ("lr", "momentum", "dampening", "weight_decay", "eps"):
+        value = group.get(name, 0.0)
+        if not _is_number(value):
+            raise TypeError(f"{owner}: {name} must be a number, got {type(value).__name__} {value!r}")
+    betas = group.get("betas", ())
+    if not isinstance(betas, (tuple, list)) or not all(_is_number(b) for b in betas):
+        raise TypeError(f"{owner}: betas must be a pair of numbers, got {type(betas).__name__} {betas!r}")
