@@ -168,3 +168,21 @@ def test_the_module_entry_point_in_a_real_process(tmp_path):
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr and "does not exist" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "tinygrad_lm"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0 and "train" in proc.stdout and "sample" in proc.stdout
+
+
+def test_threads_option_caps_the_blas_pool_and_rejects_negative_counts():
+    import threadpoolctl
+
+    from tinygrad_lm.cli import CLIError, limit_blas_threads
+
+    blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("NumPy reports no BLAS thread pool")
+    limits = limit_blas_threads(1)
+    try:
+        assert all(i["num_threads"] == 1 for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
+    finally:
+        limits.restore_original_limits()
+    assert limit_blas_threads(0) is None
+    with pytest.raises(CLIError, match="--threads"):
+        limit_blas_threads(-2)

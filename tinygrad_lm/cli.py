@@ -424,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT,
                    help=f"seconds before stopping early, evaluated and saved (0: none; default {DEFAULT_TIME_LIMIT:g})")
     t.add_argument("--device", default="cpu")
+    t.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     t.add_argument("--seed", type=int, default=1337)
     t.add_argument("--out", default=None, help="run directory (default runs/<corpus>-<tokenizer>-<model>[-N])")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -443,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--greedy", action="store_true")
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--device", default="cpu")
+    s.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="loss, perplexity and bits/token of a trained run on held-out data")
@@ -450,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("val", "test"), default="val")
     e.add_argument("--batches", type=int, default=None, help="read at most this many batches (default: all)")
     e.add_argument("--device", default="cpu")
+    e.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     e.set_defaults(func=cmd_eval)
 
     g = sub.add_parser("ngram", help="fit and evaluate an n-gram LM (the counting baseline)")
@@ -465,6 +468,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+THREADS_HELP = ("BLAS threads for NumPy's matrix products (default 1; 0 keeps the library's own default). "
+                "The small products of these models gain little from more threads and lose a lot when the "
+                "cores are shared with other work")
+
+
+def limit_blas_threads(threads: int | None) -> Any:
+    """Cap NumPy's BLAS thread pool for the rest of the process (a no-op for ``None`` or 0)."""
+    if not threads:
+        return None
+    if threads < 0:
+        raise CLIError(f"--threads must be >= 0, got {threads}")
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -474,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
+        limit_blas_threads(getattr(args, "threads", None))
         return int(args.func(args) or 0)
     except CLIError as err:
         print(f"tinygrad-lm: error: {err}", file=sys.stderr)
