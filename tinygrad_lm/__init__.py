@@ -3,8 +3,25 @@ from . import backend
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import cuda_is_available, get_default_device, get_default_dtype, set_default_device, set_default_dtype
 from .creation import (
-    arange, cat, eye, from_numpy, full, full_like, manual_seed, maximum, minimum, ones, ones_like, rand, randint, randn,
-    stack, tensor, where, zeros, zeros_like,
+    arange,
+    cat,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    manual_seed,
+    maximum,
+    minimum,
+    ones,
+    ones_like,
+    rand,
+    randint,
+    randn,
+    stack,
+    tensor,
+    where,
+    zeros,
+    zeros_like,
 )
 from .gradcheck import GradcheckError, gradcheck
 from .serialization import load, save

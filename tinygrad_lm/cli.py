@@ -32,6 +32,8 @@ from typing import Any, NoReturn, Sequence
 
 import numpy as np
 
+from .files import atomic_write_text
+
 SPLIT = (0.9, 0.05, 0.05)
 MODELS = ("lstm", "rnn", "gru", "transformer")
 DEFAULT_STEPS = 3000
@@ -243,9 +245,7 @@ def _default_out(args: argparse.Namespace) -> Path:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def _start_run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], Any, tuple[np.ndarray, ...], Any]:

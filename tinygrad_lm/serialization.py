@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from typing import Any
 
 import numpy
@@ -33,6 +32,7 @@ import safetensors
 import safetensors.numpy
 
 from . import backend
+from .files import atomic_path
 from .tensor import Tensor
 
 FORMAT_KEY = "tinygrad_lm"
@@ -103,45 +103,8 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
     encoder = _Encoder()
     tree = encoder.encode(obj)
     metadata = {FORMAT_KEY: json.dumps({"version": FORMAT_VERSION, "tree": tree})}
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        os.close(fd)
-        os.chmod(tmp, _file_mode(path))
-        safetensors.numpy.save_file(encoder.arrays, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:  # safetensors wrote and closed it; make the bytes durable before the rename
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
-
-
-def _file_mode(path: str) -> int:
-    """The permissions the checkpoint should get: the old file's, else what ``open`` would give (mkstemp's are 0600)."""
-    try:
-        return os.stat(path).st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename itself durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_path(path) as tmp:
+        safetensors.numpy.save_file(encoder.arrays, str(tmp), metadata=metadata)
 
 
 class _Decoder:

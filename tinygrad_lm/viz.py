@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from .files import atomic_path
 from .tensor import Tensor
 
 
@@ -122,7 +123,6 @@ def plot_curves(series: Mapping[str, tuple[list[float], list[float]]], path: str
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
     return path

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .corpora import atomic_write_text
+from ..files import atomic_write_text
 
 UNK = "<unk>"
 

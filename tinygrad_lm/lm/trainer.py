@@ -42,6 +42,7 @@ import numpy as np
 from .. import backend, creation, optim
 from ..autograd import no_grad
 from ..data import BPTTBatcher
+from ..files import atomic_write_text
 from ..nn.utils import clip_grad_norm_
 from ..serialization import load, save
 from ..tensor import Tensor
@@ -393,9 +394,7 @@ class Trainer:
     def _keep_metrics_up_to(self, step: int) -> None:
         """On resume: drop log lines written after the checkpoint (they will be written again)."""
         records = [r for r in read_metrics(self.metrics_path) if r.get("step", 0) <= step]
-        tmp = self.metrics_path.with_name(self.metrics_path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-        tmp.replace(self.metrics_path)
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
 
     def _eval_and_log(self, bar: Any) -> float:
         ev = self.evaluate()
