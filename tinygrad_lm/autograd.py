@@ -33,10 +33,11 @@ class _GradMode(contextlib.ContextDecorator):
     """Sets grad mode to ``_mode`` inside; usable as ``with``, ``@no_grad()`` and bare ``@no_grad``."""
 
     _mode = True
+    _prev: list[bool]  # a stack: a decorated function may call itself
 
     def __new__(cls, func: Any = None) -> Any:
         self = super().__new__(cls)
-        self._prev: list[bool] = []  # a stack: a decorated function may call itself
+        self._prev = []
         return self if func is None else self(func)
 
     def __enter__(self) -> None:
@@ -120,6 +121,10 @@ class Function:
     """
 
     __slots__ = ("inputs", "needs_grad", "xp", "device", "__dict__")
+    inputs: Any  # the positional inputs (tensors and constants); None once backward has freed the node
+    needs_grad: tuple[bool, ...]
+    xp: Any  # numpy or cupy
+    device: str
 
     differentiable = True
 

@@ -14,6 +14,9 @@ from . import autograd, backend
 from . import ops as _ops
 
 _xp_cache: dict[str, Any] = {}
+# Tensor has methods named int() and bool() (as PyTorch); annotations inside the class use these names.
+_int = int
+_bool = bool
 _NDARRAY = backend.numpy_ndarray_type()
 
 
@@ -209,7 +212,7 @@ class Tensor:
         self.requires_grad = False
         return self
 
-    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+    def requires_grad_(self, requires_grad: _bool = True) -> Tensor:
         if requires_grad and not _is_float(self.dtype):
             raise RuntimeError(f"only tensors of floating point dtype can require gradients, this one is {self.dtype}")
         if not requires_grad and self.grad_fn is not None:
@@ -225,7 +228,7 @@ class Tensor:
 
         self.grad_fn.__dict__["_retain_ref"] = weakref.ref(self)
 
-    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
+    def backward(self, gradient: Any = None, retain_graph: _bool = False) -> None:
         """Accumulate the gradient of this tensor into ``.grad`` of every leaf that requires it."""
         if not self.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
@@ -391,49 +394,49 @@ class Tensor:
         return _ops.MaskedFill.apply(self, mask=mask.data, value=_scalar_value(value))
 
     # ------------------------------------------------------------------ reductions
-    def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+    def sum(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
         return _ops.Sum.apply(self, axis=_axes(dim, self.ndim), keepdims=keepdim)
 
-    def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+    def mean(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
         return _ops.Mean.apply(_floating(self), axis=_axes(dim, self.ndim), keepdims=keepdim)
 
-    def var(self, dim: Any = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+    def var(self, dim: Any = None, keepdim: _bool = False, correction: _int = 1) -> Tensor:
         axes = _axes(dim, self.ndim)
         n = self.numel() if axes is None else _prod(self.shape[a] for a in axes)
         centred = self - self.mean(dim, keepdim=True)
         return (centred * centred).sum(dim, keepdim=keepdim) / max(0, n - correction)
 
-    def std(self, dim: Any = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+    def std(self, dim: Any = None, keepdim: _bool = False, correction: _int = 1) -> Tensor:
         return self.var(dim, keepdim=keepdim, correction=correction).sqrt()
 
-    def max(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+    def max(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
         """The maximum over ``dim`` (values only; **differs** from PyTorch: use argmax for the indices)."""
         _check_nonempty("max", self)
         return _ops.Max.apply(self, axis=_axes(dim, self.ndim), keepdims=keepdim)
 
-    def min(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+    def min(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
         _check_nonempty("min", self)
         return _ops.Min.apply(self, axis=_axes(dim, self.ndim), keepdims=keepdim)
 
-    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    def argmax(self, dim: _int | None = None, keepdim: _bool = False) -> Tensor:
         _check_nonempty("argmax", self)
         if dim is None:
             return Tensor._wrap(self.data.argmax().astype("int64"), self.device)
         return Tensor._wrap(self.data.argmax(axis=_axis(dim, self.ndim), keepdims=keepdim), self.device)
 
-    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    def argmin(self, dim: _int | None = None, keepdim: _bool = False) -> Tensor:
         _check_nonempty("argmin", self)
         if dim is None:
             return Tensor._wrap(self.data.argmin().astype("int64"), self.device)
         return Tensor._wrap(self.data.argmin(axis=_axis(dim, self.ndim), keepdims=keepdim), self.device)
 
-    def logsumexp(self, dim: Any, keepdim: bool = False) -> Tensor:
+    def logsumexp(self, dim: Any, keepdim: _bool = False) -> Tensor:
         return _ops.LogSumExp.apply(_floating(self), axis=_axes(dim, self.ndim), keepdims=keepdim)
 
-    def softmax(self, dim: int) -> Tensor:
+    def softmax(self, dim: _int) -> Tensor:
         return _ops.Softmax.apply(_floating(self), axis=_axis(dim, self.ndim))
 
-    def log_softmax(self, dim: int) -> Tensor:
+    def log_softmax(self, dim: _int) -> Tensor:
         return _ops.LogSoftmax.apply(_floating(self), axis=_axis(dim, self.ndim))
 
     # ------------------------------------------------------------------ shape
@@ -459,7 +462,7 @@ class Tensor:
     def clone(self) -> Tensor:
         return _ops.Clone.apply(self)
 
-    def transpose(self, dim0: int, dim1: int) -> Tensor:
+    def transpose(self, dim0: _int, dim1: _int) -> Tensor:
         axes = list(range(self.ndim))
         d0, d1 = _axis(dim0, self.ndim), _axis(dim1, self.ndim)
         axes[d0], axes[d1] = axes[d1], axes[d0]
@@ -481,7 +484,7 @@ class Tensor:
             raise ValueError(f"mT needs at least 2 dims, got shape {self.shape}")
         return self.transpose(-2, -1)
 
-    def unsqueeze(self, dim: int) -> Tensor:
+    def unsqueeze(self, dim: _int) -> Tensor:
         d = _axis(dim, self.ndim + 1)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
@@ -491,7 +494,7 @@ class Tensor:
         axes = _axes(dim, self.ndim) or ()
         return self.reshape(tuple(n for i, n in enumerate(self.shape) if not (i in axes and n == 1)))
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    def flatten(self, start_dim: _int = 0, end_dim: _int = -1) -> Tensor:
         if self.ndim == 0:
             return self.reshape(1)
         s, e = _axis(start_dim, self.ndim), _axis(end_dim, self.ndim)
@@ -519,7 +522,7 @@ class Tensor:
     def expand_as(self, other: Tensor) -> Tensor:
         return self.expand(*other.shape)
 
-    def split(self, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+    def split(self, split_size_or_sections: Any, dim: _int = 0) -> tuple[Tensor, ...]:
         d = _axis(dim, self.ndim)
         n = self.shape[d]
         if isinstance(split_size_or_sections, int):
@@ -542,23 +545,23 @@ class Tensor:
             start += s
         return tuple(out)
 
-    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    def chunk(self, chunks: _int, dim: _int = 0) -> tuple[Tensor, ...]:
         if chunks <= 0:
             raise ValueError(f"chunk: chunks must be positive, got {chunks}")
         n = self.shape[_axis(dim, self.ndim)]
         return self.split(max(1, -(-n // chunks)), dim)
 
-    def tril(self, diagonal: int = 0) -> Tensor:
+    def tril(self, diagonal: _int = 0) -> Tensor:
         if self.ndim < 2:
             raise ValueError(f"tril needs at least 2 dims, got shape {self.shape}")
         return _ops.Tril.apply(self, k=diagonal)
 
-    def triu(self, diagonal: int = 0) -> Tensor:
+    def triu(self, diagonal: _int = 0) -> Tensor:
         if self.ndim < 2:
             raise ValueError(f"triu needs at least 2 dims, got shape {self.shape}")
         return _ops.Triu.apply(self, k=diagonal)
 
-    def gather(self, dim: int, index: Tensor) -> Tensor:
+    def gather(self, dim: _int, index: Tensor) -> Tensor:
         index = _tensor_like(index, self)
         if index.dtype.kind not in "iu":
             raise TypeError(f"gather: index must be an integer tensor, got {index.dtype}")

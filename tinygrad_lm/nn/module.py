@@ -42,6 +42,10 @@ class Module:
     """Base class of every layer and model: subclass it, set attributes in ``__init__``, define ``forward``."""
 
     training: bool
+    _parameters: OrderedDict[str, Parameter | None]
+    _buffers: OrderedDict[str, Tensor | None]
+    _non_persistent: set[str]
+    _modules: OrderedDict[str, Any]  # a slot may hold None, as in PyTorch
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
