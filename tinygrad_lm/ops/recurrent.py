@@ -57,9 +57,12 @@ def _input_projection(xp: Any, x: Any, w_ih: Any, *biases: Any) -> tuple[Any, An
     T, B, n_in = x.shape
     x2 = xp.ascontiguousarray(x).reshape(T * B, n_in)  # (T*B, I)
     proj = x2 @ w_ih.T  # (T*B, G)
-    for b in biases:
+    bias = None
+    for b in biases:  # add the (G,) bias vectors first, then make one pass over the (T*B, G) projections
         if b is not None:
-            proj += b
+            bias = b if bias is None else bias + b
+    if bias is not None:
+        proj += bias
     return proj.reshape(T, B, -1), x2  # (T, B, G)
 
 
@@ -78,7 +81,10 @@ def _weight_grads(op: Any, d_ih: Any, d_hh: Any) -> tuple[Any, Any, Any, Any, An
     dw_ih = d_ih2.T @ op.x2 if need[n_state + 1] else None  # (G, I)
     dw_hh = d_hh2.T @ op.h_prev.reshape(T * B, -1) if need[n_state + 2] else None  # (G, H)
     db_ih = d_ih2.sum(axis=0) if need[n_state + 3] else None  # (G,)
-    db_hh = d_hh2.sum(axis=0) if need[n_state + 4] else None  # (G,)
+    if d_hh is d_ih and db_ih is not None:  # both biases enter the same pre-activation: one sum serves both
+        db_hh = db_ih if need[n_state + 4] else None
+    else:
+        db_hh = d_hh2.sum(axis=0) if need[n_state + 4] else None  # (G,)
     return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -133,7 +139,8 @@ class RNNLayer(Function):
         xp = self.xp
         h = self.hs[1:]  # (T, B, H)
         if self.nonlinearity == "tanh":
-            da = 1 - h * h
+            da = xp.multiply(h, h)
+            xp.subtract(1, da, out=da)  # 1 - h^2, in place
         elif self.nonlinearity == "relu":
             da = (h > 0).astype(h.dtype)
         else:
