@@ -358,27 +358,10 @@ def cross_entropy(
     )
 
 
-def scaled_dot_product_attention(
-    query: Tensor,
-    key: Tensor,
-    value: Tensor,
-    attn_mask: Tensor | None = None,
-    dropout_p: float = 0.0,
-    is_causal: bool = False,
-    scale: float | None = None,
-) -> Tensor:
-    """softmax(q k^T * scale + mask) v, scale = 1/sqrt(E) by default; q (..., L, E), k (..., S, E), v (..., S, Ev).
-
-    A bool ``attn_mask`` marks with True the positions that may be attended; a float mask is added
-    to the scores. ``is_causal`` masks the future (position i attends to j <= i). Implemented in
-    :mod:`tinygrad_lm.nn.attention`.
-    """
-    from .attention import scaled_dot_product_attention as sdpa
-
-    return sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
-
-
 __all__ = [
     "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "mse_loss",
     "nll_loss", "one_hot", "relu", "scaled_dot_product_attention", "sigmoid", "softmax", "tanh",
 ]
+
+# Defined with MultiheadAttention (attention.py imports the layers, which import this module).
+from .attention import scaled_dot_product_attention  # noqa: E402
