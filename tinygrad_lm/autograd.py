@@ -258,17 +258,17 @@ def backward(tensor: Any, grad: Any, retain_graph: bool = False) -> None:
         return
     order = _topological_order(root)
     grads: dict[int, Any] = {id(root): grad}
-    retained = _retained_tensors(order)
     with no_grad():
         for node in order:
             g = grads.pop(id(node), None)
             if g is None:  # no gradient reached this node (only through inputs that need none)
                 if not retain_graph:
-                    node.inputs = None
-                    node.__dict__.clear()
+                    _free(node)
                 continue
-            if retained:
-                _store_retained(retained, node, g)
+            ref = node.__dict__.get("_retain_ref")  # set by Tensor.retain_grad() on this node's output
+            kept = ref() if ref is not None else None
+            if kept is not None:
+                _accumulate_leaf(kept, g)
             in_grads = node.backward(g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
@@ -294,33 +294,19 @@ def backward(tensor: Any, grad: Any, retain_graph: bool = False) -> None:
                     prev = grads.get(key)
                     grads[key] = gx if prev is None else prev + gx
             if not retain_graph:
-                node.inputs = None
-                node.__dict__.clear()
+                _free(node)
+
+
+def _free(node: Function) -> None:
+    """Drop a node's inputs and saved arrays: its graph cannot be backpropagated again."""
+    node.inputs = None
+    node.__dict__.clear()
 
 
 def _accumulate_leaf(x: Any, g: Any) -> None:
+    """``x.grad += g`` (a leaf's, or a non-leaf's kept by ``retain_grad``)."""
     if x.grad is None:
         # Own the array: backward results may be views of, or shared with, other gradients.
         x.grad = Tensor._wrap(g.copy(), x.device)
     else:
         x.grad.data += g
-
-
-def _retained_tensors(order: list[Function]) -> dict[int, Any]:
-    out = {}
-    for node in order:
-        ref = node.__dict__.get("_retain_ref")
-        if ref is not None:
-            out[id(node)] = ref
-    return out
-
-
-def _store_retained(retained: dict[int, Any], node: Function, g: Any) -> None:
-    ref = retained.get(id(node))
-    t = ref() if ref is not None else None
-    if t is not None:
-        if t.grad is None:
-            t.grad = Tensor._wrap(g.copy(), t.device)
-        else:
-            t.grad.data += g
-
