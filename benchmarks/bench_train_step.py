@@ -71,6 +71,10 @@ def limit_threads(n: int) -> Callable[[], str]:
     def apply() -> str:
         import numpy  # noqa: F401  (the BLAS must be loaded for threadpoolctl to see it)
 
+        from tinygrad_lm import backend
+
+        backend.blas_name()  # loads MKL now when tinygrad_lm will use it, so the limit reaches it too
+
         global _THREADPOOL_LIMIT
         _THREADPOOL_LIMIT = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
         libs = ", ".join(sorted({info["internal_api"] for info in threadpoolctl.threadpool_info()}))
@@ -150,19 +154,20 @@ def run_interleaved(fws: list[Framework], steps: int, warmup: int) -> None:
             fw.step(record=i >= warmup)
 
 
-def gemm_gflops(n: int, repeats: int = 9) -> float:
-    """Median GFLOP/s of a float32 ``(n, n) @ (n, n)`` in NumPy (2 n^3 FLOPs each)."""
+def gemm_gflops(n: int, repeats: int = 9, matmul: Any = None) -> float:
+    """Median GFLOP/s of a float32 ``(n, n) @ (n, n)`` (2 n^3 FLOPs each) with ``matmul`` (NumPy's by default)."""
     import numpy as np
 
+    matmul = matmul or np.matmul
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     out = np.empty((n, n), dtype=np.float32)
-    np.matmul(a, b, out=out)
+    matmul(a, b, out=out)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        np.matmul(a, b, out=out)
+        matmul(a, b, out=out)
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / statistics.median(times) / 1e9
 
@@ -172,9 +177,17 @@ def fmt_row(cells: list[Any], widths: list[int]) -> str:
 
 
 def speed_table(args: argparse.Namespace, torch: Any) -> None:
-    peak = gemm_gflops(args.gemm_size)
-    print(f"NumPy float32 GEMM {args.gemm_size}x{args.gemm_size}: {peak:.1f} GFLOP/s (median of 9) "
-          f"= the machine's matrix-multiply limit used for '%gemm'")
+    from tinygrad_lm import backend
+
+    n = args.gemm_size
+    peak = gemm_gflops(n)
+    print(f"NumPy float32 GEMM {n}x{n}: {peak:.1f} GFLOP/s (median of 9)")
+    if backend.blas_name() != "numpy":
+        blas_peak = gemm_gflops(n, matmul=backend.matmul)
+        print(f"tinygrad_lm's matmul ({backend.blas_name()}) float32 GEMM {n}x{n}: {blas_peak:.1f} GFLOP/s "
+              "(median of 9)")
+        peak = max(peak, blas_peak)
+    print(f"the machine's matrix-multiply limit used for '%gemm': {peak:.1f} GFLOP/s (the higher of the two)")
     print(f"median of {args.steps} timed steps after {args.warmup} warm-up steps, frameworks interleaved\n")
     has_torch = torch is not None
     head = ["config", "tokens", "GFLOP/step", "tl ms", "tl tok/s", "tl GFLOP/s", "tl %gemm"]

@@ -468,18 +468,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-THREADS_HELP = ("BLAS threads for NumPy's matrix products (default 1; 0 keeps the library's own default). "
+THREADS_HELP = ("BLAS threads for the matrix products (default 1; 0 keeps the library's own default). "
                 "The small products of these models gain little from more threads and lose a lot when the "
                 "cores are shared with other work")
 
 
 def limit_blas_threads(threads: int | None) -> Any:
-    """Cap NumPy's BLAS thread pool for the rest of the process (a no-op for ``None`` or 0)."""
+    """Cap the BLAS thread pools (NumPy's, and MKL's when installed) for the rest of the process (None or 0: no-op)."""
     if not threads:
         return None
     if threads < 0:
         raise CLIError(f"--threads must be >= 0, got {threads}")
     from threadpoolctl import threadpool_limits
+
+    from . import backend
+
+    backend.blas_name()  # load MKL first (when installed) so that the limit reaches its pool too
 
     return threadpool_limits(limits=threads, user_api="blas")
 

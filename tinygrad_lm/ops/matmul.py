@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import Function
+from ..backend import matmul
 
 
 class Matmul(Function):
@@ -17,7 +18,7 @@ class Matmul(Function):
         if ka != kb:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({ka} != {kb})")
         self.a, self.b = a, b
-        return a @ b
+        return matmul(a, b)
 
     def backward(self, g: Any) -> tuple[Any, Any]:
         a, b = self.a, self.b
@@ -38,10 +39,10 @@ class Matmul(Function):
                 gb = (a.swapaxes(-1, -2) @ g[..., :, None])[..., 0]
             return ga, gb
         if need_a:
-            ga = g @ b.swapaxes(-1, -2)
+            ga = matmul(g, b.swapaxes(-1, -2))
         if need_b:
             if b.ndim == 2 and a.ndim > 2:  # sum over the batch inside one GEMM: (k, B*m) @ (B*m, n)
-                gb = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+                gb = matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
             else:
-                gb = a.swapaxes(-1, -2) @ g
+                gb = matmul(a.swapaxes(-1, -2), g)
         return ga, gb

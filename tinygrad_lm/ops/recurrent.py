@@ -41,6 +41,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import Function
+from ..backend import matmul
 
 
 def _gate_(a: Any, xp: Any, scale: Any, shift: Any) -> Any:
@@ -56,7 +57,7 @@ def _input_projection(xp: Any, x: Any, w_ih: Any, *biases: Any) -> tuple[Any, An
     """All T input projections in one GEMM: x (T, B, I) -> (T, B, G) and the flat x (T*B, I) for backward."""
     T, B, n_in = x.shape
     x2 = xp.ascontiguousarray(x).reshape(T * B, n_in)  # (T*B, I)
-    proj = x2 @ w_ih.T  # (T*B, G)
+    proj = matmul(x2, w_ih.T)  # (T*B, G)
     bias = None
     for b in biases:  # add the (G,) bias vectors first, then make one pass over the (T*B, G) projections
         if b is not None:
@@ -77,9 +78,9 @@ def _weight_grads(op: Any, d_ih: Any, d_hh: Any) -> tuple[Any, Any, Any, Any, An
     n_state = len(need) - 5
     d_ih2 = d_ih.reshape(T * B, G)  # (T*B, G)
     d_hh2 = d_hh.reshape(T * B, G)  # (T*B, G)
-    dx = (d_ih2 @ op.w_ih).reshape(T, B, -1) if need[0] else None  # (T, B, I)
-    dw_ih = d_ih2.T @ op.x2 if need[n_state + 1] else None  # (G, I)
-    dw_hh = d_hh2.T @ op.h_prev.reshape(T * B, -1) if need[n_state + 2] else None  # (G, H)
+    dx = matmul(d_ih2, op.w_ih).reshape(T, B, -1) if need[0] else None  # (T, B, I)
+    dw_ih = matmul(d_ih2.T, op.x2) if need[n_state + 1] else None  # (G, I)
+    dw_hh = matmul(d_hh2.T, op.h_prev.reshape(T * B, -1)) if need[n_state + 2] else None  # (G, H)
     db_ih = d_ih2.sum(axis=0) if need[n_state + 3] else None  # (G,)
     if d_hh is d_ih and db_ih is not None:  # both biases enter the same pre-activation: one sum serves both
         db_hh = db_ih if need[n_state + 4] else None
@@ -123,7 +124,7 @@ class RNNLayer(Function):
         w_hh_t = xp.ascontiguousarray(w_hh.T)  # (H, G): BLAS runs the skinny per-step products ~1.5x faster
         for t in range(T):
             a = hs[t + 1]
-            xp.matmul(hs[t], w_hh_t, out=a)
+            matmul(hs[t], w_hh_t, out=a)
             a += proj[t]
             if nonlinearity == "tanh":
                 xp.tanh(a, out=a)
@@ -149,7 +150,7 @@ class RNNLayer(Function):
         for t in range(h.shape[0] - 1, -1, -1):
             dh += g[t]
             da[t] *= dh  # now dL/da_t
-            xp.matmul(da[t], self.w_hh, out=dh)
+            matmul(da[t], self.w_hh, out=dh)
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, da, da)
         return dx, (dh if self.needs_grad[1] else None), dw_ih, dw_hh, db_ih, db_hh
 
@@ -183,7 +184,7 @@ class LSTMLayer(Function):
         w_hh_t = xp.ascontiguousarray(w_hh.T)  # (H, G): BLAS runs the skinny per-step products ~1.5x faster
         for t in range(T):
             a = gates[t]
-            xp.matmul(hs[t], w_hh_t, out=a)
+            matmul(hs[t], w_hh_t, out=a)
             a += proj[t]
             _gate_(a, xp, scale, shift)
             i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
@@ -222,7 +223,7 @@ class LSTMLayer(Function):
             da4[t, :, :3] *= dc[:, None, :]
             da4[t, :, 3] *= dh
             dc *= f[t]  # dL/dC_{t-1} along C_t = f C_{t-1} + ...
-            xp.matmul(da[t], self.w_hh, out=dh)
+            matmul(da[t], self.w_hh, out=dh)
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, da, da)
         need = self.needs_grad
         return dx, (dh if need[1] else None), (dc if need[2] else None), dw_ih, dw_hh, db_ih, db_hh
@@ -252,7 +253,7 @@ class GRULayer(Function):
         hs[0] = h0
         w_hh_t = xp.ascontiguousarray(w_hh.T)  # (H, G): BLAS runs the skinny per-step products ~1.5x faster
         for t in range(T):
-            xp.matmul(hs[t], w_hh_t, out=hh[t])
+            matmul(hs[t], w_hh_t, out=hh[t])
             if b_hh is not None:
                 hh[t, :, 2 * H :] += b_hh[2 * H :]
             rz, n = gates[t, :, : 2 * H], gates[t, :, 2 * H :]
@@ -289,7 +290,7 @@ class GRULayer(Function):
             d_ih3[t] *= dh[:, None, :]
             d_hh[t, :, : 2 * H] = d_ih[t, :, : 2 * H]
             xp.multiply(d_ih[t, :, 2 * H :], r[t], out=d_hh[t, :, 2 * H :])
-            xp.matmul(d_hh[t], self.w_hh, out=tmp)
+            matmul(d_hh[t], self.w_hh, out=tmp)
             dh *= z[t]
             dh += tmp
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, d_ih, d_hh)
