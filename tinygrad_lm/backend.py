@@ -276,7 +276,7 @@ def format_array(array: Any, prefix: str) -> str:
 # overlapping an input) goes to NumPy unchanged. TINYGRAD_LM_BLAS=numpy (or
 # :func:`set_blas`) turns MKL off.
 
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_ROW_MAJOR, _NO_TRANS, _TRANS, _PACKED, _B_MATRIX = 101, 111, 112, 151, 162
 _MKL_MIN_WORK = 1 << 20  # multiply-adds below which a ctypes call (some 7 us) costs more than MKL saves
 _BLAS_CHOICES = ("auto", "mkl", "numpy")
 _mkl: Any = None  # the loaded routines, False once looked for and not found, None before looking
@@ -304,6 +304,7 @@ class _MKLRoutines:
         i, p = ctypes.c_int, ctypes.c_void_p
         self.gemm = {}
         self.gemm_batch = {}
+        self.packed = {}
         for dt, prefix, real in ((numpy.dtype(numpy.float32), "s", ctypes.c_float),
                                  (numpy.dtype(numpy.float64), "d", ctypes.c_double)):
             gemm = getattr(lib, f"cblas_{prefix}gemm")
@@ -316,6 +317,16 @@ class _MKLRoutines:
             batch.argtypes = [i, p, p, p, p, p, p, p, p, p, p, p, p, p, i, p]
             self.gemm[dt] = gemm
             self.gemm_batch[dt] = (batch, real)
+            get_size = getattr(lib, f"cblas_{prefix}gemm_pack_get_size")
+            get_size.restype = ctypes.c_size_t
+            get_size.argtypes = [i, i, i, i]  # identifier, m, n, k
+            pack = getattr(lib, f"cblas_{prefix}gemm_pack")
+            pack.restype = None
+            pack.argtypes = [i, i, i, i, i, i, real, p, i, p]  # layout, which, trans, m, n, k, alpha, src, ld, dest
+            compute = getattr(lib, f"cblas_{prefix}gemm_compute")
+            compute.restype = None
+            compute.argtypes = [i, i, i, i, i, i, p, i, p, i, real, p, i]
+            self.packed[dt] = (get_size, pack, compute)
 
 
 def _load_mkl() -> Any:
@@ -473,3 +484,52 @@ def matmul(a: Any, b: Any, out: Any = None) -> Any:
     elif not isinstance(a, (numpy.ndarray, numpy.generic)):
         return _load_cupy().matmul(a, b, out=out)  # type: ignore[union-attr]
     return numpy.matmul(a, b, out=out) if out is not None else numpy.matmul(a, b)
+
+
+class RightFactor:
+    """The right factor ``b (k, n)`` of many products ``a_t @ b``, ``a_t (m, k)``: a recurrent weight over a sequence.
+
+    With MKL, ``b`` is copied once into MKL's packed internal format (``cblas_?gemm_pack``) and
+    every step multiplies against that copy (``cblas_?gemm_compute``), instead of each GEMM
+    call re-arranging ``b`` again; this makes the skinny per-step products 1.1-1.2x faster.
+    Otherwise it keeps a contiguous copy of ``b``, which OpenBLAS multiplies faster than a
+    transposed view. Use it through :func:`matmul_right`.
+    """
+
+    __slots__ = ("b", "m", "packed", "_compute")
+
+    def __init__(self, b: Any, m: int) -> None:
+        self.m = m
+        self.packed: Any = None
+        self._compute: Any = None
+        mkl = _mkl if _mkl is not None else _load_mkl()
+        k, n = b.shape
+        if (type(b) is numpy.ndarray and _blas_choice != "numpy" and mkl and b.dtype in mkl.packed
+                and m * k * n >= _MKL_MIN_WORK and (layout := _layout(b)) is not None):
+            get_size, pack, compute = mkl.packed[b.dtype]
+            self.packed = numpy.empty(-(-get_size(_B_MATRIX, m, n, k) // b.itemsize), dtype=b.dtype)
+            pack(_ROW_MAJOR, _B_MATRIX, layout[0], m, n, k, 1.0, b.ctypes.data, layout[1], self.packed.ctypes.data)
+            self._compute = compute
+            self.b = b
+        else:
+            contiguous = isinstance(b, numpy.ndarray) and b.flags.c_contiguous
+            self.b = b if contiguous else _array_module(b).ascontiguousarray(b)
+
+
+def _array_module(array: Any) -> ModuleType:
+    return numpy if isinstance(array, (numpy.ndarray, numpy.generic)) else _load_cupy()  # type: ignore[return-value]
+
+
+def matmul_right(a: Any, right: RightFactor, out: Any, accumulate: bool = False) -> Any:
+    """``out = a @ right.b``, or ``out += a @ right.b`` with ``accumulate``; ``a`` is (m, k), ``out`` (m, n)."""
+    if right.packed is not None and a.shape[0] == right.m and a.dtype == right.b.dtype and out.dtype == a.dtype:
+        la, lc = _layout(a), _layout(out)
+        if la is not None and lc is not None and lc[0] == _NO_TRANS:
+            m, k = a.shape
+            right._compute(_ROW_MAJOR, la[0], _PACKED, m, out.shape[1], k, a.ctypes.data, la[1],
+                           right.packed.ctypes.data, 0, 1.0 if accumulate else 0.0, out.ctypes.data, lc[1])
+            return out
+    if accumulate:
+        out += matmul(a, right.b)
+        return out
+    return matmul(a, right.b, out=out)
