@@ -184,12 +184,14 @@ class LSTMLayer(Function):
         ig = xp.empty((B, H), dtype=x.dtype)
         hs[0], cs[0] = h0, c0
         w_hh_t = RightFactor((w_hh * scale[:, None]).T, B)  # (H, 4H), prepared once for the T products below
+        scale_rows = xp.broadcast_to(scale, (B, 4 * H)).copy()  # (B, 4H): NumPy runs same-shape operands
+        shift_rows = xp.broadcast_to(shift, (B, 4 * H)).copy()  # faster than a broadcast row vector
         for t in range(T):
             a = gates[t]  # holds x_t W_ih^T + b, scaled
             matmul_right(hs[t], w_hh_t, out=a, accumulate=True)  # + h_{t-1} W_hh^T, scaled
             xp.tanh(a, out=a)
-            a *= scale
-            a += shift  # now i, f, g, o
+            a *= scale_rows
+            a += shift_rows  # now i, f, g, o
             i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
             xp.multiply(f, cs[t], out=cs[t + 1])
             xp.multiply(i, g, out=ig)
