@@ -196,31 +196,116 @@ class Relu(Function):
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_TANH_CUBIC = 0.044715
+
+# Abramowitz & Stegun, Handbook of Mathematical Functions, formula 7.1.26 (|error| < 1.5e-7), the
+# approximation backend.erf already uses for large float32 arrays: erfc(z) = t P(t) exp(-z^2) for
+# z >= 0, t = 1 / (1 + p z), P(t) = a1 + a2 t + a3 t^2 + a4 t^3 + a5 t^4 (coefficients a5 first).
+_ERF_P = 0.3275911
+_ERF_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
+
+# Float32 CPU inputs of at least this many elements take the A&S GELU (the size from which
+# backend.erf switches to the same formula); smaller ones, float64 and CuPy use the library's erf.
+GELU_FAST_MIN_SIZE = 4096
+# A chain of ~20 elementwise passes runs over the flattened array in pieces of this many
+# elements (256 KiB in float32): each piece and its temporaries stay in the L2 cache between
+# passes instead of streaming the whole array from memory ~20 times. On a (2048, 512) float32
+# GELU, 2^16 measured best: about 2x faster than whole-array passes, 2^13 is call-overhead bound.
+BLOCK = 1 << 16
+
+
+def _gelu_erf_kernel(xp: Any, x: Any, out: Any, dx: Any, t: Any) -> None:
+    """out = x Phi(x), dx = Phi(x) + x phi(x), written in place, with Phi from A&S 7.1.26.
+
+    With z = |x| / sqrt(2): Phi(-|x|) = erfc(z) / 2 = t P(t) exp(-x^2/2) / 2, and
+    Phi(x) = 1/2 + sign(x) (1/2 - Phi(-|x|)). The same exp(-x^2/2) = sqrt(2 pi) phi(x)
+    gives the derivative, so the whole GELU and its derivative cost one exp.
+    """
+    xp.abs(x, out=t)
+    t *= _ERF_P * _INV_SQRT_2
+    t += 1.0
+    xp.reciprocal(t, out=t)  # t = 1 / (1 + p z)
+    xp.multiply(t, 0.5 * _ERF_A[0], out=dx)
+    for a in _ERF_A[1:]:
+        dx += 0.5 * a
+        dx *= t  # dx = t P(t) / 2 (Horner)
+    xp.multiply(x, x, out=out)
+    out *= -0.5
+    xp.exp(out, out=out)  # out = exp(-x^2 / 2)
+    dx *= out  # dx = Phi(-|x|)
+    xp.subtract(0.5, dx, out=dx)
+    xp.copysign(dx, x, out=dx)
+    dx += 0.5  # dx = Phi(x)
+    xp.multiply(x, out, out=t)
+    t *= _INV_SQRT_2PI  # t = x phi(x)
+    xp.multiply(x, dx, out=out)  # out = x Phi(x)
+    dx += t
+
+
+def _gelu_tanh_kernel(xp: Any, x: Any, out: Any, dx: Any, t: Any) -> None:
+    """out = x h, dx = h + x (1 - tanh^2 u) u' / 2, written in place, where
+
+    u = sqrt(2/pi) (x + c x^3), u' = sqrt(2/pi) (1 + 3 c x^2), h = (1 + tanh u) / 2.
+    """
+    xp.multiply(x, x, out=dx)
+    dx *= 3.0 * _TANH_CUBIC
+    dx += 1.0
+    dx *= _SQRT_2_OVER_PI  # dx = u' = sqrt(2/pi) (1 + 3 c x^2)
+    dx *= x
+    dx *= 0.5  # dx = x u' / 2
+    xp.multiply(x, x, out=t)
+    t *= _TANH_CUBIC
+    t += 1.0
+    t *= x
+    t *= _SQRT_2_OVER_PI
+    xp.tanh(t, out=t)  # t = tanh u
+    xp.multiply(t, t, out=out)
+    xp.subtract(1.0, out, out=out)
+    dx *= out  # dx = x (1 - tanh^2 u) u' / 2
+    t += 1.0
+    t *= 0.5  # t = h
+    dx += t
+    xp.multiply(x, t, out=out)  # out = x h
 
 
 class Gelu(Function):
     """gelu(x) = x Phi(x); d gelu(x) = (Phi(x) + x phi(x)) dx.
 
     ``approximate='tanh'`` uses 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+    The derivative is computed in forward from the same intermediates (one exp or one tanh
+    per element for both) and saved, so backward is a single product dy * gelu'(x). Large
+    CPU inputs run the chain of passes block by block (:func:`_elementwise_chain`).
     """
 
     def forward(self, x: Any, approximate: str = "none") -> Any:
         xp = self.xp
-        self.x, self.approximate = x, approximate
+        on_cpu = self.device == "cpu"
         if approximate == "tanh":
-            self.t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
-            return 0.5 * x * (1 + self.t)
-        self.cdf = 0.5 * (1 + backend.erf(x * _INV_SQRT_2))
-        return x * self.cdf
+            out, self.dx = _elementwise_chain(xp, _gelu_tanh_kernel, x, blocked=on_cpu and x.size > BLOCK)
+            return out
+        if on_cpu and x.dtype == "float32" and x.size >= GELU_FAST_MIN_SIZE:
+            out, self.dx = _elementwise_chain(xp, _gelu_erf_kernel, x, blocked=x.size > BLOCK)
+            return out
+        cdf = 0.5 * (1 + backend.erf(x * _INV_SQRT_2))
+        self.dx = cdf + x * (_INV_SQRT_2PI * xp.exp(-0.5 * x * x))
+        return x * cdf
 
     def backward(self, g: Any) -> Any:
-        x = self.x
-        if self.approximate == "tanh":
-            t = self.t
-            dinner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-            return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner)
-        pdf = _INV_SQRT_2PI * self.xp.exp(-0.5 * x * x)
-        return g * (self.cdf + x * pdf)
+        return g * self.dx
+
+
+def _elementwise_chain(xp: Any, kernel: Any, x: Any, blocked: bool) -> tuple[Any, Any]:
+    """(out, dx) from ``kernel(xp, x, out, dx, tmp)``: over the whole array at once, or, when
+    ``blocked``, over consecutive BLOCK-element pieces of the flattened array (same values)."""
+    flat = x.reshape(-1)
+    n = flat.size
+    out, dx = xp.empty_like(flat), xp.empty_like(flat)
+    step = BLOCK if blocked else max(n, 1)
+    tmp = xp.empty(min(step, n), dtype=flat.dtype)
+    for i in range(0, n, step):
+        j = min(i + step, n)
+        kernel(xp, flat[i:j], out[i:j], dx[i:j], tmp[: j - i])
+    return out.reshape(x.shape), dx.reshape(x.shape)
 
 
 class Sin(Function):

@@ -82,15 +82,17 @@ class LayerNorm(Function):
 
     With g_hat = dy w: dx = (g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)) / sqrt(var + eps),
     dw = sum(dy x_hat), db = sum(dy) (sums over the leading, not normalised, dims).
-    The normalised dims are trailing, so the work is done on a (rows, features) view.
+    The normalised dims are trailing, so the work is done on a (rows, features) view. Row and
+    column sums are einsums: on short rows they run several times faster than ``sum``/``mean``.
     """
 
     def forward(self, x: Any, weight: Any = None, bias: Any = None, ndim: int = 1, eps: float = 1e-5) -> Any:
         xp = self.xp
         lead, norm_shape = x.shape[: x.ndim - ndim], x.shape[x.ndim - ndim :]
         x2 = x.reshape(_prod(lead), _prod(norm_shape))  # (M, D)
-        x_hat = x2 - x2.mean(axis=1, keepdims=True)
-        var = xp.einsum("ij,ij->i", x_hat, x_hat)[:, None] / max(x2.shape[1], 1)  # (M, 1), biased as PyTorch
+        d = max(x2.shape[1], 1)
+        x_hat = x2 - xp.einsum("ij->i", x2)[:, None] / d  # x - mean
+        var = xp.einsum("ij,ij->i", x_hat, x_hat)[:, None] / d  # (M, 1), biased as PyTorch
         rstd = 1.0 / xp.sqrt(var + eps)
         x_hat *= rstd
         self.x_hat, self.rstd, self.shape, self.norm_shape = x_hat, rstd, x.shape, norm_shape
@@ -102,14 +104,16 @@ class LayerNorm(Function):
 
     def backward(self, g: Any) -> tuple[Any, Any, Any]:
         xp, x_hat = self.xp, self.x_hat
+        d = max(x_hat.shape[1], 1)
         g2 = g.reshape(x_hat.shape)  # (M, D)
         gw = xp.einsum("ij,ij->j", g2, x_hat).reshape(self.norm_shape) if self.needs_grad[1] else None
-        gb = g2.sum(axis=0).reshape(self.norm_shape) if self.needs_grad[2] else None
+        gb = xp.einsum("ij->j", g2).reshape(self.norm_shape) if self.needs_grad[2] else None
         gx = None
         if self.needs_grad[0]:
             g_hat = g2 * self.weight if self.weight is not None else g2.copy()
-            mean_gx = xp.einsum("ij,ij->i", g_hat, x_hat)[:, None] / max(x_hat.shape[1], 1)  # (M, 1)
-            g_hat -= g_hat.mean(axis=1, keepdims=True)
+            mean_g = xp.einsum("ij->i", g_hat)[:, None] / d  # (M, 1)
+            mean_gx = xp.einsum("ij,ij->i", g_hat, x_hat)[:, None] / d  # (M, 1)
+            g_hat -= mean_g
             g_hat -= x_hat * mean_gx
             g_hat *= self.rstd
             gx = g_hat.reshape(self.shape)
