@@ -207,29 +207,36 @@ class LSTMLayer(Function):
         xp = self.xp
         gates, cs, tanh_c = self.gates, self.cs, self.tanh_c
         T, B, H = tanh_c.shape
-        i, f, g, o = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
-        # Everything of da that does not depend on dh_t or dC_t, for all steps at once:
-        # da = [dC g i(1-i), dC C_{t-1} f(1-f), dC i (1-g^2), dh tanh(C) o(1-o)].
-        da = gates * (1 - gates)  # (T, B, 4H)
-        da[..., 2 * H : 3 * H] = 1 - g * g
-        da[..., :H] *= g
-        da[..., H : 2 * H] *= cs[:T]
-        da[..., 2 * H : 3 * H] *= i
-        da[..., 3 * H :] *= tanh_c
-        da4 = da.reshape(T, B, 4, H)  # (T, B, 4, H)
-        dc_from_h = o * (1 - tanh_c * tanh_c)  # dh_t reaches C_t through h_t = o tanh(C_t)
+        # Every factor of da_t is computed inside step t's iteration, while that step's rows of
+        # gates, C and tanh(C) sit in the cache; whole-sequence passes would stream (T, B, 4H) arrays
+        # through memory about ten times.
+        da = xp.empty_like(gates)  # (T, B, 4H): dL/da_t for every step, for the weight GEMMs after the loop
         dh = xp.zeros((B, H), dtype=grad.dtype)
         dc = grad[T].copy()  # dL/dC_T from c_n
         tmp = xp.empty((B, H), dtype=grad.dtype)
         w_hh = RightFactor(self.w_hh, B)  # (4H, H), prepared once for the T products below
         for t in range(T - 1, -1, -1):
+            a, d = gates[t], da[t]  # (B, 4H): i, f, g, o, and below their pre-activation gradients
+            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            d_i, d_f, d_g, d_o = d[:, :H], d[:, H : 2 * H], d[:, 2 * H : 3 * H], d[:, 3 * H :]
             dh += grad[t]
-            xp.multiply(dh, dc_from_h[t], out=tmp)
-            dc += tmp
-            da4[t, :, :3] *= dc[:, None, :]
-            da4[t, :, 3] *= dh
-            dc *= f[t]  # dL/dC_{t-1} along C_t = f C_{t-1} + ...
-            matmul_right(da[t], w_hh, out=dh)
+            xp.multiply(tanh_c[t], tanh_c[t], out=tmp)
+            xp.subtract(1, tmp, out=tmp)
+            tmp *= o
+            tmp *= dh
+            dc += tmp  # dC_t = dC_{t+1} f_{t+1} + dh_t o (1 - tanh^2 C_t)
+            xp.subtract(1, a, out=d)
+            d *= a  # s (1 - s): the sigmoid's derivative for i, f, o
+            xp.multiply(g, g, out=d_g)
+            xp.subtract(1, d_g, out=d_g)  # 1 - g^2: tanh's derivative for g
+            d_i *= g
+            d_f *= cs[t]
+            d_g *= i
+            d_o *= tanh_c[t]
+            d.reshape(B, 4, H)[:, :3] *= dc[:, None, :]  # i, f, g are reached through C_t
+            d_o *= dh  # o through h_t
+            dc *= f  # dL/dC_{t-1} along C_t = f C_{t-1} + ...
+            matmul_right(d, w_hh, out=dh)
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, da, da)
         need = self.needs_grad
         return dx, (dh if need[1] else None), (dc if need[2] else None), dw_ih, dw_hh, db_ih, db_hh
