@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import Function
+from ..backend import matmul
 
 
 class ScaledDotProductAttention(Function):
@@ -28,7 +29,8 @@ class ScaledDotProductAttention(Function):
 
     def forward(self, q: Any, k: Any, v: Any, mask: Any = None, keep: Any = None, scale: float = 1.0) -> Any:
         xp = self.xp
-        s = (q @ k.swapaxes(-1, -2)) * scale  # (..., L, S)
+        s = matmul(q, k.swapaxes(-1, -2))  # (..., L, S)
+        s *= scale
         if mask is not None:
             s = _add_into(xp, s, mask)  # in place, unless the mask has more batch dims than Q K^T
         row_max = s.max(axis=-1, keepdims=True)  # (..., L, 1)
@@ -39,16 +41,16 @@ class ScaledDotProductAttention(Function):
         p *= 1.0 / xp.where(total == 0, 1, total).astype(s.dtype, copy=False)  # fully masked rows: P = 0
         p_used = p if keep is None else p * keep
         self.q, self.k, self.v, self.p, self.p_used, self.keep, self.scale = q, k, v, p, p_used, keep, scale
-        return p_used @ v  # (..., L, Ev)
+        return matmul(p_used, v)  # (..., L, Ev)
 
     def backward(self, g: Any) -> tuple[Any, Any, Any, Any]:
         xp = self.xp
         need_q, need_k, need_v, need_mask = self.needs_grad
         p, scale = self.p, self.scale
-        dv = self.p_used.swapaxes(-1, -2) @ g if need_v else None  # (..., S, Ev)
+        dv = matmul(self.p_used.swapaxes(-1, -2), g) if need_v else None  # (..., S, Ev)
         dq = dk = ds = None
         if need_q or need_k or need_mask:
-            dp = g @ self.v.swapaxes(-1, -2)  # (..., L, S)
+            dp = matmul(g, self.v.swapaxes(-1, -2))  # (..., L, S)
             # dP comes from dO, which has the full broadcast shape of P' V: P and D broadcast into it.
             if self.keep is not None:
                 dp *= self.keep
@@ -56,9 +58,11 @@ class ScaledDotProductAttention(Function):
             ds = dp
             ds *= p  # dS = P (dP - rowsum(dP P))
             if need_q:
-                dq = (ds @ self.k) * scale  # (..., L, E)
+                dq = matmul(ds, self.k)  # (..., L, E)
+                dq *= scale
             if need_k:
-                dk = (ds.swapaxes(-1, -2) @ self.q) * scale  # (..., S, E)
+                dk = matmul(ds.swapaxes(-1, -2), self.q)  # (..., S, E)
+                dk *= scale
         return dq, dk, dv, (ds if need_mask else None)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import backend
 from ..autograd import Function
+from ..backend import matmul
 
 
 class Linear(Function):
@@ -21,7 +22,7 @@ class Linear(Function):
     def forward(self, x: Any, weight: Any, bias: Any = None) -> Any:
         out_features, in_features = weight.shape
         x2 = x.reshape(_prod(x.shape[:-1]), in_features)  # (M, in)
-        out = x2 @ weight.T  # (M, out)
+        out = matmul(x2, weight.T)  # (M, out)
         if bias is not None:
             out += bias
         self.x2, self.weight, self.x_shape = x2, weight, x.shape
@@ -32,9 +33,9 @@ class Linear(Function):
         need_x, need_w = self.needs_grad[0], self.needs_grad[1]
         # (M, out); a broadcast gradient (from sum()) has zero strides, which BLAS cannot take
         g2 = self.xp.ascontiguousarray(g.reshape(self.x2.shape[0], self.weight.shape[0]))
-        gx = (g2 @ self.weight).reshape(self.x_shape) if need_x else None  # (..., in)
-        gw = g2.T @ self.x2 if need_w else None  # (out, in)
-        gb = g2.sum(axis=0) if self.has_bias and self.needs_grad[2] else None  # (out,)
+        gx = matmul(g2, self.weight).reshape(self.x_shape) if need_x else None  # (..., in)
+        gw = matmul(g2.T, self.x2) if need_w else None  # (out, in)
+        gb = self.xp.einsum("ij->j", g2) if self.has_bias and self.needs_grad[2] else None  # (out,), sum over rows
         return gx, gw, gb
 
 
@@ -68,7 +69,7 @@ class Embedding(Function):
         if rows <= ONE_HOT_MAX_ROWS:
             one_hot = xp.zeros((rows, ids.size), dtype=g.dtype)  # (V, N)
             one_hot[ids, xp.arange(ids.size)] = 1
-            gw = one_hot @ g2  # (V, D)
+            gw = matmul(one_hot, g2)  # (V, D)
         else:
             gw = xp.zeros((rows, dim), dtype=g.dtype)
             backend.scatter_add(gw, ids, g2)  # repeated ids accumulate
