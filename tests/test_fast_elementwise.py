@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.special import erf as exact_erf
 from scipy.special import ndtr
 
 import tinygrad_lm as tl
-from tinygrad_lm import nn
+from tinygrad_lm import backend, nn
 from tinygrad_lm.nn import functional as F
 from tinygrad_lm.ops import elementwise
 from tinygrad_lm.ops.attention import ScaledDotProductAttention
@@ -258,3 +259,38 @@ def test_attention_second_backward_gives_the_same_gradients(device):
     loss.backward()
     for t, g in zip(ts, first):
         np.testing.assert_allclose(host(t.grad), 2 * g, rtol=1e-12, atol=1e-12)
+
+
+HAS_VECTOR_MATH = backend.fast_normal_cdf_available(np.zeros(1, np.float32))
+
+
+@pytest.mark.parametrize("kernel", [
+    elementwise._gelu_erf_kernel,
+    pytest.param(elementwise._gelu_cdf_kernel, marks=pytest.mark.skipif(
+        not HAS_VECTOR_MATH, reason="MKL's vector math is not installed (the 'mkl' extra)")),
+])
+@settings(deadline=None, max_examples=20)
+@given(n=st.integers(1, 3 * 4096), scale=st.sampled_from([0.5, 3.0, 12.0]), seed=st.integers(0, 2**31))
+def test_each_float32_gelu_kernel_matches_float64_equations(kernel, n, scale, seed):
+    """Both fused kernels (A&S erf, MKL's normal CDF), whichever one Gelu picks on this machine."""
+    x = (np.random.default_rng(seed).standard_normal(n) * scale).astype(np.float32)
+    out, dx, t = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    kernel(np, x, out, dx, t)
+    x64 = x.astype(np.float64)
+    phi_cdf = 0.5 * (1 + exact_erf(x64 / np.sqrt(2)))
+    np.testing.assert_allclose(out, x64 * phi_cdf, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(dx, phi_cdf + x64 * np.exp(-x64 * x64 / 2) / np.sqrt(2 * np.pi), rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normal_cdf_with_and_without_mkl(dtype):
+    x = np.linspace(-9, 9, 2001).astype(dtype)
+    want = 0.5 * (1 + exact_erf(x.astype(np.float64) / np.sqrt(2)))
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(backend.normal_cdf(x, np.empty_like(x)), want, atol=tol)
+    try:
+        backend.set_blas("numpy")  # the erf formula
+        assert not backend.fast_normal_cdf_available(x)
+        np.testing.assert_allclose(backend.normal_cdf(x, np.empty_like(x)), want, atol=tol)
+    finally:
+        backend.set_blas("auto")

@@ -339,6 +339,7 @@ class _MKLRoutines:
         self.gemm = {}
         self.gemm_batch = {}
         self.packed = {}
+        self.normal_cdf = {}
         for dt, prefix, real in ((numpy.dtype(numpy.float32), "s", ctypes.c_float),
                                  (numpy.dtype(numpy.float64), "d", ctypes.c_double)):
             gemm = getattr(lib, f"cblas_{prefix}gemm")
@@ -361,6 +362,10 @@ class _MKLRoutines:
             compute.restype = None
             compute.argtypes = [i, i, i, i, i, i, p, i, p, i, real, p, i]
             self.packed[dt] = (get_size, pack, compute)
+            cdf = getattr(lib, f"v{prefix}CdfNorm")  # vector math: r[i] = Phi(a[i]), n elements
+            cdf.restype = None
+            cdf.argtypes = [i, p, p]
+            self.normal_cdf[dt] = cdf
 
 
 def _load_mkl() -> Any:
@@ -571,3 +576,28 @@ def matmul_right(a: Any, right: RightFactor, out: Any, accumulate: bool = False)
         out += matmul(a, right.b)
         return out
     return matmul(a, right.b, out=out)
+
+
+def fast_normal_cdf_available(array: Any) -> bool:
+    """Whether :func:`normal_cdf` runs MKL's vector math for this array (a CPU float32/float64 array, MKL loaded)."""
+    mkl = _mkl if _mkl is not None else _load_mkl()
+    return bool(mkl) and _blas_choice != "numpy" and type(array) is numpy.ndarray and array.dtype in mkl.normal_cdf
+
+
+def normal_cdf(x: Any, out: Any) -> Any:
+    """out = Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF, elementwise; returns ``out``.
+
+    With MKL loaded, contiguous CPU float32/float64 arrays go to its vector math library
+    (``vsCdfNorm``, within a few ulps and several times faster than the erf formula);
+    everything else is computed from :func:`erf`.
+    """
+    if fast_normal_cdf_available(x) and x.flags.c_contiguous and out.flags.c_contiguous and out.dtype == x.dtype:
+        if x.size:
+            _mkl.normal_cdf[x.dtype](x.size, x.ctypes.data, out.ctypes.data)
+        return out
+    xp = _array_module(x)
+    xp.multiply(x, 1.0 / 2**0.5, out=out)
+    out[...] = erf(out)
+    out += 1.0
+    out *= 0.5
+    return out

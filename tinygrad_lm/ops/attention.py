@@ -21,49 +21,57 @@ from ..backend import matmul
 class ScaledDotProductAttention(Function):
     """O = softmax(Q K^T s + M) V; dS = P (dP - rowsum(dP P)), dQ = s dS K, dK = s dS^T Q, dV = P^T dO, dM = dS
 
-    The (..., L, S) score array is the largest one here, so the softmax and its gradient
-    are done in place on the fresh products S and dP: one allocation each instead of five.
-    Row sums are einsums and P = E / rowsum(E) multiplies by the reciprocal: on rows of a few
-    dozen keys both are about twice as fast as ``sum`` and a division.
+    The op keeps the (..., L, S) score-sized arrays transposed, as (..., S, L) = K Q^T: the
+    softmax then reduces over axis -2, which NumPy vectorises across the contiguous queries
+    (about 3x faster than reducing each short row), and the transposes cost nothing in the
+    matrix products. The softmax and its gradient are done in place on the fresh products
+    (one allocation each), and the column sums are einsums.
     """
 
     def forward(self, q: Any, k: Any, v: Any, mask: Any = None, keep: Any = None, scale: float = 1.0) -> Any:
         xp = self.xp
-        s = matmul(q, k.swapaxes(-1, -2))  # (..., L, S)
-        s *= scale
+        st = matmul(k, q.swapaxes(-1, -2))  # S^T = K Q^T, (..., S, L)
+        st *= scale
         if mask is not None:
-            s = _add_into(xp, s, mask)  # in place, unless the mask has more batch dims than Q K^T
-        row_max = s.max(axis=-1, keepdims=True)  # (..., L, 1)
-        row_max = xp.where(xp.isfinite(row_max), row_max, 0).astype(s.dtype, copy=False)
-        s -= row_max
-        p = xp.exp(s, out=s)  # e = exp(S - max)
-        total = xp.einsum("...ij->...i", p)[..., None]  # row sums, (..., L, 1)
-        p *= 1.0 / xp.where(total == 0, 1, total).astype(s.dtype, copy=False)  # fully masked rows: P = 0
-        p_used = p if keep is None else p * keep
-        self.q, self.k, self.v, self.p, self.p_used, self.keep, self.scale = q, k, v, p, p_used, keep, scale
-        return matmul(p_used, v)  # (..., L, Ev)
+            st = _add_into(xp, st, _transposed(mask))  # in place, unless the mask has more batch dims than K Q^T
+        col_max = st.max(axis=-2, keepdims=True)  # (..., 1, L): each query's largest score
+        col_max = xp.where(xp.isfinite(col_max), col_max, 0).astype(st.dtype, copy=False)
+        st -= col_max
+        pt = xp.exp(st, out=st)  # E^T = exp(S - max)^T
+        total = xp.einsum("...ji->...i", pt)[..., None, :]  # each query's sum over keys, (..., 1, L)
+        pt *= 1.0 / xp.where(total == 0, 1, total).astype(st.dtype, copy=False)  # P^T; fully masked queries: 0
+        pt_used = pt if keep is None else pt * _transposed(keep)  # P'^T
+        self.q, self.k, self.v, self.pt, self.pt_used, self.keep, self.scale = q, k, v, pt, pt_used, keep, scale
+        return matmul(pt_used.swapaxes(-1, -2), v)  # P' V, (..., L, Ev)
 
     def backward(self, g: Any) -> tuple[Any, Any, Any, Any]:
         xp = self.xp
         need_q, need_k, need_v, need_mask = self.needs_grad
-        p, scale = self.p, self.scale
-        dv = matmul(self.p_used.swapaxes(-1, -2), g) if need_v else None  # (..., S, Ev)
-        dq = dk = ds = None
+        pt, scale = self.pt, self.scale
+        dv = matmul(self.pt_used, g) if need_v else None  # P'^T dO, (..., S, Ev)
+        dq = dk = dst = None
         if need_q or need_k or need_mask:
-            dp = matmul(g, self.v.swapaxes(-1, -2))  # (..., L, S)
+            dpt = matmul(self.v, g.swapaxes(-1, -2))  # dP'^T = V dO^T, (..., S, L)
             # dP comes from dO, which has the full broadcast shape of P' V: P and D broadcast into it.
             if self.keep is not None:
-                dp *= self.keep
-            dp -= xp.einsum("...ij,...ij->...i", dp, p)[..., None]  # dP - rowsum(dP P), (..., L, S)
-            ds = dp
-            ds *= p  # dS = P (dP - rowsum(dP P))
+                dpt *= _transposed(self.keep)
+            dpt -= xp.einsum("...ji,...ji->...i", dpt, pt)[..., None, :]  # dP - rowsum(dP P), transposed
+            dst = dpt
+            dst *= pt  # dS^T = (P (dP - rowsum(dP P)))^T
             if need_q:
-                dq = matmul(ds, self.k)  # (..., L, E)
+                dq = matmul(dst.swapaxes(-1, -2), self.k)  # dS K, (..., L, E)
                 dq *= scale
             if need_k:
-                dk = matmul(ds.swapaxes(-1, -2), self.q)  # (..., S, E)
+                dk = matmul(dst, self.q)  # dS^T Q, (..., S, E)
                 dk *= scale
-        return dq, dk, dv, (ds if need_mask else None)
+        return dq, dk, dv, (dst.swapaxes(-1, -2) if need_mask else None)
+
+
+def _transposed(a: Any) -> Any:
+    """A view of an array that broadcasts to (..., L, S) as one that broadcasts to (..., S, L)."""
+    if a.ndim < 2:
+        a = a.reshape((1,) * (2 - a.ndim) + a.shape)
+    return a.swapaxes(-1, -2)
 
 
 def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:

@@ -204,8 +204,9 @@ _TANH_CUBIC = 0.044715
 _ERF_P = 0.3275911
 _ERF_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
 
-# Float32 CPU inputs of at least this many elements take the A&S GELU (the size from which
-# backend.erf switches to the same formula); smaller ones, float64 and CuPy use the library's erf.
+# Float32 CPU inputs of at least this many elements take a fused GELU: Phi from MKL's vector
+# math where MKL is installed (_gelu_cdf_kernel, about 2x faster again), else from A&S (the size
+# from which backend.erf switches to the same formula); smaller ones, float64 and CuPy use erf.
 GELU_FAST_MIN_SIZE = 4096
 # A chain of ~20 elementwise passes runs over the flattened array in pieces of this many
 # elements (256 KiB in float32): each piece and its temporaries stay in the L2 cache between
@@ -238,6 +239,18 @@ def _gelu_erf_kernel(xp: Any, x: Any, out: Any, dx: Any, t: Any) -> None:
     dx += 0.5  # dx = Phi(x)
     xp.multiply(x, out, out=t)
     t *= _INV_SQRT_2PI  # t = x phi(x)
+    xp.multiply(x, dx, out=out)  # out = x Phi(x)
+    dx += t
+
+
+def _gelu_cdf_kernel(xp: Any, x: Any, out: Any, dx: Any, t: Any) -> None:
+    """out = x Phi(x), dx = Phi(x) + x phi(x), written in place, with Phi from backend.normal_cdf (MKL)."""
+    backend.normal_cdf(x, dx)  # dx = Phi(x)
+    xp.multiply(x, x, out=t)
+    t *= -0.5
+    xp.exp(t, out=t)
+    t *= x
+    t *= _INV_SQRT_2PI  # t = x phi(x) = x exp(-x^2 / 2) / sqrt(2 pi)
     xp.multiply(x, dx, out=out)  # out = x Phi(x)
     dx += t
 
@@ -284,7 +297,8 @@ class Gelu(Function):
             out, self.dx = _elementwise_chain(xp, _gelu_tanh_kernel, x, blocked=on_cpu and x.size > BLOCK)
             return out
         if on_cpu and x.dtype == "float32" and x.size >= GELU_FAST_MIN_SIZE:
-            out, self.dx = _elementwise_chain(xp, _gelu_erf_kernel, x, blocked=x.size > BLOCK)
+            kernel = _gelu_cdf_kernel if backend.fast_normal_cdf_available(x) else _gelu_erf_kernel
+            out, self.dx = _elementwise_chain(xp, kernel, x, blocked=x.size > BLOCK)
             return out
         cdf = 0.5 * (1 + backend.erf(x * _INV_SQRT_2))
         self.dx = cdf + x * (_INV_SQRT_2PI * xp.exp(-0.5 * x * x))
