@@ -49,7 +49,9 @@ class ScaledDotProductAttention(Function):
         need_q, need_k, need_v, need_mask = self.needs_grad
         pt, scale = self.pt, self.scale
         dv = matmul(self.pt_used, g) if need_v else None  # P'^T dO, (..., S, Ev)
-        dq = dk = dst = None
+        dq: Any = None
+        dk: Any = None
+        dst: Any = None
         if need_q or need_k or need_mask:
             dpt = matmul(self.v, g.swapaxes(-1, -2))  # dP'^T = V dO^T, (..., S, L)
             # dP comes from dO, which has the full broadcast shape of P' V: P and D broadcast into it.
