@@ -78,47 +78,94 @@ class Embedding(Function):
         return gw, None
 
 
-class LayerNorm(Function):
-    """y = x_hat w + b, x_hat = (x - mean) / sqrt(var + eps) over the last ``ndim`` dims.
+# LayerNorm's backward walks the rows in blocks of about this many bytes per (rows, D) array, so
+# that a block's temporaries stay in the CPU's L2 cache across the passes that use them.
+LAYER_NORM_BLOCK_BYTES = 1 << 18
 
-    With g_hat = dy w: dx = (g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)) / sqrt(var + eps),
+
+class LayerNorm(Function):
+    """y = x_hat w + b, x_hat = (x - mean) rstd, rstd = 1 / sqrt(var + eps), over the last ``ndim`` dims.
+
+    With g_hat = dy w: dx = rstd (g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)),
     dw = sum(dy x_hat), db = sum(dy) (sums over the leading, not normalised, dims).
-    The normalised dims are trailing, so the work is done on a (rows, features) view. Row and
-    column sums are einsums: on short rows they run several times faster than ``sum``/``mean``.
+
+    The work is done on a (rows, D) view with x_c = x - mean and few passes over memory.
+    Forward writes y once, as x_c, and scales it in place by rstd, w and b; it saves only mean
+    and rstd (x is kept by the graph anyway), not x_hat. Backward rebuilds x_c one row block at
+    a time (``LAYER_NORM_BLOCK_BYTES``; one block off the CPU) and turns every sum against a
+    vector into a matrix-vector product, with p = dy x_c: mean = x 1/D, db = 1^T dy,
+    dw = rstd^T p, mean(g_hat) = dy w/D, mean(g_hat x_hat) = rstd p w/D, so that
+    dx = rstd g_hat - (rstd mean(g_hat) + rstd^3 (p w/D) x_c).
     """
 
     def forward(self, x: Any, weight: Any = None, bias: Any = None, ndim: int = 1, eps: float = 1e-5) -> Any:
         xp = self.xp
         lead, norm_shape = x.shape[: x.ndim - ndim], x.shape[x.ndim - ndim :]
         x2 = x.reshape(_prod(lead), _prod(norm_shape))  # (M, D)
-        d = max(x2.shape[1], 1)
-        x_hat = x2 - xp.einsum("ij->i", x2)[:, None] / d  # x - mean
-        var = xp.einsum("ij,ij->i", x_hat, x_hat)[:, None] / d  # (M, 1), biased as PyTorch
-        rstd = 1.0 / xp.sqrt(var + eps)
-        x_hat *= rstd
-        self.x_hat, self.rstd, self.shape, self.norm_shape = x_hat, rstd, x.shape, norm_shape
+        inv_d = 1.0 / max(x2.shape[1], 1)
+        mean = matmul(x2, xp.full((x2.shape[1], 1), inv_d, dtype=x.dtype))  # (M, 1)
+        out = xp.subtract(x2, mean)  # x_c
+        var = xp.einsum("ij,ij->i", out, out)[:, None]  # (M, 1), biased as PyTorch
+        var *= inv_d
+        var += eps
+        rstd = xp.reciprocal(xp.sqrt(var, out=var), out=var)
+        out *= rstd  # x_hat
         self.weight = None if weight is None else weight.reshape(-1)
-        out = x_hat.copy() if weight is None else x_hat * self.weight
+        if weight is not None:
+            out *= self.weight
         if bias is not None:
             out += bias.reshape(-1)
+        self.x2, self.mean, self.rstd, self.shape, self.norm_shape = x2, mean, rstd, x.shape, norm_shape
         return out.reshape(x.shape)
 
     def backward(self, g: Any) -> tuple[Any, Any, Any]:
-        xp, x_hat = self.xp, self.x_hat
-        d = max(x_hat.shape[1], 1)
-        g2 = g.reshape(x_hat.shape)  # (M, D)
-        gw = xp.einsum("ij,ij->j", g2, x_hat).reshape(self.norm_shape) if self.needs_grad[1] else None
-        gb = xp.einsum("ij->j", g2).reshape(self.norm_shape) if self.needs_grad[2] else None
-        gx = None
-        if self.needs_grad[0]:
-            g_hat = g2 * self.weight if self.weight is not None else g2.copy()
-            mean_g = xp.einsum("ij->i", g_hat)[:, None] / d  # (M, 1)
-            mean_gx = xp.einsum("ij,ij->i", g_hat, x_hat)[:, None] / d  # (M, 1)
-            g_hat -= mean_g
-            g_hat -= x_hat * mean_gx
-            g_hat *= self.rstd
-            gx = g_hat.reshape(self.shape)
-        return gx, gw, gb
+        xp, x2, w, (m, d) = self.xp, self.x2, self.weight, self.x2.shape
+        need_x, need_w, need_b = self.needs_grad
+        g2 = g.reshape(m, d)  # (M, D)
+        w_over_d = xp.full((d, 1), 1.0 / max(d, 1), dtype=x2.dtype) if w is None else (w / max(d, 1))[:, None]
+        rows = _layer_norm_block_rows(self.device, m, d * x2.itemsize)
+        x_c_block = xp.empty((rows, d), dtype=x2.dtype)
+        p_block = xp.empty((rows, d), dtype=x2.dtype)
+        ones = xp.ones((1, rows), dtype=x2.dtype)
+        gx: Any = xp.empty_like(x2) if need_x else None
+        gw = xp.zeros((1, d), dtype=x2.dtype) if need_w else None
+        gb = xp.zeros((1, d), dtype=x2.dtype) if need_b else None
+        for start in range(0, m, rows):
+            block = slice(start, start + rows)
+            dy, rstd = g2[block], self.rstd[block]  # (n, D), (n, 1)
+            n = dy.shape[0]
+            if need_b:
+                gb += matmul(ones[:, :n], dy)
+            if not (need_x or need_w):
+                continue
+            x_c = xp.subtract(x2[block], self.mean[block], out=x_c_block[:n])
+            p = xp.multiply(dy, x_c, out=p_block[:n])
+            if need_w:
+                gw += matmul(rstd.T, p)
+            if need_x:
+                shift = matmul(dy, w_over_d)  # (n, 1), mean(g_hat)
+                shift *= rstd
+                scale = matmul(p, w_over_d)  # (n, 1), mean(g_hat x_c)
+                scale *= rstd**3
+                x_c *= scale
+                x_c += shift  # rstd mean(g_hat) + rstd x_hat mean(g_hat x_hat)
+                dx = gx[block]  # (n, D)
+                if w is None:
+                    xp.multiply(dy, rstd, out=dx)
+                else:
+                    xp.multiply(dy, w, out=dx)
+                    dx *= rstd
+                dx -= x_c
+        return (None if gx is None else gx.reshape(self.shape),
+                None if gw is None else gw.reshape(self.norm_shape),
+                None if gb is None else gb.reshape(self.norm_shape))
+
+
+def _layer_norm_block_rows(device: str, rows: int, row_bytes: int) -> int:
+    """Rows per block of LayerNorm's backward: ``LAYER_NORM_BLOCK_BYTES`` worth on the CPU, all of them elsewhere."""
+    if device != "cpu":
+        return max(rows, 1)
+    return max(1, min(rows, LAYER_NORM_BLOCK_BYTES // max(row_bytes, 1)))
 
 
 class Dropout(Function):
