@@ -12,6 +12,12 @@ explicit stack (no recursion: a 100,000-step unrolled RNN backprops), then
 walks them in reverse, calling each node's ``backward`` with the gradient of
 its output and handing the results on to its inputs. Broadcast gradients are
 reduced to their input's shape here, once, not in every op.
+
+When several gradients reach one tensor the engine adds them up, in place
+where it alone holds one of the two arrays (a private array: see
+:func:`_private`), so a residual stream or a reused weight costs no new
+array. An op may have several outputs (``split``): its ``forward`` returns a
+tuple of arrays and its ``backward`` gets one gradient per output.
 """
 from __future__ import annotations
 
@@ -118,6 +124,10 @@ class Function:
     ``None`` where there is none). Inside them, ``self.xp`` is the array module of
     the inputs' device and ``self.needs_grad[i]`` says whether input ``i`` wants a
     gradient. Whatever ``forward`` stores on ``self`` is freed after backward.
+
+    An op with several outputs returns a tuple of arrays from ``forward``; ``apply``
+    then returns a tuple of tensors, and ``backward`` gets a list with the gradient
+    of each output (``None`` for the outputs no gradient reached).
     """
 
     __slots__ = ("inputs", "needs_grad", "xp", "device", "__dict__")
@@ -127,6 +137,7 @@ class Function:
     device: str
 
     differentiable = True
+    n_outputs: int | None = None  # the number of outputs of a node whose forward returned a tuple
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
@@ -141,6 +152,7 @@ class Function:
         device = None
         requires_grad = False
         arrays = []
+        needs_grad = []
         for x in inputs:
             if isinstance(x, Tensor):
                 if device is None:
@@ -151,8 +163,10 @@ class Function:
                     )
                 requires_grad = requires_grad or x.requires_grad
                 arrays.append(x.data)
+                needs_grad.append(x.requires_grad)
             else:
                 arrays.append(x)
+                needs_grad.append(False)
         if device is None:
             raise TypeError(f"{cls.__name__} needs at least one Tensor input")
         ctx.device = device
@@ -162,10 +176,12 @@ class Function:
         except (ValueError, IndexError) as err:
             shapes = " and ".join(str(tuple(a.shape)) for a in arrays if hasattr(a, "shape"))
             raise type(err)(f"{cls.__name__} failed for input shapes {shapes}: {err}") from None
+        if type(out) is tuple:
+            return _wrap_outputs(ctx, out, inputs, tuple(needs_grad), requires_grad)
         result = Tensor._wrap(out, ctx.device)
         if requires_grad and _grad_enabled and cls.differentiable and out.dtype.kind in "fc":
             ctx.inputs = inputs
-            ctx.needs_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+            ctx.needs_grad = tuple(needs_grad)
             result.grad_fn = ctx
             result.requires_grad = True
             if _anomaly_mode:
@@ -176,6 +192,26 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
+
+
+def _wrap_outputs(ctx: Function, outs: tuple[Any, ...], inputs: tuple[Any, ...], needs_grad: tuple[bool, ...],
+                  requires_grad: bool) -> tuple[Any, ...]:
+    """The tensors of a several-output op; each knows its place (``_output_nr``) among the node's outputs."""
+    results = tuple(Tensor._wrap(out, ctx.device) for out in outs)
+    if requires_grad and _grad_enabled and ctx.differentiable and outs and outs[0].dtype.kind in "fc":
+        ctx.inputs = inputs
+        ctx.needs_grad = needs_grad
+        ctx.n_outputs = len(outs)
+        for i, result in enumerate(results):
+            result.grad_fn = ctx
+            result.requires_grad = True
+            result._output_nr = i
+        if _anomaly_mode:
+            ctx.__dict__["_created_at"] = _creation_site()
+    if _anomaly_mode:
+        for out in outs:
+            _check_finite(out, f"{type(ctx).__name__}.forward", ctx)
+    return results
 
 
 def _creation_site() -> str:
@@ -219,34 +255,78 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad.reshape(shape)
 
 
+_FREED_GRAPH = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after they have "
+    "already been freed). Specify retain_graph=True on the first backward() if you need to backward twice, or "
+    "detach() tensors carried between iterations (truncated BPTT)."
+)
+
+
 def _topological_order(root: Function) -> list[Function]:
-    """Nodes reachable from ``root`` so that every node comes after all nodes that use its output."""
+    """Nodes reachable from ``root`` so that every node comes after all nodes that use its output.
+
+    A depth-first search with an explicit stack: ``path`` holds the nodes being visited and
+    ``pending`` an iterator over each one's inputs, resumed when the search comes back to it.
+    """
+    if root.inputs is None:
+        raise RuntimeError(_FREED_GRAPH)
     order: list[Function] = []
-    visited = {id(root)}
-    stack: list[tuple[Function, int]] = [(root, 0)]
-    while stack:
-        node, i = stack[-1]
-        inputs = node.inputs
-        if inputs is None:
-            raise RuntimeError(
-                "Trying to backward through the graph a second time (or directly access saved tensors after "
-                "they have already been freed). Specify retain_graph=True on the first backward() if you need to "
-                "backward twice, or detach() tensors carried between iterations (truncated BPTT)."
-            )
-        while i < len(inputs):
-            x = inputs[i]
-            i += 1
+    visited = {root}
+    path = [root]
+    pending = [iter(root.inputs)]
+    while pending:
+        for x in pending[-1]:
             fn = getattr(x, "grad_fn", None)
-            if fn is not None and id(fn) not in visited:
-                visited.add(id(fn))
-                stack[-1] = (node, i)
-                stack.append((fn, 0))
+            if fn is not None and fn not in visited:
+                if fn.inputs is None:
+                    raise RuntimeError(_FREED_GRAPH)
+                visited.add(fn)
+                path.append(fn)
+                pending.append(iter(fn.inputs))
                 break
         else:
-            stack.pop()
-            order.append(node)
+            pending.pop()
+            order.append(path.pop())
     order.reverse()
     return order
+
+
+def _refcount_is_exact() -> bool:
+    """Whether this interpreter counts references as CPython does (what :func:`_private` relies on)."""
+    if sys.implementation.name != "cpython":
+        return False
+    fresh = (bytearray(1),)
+    shared_item = bytearray(1)
+    shared = (shared_item,)
+    view = (memoryview(bytearray(1)),)
+    return (sys.getrefcount(fresh[0]) == 2 and sys.getrefcount(shared[0]) == 3
+            and sys.getrefcount(view[0].obj) == 2)
+
+
+_REFCOUNT_EXACT = _refcount_is_exact()
+
+
+def _private(grads: tuple[Any, ...], i: int) -> bool:
+    """Whether ``grads[i]``, as an op's backward returned it, may be written in place by the engine.
+
+    It may when nothing else can see its memory: the tuple is its only reference (the op
+    kept no copy, no tensor or other gradient shares it, it is not returned twice), and it
+    owns its memory or is a view (a reshape) of an array that nothing else holds, so it is
+    not a view of a saved array, of the incoming gradient, or a broadcast. Every view holds
+    a reference to the array it looks into, so reference counts see them all; NumPy elides
+    temporaries by the same count. (No name in here may refer to the arrays: it would count.)
+    """
+    if not _REFCOUNT_EXACT or sys.getrefcount(grads[i]) != 2:
+        return False
+    if grads[i].base is None:
+        return True
+    return sys.getrefcount(grads[i].base) == 2 and grads[i].base.base is None
+
+
+def _writable(array: Any) -> bool:
+    """C-contiguous (so no two elements share memory, as in a broadcast) and not marked read-only."""
+    flags = array.flags
+    return bool(flags.c_contiguous) and getattr(flags, "writeable", True)  # CuPy arrays have no such flag
 
 
 def backward(tensor: Any, grad: Any, retain_graph: bool = False) -> None:
@@ -257,56 +337,112 @@ def backward(tensor: Any, grad: Any, retain_graph: bool = False) -> None:
             _accumulate_leaf(tensor, grad)
         return
     order = _topological_order(root)
-    grads: dict[int, Any] = {id(root): grad}
+    grads: dict[Function, Any] = {root: grad}  # the gradient of each node's output, until the node is reached
+    if root.n_outputs is not None:
+        grads[root] = [None] * root.n_outputs
+        grads[root][tensor._output_nr] = grad
+    owned: set[Function] = set()  # the nodes whose gradient in ``grads`` only the engine holds
     with no_grad():
         for node in order:
-            g = grads.pop(id(node), None)
+            g = grads.pop(node, None)
             if g is None:  # no gradient reached this node (only through inputs that need none)
                 if not retain_graph:
-                    _free(node)
+                    node.inputs = None
+                    node.__dict__.clear()
                 continue
             ref = node.__dict__.get("_retain_ref")  # set by Tensor.retain_grad() on this node's output
-            kept = ref() if ref is not None else None
-            if kept is not None:
-                _accumulate_leaf(kept, g)
+            if ref is not None:
+                _keep_retained(ref, g)
             in_grads = node.backward(g)
-            if not isinstance(in_grads, tuple):
+            g = None  # an op handing ``g`` on unchanged (Clone, Expand) then leaves it private
+            if type(in_grads) is not tuple:
                 in_grads = (in_grads,)
             if _anomaly_mode:
                 for gx in in_grads:
                     if gx is not None and not isinstance(gx, (int, float)):
                         _check_finite(gx, f"{type(node).__name__}.backward", node)
-            for x, gx, needed in zip(node.inputs, in_grads, node.needs_grad):
-                if not needed or gx is None:
+            inputs = node.inputs
+            needs_grad = node.needs_grad
+            for i in range(len(inputs)):
+                if not needs_grad[i]:
                     continue
+                private = _private(in_grads, i)  # asked before any name here refers to the array
+                gx = in_grads[i]
+                if gx is None:
+                    continue
+                x = inputs[i]
                 shape = x.data.shape
                 if gx.shape != shape:
-                    gx = unbroadcast(gx, shape)
+                    reduced = unbroadcast(gx, shape)
+                    private = private or reduced.size != gx.size  # a sum made a new array
+                    gx = reduced
                 if gx.dtype != x.data.dtype:
                     raise RuntimeError(
                         f"{type(node).__name__}.backward returned a {gx.dtype} gradient for a {x.data.dtype} input"
                     )
                 fn = x.grad_fn
                 if fn is None:
-                    _accumulate_leaf(x, gx)
+                    _accumulate_leaf(x, gx, private)
+                    continue
+                prev = grads.get(fn)
+                if prev is None and fn.n_outputs is None:
+                    grads[fn] = gx
+                    if private:
+                        owned.add(fn)
                 else:
-                    key = id(fn)
-                    prev = grads.get(key)
-                    grads[key] = gx if prev is None else prev + gx
+                    _accumulate(grads, owned, fn, prev, gx, private, x)
+            gx = prev = reduced = None  # these names would count as holders of gradients in _private
             if not retain_graph:
-                _free(node)
+                node.inputs = None
+                node.__dict__.clear()
 
 
-def _free(node: Function) -> None:
-    """Drop a node's inputs and saved arrays: its graph cannot be backpropagated again."""
-    node.inputs = None
-    node.__dict__.clear()
+def _accumulate(grads: dict[Function, Any], owned: set[Function], fn: Function, prev: Any, gx: Any, private: bool,
+                x: Any) -> None:
+    """Add ``gx`` to the gradient of ``fn``'s output ``x``: in place into whichever of the two the engine alone holds.
+
+    Floating-point addition is commutative, so ``prev += gx`` and ``gx += prev`` give the
+    bits ``prev + gx`` gives; both must be C-contiguous so the sum has the layout it
+    would have had (later ops then see the same strides), and writable.
+    """
+    if fn.n_outputs is not None:  # a node with several outputs: one gradient slot per output
+        slots = grads.setdefault(fn, [None] * fn.n_outputs)
+        nr = x._output_nr
+        slots[nr] = gx if slots[nr] is None else slots[nr] + gx
+        return
+    if fn in owned and _writable(prev) and _writable(gx):
+        prev += gx
+        grads[fn] = prev  # (a NumPy scalar is immutable: += made a new one)
+    elif private and _writable(prev) and _writable(gx):
+        gx += prev
+        grads[fn] = gx
+        owned.add(fn)
+    else:
+        grads[fn] = prev + gx
+        owned.add(fn)
 
 
-def _accumulate_leaf(x: Any, g: Any) -> None:
-    """``x.grad += g`` (a leaf's, or a non-leaf's kept by ``retain_grad``)."""
+def _keep_retained(ref: Any, g: Any) -> None:
+    """Store ``g`` as ``.grad`` of the non-leaf output(s) that ``Tensor.retain_grad`` asked to keep."""
+    if isinstance(ref, dict):  # a several-output node: output number -> weak reference
+        for nr, r in ref.items():
+            kept = r()
+            if kept is not None and g[nr] is not None:
+                _accumulate_leaf(kept, g[nr])
+        return
+    kept = ref()
+    if kept is not None:
+        _accumulate_leaf(kept, g)
+
+
+def _accumulate_leaf(x: Any, g: Any, private: bool = False) -> None:
+    """``x.grad += g`` (a leaf's, or a non-leaf's kept by ``retain_grad``).
+
+    The first gradient becomes ``.grad`` as it is when it is private (nothing else holds it),
+    C-contiguous and writable; otherwise ``.grad`` gets a copy, as backward results may be views of,
+    or shared with, other gradients.
+    """
     if x.grad is None:
-        # Own the array: backward results may be views of, or shared with, other gradients.
-        x.grad = Tensor._wrap(g.copy(), x.device)
+        x.grad = Tensor._wrap(g if private and _writable(g) else g.copy(), x.device)
     else:
         x.grad.data += g

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 from . import autograd, backend
 from . import ops as _ops
+from .ops.movement import Split as _Split
 
 _xp_cache: dict[str, Any] = {}
 # Tensor has methods named int() and bool() (as PyTorch); annotations inside the class use these names.
@@ -27,7 +28,8 @@ def _is_float(dtype: Any) -> bool:
 class Tensor:
     """An n-dimensional array on a device that can record the ops applied to it."""
 
-    __slots__ = ("data", "grad", "grad_fn", "requires_grad", "device", "__weakref__")
+    __slots__ = ("data", "grad", "grad_fn", "requires_grad", "device", "_output_nr", "__weakref__")
+    _output_nr: int  # which output of its grad_fn this is; set only for ops with several outputs (split)
     __array_priority__ = 1000
     __array_ufunc__ = None  # make NumPy defer to our reflected operators (ndarray + Tensor -> Tensor)
 
@@ -226,7 +228,11 @@ class Tensor:
             return
         import weakref
 
-        self.grad_fn.__dict__["_retain_ref"] = weakref.ref(self)
+        node = self.grad_fn
+        if node.n_outputs is None:
+            node.__dict__["_retain_ref"] = weakref.ref(self)
+        else:  # one weak reference per output of a split
+            node.__dict__.setdefault("_retain_ref", {})[self._output_nr] = weakref.ref(self)
 
     def backward(self, gradient: Any = None, retain_graph: _bool = False) -> None:
         """Accumulate the gradient of this tensor into ``.grad`` of every leaf that requires it."""
@@ -538,12 +544,7 @@ class Tensor:
                 raise ValueError(f"split: sizes must be non-negative ints, got {sizes}")
             if sum(sizes) != n:
                 raise ValueError(f"split: sizes {sizes} do not add up to {n}, the size of dim {dim} of {self.shape}")
-        lead = (slice(None),) * d
-        out, start = [], 0
-        for s in sizes:
-            out.append(self[lead + (slice(start, start + s),)])
-            start += s
-        return tuple(out)
+        return _Split.apply(self, sizes=tuple(int(s) for s in sizes), axis=d)
 
     def chunk(self, chunks: _int, dim: _int = 0) -> tuple[Tensor, ...]:
         if chunks <= 0:

@@ -23,12 +23,26 @@ from .elementwise import (
     Where,
 )
 from .matmul import Matmul
-from .movement import Cat, Clone, Expand, Gather, GetItem, MaskedFill, Permute, Reshape, Stack, ToDevice, Tril, Triu
+from .movement import (
+    Cat,
+    Clone,
+    Expand,
+    Gather,
+    GetItem,
+    MaskedFill,
+    Permute,
+    Reshape,
+    Split,
+    Stack,
+    ToDevice,
+    Tril,
+    Triu,
+)
 from .reduce import LogSoftmax, LogSumExp, Max, Mean, Min, Softmax, Sum
 
 __all__ = [
     "Abs", "Add", "Cast", "Cat", "Clamp", "Clone", "Cos", "Div", "Exp", "Expand", "Gather", "Gelu", "GetItem", "Log",
     "LogSoftmax", "LogSumExp", "MaskedFill", "Matmul", "Max", "Maximum", "Mean", "Min", "Minimum", "Mul", "Neg",
-    "Permute", "Pow", "Relu", "Reshape", "Sigmoid", "Sin", "Softmax", "Sqrt", "Stack", "Sub", "Sum", "Tanh",
+    "Permute", "Pow", "Relu", "Reshape", "Sigmoid", "Sin", "Softmax", "Split", "Sqrt", "Stack", "Sub", "Sum", "Tanh",
     "ToDevice", "Tril", "Triu", "Where",
 ]

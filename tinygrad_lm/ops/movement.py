@@ -55,6 +55,24 @@ class GetItem(Function):
         return gx
 
 
+class Split(Function):
+    """Pieces of x along ``axis``, as views; d split(x) = the pieces' gradients concatenated (zeros where unused)"""
+
+    def forward(self, x: Any, sizes: tuple[int, ...] = (), axis: int = 0) -> tuple[Any, ...]:
+        lead = (slice(None),) * axis
+        pieces, start = [], 0
+        for size in sizes:
+            pieces.append(x[lead + (slice(start, start + size),)])
+            start += size
+        self.axis, self.shapes = axis, [p.shape for p in pieces]
+        return tuple(pieces)
+
+    def backward(self, grads: list[Any]) -> Any:
+        dtype = next(g.dtype for g in grads if g is not None)
+        parts = [self.xp.zeros(shape, dtype=dtype) if g is None else g for g, shape in zip(grads, self.shapes)]
+        return self.xp.concatenate(parts, axis=self.axis)
+
+
 class Cat(Function):
     """d cat(xs) = the matching slices of dy"""
 
