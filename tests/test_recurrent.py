@@ -648,3 +648,31 @@ def test_cells_match_pytorch(name):
         t_out, o_out = (theirs(torch.tensor(x), torch.tensor(h)),), (ours(tl.tensor(x), tl.tensor(h)),)
     for a, b in zip(o_out, t_out):
         np.testing.assert_allclose(host(a), b.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps_per_block", [1, 2, 3])
+def test_lstm_backward_in_blocks_of_steps_equals_one_block(device, monkeypatch, steps_per_block):
+    """The BPTT block size (BPTT_BLOCK_BYTES) changes only where the factors are made, never the gradients."""
+    from tinygrad_lm.ops import recurrent
+
+    T, B, IN, H = 7, 3, 2, 4  # 7 steps: the last block is partial for 2 and 3 steps per block
+    rng = np.random.default_rng(11)
+    lstm = make(nn.LSTM, IN, H, device)
+    x = rand(rng, (T, B, IN), device)
+    state = tuple(rand(rng, (1, B, H), device) for _ in range(2))
+    upstream = rand(rng, (T, B, H), device)
+
+    def grads() -> list[np.ndarray]:
+        xx, h0, c0 = (t.detach().requires_grad_() for t in (x, *state))
+        lstm.zero_grad()
+        out, (h_n, c_n) = lstm(xx, (h0, c0))
+        ((out * upstream).sum() + (c_n * c_n).sum()).backward()
+        return [t.grad.numpy() for t in (xx, h0, c0, *lstm.parameters())]
+
+    whole = grads()  # one block: the default size is far above these 7 small steps
+    monkeypatch.setattr(recurrent, "BPTT_BLOCK_BYTES", steps_per_block * B * 4 * H * 8)
+    for got, want in zip(grads(), whole):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    h0, c0 = (t.detach().requires_grad_() for t in state)
+    xx = x.detach().requires_grad_()
+    assert tl.gradcheck(lambda x, h0, c0, *p: lstm(x, (h0, c0)), (xx, h0, c0, *lstm.parameters()))

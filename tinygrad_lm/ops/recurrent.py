@@ -43,6 +43,10 @@ from typing import Any
 from ..autograd import Function
 from ..backend import RightFactor, matmul, matmul_right
 
+# LSTMLayer's backward makes its step-independent factors for blocks of steps of about this many
+# bytes of gates: small enough to stay in the L2 cache, large enough to spread the ufunc call cost.
+BPTT_BLOCK_BYTES = 1 << 18
+
 
 def _gate_(a: Any, xp: Any, scale: Any, shift: Any) -> Any:
     """In place: a <- scale * tanh(scale * a) + shift (sigmoid for 0.5/0.5, tanh for 1/0)."""
@@ -207,36 +211,43 @@ class LSTMLayer(Function):
         xp = self.xp
         gates, cs, tanh_c = self.gates, self.cs, self.tanh_c
         T, B, H = tanh_c.shape
-        # Every factor of da_t is computed inside step t's iteration, while that step's rows of
-        # gates, C and tanh(C) sit in the cache; whole-sequence passes would stream (T, B, 4H) arrays
-        # through memory about ten times.
+        # The steps are walked back in blocks of about BPTT_BLOCK_BYTES of gates. The factors of
+        # da_t that do not depend on dh_t or dC_t are made for a whole block at once, while its
+        # rows sit in the cache (whole-sequence passes would stream (T, B, 4H) arrays through
+        # memory about ten times; single steps would pay the call overhead of ten ufuncs each);
+        # the loop over the block's steps then only multiplies them by dC_t and dh_t.
+        steps = max(1, min(T, BPTT_BLOCK_BYTES // max(gates[0].nbytes, 1)))
         da = xp.empty_like(gates)  # (T, B, 4H): dL/da_t for every step, for the weight GEMMs after the loop
+        dc_from_h = xp.empty((steps, B, H), dtype=grad.dtype)  # o (1 - tanh^2 C_t): how dh_t reaches C_t
         dh = xp.zeros((B, H), dtype=grad.dtype)
         dc = grad[T].copy()  # dL/dC_T from c_n
         tmp = xp.empty((B, H), dtype=grad.dtype)
         w_hh = RightFactor(self.w_hh, B)  # (4H, H), prepared once for the T products below
-        for t in range(T - 1, -1, -1):
-            a, d = gates[t], da[t]  # (B, 4H): i, f, g, o, and below their pre-activation gradients
-            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-            d_i, d_f, d_g, d_o = d[:, :H], d[:, H : 2 * H], d[:, 2 * H : 3 * H], d[:, 3 * H :]
-            dh += grad[t]
-            xp.multiply(tanh_c[t], tanh_c[t], out=tmp)
-            xp.subtract(1, tmp, out=tmp)
-            tmp *= o
-            tmp *= dh
-            dc += tmp  # dC_t = dC_{t+1} f_{t+1} + dh_t o (1 - tanh^2 C_t)
+        for stop in range(T, 0, -steps):
+            start = max(0, stop - steps)
+            a, d, q = gates[start:stop], da[start:stop], dc_from_h[: stop - start]  # (n, B, 4H), (n, B, 4H), (n, B, H)
+            i, g, o = a[..., :H], a[..., 2 * H : 3 * H], a[..., 3 * H :]
+            d_g = d[..., 2 * H : 3 * H]
+            # d = [g i (1 - i), C_{t-1} f (1 - f), i (1 - g^2), tanh(C_t) o (1 - o)], times dC_t or dh_t below
             xp.subtract(1, a, out=d)
             d *= a  # s (1 - s): the sigmoid's derivative for i, f, o
             xp.multiply(g, g, out=d_g)
             xp.subtract(1, d_g, out=d_g)  # 1 - g^2: tanh's derivative for g
-            d_i *= g
-            d_f *= cs[t]
+            d[..., :H] *= g
+            d[..., H : 2 * H] *= cs[start:stop]
             d_g *= i
-            d_o *= tanh_c[t]
-            d.reshape(B, 4, H)[:, :3] *= dc[:, None, :]  # i, f, g are reached through C_t
-            d_o *= dh  # o through h_t
-            dc *= f  # dL/dC_{t-1} along C_t = f C_{t-1} + ...
-            matmul_right(d, w_hh, out=dh)
+            d[..., 3 * H :] *= tanh_c[start:stop]
+            xp.multiply(tanh_c[start:stop], tanh_c[start:stop], out=q)
+            xp.subtract(1, q, out=q)
+            q *= o
+            for t in range(stop - 1, start - 1, -1):
+                dh += grad[t]
+                xp.multiply(dh, q[t - start], out=tmp)
+                dc += tmp  # dC_t = dC_{t+1} f_{t+1} + dh_t o (1 - tanh^2 C_t)
+                da[t].reshape(B, 4, H)[:, :3] *= dc[:, None, :]  # i, f, g are reached through C_t
+                da[t, :, 3 * H :] *= dh  # o through h_t
+                dc *= gates[t, :, H : 2 * H]  # dL/dC_{t-1} along C_t = f C_{t-1} + ...
+                matmul_right(da[t], w_hh, out=dh)
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, da, da)
         need = self.needs_grad
         return dx, (dh if need[1] else None), (dc if need[2] else None), dw_ih, dw_hh, db_ih, db_hh
