@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import re
 import weakref
 
@@ -223,18 +224,44 @@ def test_graph_is_freed_after_backward(device):
     try:
         x = tl.randn(3, 4, device=device, requires_grad=True)
         h = x.tanh()
-        y = h @ tl.randn(4, 2, device=device)
+        w = tl.randn(4, 2, device=device)
+        y = h @ w
         loss = y.sum()
         refs = [weakref.ref(t) for t in (h, y)]
-        node = weakref.ref(loss.grad_fn)
+        nodes = [weakref.ref(t.grad_fn) for t in (h, y, loss)]
+        saved = weakref.ref(y.grad_fn.a)  # the array Matmul saved for dW: h's data
         del h, y
-        assert all(r() is not None for r in refs)  # alive: the graph holds them until backward
+        # The graph keeps nodes and what their backward saved, not the intermediate tensors themselves
+        assert all(r() is None for r in refs)
+        assert all(n() is not None for n in nodes) and saved() is not None
         loss.backward()
-        assert all(r() is None for r in refs), "backward must release the node inputs"
-        assert node() is not None
+        assert saved() is None, "backward must release what the nodes saved"
+        assert nodes[2]() is not None  # the root stays with its output ...
+        assert all(n() is None for n in nodes[:2])  # ... the rest of the graph is gone
         del loss
-        assert node() is None
-        assert x.grad is not None
+        assert nodes[2]() is None
+        want = (1 - np.tanh(x.detach().numpy()) ** 2) * w.numpy().sum(axis=1)
+        np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-5)
+    finally:
+        gc.enable()
+
+
+def test_an_intermediate_nothing_saved_is_freed_before_backward(device):
+    """The graph keeps edges to non-leaf inputs, not their data: only what an op saved stays alive."""
+    gc.collect()
+    gc.disable()
+    try:
+        x = tl.randn(6, device=device, dtype="float64", requires_grad=True)
+        h = x + 1.0  # Add saves nothing
+        y = h.gelu()  # GELU saves its derivative, not its input
+        data = weakref.ref(h.data)
+        del h
+        assert data() is None
+        y.sum().backward()
+        xv = x.detach().numpy() + 1.0
+        phi = np.exp(-xv * xv / 2) / np.sqrt(2 * np.pi)
+        cdf = 0.5 * (1 + np.vectorize(math.erf)(xv / np.sqrt(2)))
+        np.testing.assert_allclose(x.grad.numpy(), cdf + xv * phi, rtol=1e-12)
     finally:
         gc.enable()
 
@@ -246,7 +273,7 @@ def test_retained_graph_is_freed_when_the_output_goes(device):
         x = tl.randn(5, device=device, requires_grad=True)
         h = x.exp()
         loss = (h * h).sum()
-        ref = weakref.ref(h)
+        ref = weakref.ref(h.grad_fn)  # the Exp node, kept by the graph through Mul's edge to h
         del h
         loss.backward(retain_graph=True)
         assert ref() is not None

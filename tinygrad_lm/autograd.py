@@ -116,6 +116,32 @@ def is_anomaly_enabled() -> bool:
     return _anomaly_mode
 
 
+class _Edge:
+    """What a graph node keeps of a non-leaf input: the node that made it, its place among that
+    node's outputs, its shape and dtype, but not the tensor or its data.
+
+    An intermediate result is then freed as soon as nothing but the graph refers to it, unless
+    an op saved it for its backward (as PyTorch's graph keeps only saved tensors): a GELU's
+    input, say, is not kept alive by the GELU node, which needs only its saved derivative.
+    Leaves (parameters, inputs) stay in the graph as tensors, for their ``.grad``.
+    """
+
+    __slots__ = ("grad_fn", "_output_nr", "shape", "dtype", "requires_grad")
+
+    def __init__(self, x: Any) -> None:
+        self.grad_fn = x.grad_fn
+        self._output_nr = x._output_nr
+        data = x.data
+        self.shape = data.shape
+        self.dtype = data.dtype
+        self.requires_grad = True
+
+
+def _graph_inputs(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The inputs as a node keeps them: an :class:`_Edge` for every tensor with a ``grad_fn``."""
+    return tuple([_Edge(x) if isinstance(x, Tensor) and x.grad_fn is not None else x for x in inputs])
+
+
 class Function:
     """Base class of every differentiable op.
 
@@ -180,7 +206,7 @@ class Function:
             return _wrap_outputs(ctx, out, inputs, tuple(needs_grad), requires_grad)
         result = Tensor._wrap(out, ctx.device)
         if requires_grad and _grad_enabled and cls.differentiable and out.dtype.kind in "fc":
-            ctx.inputs = inputs
+            ctx.inputs = _graph_inputs(inputs)
             ctx.needs_grad = tuple(needs_grad)
             result.grad_fn = ctx
             result.requires_grad = True
@@ -199,7 +225,7 @@ def _wrap_outputs(ctx: Function, outs: tuple[Any, ...], inputs: tuple[Any, ...],
     """The tensors of a several-output op; each knows its place (``_output_nr``) among the node's outputs."""
     results = tuple(Tensor._wrap(out, ctx.device) for out in outs)
     if requires_grad and _grad_enabled and ctx.differentiable and outs and outs[0].dtype.kind in "fc":
-        ctx.inputs = inputs
+        ctx.inputs = _graph_inputs(inputs)
         ctx.needs_grad = needs_grad
         ctx.n_outputs = len(outs)
         for i, result in enumerate(results):
@@ -371,14 +397,14 @@ def backward(tensor: Any, grad: Any, retain_graph: bool = False) -> None:
                 if gx is None:
                     continue
                 x = inputs[i]
-                shape = x.data.shape
+                shape = x.shape
                 if gx.shape != shape:
                     reduced = unbroadcast(gx, shape)
                     private = private or reduced.size != gx.size  # a sum made a new array
                     gx = reduced
-                if gx.dtype != x.data.dtype:
+                if gx.dtype != x.dtype:
                     raise RuntimeError(
-                        f"{type(node).__name__}.backward returned a {gx.dtype} gradient for a {x.data.dtype} input"
+                        f"{type(node).__name__}.backward returned a {gx.dtype} gradient for a {x.dtype} input"
                     )
                 fn = x.grad_fn
                 if fn is None:

@@ -29,7 +29,7 @@ class Tensor:
     """An n-dimensional array on a device that can record the ops applied to it."""
 
     __slots__ = ("data", "grad", "grad_fn", "requires_grad", "device", "_output_nr", "__weakref__")
-    _output_nr: int  # which output of its grad_fn this is; set only for ops with several outputs (split)
+    _output_nr: int  # which output of its grad_fn this is: 0, except for the outputs of split/chunk
     __array_priority__ = 1000
     __array_ufunc__ = None  # make NumPy defer to our reflected operators (ndarray + Tensor -> Tensor)
 
@@ -40,6 +40,7 @@ class Tensor:
         self.grad_fn: Any = None
         self.device: str = device
         self.requires_grad = False
+        self._output_nr = 0
         if requires_grad:
             self.requires_grad_(True)
 
@@ -54,6 +55,7 @@ class Tensor:
         t.grad_fn = None
         t.requires_grad = False
         t.device = device
+        t._output_nr = 0
         return t
 
     @staticmethod

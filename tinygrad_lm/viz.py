@@ -58,9 +58,9 @@ def to_dot(output: Tensor, params: Mapping[str, Tensor] | Iterable[tuple[str, Te
         lines.append(f'  n{id(node)} [label="{type(node).__name__}\\n{_shape(shape)}", shape=box, '
                      'style="rounded,filled", fillcolor="#e8eef7"];')
         for x in node.inputs:
-            if not isinstance(x, Tensor):
+            fn = getattr(x, "grad_fn", None)  # a Tensor, or the graph's edge to a non-leaf input
+            if fn is None and not isinstance(x, Tensor):
                 continue
-            fn = x.grad_fn
             if fn is not None:
                 lines.append(f"  n{id(fn)} -> n{id(node)};")
                 if id(fn) not in seen:
