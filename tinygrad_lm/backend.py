@@ -305,8 +305,9 @@ def format_array(array: Any, prefix: str) -> str:
 # ones about 1.2x, so when the optional ``mkl`` package is installed (the ``mkl`` extra)
 # CPU products go to MKL's GEMM through ctypes. Anything MKL cannot take as it is
 # (integer dtypes, mixed dtypes, strides that are not a row or column layout, output
-# overlapping an input) goes to NumPy unchanged. TINYGRAD_LM_BLAS=numpy (or
-# :func:`set_blas`) turns MKL off.
+# overlapping an input) goes to NumPy unchanged. With MKL come two more helpers: a weight
+# packed once for many products (:class:`RightFactor`) and the normal CDF of its vector math
+# (:func:`normal_cdf`, for GELU). TINYGRAD_LM_BLAS=numpy (or :func:`set_blas`) turns MKL off.
 
 _ROW_MAJOR, _NO_TRANS, _TRANS, _PACKED, _B_MATRIX = 101, 111, 112, 151, 162
 # Multiply-adds of one GEMM below which NumPy is used: under it a ctypes call (some 7 us) costs more
@@ -332,7 +333,7 @@ def _find_mkl_runtime() -> str | None:
 
 
 class _MKLRoutines:
-    """ctypes bindings of cblas_sgemm / cblas_dgemm and their pointer-array batch forms."""
+    """ctypes bindings, for float32 and float64: GEMM, its pointer-array batch form, packed GEMM, normal CDF."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         i, p = ctypes.c_int, ctypes.c_void_p
