@@ -4,7 +4,9 @@ Every tensor lives on a device: ``"cpu"`` (NumPy arrays) or ``"cuda:N"`` (CuPy
 arrays). Ops never import an array library themselves; they get the array
 module ``xp`` for their inputs' device from here. The few operations whose
 spelling differs between the two libraries (scatter-add, random numbers, host
-copies, special functions) each sit behind one function below.
+copies, special functions) each sit behind one function below, and so do the
+CPU's matrix products, which go to Intel's MKL when it is installed, and the
+allocator setting that lets freed arrays serve the next training step.
 """
 from __future__ import annotations
 
