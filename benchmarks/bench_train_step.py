@@ -323,7 +323,8 @@ def memory_table(args: argparse.Namespace, frameworks: list[str]) -> None:
           f"(RSS read after gc.collect() and malloc_trim(0))")
     head = ["config", "framework", "RSS before MB", "peak step 1 MB", f"peak {steps} steps MB", "RSS@10 MB",
             f"RSS@{steps} MB", "drift MB"]
-    widths = [8, 13, 15, 16, 18, 11, 11, 10]
+    widths = [8, 13, 15, 16, 20, 11, 13, 10]
+    widths = [max(w, len(h) + 2) for w, h in zip(widths, head)]
     print(fmt_row(head, widths))
     method = ""
     mb = 1 / 2**20
