@@ -198,11 +198,8 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _TANH_CUBIC = 0.044715
 
-# Abramowitz & Stegun, Handbook of Mathematical Functions, formula 7.1.26 (|error| < 1.5e-7), the
-# approximation backend.erf already uses for large float32 arrays: erfc(z) = t P(t) exp(-z^2) for
-# z >= 0, t = 1 / (1 + p z), P(t) = a1 + a2 t + a3 t^2 + a4 t^3 + a5 t^4 (coefficients a5 first).
-_ERF_P = 0.3275911
-_ERF_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
+# The A&S erf approximation (backend.ERF_P, backend.ERF_A) that backend.erf uses for large float32 arrays.
+_ERF_P, _ERF_A = backend.ERF_P, backend.ERF_A
 
 # Float32 CPU inputs of at least this many elements take a fused GELU: Phi from MKL's vector
 # math where MKL is installed (_gelu_cdf_kernel, about 2x faster again), else from A&S (the size
