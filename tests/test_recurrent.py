@@ -676,3 +676,33 @@ def test_lstm_backward_in_blocks_of_steps_equals_one_block(device, monkeypatch, 
     h0, c0 = (t.detach().requires_grad_() for t in state)
     xx = x.detach().requires_grad_()
     assert tl.gradcheck(lambda x, h0, c0, *p: lstm(x, (h0, c0)), (xx, h0, c0, *lstm.parameters()))
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=_case_id)
+@pytest.mark.parametrize("used", [(0,), (1,), (2,), (1, 2), (0, 2)], ids=lambda u: "+".join(map(str, u)))
+def test_gradients_through_any_subset_of_the_outputs(device, case, used):
+    """Each layer op has several outputs (output, h_n, c_n); unused ones reach backward as None."""
+    cls, kw = case
+    n_outputs = 3 if cls is nn.LSTM else 2
+    if any(i >= n_outputs for i in used):
+        pytest.skip("only the LSTM has c_n")
+    T, B, IN, H = 5, 3, 4, 3
+    rng = np.random.default_rng(13)
+    layer = make(cls, IN, H, device, num_layers=2, **kw)
+    x = rand(rng, (T, B, IN), device).requires_grad_()
+    states = [rand(rng, (2, B, H), device).requires_grad_() for _ in range(n_outputs - 1)]
+    hx = tuple(states) if cls is nn.LSTM else states[0]
+    leaves = [x, *states, *layer.parameters()]
+
+    def grads(run):
+        for p in leaves:
+            p.grad = None
+        outs = flat_outputs(run(layer, x, hx))
+        loss = sum((outs[i] * outs[i]).sum() for i in used)
+        loss.backward()
+        return [None if p.grad is None else host(p.grad) for p in leaves]
+
+    for got, want in zip(grads(lambda m, x, h: m(x, h)), grads(unrolled)):
+        assert (got is None) == (want is None)
+        if got is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)

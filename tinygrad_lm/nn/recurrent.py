@@ -369,8 +369,8 @@ class RNN(_RNNBase):
         self.nonlinearity = nonlinearity
 
     def _run_layer(self, layer: int, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        y = RNNLayer.apply(x, states[0], *self._layer_weights(layer), nonlinearity=self.nonlinearity)  # (T, B, H)
-        return y, [y[-1]]
+        y, h_n = RNNLayer.apply(x, states[0], *self._layer_weights(layer), nonlinearity=self.nonlinearity)
+        return y, [h_n]  # (T, B, H), [(B, H)]
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         output, (h_n,) = self._run(input, hx)
@@ -404,9 +404,8 @@ class LSTM(_RNNBase):
         return [self._check_state(hx[0], x, batched, "h0"), self._check_state(hx[1], x, batched, "c0")]
 
     def _run_layer(self, layer: int, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        T = x.shape[0]
-        y = LSTMLayer.apply(x, states[0], states[1], *self._layer_weights(layer))  # (T + 1, B, H)
-        return y[:T], [y[T - 1], y[T]]
+        y, h_n, c_n = LSTMLayer.apply(x, states[0], states[1], *self._layer_weights(layer))
+        return y, [h_n, c_n]  # (T, B, H), [(B, H), (B, H)]
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         output, (h_n, c_n) = self._run(input, hx)
@@ -428,8 +427,8 @@ class GRU(_RNNBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout)
 
     def _run_layer(self, layer: int, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        y = GRULayer.apply(x, states[0], *self._layer_weights(layer))  # (T, B, H)
-        return y, [y[-1]]
+        y, h_n = GRULayer.apply(x, states[0], *self._layer_weights(layer))
+        return y, [h_n]  # (T, B, H), [(B, H)]
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         output, (h_n,) = self._run(input, hx)

@@ -27,9 +27,9 @@ also carries dL/dC_t backwards next to dL/dh_t.
 
 Inputs are ``x (T, B, I)``, the initial state ``h0 (B, H)`` (and ``c0``), ``W_ih``,
 ``W_hh`` and the optional biases ``b_ih``, ``b_hh`` (``None`` for a layer without
-bias); each of them gets its gradient. An op returns one array, so each returns
-the hidden states of all steps, ``(T, B, H)``; the LSTM appends the last cell state
-C_T as one extra row, ``(T + 1, B, H)``. The layer slices ``output``, ``h_n`` and ``c_n`` from it.
+bias); each of them gets its gradient. Each op has several outputs: the hidden states
+of all steps ``(T, B, H)``, the last one ``h_T (B, H)`` and, for the LSTM, the last cell
+state ``C_T (B, H)``; its backward gets their gradients (``None`` for an unused one).
 
 Sigmoid gates are computed as sigma(a) = (1 + tanh(a / 2)) / 2, the same function,
 which never overflows and lets one ``tanh`` call act on all four LSTM gates at once:
@@ -109,6 +109,11 @@ def _check_shapes(name: str, x: Any, states: tuple[Any, ...], w_ih: Any, w_hh: A
             raise ValueError(f"{name}: the initial state must be {(B, H)}, got {s.shape}")
 
 
+def _state_grads(xp: Any, grads: list[Any], B: int, H: int, dtype: Any) -> tuple[Any, list[Any]]:
+    """The gradient of every step's output (or None) and writable copies of the last states' (zeros if unused)."""
+    return grads[0], [xp.zeros((B, H), dtype=dtype) if g is None else g.copy() for g in grads[1:]]
+
+
 class RNNLayer(Function):
     """The Elman layer over a whole sequence: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
 
@@ -137,11 +142,12 @@ class RNNLayer(Function):
                 _gate_(a, xp, 0.5, 0.5)
         self.w_ih, self.w_hh, self.hs, self.nonlinearity = w_ih, w_hh, hs, nonlinearity
         self.h_prev = hs[:T]
-        return hs[1:]  # (T, B, H)
+        return hs[1:], hs[T]  # output (T, B, H), h_T (B, H)
 
-    def backward(self, g: Any) -> tuple[Any, ...]:
+    def backward(self, grads: list[Any]) -> tuple[Any, ...]:
         xp = self.xp
         h = self.hs[1:]  # (T, B, H)
+        g, (dh,) = _state_grads(xp, grads, h.shape[1], h.shape[2], h.dtype)  # dh: dL/dh_t from h_n, then from t+1
         if self.nonlinearity == "tanh":
             da = xp.multiply(h, h)
             xp.subtract(1, da, out=da)  # 1 - h^2, in place
@@ -149,10 +155,10 @@ class RNNLayer(Function):
             da = (h > 0).astype(h.dtype)
         else:
             da = h * (1 - h)
-        dh = xp.zeros(h.shape[1:], dtype=h.dtype)  # dL/dh_t flowing back from step t+1
         w_hh = RightFactor(self.w_hh, dh.shape[0])  # (H, H), prepared once for the T products below
         for t in range(h.shape[0] - 1, -1, -1):
-            dh += g[t]
+            if g is not None:
+                dh += g[t]
             da[t] *= dh  # now dL/da_t
             matmul_right(da[t], w_hh, out=dh)
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, da, da)
@@ -167,7 +173,7 @@ class LSTMLayer(Function):
     C_t = f_t * C_{t-1} + i_t * C~_t; h_t = o_t * tanh(C_t).
     Derivative: dC_t = dC_{t+1} f_{t+1} + dh_t o_t (1 - tanh^2 C_t); da_i = dC_t g_t i_t (1 - i_t),
     da_f = dC_t C_{t-1} f_t (1 - f_t), da_g = dC_t i_t (1 - g_t^2), da_o = dh_t tanh(C_t) o_t (1 - o_t);
-    dh_{t-1} += da_t W_hh; the weights as in RNNLayer. Returns (T + 1, B, H): h_1 .. h_T, then C_T.
+    dh_{t-1} += da_t W_hh; the weights as in RNNLayer. Returns h_1 .. h_T (T, B, H), h_T and C_T (B, H).
     """
 
     def forward(self, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any) -> Any:
@@ -182,7 +188,7 @@ class LSTMLayer(Function):
         # floating point) lets the GEMMs produce it directly, so one tanh call acts on a step's four gates.
         biases = [None if b is None else b * scale for b in (b_ih, b_hh)]
         gates, self.x2 = _input_projection(xp, x, w_ih * scale[:, None], *biases)  # (T, B, 4H)
-        hs = xp.empty((T + 2, B, H), dtype=x.dtype)  # h_0 .. h_T, then C_T
+        hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
         cs = xp.empty((T + 1, B, H), dtype=x.dtype)  # C_0 .. C_T
         tanh_c = xp.empty((T, B, H), dtype=x.dtype)  # tanh(C_1) .. tanh(C_T)
         ig = xp.empty((B, H), dtype=x.dtype)
@@ -202,15 +208,15 @@ class LSTMLayer(Function):
             cs[t + 1] += ig
             xp.tanh(cs[t + 1], out=tanh_c[t])
             xp.multiply(o, tanh_c[t], out=hs[t + 1])
-        hs[T + 1] = cs[T]
         self.w_ih, self.w_hh, self.gates, self.cs, self.tanh_c = w_ih, w_hh, gates, cs, tanh_c
         self.h_prev = hs[:T]
-        return hs[1:]  # (T + 1, B, H)
+        return hs[1:], hs[T], cs[T]  # output (T, B, H), h_T and C_T (B, H)
 
-    def backward(self, grad: Any) -> tuple[Any, ...]:
+    def backward(self, grads: list[Any]) -> tuple[Any, ...]:
         xp = self.xp
         gates, cs, tanh_c = self.gates, self.cs, self.tanh_c
         T, B, H = tanh_c.shape
+        grad, (dh, dc) = _state_grads(xp, grads, B, H, gates.dtype)  # dL/dh_T, dL/dC_T from h_n and c_n
         # The steps are walked back in blocks of about BPTT_BLOCK_BYTES of gates. The factors of
         # da_t that do not depend on dh_t or dC_t are made for a whole block at once, while its
         # rows sit in the cache (whole-sequence passes would stream (T, B, 4H) arrays through
@@ -218,10 +224,8 @@ class LSTMLayer(Function):
         # the loop over the block's steps then only multiplies them by dC_t and dh_t.
         steps = max(1, min(T, BPTT_BLOCK_BYTES // max(gates[0].nbytes, 1)))
         da = xp.empty_like(gates)  # (T, B, 4H): dL/da_t for every step, for the weight GEMMs after the loop
-        dc_from_h = xp.empty((steps, B, H), dtype=grad.dtype)  # o (1 - tanh^2 C_t): how dh_t reaches C_t
-        dh = xp.zeros((B, H), dtype=grad.dtype)
-        dc = grad[T].copy()  # dL/dC_T from c_n
-        tmp = xp.empty((B, H), dtype=grad.dtype)
+        dc_from_h = xp.empty((steps, B, H), dtype=gates.dtype)  # o (1 - tanh^2 C_t): how dh_t reaches C_t
+        tmp = xp.empty((B, H), dtype=gates.dtype)
         w_hh = RightFactor(self.w_hh, B)  # (4H, H), prepared once for the T products below
         for stop in range(T, 0, -steps):
             start = max(0, stop - steps)
@@ -241,7 +245,8 @@ class LSTMLayer(Function):
             xp.subtract(1, q, out=q)
             q *= o
             for t in range(stop - 1, start - 1, -1):
-                dh += grad[t]
+                if grad is not None:
+                    dh += grad[t]
                 xp.multiply(dh, q[t - start], out=tmp)
                 dc += tmp  # dC_t = dC_{t+1} f_{t+1} + dh_t o (1 - tanh^2 C_t)
                 da[t].reshape(B, 4, H)[:, :3] *= dc[:, None, :]  # i, f, g are reached through C_t
@@ -292,26 +297,27 @@ class GRULayer(Function):
             h += n
         self.w_ih, self.w_hh, self.gates, self.hh_n = w_ih, w_hh, gates, hh[..., 2 * H :]
         self.h_prev = hs[:T]
-        return hs[1:]  # (T, B, H)
+        return hs[1:], hs[T]  # output (T, B, H), h_T (B, H)
 
-    def backward(self, grad: Any) -> tuple[Any, ...]:
+    def backward(self, grads: list[Any]) -> tuple[Any, ...]:
         xp = self.xp
         gates, h_prev = self.gates, self.h_prev
         T, B, H = h_prev.shape
+        grad, (dh,) = _state_grads(xp, grads, B, H, gates.dtype)  # dh: dL/dh_T from h_n, then from step t+1
         r, z, n = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
         # The step-independent factors of da = [dh (1-z)(1-n^2) hh_n r(1-r), dh (h_{t-1}-n) z(1-z), dh (1-z)(1-n^2)]:
-        d_ih = xp.empty((T, B, 3 * H), dtype=grad.dtype)  # becomes dL/d(x W_ih^T + b_ih)
+        d_ih = xp.empty((T, B, 3 * H), dtype=gates.dtype)  # becomes dL/d(x W_ih^T + b_ih)
         d_ih[..., 2 * H :] = (1 - z) * (1 - n * n)
         d_ih[..., :H] = self.hh_n * r * (1 - r)
         d_ih[..., :H] *= d_ih[..., 2 * H :]
         d_ih[..., H : 2 * H] = (h_prev - n) * z * (1 - z)
         d_ih3 = d_ih.reshape(T, B, 3, H)  # (T, B, 3, H)
         d_hh = xp.empty_like(d_ih)  # becomes dL/d(h W_hh^T + b_hh)
-        dh = xp.zeros((B, H), dtype=grad.dtype)
-        tmp = xp.empty((B, H), dtype=grad.dtype)
+        tmp = xp.empty((B, H), dtype=gates.dtype)
         w_hh = RightFactor(self.w_hh, B)  # (3H, H), prepared once for the T products below
         for t in range(T - 1, -1, -1):
-            dh += grad[t]
+            if grad is not None:
+                dh += grad[t]
             d_ih3[t] *= dh[:, None, :]
             d_hh[t, :, : 2 * H] = d_ih[t, :, : 2 * H]
             xp.multiply(d_ih[t, :, 2 * H :], r[t], out=d_hh[t, :, 2 * H :])
