@@ -391,6 +391,13 @@ def _load_mkl() -> Any:
     return _mkl if _blas_choice != "numpy" else False
 
 
+def _active_mkl() -> Any:
+    """MKL's routines when CPU products go to MKL now, else False; after the first call, two lookups."""
+    if _blas_choice == "numpy":
+        return False
+    return _mkl if _mkl is not None else _load_mkl()
+
+
 def set_blas(name: str) -> None:
     """Choose who multiplies CPU matrices: ``"mkl"`` (an error if it is not installed), ``"numpy"`` or ``"auto"``."""
     global _blas_choice, _mkl
@@ -524,8 +531,8 @@ def matmul(a: Any, b: Any, out: Any = None) -> Any:
     ``(B*m, k) @ (k, n)`` GEMM, and other batched products in one pointer-array batch call.
     """
     if type(a) is numpy.ndarray and type(b) is numpy.ndarray:
-        mkl = _mkl if _mkl is not None else _load_mkl()
-        if _blas_choice != "numpy" and _mkl_can_take(mkl, a, b, out):
+        mkl = _active_mkl()
+        if _mkl_can_take(mkl, a, b, out):
             result = _mkl_matmul(mkl, a, b, out)
             if result is not None:
                 return result
@@ -550,9 +557,9 @@ class RightFactor:
         self.m = m
         self.packed: Any = None
         self._compute: Any = None
-        mkl = _mkl if _mkl is not None else _load_mkl()
+        mkl = _active_mkl()
         k, n = b.shape
-        if (type(b) is numpy.ndarray and _blas_choice != "numpy" and mkl and b.dtype in mkl.packed
+        if (type(b) is numpy.ndarray and mkl and b.dtype in mkl.packed
                 and m * k * n >= _MKL_MIN_WORK and (layout := _layout(b)) is not None):
             get_size, pack, compute = mkl.packed[b.dtype]
             self.packed = numpy.empty(-(-get_size(_B_MATRIX, m, n, k) // b.itemsize), dtype=b.dtype)
@@ -585,8 +592,8 @@ def matmul_right(a: Any, right: RightFactor, out: Any, accumulate: bool = False)
 
 def fast_normal_cdf_available(array: Any) -> bool:
     """Whether :func:`normal_cdf` runs MKL's vector math for this array (a CPU float32/float64 array, MKL loaded)."""
-    mkl = _mkl if _mkl is not None else _load_mkl()
-    return bool(mkl) and _blas_choice != "numpy" and type(array) is numpy.ndarray and array.dtype in mkl.normal_cdf
+    mkl = _active_mkl()
+    return bool(mkl) and type(array) is numpy.ndarray and array.dtype in mkl.normal_cdf
 
 
 def normal_cdf(x: Any, out: Any) -> Any:
