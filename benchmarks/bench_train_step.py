@@ -422,6 +422,9 @@ def main(argv: list[str] | None = None) -> None:
           + (f"PyTorch {torch.__version__}" if torch is not None else "PyTorch not installed: tinygrad_lm alone"))
     torch_note = f"torch.set_num_threads({args.threads}); " if torch is not None else ""
     print(f"threads: {args.threads} ({torch_note}{thread_note})")
+    from tinygrad_lm import jit
+
+    print(f"tinygrad_lm's compiled kernels: {jit.jit_name()} (TINYGRAD_LM_JIT=off turns them off)")
     frameworks = ["tinygrad_lm"] + (["torch"] if torch is not None else [])
     speed_table(args, torch)
     if args.memory:

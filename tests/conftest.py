@@ -42,3 +42,14 @@ def _reset_global_state():
     yield
     tl.set_default_dtype("float32")
     tl.set_default_device("cpu")
+
+
+@pytest.fixture
+def numpy_paths():
+    """Compiled kernels off (tinygrad_lm.jit), so that a test exercises the ops' NumPy paths."""
+    from tinygrad_lm import jit
+
+    before = jit._choice
+    jit.set_jit("off")
+    yield
+    jit._choice = before

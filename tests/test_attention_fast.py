@@ -19,6 +19,9 @@ from tinygrad_lm.nn.attention import scaled_dot_product_attention
 from tinygrad_lm.ops import attention
 from tinygrad_lm.ops.attention import ScaledDotProductAttention
 
+# These tests are about the NumPy paths; tests/test_jit*.py compare the compiled kernels with them.
+pytestmark = pytest.mark.usefixtures("numpy_paths")
+
 MASK_KINDS = ["none", "causal", "float", "bool", "fully_masked_row"]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import backend
+from .. import backend, jit
 from ..autograd import Function
 
 
@@ -278,6 +278,33 @@ def _gelu_tanh_kernel(xp: Any, x: Any, out: Any, dx: Any, t: Any) -> None:
     xp.multiply(x, t, out=out)  # out = x h
 
 
+def _gelu_jit_float32(x: Any, out: Any, dx: Any) -> None:
+    """The float32 kernel: out = x Phi(x) and dx = Phi(x) + x phi(x), one element at a time, with Phi
+    from A&S 7.1.26 and one exp shared by Phi and phi, as in :func:`_gelu_erf_kernel` (flat arrays)."""
+    f = x.dtype.type
+    p = f(_ERF_P * _INV_SQRT_2)
+    a5, a4, a3 = f(0.5 * _ERF_A[0]), f(0.5 * _ERF_A[1]), f(0.5 * _ERF_A[2])  # A&S's a_k / 2, a5 first
+    a2, a1 = f(0.5 * _ERF_A[3]), f(0.5 * _ERF_A[4])
+    half, one, c = f(0.5), f(1), f(_INV_SQRT_2PI)
+    for k in range(x.size):
+        v = x[k]
+        t = one / (one + p * abs(v))
+        e = jit.exp(-half * v * v)  # sqrt(2 pi) phi(v)
+        tail = t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5)))) * e  # Phi(-|v|)
+        cdf = one - tail if v >= 0 else tail
+        out[k] = v * cdf
+        dx[k] = cdf + c * v * e
+
+
+def _gelu_jit_exact(x: Any, out: Any, dx: Any) -> None:
+    """The float64 kernel: the same with Phi(v) = (1 + erf(v / sqrt 2)) / 2 from libm (flat arrays)."""
+    for k in range(x.size):
+        v = x[k]
+        cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT_2))
+        out[k] = v * cdf
+        dx[k] = cdf + _INV_SQRT_2PI * v * math.exp(-0.5 * v * v)
+
+
 class Gelu(Function):
     """gelu(x) = x Phi(x); d gelu(x) = (Phi(x) + x phi(x)) dx.
 
@@ -293,6 +320,13 @@ class Gelu(Function):
         if approximate == "tanh":
             out, self.dx = _elementwise_chain(xp, _gelu_tanh_kernel, x, blocked=on_cpu and x.size > BLOCK)
             return out
+        kernel = jit.compiled(_gelu_jit_float32 if x.dtype == "float32" else _gelu_jit_exact, x)
+        if kernel is not None:  # one compiled pass computes both
+            flat = xp.ascontiguousarray(x).reshape(-1)
+            out, self.dx = xp.empty_like(flat), xp.empty_like(flat)
+            kernel(flat, out, self.dx)
+            self.dx = self.dx.reshape(x.shape)
+            return out.reshape(x.shape)
         if on_cpu and x.dtype == "float32" and x.size >= GELU_FAST_MIN_SIZE:
             kernel = _gelu_cdf_kernel if backend.fast_normal_cdf_available(x) else _gelu_erf_kernel
             out, self.dx = _elementwise_chain(xp, kernel, x, blocked=x.size > BLOCK)

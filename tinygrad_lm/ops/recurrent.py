@@ -40,12 +40,54 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import jit
 from ..autograd import Function
 from ..backend import RightFactor, matmul, matmul_right
 
 # LSTMLayer's backward makes its step-independent factors for blocks of steps of about this many
 # bytes of gates: small enough to stay in the L2 cache, large enough to spread the ufunc call cost.
 BPTT_BLOCK_BYTES = 1 << 18
+
+
+def _lstm_cell_kernel(a: Any, c_prev: Any, c: Any) -> None:
+    """The middle of one LSTM step, after a = tanh(scaled pre-activations) (B, 4H), in place: the gates
+    [i, f, g, o] into a (sigma = (1 + tanh) / 2 for i, f, o) and C_t = f C_{t-1} + i g into c (B, H).
+
+    (tanh itself stays a NumPy call: its vectorised version is faster than one compiled here.)
+    """
+    B, H = c.shape
+    half = c.dtype.type(0.5)
+    for b in range(B):
+        for j in range(H):
+            i = half * a[b, j] + half
+            f = half * a[b, H + j] + half
+            a[b, j], a[b, H + j] = i, f
+            a[b, 3 * H + j] = half * a[b, 3 * H + j] + half
+            c[b, j] = f * c_prev[b, j] + i * a[b, 2 * H + j]
+
+
+def _lstm_step_back_kernel(a: Any, c_prev: Any, tanh_c: Any, grad: Any, dh: Any, dc: Any, da: Any) -> None:
+    """One LSTM step back through time, in place (LSTMLayer's derivative, element by element).
+
+    In: the gates a = [i, f, g, o] (B, 4H), C_{t-1}, tanh(C_t), the output's gradient ``grad`` (or None),
+    dh = dL/dh_t from step t+1 and dc = dL/dC_t from step t+1. Out: da = dL/d(pre-activations) (B, 4H)
+    and dc = dL/dC_{t-1}; dh is left for the caller's da W_hh.
+    """
+    B, H = dc.shape
+    one = dc.dtype.type(1)
+    for b in range(B):
+        for j in range(H):
+            d_h = dh[b, j]
+            if grad is not None:
+                d_h += grad[b, j]
+            i, f, g, o = a[b, j], a[b, H + j], a[b, 2 * H + j], a[b, 3 * H + j]
+            tc = tanh_c[b, j]
+            d_c = dc[b, j] + d_h * o * (one - tc * tc)  # dC_t = dC_{t+1} f_{t+1} + dh_t o (1 - tanh^2 C_t)
+            da[b, j] = d_c * g * i * (one - i)
+            da[b, H + j] = d_c * c_prev[b, j] * f * (one - f)
+            da[b, 2 * H + j] = d_c * i * (one - g * g)
+            da[b, 3 * H + j] = d_h * tc * o * (one - o)
+            dc[b, j] = d_c * f  # dL/dC_{t-1} along C_t = f C_{t-1} + ...
 
 
 def _gate_(a: Any, xp: Any, scale: Any, shift: Any) -> Any:
@@ -186,28 +228,37 @@ class LSTMLayer(Function):
         shift = 1 - scale
         # tanh's argument is scale * a. Scaling the rows of W_ih, W_hh and the biases by 1/2 (exact in
         # floating point) lets the GEMMs produce it directly, so one tanh call acts on a step's four gates.
-        biases = [None if b is None else b * scale for b in (b_ih, b_hh)]
-        gates, self.x2 = _input_projection(xp, x, w_ih * scale[:, None], *biases)  # (T, B, 4H)
+        gates, self.x2 = _input_projection(xp, x, w_ih * scale[:, None])  # (T, B, 4H)
+        # The biases are added one step at a time, while the step's rows are in the cache: a pass
+        # over all T steps here would stream the whole (T, B, 4H) array through memory once more.
+        bias = sum(b for b in (b_ih, b_hh) if b is not None)
+        bias_rows = None if isinstance(bias, int) else xp.broadcast_to(bias * scale, (B, 4 * H)).copy()  # (B, 4H)
         hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
         cs = xp.empty((T + 1, B, H), dtype=x.dtype)  # C_0 .. C_T
         tanh_c = xp.empty((T, B, H), dtype=x.dtype)  # tanh(C_1) .. tanh(C_T)
-        ig = xp.empty((B, H), dtype=x.dtype)
         hs[0], cs[0] = h0, c0
         w_hh_t = RightFactor((w_hh * scale[:, None]).T, B)  # (H, 4H), prepared once for the T products below
-        scale_rows = xp.broadcast_to(scale, (B, 4 * H)).copy()  # (B, 4H): NumPy runs same-shape operands
-        shift_rows = xp.broadcast_to(shift, (B, 4 * H)).copy()  # faster than a broadcast row vector
+        cell = jit.compiled(_lstm_cell_kernel, gates)  # the five calls of the else branch below as one pass
+        if cell is None:
+            scale_rows = xp.broadcast_to(scale, (B, 4 * H)).copy()  # (B, 4H): NumPy runs same-shape operands
+            shift_rows = xp.broadcast_to(shift, (B, 4 * H)).copy()  # faster than a broadcast row vector
+            ig = xp.empty((B, H), dtype=x.dtype)
         for t in range(T):
             a = gates[t]  # holds x_t W_ih^T + b, scaled
             matmul_right(hs[t], w_hh_t, out=a, accumulate=True)  # + h_{t-1} W_hh^T, scaled
+            if bias_rows is not None:
+                a += bias_rows  # + b_ih + b_hh, scaled
             xp.tanh(a, out=a)
-            a *= scale_rows
-            a += shift_rows  # now i, f, g, o
-            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-            xp.multiply(f, cs[t], out=cs[t + 1])
-            xp.multiply(i, g, out=ig)
-            cs[t + 1] += ig
+            if cell is not None:
+                cell(a, cs[t], cs[t + 1])
+            else:
+                a *= scale_rows
+                a += shift_rows  # now i, f, g, o
+                xp.multiply(a[:, H : 2 * H], cs[t], out=cs[t + 1])
+                xp.multiply(a[:, :H], a[:, 2 * H : 3 * H], out=ig)
+                cs[t + 1] += ig
             xp.tanh(cs[t + 1], out=tanh_c[t])
-            xp.multiply(o, tanh_c[t], out=hs[t + 1])
+            xp.multiply(a[:, 3 * H :], tanh_c[t], out=hs[t + 1])
         self.w_ih, self.w_hh, self.gates, self.cs, self.tanh_c = w_ih, w_hh, gates, cs, tanh_c
         self.h_prev = hs[:T]
         return hs[1:], hs[T], cs[T]  # output (T, B, H), h_T and C_T (B, H)
@@ -217,6 +268,14 @@ class LSTMLayer(Function):
         gates, cs, tanh_c = self.gates, self.cs, self.tanh_c
         T, B, H = tanh_c.shape
         grad, (dh, dc) = _state_grads(xp, grads, B, H, gates.dtype)  # dL/dh_T, dL/dC_T from h_n and c_n
+        step_back = jit.compiled(_lstm_step_back_kernel, gates, dh, dc)
+        if step_back is not None:  # one compiled pass per step does all of the loops below
+            da = xp.empty_like(gates)  # (T, B, 4H)
+            w_hh = RightFactor(self.w_hh, B)  # (4H, H)
+            for t in range(T - 1, -1, -1):
+                step_back(gates[t], cs[t], tanh_c[t], None if grad is None else grad[t], dh, dc, da[t])
+                matmul_right(da[t], w_hh, out=dh)
+            return self._grads(da, dh, dc)
         # The steps are walked back in blocks of about BPTT_BLOCK_BYTES of gates. The factors of
         # da_t that do not depend on dh_t or dC_t are made for a whole block at once, while its
         # rows sit in the cache (whole-sequence passes would stream (T, B, 4H) arrays through
@@ -253,6 +312,9 @@ class LSTMLayer(Function):
                 da[t, :, 3 * H :] *= dh  # o through h_t
                 dc *= gates[t, :, H : 2 * H]  # dL/dC_{t-1} along C_t = f C_{t-1} + ...
                 matmul_right(da[t], w_hh, out=dh)
+        return self._grads(da, dh, dc)
+
+    def _grads(self, da: Any, dh: Any, dc: Any) -> tuple[Any, ...]:
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, da, da)
         need = self.needs_grad
         return dx, (dh if need[1] else None), (dc if need[2] else None), dw_ih, dw_hh, db_ih, db_hh

@@ -1,0 +1,213 @@
+"""The compiled kernels (tinygrad_lm.jit, Numba): their math functions, their switch, and the ops that use
+them (LSTM, GELU) against the NumPy paths and the equations. LayerNorm and attention: test_jit_*.py."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import ndtr
+
+import tinygrad_lm as tl
+from tinygrad_lm import jit
+from tinygrad_lm.ops import recurrent
+from tinygrad_lm.ops.recurrent import LSTMLayer
+
+pytest.importorskip("numba")
+
+
+@pytest.fixture
+def jit_on():
+    before = jit._choice
+    jit.set_jit("numba")
+    yield
+    jit._choice = before
+
+
+def _exp_kernel(a, out):
+    for k in range(a.size):
+        out[k] = jit.exp(a[k])
+
+
+def _tanh_kernel(a, out):
+    for k in range(a.size):
+        out[k] = jit.tanh(a[k])
+
+
+def _map(fn, x: np.ndarray) -> np.ndarray:
+    """jit.exp or jit.tanh applied by a compiled loop over a flat array."""
+    out = np.empty_like(x)
+    jit.compiled(_exp_kernel if fn is jit.exp else _tanh_kernel, x)(x, out)
+    return out
+
+
+def _ulps(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """|y - ref| in units of the float32 spacing at ref (float64 reference)."""
+    return np.abs(y.astype(np.float64) - ref) / np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+
+
+@pytest.mark.usefixtures("jit_on")
+@settings(max_examples=20)
+@given(scale=st.sampled_from([0.01, 0.3, 1.0, 10.0, 80.0]), seed=st.integers(0, 2**31 - 1))
+def test_float32_exp_is_within_two_ulps(scale, seed):
+    x = (np.random.default_rng(seed).standard_normal(4096) * scale).astype(np.float32)
+    x = x[(x > -87.0) & (x < 88.0)]  # where float32 e^x is normal
+    assert _ulps(_map(jit.exp, x), np.exp(x.astype(np.float64))).max() <= 2
+
+
+@pytest.mark.usefixtures("jit_on")
+@settings(max_examples=20)
+@given(scale=st.sampled_from([1e-6, 0.01, 0.3, 1.0, 3.0, 12.0]), seed=st.integers(0, 2**31 - 1))
+def test_float32_tanh_is_within_three_ulps(scale, seed):
+    x = (np.random.default_rng(seed).standard_normal(4096) * scale).astype(np.float32)
+    assert _ulps(_map(jit.tanh, x), np.tanh(x.astype(np.float64))).max() <= 3
+
+
+@pytest.mark.usefixtures("jit_on")
+def test_float32_exp_and_tanh_special_values():
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 88.8, 1e30, -87.4, -1e30, 20.0, -20.0], dtype=np.float32)
+    e, t = _map(jit.exp, x), _map(jit.tanh, x)
+    np.testing.assert_array_equal(e[:9], [1, 1, np.inf, 0, np.nan, np.inf, np.inf, 0, 0])
+    assert _ulps(e[9:], np.exp(x[9:].astype(np.float64))).max() <= 2
+    np.testing.assert_array_equal(t, [0, 0, 1, -1, np.nan, 1, 1, -1, -1, 1, -1])
+
+
+@pytest.mark.usefixtures("jit_on")
+def test_float64_exp_and_tanh_are_libm():
+    x = np.random.default_rng(0).standard_normal(1000) * 5
+    np.testing.assert_array_equal(_map(jit.exp, x), [math.exp(v) for v in x])
+    np.testing.assert_array_equal(_map(jit.tanh, x), [math.tanh(v) for v in x])
+
+
+def test_set_jit_checks_its_argument_and_switches():
+    before = jit._choice
+    try:
+        with pytest.raises(ValueError, match="set_jit"):
+            jit.set_jit("llvm")
+        jit.set_jit("off")
+        assert jit.jit_name() == "off"
+        assert jit.compiled(recurrent._lstm_cell_kernel, np.zeros(3, np.float32)) is None
+        jit.set_jit("numba")
+        assert jit.jit_name() == "numba"
+        assert jit.compiled(recurrent._lstm_cell_kernel, np.zeros(3, np.float32)) is not None
+    finally:
+        jit._choice = before
+
+
+@pytest.mark.usefixtures("jit_on")
+def test_compiled_only_for_numpy_float_arrays():
+    kernel = recurrent._lstm_cell_kernel
+    assert jit.compiled(kernel, np.zeros(3, np.float64)) is not None
+    assert jit.compiled(kernel, np.zeros(3, np.int64)) is None
+    assert jit.compiled(kernel, np.zeros(3, np.float16)) is None
+    assert jit.compiled(kernel, [0.0, 1.0]) is None
+    assert jit.compiled(kernel, np.zeros(3, np.float32), np.zeros(3, np.int32)) is None
+
+
+def test_kernels_run_as_plain_python_too():
+    """A kernel is Python: uncompiled, it gives what the compiled one gives (the NumPy-free reference)."""
+    rng = np.random.default_rng(1)
+    a = np.tanh(rng.standard_normal((3, 8)))
+    c_prev = rng.standard_normal((3, 2))
+    outs = []
+    for fn in (recurrent._lstm_cell_kernel, jit.compiled(recurrent._lstm_cell_kernel, a)):
+        if fn is None:
+            pytest.skip("the JIT is off")
+        aa, c = a.copy(), np.empty_like(c_prev)
+        fn(aa, c_prev, c)
+        outs.append((aa, c))
+    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-15)
+    np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-15)
+    sig = 1 / (1 + np.exp(-2 * np.arctanh(a)))  # a holds tanh(a' / 2) for the sigmoid gates
+    np.testing.assert_allclose(outs[0][1], sig[:, 2:4] * c_prev + sig[:, 0:2] * a[:, 4:6], rtol=1e-12)
+
+
+def _lstm_run(mode: str, arrays: list[np.ndarray], grad_out: bool, grad_hn: bool) -> list[np.ndarray]:
+    before = jit._choice
+    jit.set_jit(mode)
+    try:
+        ts = [tl.tensor(a, requires_grad=True) for a in arrays]
+        out, h_n, c_n = LSTMLayer.apply(*ts)
+        loss = c_n.sum() * 0.5
+        if grad_out:
+            loss = loss + (out * out).sum()
+        if grad_hn:
+            loss = loss + (h_n * h_n).sum() * 3.0
+        loss.backward()
+        return [out.detach().numpy(), h_n.detach().numpy(), c_n.detach().numpy()] + [t.grad.numpy() for t in ts]
+    finally:
+        jit._choice = before
+
+
+@settings(max_examples=15)
+@given(T=st.integers(1, 9), B=st.integers(1, 4), n_in=st.integers(1, 5), H=st.integers(1, 6),
+       dtype=st.sampled_from(["float32", "float64"]), grad_out=st.booleans(), grad_hn=st.booleans(),
+       block=st.sampled_from([1, 64, 1 << 18]), seed=st.integers(0, 2**31 - 1))
+def test_lstm_kernels_equal_the_numpy_path(monkeypatch, T, B, n_in, H, dtype, grad_out, grad_hn, block, seed):
+    """Values and all seven gradients, with and without the output's gradient (the kernel's grad=None case),
+    against the NumPy path with its backward blocks of one, a few and all steps."""
+    monkeypatch.setattr(recurrent, "BPTT_BLOCK_BYTES", block)
+    rng = np.random.default_rng(seed)
+    shapes = [(T, B, n_in), (B, H), (B, H), (4 * H, n_in), (4 * H, H), (4 * H,), (4 * H,)]
+    arrays = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    got = _lstm_run("numba", arrays, grad_out, grad_hn)
+    want = _lstm_run("off", arrays, grad_out, grad_hn)
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for g, w in zip(got, want):
+        assert g.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+
+
+@pytest.mark.usefixtures("jit_on")
+@settings(max_examples=10)
+@given(T=st.integers(1, 4), B=st.integers(1, 3), H=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
+def test_lstm_kernels_gradcheck(T, B, H, seed):
+    rng = np.random.default_rng(seed)
+    shapes = [(T, B, 2), (B, H), (B, H), (4 * H, 2), (4 * H, H), (4 * H,), (4 * H,)]
+    ts = [tl.tensor(rng.standard_normal(s), requires_grad=True) for s in shapes]
+    assert tl.gradcheck(lambda *a: LSTMLayer.apply(*a)[0], ts)
+    assert tl.gradcheck(lambda *a: LSTMLayer.apply(*a)[2], ts)
+
+
+def _gelu_ref(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = x.astype(np.float64)
+    return x * ndtr(x), ndtr(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+@pytest.mark.usefixtures("jit_on")
+@settings(max_examples=20)
+@given(n=st.integers(1, 5000), scale=st.sampled_from([0.1, 1.0, 4.0, 30.0]),
+       dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**31 - 1))
+def test_gelu_kernel_matches_the_equations(n, scale, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * scale).astype(dtype)
+    g = rng.standard_normal(n).astype(dtype)
+    t = tl.tensor(x, requires_grad=True)
+    y = t.gelu()
+    y.backward(tl.tensor(g))
+    want_y, want_d = _gelu_ref(x)
+    # float32: A&S 7.1.26 is within 1.5e-7 of erf, so Phi within 7.5e-8, plus float32 rounding
+    atol, rtol = (4e-7, 4e-7) if dtype == "float32" else (1e-15, 1e-14)
+    assert y.dtype == dtype and t.grad.dtype == dtype
+    np.testing.assert_allclose(y.detach().numpy(), want_y, rtol=rtol, atol=atol * max(1.0, scale))
+    np.testing.assert_allclose(t.grad.numpy(), want_d * g, rtol=rtol, atol=atol * max(1.0, scale))
+
+
+@pytest.mark.usefixtures("jit_on")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gelu_kernel_special_values_and_layout(dtype):
+    x = np.array([[0.0, -0.0, np.inf, -np.inf], [np.nan, 40.0, -40.0, 1.0]], dtype=dtype).T  # not C-contiguous
+    y = tl.tensor(x).gelu().numpy()
+    np.testing.assert_array_equal(y[:, 0], [0, 0, np.inf, np.nan])
+    assert np.isnan(y[0, 1]) and y[1, 1] == 40 and y[2, 1] == 0
+    np.testing.assert_allclose(y[3, 1], _gelu_ref(np.array(1.0))[0], rtol=1e-6)
+
+
+@pytest.mark.usefixtures("jit_on")
+@settings(max_examples=10)
+@given(shape=st.sampled_from([(3,), (2, 5), (4, 1, 3)]), seed=st.integers(0, 2**31 - 1))
+def test_gelu_kernel_gradcheck(shape, seed):
+    x = tl.tensor(np.random.default_rng(seed).standard_normal(shape) * 2, requires_grad=True)
+    assert tl.gradcheck(lambda t: t.gelu(), [x])
