@@ -9,9 +9,10 @@ assume valid input.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from .. import backend
+from .. import backend, jit
 from ..autograd import Function
 from ..backend import matmul
 
@@ -83,25 +84,105 @@ class Embedding(Function):
 LAYER_NORM_BLOCK_BYTES = 1 << 18
 
 
+def _layer_norm_forward_kernel(x: Any, weight: Any, bias: Any, eps: float, y: Any, mean: Any, rstd: Any) -> None:
+    """LayerNorm of each row of x (M, D) into y, one row at a time, and the row's mean and rstd (M,):
+    mu = mean(x), var = mean((x - mu)^2), rstd = 1 / sqrt(var + eps), y = (x - mu) rstd w + b.
+    ``weight`` and ``bias`` (D,) may each be None."""
+    M, D = x.shape
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    inv_d = one / x.dtype.type(max(D, 1))
+    eps_ = x.dtype.type(eps)
+    for i in range(M):
+        total = zero
+        for j in range(D):
+            total += x[i, j]
+        mu = total * inv_d
+        squares = zero
+        for j in range(D):
+            x_c = x[i, j] - mu
+            squares += x_c * x_c
+        r = one / math.sqrt(squares * inv_d + eps_)
+        mean[i], rstd[i] = mu, r
+        for j in range(D):
+            y_ij = (x[i, j] - mu) * r  # x_hat
+            if weight is not None:
+                y_ij *= weight[j]
+            if bias is not None:
+                y_ij += bias[j]
+            y[i, j] = y_ij
+
+
+def _layer_norm_backward_kernel(x: Any, mean: Any, rstd: Any, weight: Any, g: Any, dx: Any, dw: Any, db: Any) -> None:
+    """LayerNorm's backward, one row of x (M, D) at a time, from the forward's mean and rstd (M,).
+
+    With x_hat = (x - mu) rstd and g_hat = g w (g if ``weight`` is None): a first pass over the row sums
+    g_hat and g_hat x_hat and adds g x_hat and g into the accumulators dw and db (D,); a second pass
+    writes dx = (g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)) rstd.
+    """
+    M, D = x.shape
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    inv_d = one / x.dtype.type(max(D, 1))
+    for i in range(M):
+        mu, r = mean[i], rstd[i]
+        sum_g_hat = zero
+        sum_g_hat_x_hat = zero
+        for j in range(D):
+            x_hat = (x[i, j] - mu) * r
+            g_hat = g[i, j]
+            dw[j] += g_hat * x_hat
+            db[j] += g_hat
+            if weight is not None:
+                g_hat *= weight[j]
+            sum_g_hat += g_hat
+            sum_g_hat_x_hat += g_hat * x_hat
+        mean_g_hat = sum_g_hat * inv_d
+        mean_g_hat_x_hat = sum_g_hat_x_hat * inv_d
+        for j in range(D):
+            x_hat = (x[i, j] - mu) * r
+            g_hat = g[i, j]
+            if weight is not None:
+                g_hat *= weight[j]
+            dx[i, j] = (g_hat - mean_g_hat - x_hat * mean_g_hat_x_hat) * r
+
+
 class LayerNorm(Function):
     """y = x_hat w + b, x_hat = (x - mean) rstd, rstd = 1 / sqrt(var + eps), over the last ``ndim`` dims.
 
     With g_hat = dy w: dx = rstd (g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)),
     dw = sum(dy x_hat), db = sum(dy) (sums over the leading, not normalised, dims).
 
-    The work is done on a (rows, D) view with x_c = x - mean and few passes over memory.
+    The NumPy path works on a (rows, D) view with x_c = x - mean and few passes over memory.
     Forward writes y once, as x_c, and scales it in place by rstd, w and b; it saves only mean
     and rstd (x is kept by the graph anyway), not x_hat. Backward rebuilds x_c one row block at
     a time (``LAYER_NORM_BLOCK_BYTES``; one block off the CPU) and turns every sum against a
     vector into a matrix-vector product, with p = dy x_c: mean = x 1/D, db = 1^T dy,
     dw = rstd^T p, mean(g_hat) = dy w/D, mean(g_hat x_hat) = rstd p w/D, so that
     dx = rstd g_hat - (rstd mean(g_hat) + rstd^3 (p w/D) x_c).
+
+    With the ``jit`` extra (NumPy arrays), each direction is instead one compiled loop over the rows,
+    the equations above written out element by element (:func:`_layer_norm_forward_kernel`,
+    :func:`_layer_norm_backward_kernel`): a row of D numbers stays in the L1 cache while two or three
+    short passes over it do all the work, instead of a dozen passes of NumPy calls over all rows.
+    The kernels take C-contiguous arrays: a non-contiguous x or dy is copied first. Both paths save
+    the same mean and rstd (M, 1), so a backward may take the other path than its forward.
     """
 
     def forward(self, x: Any, weight: Any = None, bias: Any = None, ndim: int = 1, eps: float = 1e-5) -> Any:
         xp = self.xp
         lead, norm_shape = x.shape[: x.ndim - ndim], x.shape[x.ndim - ndim :]
         x2 = x.reshape(_prod(lead), _prod(norm_shape))  # (M, D)
+        self.weight = None if weight is None else weight.reshape(-1)
+        self.shape, self.norm_shape = x.shape, norm_shape
+        kernel = jit.compiled(_layer_norm_forward_kernel, *(a for a in (x2, weight, bias) if a is not None))
+        if kernel is not None:
+            x2 = xp.ascontiguousarray(x2)
+            self.weight = None if weight is None else xp.ascontiguousarray(self.weight)
+            b = None if bias is None else xp.ascontiguousarray(bias.reshape(-1))
+            out = xp.empty_like(x2)  # (M, D)
+            self.x2, self.mean = x2, xp.empty((x2.shape[0], 1), dtype=x.dtype)  # (M, 1)
+            self.rstd = xp.empty_like(self.mean)  # (M, 1)
+            kernel(x2, self.weight, b, eps, out, self.mean[:, 0], self.rstd[:, 0])
+            return out.reshape(x.shape)
         inv_d = 1.0 / max(x2.shape[1], 1)
         mean = matmul(x2, xp.full((x2.shape[1], 1), inv_d, dtype=x.dtype))  # (M, 1)
         out = xp.subtract(x2, mean)  # x_c
@@ -110,18 +191,27 @@ class LayerNorm(Function):
         var += eps
         rstd = xp.reciprocal(xp.sqrt(var, out=var), out=var)
         out *= rstd  # x_hat
-        self.weight = None if weight is None else weight.reshape(-1)
         if weight is not None:
             out *= self.weight
         if bias is not None:
             out += bias.reshape(-1)
-        self.x2, self.mean, self.rstd, self.shape, self.norm_shape = x2, mean, rstd, x.shape, norm_shape
+        self.x2, self.mean, self.rstd = x2, mean, rstd
         return out.reshape(x.shape)
 
     def backward(self, g: Any) -> tuple[Any, Any, Any]:
         xp, x2, w, (m, d) = self.xp, self.x2, self.weight, self.x2.shape
         need_x, need_w, need_b = self.needs_grad
         g2 = g.reshape(m, d)  # (M, D)
+        kernel = jit.compiled(_layer_norm_backward_kernel, *(a for a in (x2, w, g2) if a is not None))
+        if kernel is not None:
+            x2 = xp.ascontiguousarray(x2)
+            w = None if w is None else xp.ascontiguousarray(w)
+            dx = xp.empty_like(x2)  # (M, D)
+            dw, db = xp.zeros(d, dtype=x2.dtype), xp.zeros(d, dtype=x2.dtype)  # (D,); it makes all three, always
+            kernel(x2, self.mean[:, 0], self.rstd[:, 0], w, xp.ascontiguousarray(g2), dx, dw, db)
+            return (dx.reshape(self.shape) if need_x else None,
+                    dw.reshape(self.norm_shape) if need_w else None,
+                    db.reshape(self.norm_shape) if need_b else None)
         w_over_d = xp.full((d, 1), 1.0 / max(d, 1), dtype=x2.dtype) if w is None else (w / max(d, 1))[:, None]
         rows = _layer_norm_block_rows(self.device, m, d * x2.itemsize)
         x_c_block = xp.empty((rows, d), dtype=x2.dtype)
