@@ -52,13 +52,13 @@ _LN2_HI, _LN2_LO = 0.693359375, -2.12194440e-4  # ln 2 = HI + LO, with n * HI ex
 
 
 def _pow2(n: Any) -> Any:
-    """2^n as float32 for an integer n in [-126, 127]. Compiled, :func:`_register` replaces it
-    with an intrinsic that writes n + 127 into the exponent bits of a float32."""
+    """2^n as float32 for a whole number n in [-126, 127] held in a float32. Compiled, :func:`_register`
+    replaces it with an intrinsic that writes n + 127 into the exponent bits of a float32."""
     return numpy.float32(2.0**n)
 
 
 def _exp32(x: Any) -> Any:
-    """e^x in float32 to about 1 ulp: e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln(2) / 2.
+    """e^x in float32 within 2 ulp: e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln(2) / 2.
 
     r = x - n ln 2 is computed in two parts (Cody and Waite) so that it is exact; e^r is its Taylor
     series to r^7 (the first term left out, r^8 / 8!, is below 2^-24 for |r| <= ln(2) / 2).
@@ -66,7 +66,7 @@ def _exp32(x: Any) -> Any:
     """
     f = numpy.float32
     y = min(max(x, f(-87.3)), f(88.7))
-    n = math.floor(y * f(_LOG2E) + f(0.5))
+    n = numpy.floor(y * f(_LOG2E) + f(0.5))  # a float32 (math.floor would give an int64, slow to vectorise)
     r = (y - n * f(_LN2_HI)) - n * f(_LN2_LO)
     p = f(1 / 5040)
     p = p * r + f(1 / 720)
@@ -113,13 +113,16 @@ def _register(numba: Any) -> None:
     @intrinsic
     def pow2(typingctx: Any, n: Any) -> Any:
         def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-            v = context.cast(builder, args[0], sig.args[0], types.int32)
+            v = builder.fptosi(args[0], ir.IntType(32))
             bits = builder.shl(builder.add(v, ir.Constant(ir.IntType(32), 127)), ir.Constant(ir.IntType(32), 23))
             return builder.bitcast(bits, ir.FloatType())
 
-        return types.float32(n), codegen
+        return (types.float32(n), codegen) if n == types.float32 else None
 
-    options = {"fastmath": _FASTMATH, "error_model": "numpy", "inline": "always"}
+    # Compiled as functions of their own (which LLVM then inlines into each kernel) so that they keep
+    # their own fast-math flags: without "reassoc", the compiler may not fold (y - n HI) - n LO back
+    # into y - n ln 2, which would lose the exactness of r that the formula relies on.
+    options = {"fastmath": _FASTMATH - {"reassoc"}, "error_model": "numpy"}
     _pow2 = pow2  # type: ignore[assignment]  # the compiled stand-in for the Python function
     _exp32 = numba.njit(_exp32, **options)
     _tanh32 = numba.njit(_tanh32, **options)
