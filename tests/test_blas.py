@@ -272,3 +272,23 @@ def test_recurrent_layers_agree_with_and_without_mkl(mkl_for_every_size: None, m
         backend.set_blas("auto")
     for got, want in zip(with_mkl, with_numpy):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.usefixtures("mkl_for_every_size")
+@settings(max_examples=30)
+@given(m=dims, k=dims, n=dims, la=layouts, lb=layouts, dtype=dtypes, blas=st.sampled_from(["auto", "numpy"]),
+       seed=st.integers(0, 2**31 - 1))
+def test_addmm_is_matmul_plus_the_bias_row(m, k, n, la, lb, dtype, blas, seed):
+    """backend.addmm (the bias written first, then a beta = 1 GEMM with MKL) against a @ b + bias."""
+    rng = np.random.default_rng(seed)
+    a, b = _as_layout(rng, (m, k), dtype, la), _as_layout(rng, (k, n), dtype, lb)
+    bias = rng.standard_normal(n).astype(dtype)
+    backend.set_blas(blas)
+    try:
+        got = backend.addmm(bias, a, b)
+    finally:
+        backend.set_blas("auto")
+    assert got.shape == (m, n) and got.dtype == dtype and got.flags.c_contiguous
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64)) + bias
+    scale = np.matmul(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64)) + np.abs(bias)
+    assert np.max(np.abs(got - want) / scale) <= _tol(dtype)
