@@ -52,11 +52,26 @@ def _prod(shape: tuple[int, ...]) -> int:
 ONE_HOT_MAX_ROWS = 256
 
 
+def _embedding_backward_kernel(ids: Any, g: Any, gw: Any) -> None:
+    """dW[ids[n], :] += dy[n, :] for every position n: the rows of g (N, D) added into gw (V, D) in one pass.
+
+    The ids are in [-V, V) (a negative one counts from the end): forward's ``take`` raised on any other,
+    and this loop does not check them.
+    """
+    N, D = g.shape
+    for n in range(N):
+        i = ids[n]
+        for j in range(D):
+            gw[i, j] += g[n, j]
+
+
 class Embedding(Function):
     """y[..., :] = W[ids[...], :]; dW[i] = sum of dy over the positions where ids == i (the padding row gets 0)
 
-    For small vocabularies dW = onehot(ids)^T dy, one matrix product; otherwise the rows
-    of dy are scatter-added into dW (both accumulate repeated ids).
+    With the ``jit`` extra (NumPy arrays), dW is one compiled pass that adds each row of dy into
+    its id's row (:func:`_embedding_backward_kernel`). Otherwise, for small vocabularies
+    dW = onehot(ids)^T dy, one matrix product; for large ones the rows of dy are scatter-added
+    into dW. All accumulate repeated ids.
     """
 
     def forward(self, weight: Any, ids: Any, padding_idx: int | None = None) -> Any:
@@ -67,7 +82,11 @@ class Embedding(Function):
         dim = g.shape[-1]
         xp, ids, rows = self.xp, self.ids.reshape(-1), self.num_embeddings
         g2 = g.reshape(-1, dim)  # (N, D)
-        if rows <= ONE_HOT_MAX_ROWS:
+        kernel = jit.compiled(_embedding_backward_kernel, g2)
+        if kernel is not None:
+            gw = xp.zeros((rows, dim), dtype=g.dtype)  # (V, D)
+            kernel(ids, xp.ascontiguousarray(g2), gw)
+        elif rows <= ONE_HOT_MAX_ROWS:
             one_hot = xp.zeros((rows, ids.size), dtype=g.dtype)  # (V, N)
             one_hot[ids, xp.arange(ids.size)] = 1
             gw = matmul(one_hot, g2)  # (V, D)
@@ -309,12 +328,105 @@ def _reduce(xp: Any, loss: Any, reduction: str, denom: Any, shape: tuple[int, ..
     return total / denom if reduction == "mean" else total
 
 
+# CrossEntropy's forward kernel takes this many rows at a time (see its docstring).
+CROSS_ENTROPY_BLOCK_ROWS = 32
+
+
+def _cross_entropy_forward_kernel(
+    x: Any, target: Any, valid: Any, weight: Any, eps: float, w_sum: float, loss: Any, m: Any, log_s: Any, w_t: Any
+) -> None:
+    """Softmax cross-entropy of each row of x (N, C), as :class:`CrossEntropy` states it.
+
+    m_n = max_c x_nc (0 where that is not finite), log_s_n = log sum_c e^(x_nc - m_n), picked_n = x_{n,t_n} - m_n,
+    w_t_n = w_{t_n}, loss_n = w_t_n (log_s_n - picked_n); with label smoothing eps the loss is
+    (1 - eps) loss_n + eps / C (sum_c w_c log_s_n - sum_c w_c (x_nc - m_n)). Rows with valid_n false
+    get loss_n = 0 and w_t_n = 0. Writes loss, m, log_s, w_t (N,); ``weight`` (C,) is all ones when none is given.
+
+    The rows go in blocks of ``CROSS_ENTROPY_BLOCK_ROWS``: a first pass over the block finds each row's m_n
+    and picked_n, a second one does the rest, so that a row's exponentials never wait for its own maximum
+    (twice as fast as row by row). picked_n waits in loss[n] between the passes: kept in memory, it stays
+    x_t - m, which a compiler free to reorder sums would otherwise turn log_s - (x_t - m) into
+    (log_s + m) - x_t, where log_s is lost next to a large m.
+    """
+    N, C = x.shape
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    eps_, w_sum_ = x.dtype.type(eps), x.dtype.type(w_sum)
+    spread = eps_ / x.dtype.type(C)
+    for start in range(0, N, CROSS_ENTROPY_BLOCK_ROWS):
+        stop = min(start + CROSS_ENTROPY_BLOCK_ROWS, N)
+        for n in range(start, stop):
+            m_n = x[n, 0]
+            for c in range(1, C):
+                if x[n, c] > m_n:
+                    m_n = x[n, c]
+            if not math.isfinite(m_n):
+                m_n = zero
+            m[n] = m_n
+            loss[n] = x[n, target[n]] - m_n if valid[n] else zero  # picked_n
+        for n in range(start, stop):
+            m_n = m[n]
+            s = zero
+            for c in range(C):
+                s += jit.exp(x[n, c] - m_n)
+            log_s_n = math.log(s)
+            log_s[n] = log_s_n
+            if not valid[n]:
+                w_t[n] = zero
+                continue
+            w_t[n] = weight[target[n]]
+            loss_n = w_t[n] * (log_s_n - loss[n])
+            if eps_ > zero:
+                smooth_sum = zero
+                for c in range(C):
+                    smooth_sum += weight[c] * (x[n, c] - m_n)
+                loss_n = (one - eps_) * loss_n + spread * (w_sum_ * log_s_n - smooth_sum)
+            loss[n] = loss_n
+
+
+def _cross_entropy_backward_kernel(
+    x: Any, target: Any, valid: Any, weight: Any, eps: float, w_sum: float,
+    m: Any, log_s: Any, w_t: Any, row: Any, dx: Any,
+) -> None:
+    """dx (N, C) of softmax cross-entropy, one row at a time, from the forward's m, log_s and w_t (N,).
+
+    With r_n = d loss / d loss_n (0 where the target is ignored), p_nc = e^((x_nc - m_n) - log_s_n) and
+    coef_n = (1 - eps) w_t_n + eps / C sum_c w_c: dx_nc = coef_n r_n p_nc - (1 - eps) w_t_n r_n [c = t_n]
+    - eps / C r_n w_c (the last term only with label smoothing). A first pass writes x - m into dx and
+    the second reads it back: a compiler free to reorder sums would otherwise compute
+    e^(x - (m + log_s)), where log_s is lost next to a large m.
+    """
+    N, C = x.shape
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    eps_, w_sum_ = x.dtype.type(eps), x.dtype.type(w_sum)
+    spread = eps_ / x.dtype.type(C)
+    for n in range(N):
+        r = row[n]
+        a = ((one - eps_) * w_t[n] + spread * w_sum_) * r  # coef_n r_n
+        m_n, log_s_n = m[n], log_s[n]
+        for c in range(C):
+            dx[n, c] = x[n, c] - m_n
+        for c in range(C):
+            dx[n, c] = jit.exp(dx[n, c] - log_s_n) * a
+        if valid[n]:
+            dx[n, target[n]] -= (one - eps_) * w_t[n] * r
+        if eps_ > zero:
+            for c in range(C):
+                dx[n, c] -= spread * r * weight[c]
+
+
 class CrossEntropy(Function):
     """Softmax cross-entropy from logits x and class indices t, label smoothing eps, class weights w.
 
     With q_n = (1 - eps) onehot(t_n) + eps / C and p_n = softmax(x_n):
     loss_n = sum_c w_c q_nc (logsumexp(x_n) - x_nc) = -sum_c w_c q_nc log p_nc (0 where t_n = ignore_index),
     d loss_n / d x_n = (sum_c w_c q_nc) p_n - w q_n.
+
+    With the ``jit`` extra, a NumPy input of shape (N, C) (or (C,)) takes two compiled loops over the rows,
+    these equations element by element (:func:`_cross_entropy_forward_kernel`,
+    :func:`_cross_entropy_backward_kernel`): a row stays in the L1 cache for its max, its sum of
+    exponentials and its gradient, instead of a dozen NumPy passes over the (N, C) logits and their
+    temporaries. Other layouts, (N, C, d1, ...), take the NumPy path. Both paths save the same
+    m and log_s (N, 1, d1, ...), so a backward may take the other path than its forward.
     """
 
     def forward(
@@ -334,8 +446,26 @@ class CrossEntropy(Function):
         c = x.shape[1]
         eps = label_smoothing
         valid = target != ignore_index  # (N, d1, ...)
-        t = xp.where(valid, target, 0)
-        index = _class_index(xp, t)
+        w_sum = float(c) if weight is None else weight.sum()
+        self.target, self.valid, self.weight, self.w_sum, self.eps, self.reduction = (
+            target, valid, weight, w_sum, eps, reduction
+        )
+        kernel = self._kernel(_cross_entropy_forward_kernel, x)
+        if kernel is not None:
+            x = xp.ascontiguousarray(x)
+            m, log_s = xp.empty((x.shape[0], 1), dtype=x.dtype), xp.empty((x.shape[0], 1), dtype=x.dtype)  # (N, 1)
+            loss, w_t = xp.empty(x.shape[0], dtype=x.dtype), xp.empty(x.shape[0], dtype=x.dtype)  # (N,)
+            kernel(x, target, valid, self._class_weights(x), eps, float(w_sum), loss, m[:, 0], log_s[:, 0], w_t)
+        else:
+            loss, m, log_s, w_t = self._forward_numpy(x, target, valid, weight, eps, w_sum)
+        denom = _nan_if_zero(xp, xp.asarray(w_t.sum())) if reduction == "mean" else None
+        self.x, self.m, self.log_s, self.w_t, self.denom = x, m, log_s, w_t, denom
+        return _reduce(xp, loss, reduction, denom, out_shape)
+
+    def _forward_numpy(self, x: Any, target: Any, valid: Any, weight: Any, eps: float, w_sum: Any) -> tuple[Any, ...]:
+        """loss (N, d1, ...), m and log_s (N, 1, d1, ...), w_t (N, d1, ...) with array operations (any layout)."""
+        xp, c = self.xp, x.shape[1]
+        index = _class_index(xp, xp.where(valid, target, 0))
         m = x.max(axis=1, keepdims=True)  # (N, 1, d1, ...)
         m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
         e = x - m
@@ -346,30 +476,47 @@ class CrossEntropy(Function):
         xp.exp(e, out=e)
         log_s = xp.log(e.sum(axis=1, keepdims=True))  # (N, 1, d1, ...)
         del e
-        w_t = valid.astype(x.dtype) if weight is None else xp.where(valid, weight[t], 0).astype(x.dtype, copy=False)
+        w_t = valid.astype(x.dtype) if weight is None else xp.where(valid, weight[index[1]], 0)  # (N, d1, ...)
+        w_t = w_t.astype(x.dtype, copy=False)
         loss = w_t * (log_s[:, 0] - picked)  # (N, d1, ...)
-        w_sum = float(c) if weight is None else weight.sum()
         if eps > 0:
             smooth = w_sum * log_s[:, 0] - smooth_sum
-            loss = (1.0 - eps) * loss + (eps / c) * xp.where(valid, smooth, 0).astype(x.dtype, copy=False)
-        denom = _nan_if_zero(xp, xp.asarray(w_t.sum())) if reduction == "mean" else None
-        self.x, self.m, self.log_s, self.index, self.valid, self.w_t = x, m, log_s, index, valid, w_t
-        self.wb, self.w_sum, self.eps, self.reduction, self.denom = wb, w_sum, eps, reduction, denom
-        return _reduce(xp, loss, reduction, denom, out_shape)
+            loss = (1.0 - eps) * loss + (eps / c) * smooth
+        loss = xp.where(valid, loss, 0).astype(x.dtype, copy=False)  # 0 for an ignored target, even if x is -inf
+        return loss, m, log_s, w_t
+
+    def _kernel(self, kernel: Any, x: Any) -> Any:
+        """The compiled ``kernel`` for logits x of shape (N, C), C > 0, else None (the NumPy path)."""
+        if x.ndim != 2 or x.shape[1] == 0:
+            return None
+        return jit.compiled(kernel, *(a for a in (x, self.weight) if a is not None))
+
+    def _class_weights(self, x: Any) -> Any:
+        """The class weights (C,) for the kernels: the given ones, else all ones."""
+        if self.weight is None:
+            return self.xp.ones(x.shape[1], dtype=x.dtype)
+        return self.xp.ascontiguousarray(self.weight)
 
     def backward(self, g: Any) -> tuple[Any, None]:
-        xp, eps = self.xp, self.eps
-        c = self.x.shape[1]
+        xp, eps, x = self.xp, self.eps, self.x
+        c = x.shape[1]
         row = _row_grad(xp, g, self.reduction, self.valid, self.denom)  # (N, d1, ...)
-        p = self.x - self.m
+        kernel = self._kernel(_cross_entropy_backward_kernel, x)
+        if kernel is not None:
+            x = xp.ascontiguousarray(x)
+            p = xp.empty(x.shape, dtype=x.dtype)  # (N, C)
+            kernel(x, self.target, self.valid, self._class_weights(x), eps, float(self.w_sum),
+                   self.m[:, 0], self.log_s[:, 0], self.w_t, xp.ascontiguousarray(row), p)
+            return (p[0] if self.unbatched else p), None
+        p = x - self.m
         p -= self.log_s
         xp.exp(p, out=p)  # softmax, (N, C, d1, ...)
         coef = (1.0 - eps) * self.w_t + (eps / c) * self.w_sum  # sum_c w_c q_nc
         p *= (coef * row)[:, None]
-        p[self.index] -= (1.0 - eps) * self.w_t * row
+        p[_class_index(xp, xp.where(self.valid, self.target, 0))] -= (1.0 - eps) * self.w_t * row
         if eps > 0:
             spread = row[:, None] * (eps / c)  # (N, 1, d1, ...)
-            p -= spread if self.wb is None else spread * self.wb
+            p -= spread if self.weight is None else spread * self.weight.reshape(_class_shape(x.ndim, c))
         return (p[0] if self.unbatched else p), None
 
 
