@@ -9,9 +9,9 @@ compiled by Numba when the ``jit`` extra is installed: one pass, no temporaries.
 
 A kernel is ordinary Python. It reads like the lecture's equations, one element
 at a time, and it also runs (slowly) as plain Python. Inside a kernel, :func:`exp`
-and :func:`tanh` stand for the math functions: in float64 they are libm's, in float32
-they are written out below in arithmetic that the compiler can vectorise (libm's
-one-element-at-a-time calls would cost more than NumPy's passes they replace).
+stands for e^x: compiled, it is written out below in arithmetic that the compiler can
+vectorise (libm's one-element-at-a-time calls would cost more than the NumPy passes
+they replace); other math functions (``math.log``, ``math.sqrt``) are used directly.
 
 ``TINYGRAD_LM_JIT=off`` (or :func:`set_jit`) turns the kernels off; the ops then
 take their NumPy paths, which compute the same values.
@@ -38,23 +38,20 @@ _FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 
 def exp(x: float) -> float:
-    """e^x inside a kernel (compiled: see :func:`_exp32` for float32)."""
+    """e^x inside a kernel (compiled: :func:`_exp32` and :func:`_exp64`, which vectorise)."""
     return math.exp(x)
 
 
-def tanh(x: float) -> float:
-    """tanh x inside a kernel (compiled: see :func:`_tanh32` for float32)."""
-    return math.tanh(x)
-
-
 _LOG2E = 1.4426950408889634
-_LN2_HI, _LN2_LO = 0.693359375, -2.12194440e-4  # ln 2 = HI + LO, with n * HI exact in float32 for |n| < 2^9
+# ln 2 = HI + LO, HI with enough trailing zero bits that n * HI is exact for every n used below
+_LN2_HI_32, _LN2_LO_32 = 0.693359375, -2.12194440e-4
+_LN2_HI_64, _LN2_LO_64 = 6.93147180369123816490e-01, 1.90821492927058770002e-10
 
 
 def _pow2(n: Any) -> Any:
-    """2^n as float32 for a whole number n in [-126, 127] held in a float32. Compiled, :func:`_register`
-    replaces it with an intrinsic that writes n + 127 into the exponent bits of a float32."""
-    return numpy.float32(2.0**n)
+    """2^n for a whole number n held in a float (float32: n in [-126, 127]; float64: [-1022, 1023]).
+    Compiled, :func:`_register` replaces it with an intrinsic that writes n + bias into the exponent bits."""
+    return type(n)(2.0**n)
 
 
 def _exp32(x: Any) -> Any:
@@ -66,8 +63,8 @@ def _exp32(x: Any) -> Any:
     """
     f = numpy.float32
     y = min(max(x, f(-87.3)), f(88.7))
-    n = numpy.floor(y * f(_LOG2E) + f(0.5))  # a float32 (math.floor would give an int64, slow to vectorise)
-    r = (y - n * f(_LN2_HI)) - n * f(_LN2_LO)
+    n = numpy.floor(y * f(_LOG2E) + f(0.5))  # a float (math.floor would give an int64, slow to vectorise)
+    r = (y - n * f(_LN2_HI_32)) - n * f(_LN2_LO_32)
     p = f(1 / 5040)
     p = p * r + f(1 / 720)
     p = p * r + f(1 / 120)
@@ -84,40 +81,53 @@ def _exp32(x: Any) -> Any:
     return p if x == x else x
 
 
-def _tanh32(x: Any) -> Any:
-    """tanh x in float32 to a few ulp: its odd Taylor series for |x| < 0.4 (terms to x^13; the next
-    is below 2^-25 relative), else sign(x) (1 - 2 / (e^{2|x|} + 1)), with |x| capped at 10
-    (tanh 10 rounds to 1 in float32)."""
-    f = numpy.float32
-    ax = abs(x)
-    if ax < f(0.4):
-        x2 = x * x
-        p = f(21844 / 6081075)
-        p = p * x2 + f(-1382 / 155925)
-        p = p * x2 + f(62 / 2835)
-        p = p * x2 + f(-17 / 315)
-        p = p * x2 + f(2 / 15)
-        p = p * x2 + f(-1 / 3)
-        return x + x * x2 * p
-    t = f(1) - f(2) / (_exp32(f(2) * min(ax, f(10.0))) + f(1))
-    return t if x >= f(0) else -t
+def _exp64(x: Any) -> Any:
+    """e^x in float64, the same way as :func:`_exp32`: the Taylor series of e^r to r^13 (r^14 / 14! is
+    below 2^-53 for |r| <= ln(2) / 2); inf above 709.78, 0 below -708.39 (where e^x would be subnormal)."""
+    f = numpy.float64
+    y = min(max(x, f(-708.39)), f(709.78))
+    n = numpy.floor(y * f(_LOG2E) + f(0.5))
+    r = (y - n * f(_LN2_HI_64)) - n * f(_LN2_LO_64)
+    p = f(1 / 6227020800)  # 1 / 13!
+    p = p * r + f(1 / 479001600)
+    p = p * r + f(1 / 39916800)
+    p = p * r + f(1 / 3628800)
+    p = p * r + f(1 / 362880)
+    p = p * r + f(1 / 40320)
+    p = p * r + f(1 / 5040)
+    p = p * r + f(1 / 720)
+    p = p * r + f(1 / 120)
+    p = p * r + f(1 / 24)
+    p = p * r + f(1 / 6)
+    p = p * r + f(1 / 2)
+    p = p * r + f(1)
+    p = p * r + f(1)
+    p *= _pow2(n)
+    if x > f(709.78):
+        p = f(numpy.inf)
+    if x < f(-708.39):
+        p = f(0)
+    return p if x == x else x
 
 
 def _register(numba: Any) -> None:
-    """Compiled :func:`exp` and :func:`tanh`: float32 by :func:`_exp32` and :func:`_tanh32`, float64 by libm."""
-    global _pow2, _exp32, _tanh32
+    """Compiled :func:`exp`: :func:`_exp32` for float32, :func:`_exp64` for float64, libm for anything else."""
+    global _pow2, _exp32, _exp64
     from llvmlite import ir
     from numba.core import types
     from numba.extending import intrinsic, overload
 
     @intrinsic
     def pow2(typingctx: Any, n: Any) -> Any:
-        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-            v = builder.fptosi(args[0], ir.IntType(32))
-            bits = builder.shl(builder.add(v, ir.Constant(ir.IntType(32), 127)), ir.Constant(ir.IntType(32), 23))
-            return builder.bitcast(bits, ir.FloatType())
+        bits, mantissa, bias = {types.float32: (32, 23, 127), types.float64: (64, 52, 1023)}.get(n, (0, 0, 0))
 
-        return (types.float32(n), codegen) if n == types.float32 else None
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            int_type = ir.IntType(bits)
+            v = builder.fptosi(args[0], int_type)
+            e = builder.shl(builder.add(v, ir.Constant(int_type, bias)), ir.Constant(int_type, mantissa))
+            return builder.bitcast(e, context.get_value_type(n))
+
+        return (n(n), codegen) if bits else None
 
     # Compiled as functions of their own (which LLVM then inlines into each kernel) so that they keep
     # their own fast-math flags: without "reassoc", the compiler may not fold (y - n HI) - n LO back
@@ -125,15 +135,13 @@ def _register(numba: Any) -> None:
     options = {"fastmath": _FASTMATH - {"reassoc"}, "error_model": "numpy"}
     _pow2 = pow2  # type: ignore[assignment]  # the compiled stand-in for the Python function
     _exp32 = numba.njit(_exp32, **options)
-    _tanh32 = numba.njit(_tanh32, **options)
+    _exp64 = numba.njit(_exp64, **options)
 
     @overload(exp, inline="always")
     def _exp(x):  # type: ignore[no-untyped-def]  # Numba wants the same signature as exp's, unannotated
-        return (lambda x: _exp32(x)) if x == types.float32 else (lambda x: math.exp(x))
-
-    @overload(tanh, inline="always")
-    def _tanh(x):  # type: ignore[no-untyped-def]
-        return (lambda x: _tanh32(x)) if x == types.float32 else (lambda x: math.tanh(x))
+        if x == types.float32:
+            return lambda x: _exp32(x)
+        return (lambda x: _exp64(x)) if x == types.float64 else (lambda x: math.exp(x))
 
 
 def _load() -> Any:
