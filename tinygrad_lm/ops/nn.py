@@ -23,9 +23,7 @@ class Linear(Function):
     def forward(self, x: Any, weight: Any, bias: Any = None) -> Any:
         out_features, in_features = weight.shape
         x2 = x.reshape(_prod(x.shape[:-1]), in_features)  # (M, in)
-        out = matmul(x2, weight.T)  # (M, out)
-        if bias is not None:
-            out += bias
+        out = matmul(x2, weight.T) if bias is None else backend.addmm(bias, x2, weight.T)  # (M, out)
         self.x2, self.weight, self.x_shape = x2, weight, x.shape
         self.has_bias = bias is not None
         return out.reshape(x.shape[:-1] + (out_features,))  # (..., out)
