@@ -18,6 +18,7 @@ See benchmarks/README.md for what every column means.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -289,6 +290,13 @@ def memory_worker(args: argparse.Namespace) -> None:
     fw_name, cfg_name = args._worker.split(":")
     torch = load_torch(fw_name == "torch", args.threads)
     cfg = models.get_config(cfg_name)
+    # One step of the same model on a 2 x 3 batch first: it loads what each library initialises lazily
+    # on first use (tinygrad_lm's Numba kernels compile then, some 140 MB of compiler; PyTorch sets up
+    # its oneDNN primitives), so that the peak below is the training step's own memory.
+    warm = next(f for f in make_frameworks(dataclasses.replace(cfg, batch=2, seq=3), torch, args.lr)
+                if f.name == fw_name)
+    warm.step(record=False)
+    del warm
     fws = make_frameworks(cfg, torch, args.lr)
     fw = next(f for f in fws if f.name == fw_name)
     del fws
@@ -318,8 +326,8 @@ def run_worker(fw_name: str, cfg_name: str, args: argparse.Namespace, steps: int
 
 def memory_table(args: argparse.Namespace, frameworks: list[str]) -> None:
     steps = max(args.memory_steps, 11)
-    print(f"\nmemory: one fresh subprocess per framework and config; peak = peak RSS minus the RSS just before "
-          f"step 1, during step 1 and over all {steps} steps; drift = RSS after step {steps} minus after step 10 "
+    print(f"\nmemory: one fresh subprocess per framework and config, warmed up by one step on a 2 x 3 batch "
+          f"(see memory_worker); peak = peak RSS minus the RSS just before step 1, during step 1 and over all {steps} steps; drift = RSS after step {steps} minus after step 10 "
           f"(RSS read after gc.collect() and malloc_trim(0))")
     head = ["config", "framework", "RSS before MB", "peak step 1 MB", f"peak {steps} steps MB", "RSS@10 MB",
             f"RSS@{steps} MB", "drift MB"]
