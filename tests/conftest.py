@@ -37,11 +37,16 @@ def device(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(autouse=True)
 def _reset_global_state():
-    """Each test starts in grad mode with the default dtype/device and a fixed seed."""
+    """Each test starts in grad mode with the default dtype/device and a fixed seed, and leaves the
+    compiled kernels' switch (tinygrad_lm.jit) as it found it."""
+    from tinygrad_lm import jit
+
     tl.manual_seed(1234)
+    jit_choice = jit._choice
     yield
     tl.set_default_dtype("float32")
     tl.set_default_device("cpu")
+    jit._choice = jit_choice
 
 
 @pytest.fixture
@@ -49,7 +54,4 @@ def numpy_paths():
     """Compiled kernels off (tinygrad_lm.jit), so that a test exercises the ops' NumPy paths."""
     from tinygrad_lm import jit
 
-    before = jit._choice
     jit.set_jit("off")
-    yield
-    jit._choice = before

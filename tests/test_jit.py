@@ -20,10 +20,7 @@ pytest.importorskip("numba")
 
 @pytest.fixture
 def jit_on():
-    before = jit._choice
-    jit.set_jit("numba")
-    yield
-    jit._choice = before
+    jit.set_jit("numba")  # conftest restores the setting after the test
 
 
 def _exp_kernel(a, out):
@@ -73,18 +70,14 @@ def test_exp_special_values(dtype):
 
 
 def test_set_jit_checks_its_argument_and_switches():
-    before = jit._choice
-    try:
-        with pytest.raises(ValueError, match="set_jit"):
-            jit.set_jit("llvm")
-        jit.set_jit("off")
-        assert jit.jit_name() == "off"
-        assert jit.compiled(recurrent._lstm_cell_kernel, np.zeros(3, np.float32)) is None
-        jit.set_jit("numba")
-        assert jit.jit_name() == "numba"
-        assert jit.compiled(recurrent._lstm_cell_kernel, np.zeros(3, np.float32)) is not None
-    finally:
-        jit._choice = before
+    with pytest.raises(ValueError, match="set_jit"):
+        jit.set_jit("llvm")
+    jit.set_jit("off")
+    assert jit.jit_name() == "off"
+    assert jit.compiled(recurrent._lstm_cell_kernel, np.zeros(3, np.float32)) is None
+    jit.set_jit("numba")
+    assert jit.jit_name() == "numba"
+    assert jit.compiled(recurrent._lstm_cell_kernel, np.zeros(3, np.float32)) is not None
 
 
 @pytest.mark.usefixtures("jit_on")
@@ -116,20 +109,16 @@ def test_kernels_run_as_plain_python_too():
 
 
 def _lstm_run(mode: str, arrays: list[np.ndarray], grad_out: bool, grad_hn: bool) -> list[np.ndarray]:
-    before = jit._choice
     jit.set_jit(mode)
-    try:
-        ts = [tl.tensor(a, requires_grad=True) for a in arrays]
-        out, h_n, c_n = LSTMLayer.apply(*ts)
-        loss = c_n.sum() * 0.5
-        if grad_out:
-            loss = loss + (out * out).sum()
-        if grad_hn:
-            loss = loss + (h_n * h_n).sum() * 3.0
-        loss.backward()
-        return [out.detach().numpy(), h_n.detach().numpy(), c_n.detach().numpy()] + [t.grad.numpy() for t in ts]
-    finally:
-        jit._choice = before
+    ts = [tl.tensor(a, requires_grad=True) for a in arrays]
+    out, h_n, c_n = LSTMLayer.apply(*ts)
+    loss = c_n.sum() * 0.5
+    if grad_out:
+        loss = loss + (out * out).sum()
+    if grad_hn:
+        loss = loss + (h_n * h_n).sum() * 3.0
+    loss.backward()
+    return [out.detach().numpy(), h_n.detach().numpy(), c_n.detach().numpy()] + [t.grad.numpy() for t in ts]
 
 
 @settings(max_examples=15)

@@ -27,14 +27,6 @@ REDUCTIONS = ["none", "sum", "mean"]
 CE_KERNELS = ["_cross_entropy_forward_kernel", "_cross_entropy_backward_kernel"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_jit():
-    """Tests switch the kernels on and off; each leaves the setting as it found it."""
-    before = jit._choice
-    yield
-    jit._choice = before
-
-
 @contextlib.contextmanager
 def kernels_taken():
     """The names of the kernels that ran (jit.compiled gave a compiled function) inside the block."""

@@ -20,14 +20,6 @@ pytest.importorskip("numba")
 TOL = {"float32": 1e-5, "float64": 1e-12}
 
 
-@pytest.fixture(autouse=True)
-def _restore_jit():
-    """Tests switch the kernels on and off; each leaves the setting as it found it."""
-    before = jit._choice
-    yield
-    jit._choice = before
-
-
 def host(t):
     return t.detach().numpy()
 
