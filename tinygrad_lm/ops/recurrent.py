@@ -241,8 +241,8 @@ class LSTMLayer(Function):
         gates, self.x2 = _input_projection(xp, x, w_ih * scale[:, None])  # (T, B, 4H)
         # The biases are added one step at a time, while the step's rows are in the cache: a pass
         # over all T steps here would stream the whole (T, B, 4H) array through memory once more.
-        bias = sum(b for b in (b_ih, b_hh) if b is not None)
-        bias_rows = None if isinstance(bias, int) else xp.broadcast_to(bias * scale, (B, 4 * H)).copy()  # (B, 4H)
+        biases = [b for b in (b_ih, b_hh) if b is not None]
+        bias_rows = xp.broadcast_to(sum(biases) * scale, (B, 4 * H)).copy() if biases else None  # (B, 4H)
         hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
         cs = xp.empty((T + 1, B, H), dtype=x.dtype)  # C_0 .. C_T
         tanh_c = xp.empty((T, B, H), dtype=x.dtype)  # tanh(C_1) .. tanh(C_T)
@@ -254,7 +254,7 @@ class LSTMLayer(Function):
             shift_rows = xp.broadcast_to(shift, (B, 4 * H)).copy()  # faster than a broadcast row vector
             ig = xp.empty((B, H), dtype=x.dtype)
         for t in range(T):
-            a = gates[t]  # holds x_t W_ih^T + b, scaled
+            a = gates[t]  # holds x_t W_ih^T, scaled
             matmul_right(hs[t], w_hh_t, out=a, accumulate=True)  # + h_{t-1} W_hh^T, scaled
             if bias_rows is not None:
                 a += bias_rows  # + b_ih + b_hh, scaled
