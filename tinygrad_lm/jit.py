@@ -43,9 +43,12 @@ def exp(x: float) -> float:
 
 
 _LOG2E = 1.4426950408889634
-# ln 2 = HI + LO, HI with enough trailing zero bits that n * HI is exact for every n used below
-_LN2_HI_32, _LN2_LO_32 = 0.693359375, -2.12194440e-4
-_LN2_HI_64, _LN2_LO_64 = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+# Per dtype: the range where e^x is finite and normal, ln 2 = HI + LO (HI with enough trailing zero bits
+# that n * HI is exact for every n in range), and 1/k! for k = K .. 0, Horner's order, with K the last
+# Taylor term needed: r^(K+1) / (K+1)! is below the dtype's rounding (2^-24, 2^-53) for |r| <= ln(2) / 2.
+_EXP32 = (-87.3, 88.7, 0.693359375, -2.12194440e-4, tuple(1 / math.factorial(k) for k in range(7, -1, -1)))
+_EXP64 = (-708.39, 709.78, 6.93147180369123816490e-01, 1.90821492927058770002e-10,
+          tuple(1 / math.factorial(k) for k in range(13, -1, -1)))
 
 
 def _pow2(n: Any) -> Any:
@@ -54,65 +57,44 @@ def _pow2(n: Any) -> Any:
     return type(n)(2.0**n)
 
 
-def _exp32(x: Any) -> Any:
-    """e^x in float32 within 2 ulp: e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln(2) / 2.
+def _exp_of(x: Any, f: Any, lo: Any, hi: Any, ln2_hi: Any, ln2_lo: Any, inv_factorials: Any) -> Any:
+    """e^x in the float type f within 2 ulp: e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln(2) / 2.
 
     r = x - n ln 2 is computed in two parts (Cody and Waite) so that it is exact; e^r is its Taylor
-    series to r^7 (the first term left out, r^8 / 8!, is below 2^-24 for |r| <= ln(2) / 2).
-    Above 88.7 the result is inf, below -87.3 it is 0 (e^x would be subnormal), nan stays nan.
+    series (``inv_factorials``); 2^n goes straight into the exponent bits (:func:`_pow2`). Above ``hi``
+    the result is inf, below ``lo`` it is 0 (e^x would be subnormal), nan stays nan.
     """
-    f = numpy.float32
-    y = min(max(x, f(-87.3)), f(88.7))
+    y = min(max(x, lo), hi)
     n = numpy.floor(y * f(_LOG2E) + f(0.5))  # a float (math.floor would give an int64, slow to vectorise)
-    r = (y - n * f(_LN2_HI_32)) - n * f(_LN2_LO_32)
-    p = f(1 / 5040)
-    p = p * r + f(1 / 720)
-    p = p * r + f(1 / 120)
-    p = p * r + f(1 / 24)
-    p = p * r + f(1 / 6)
-    p = p * r + f(1 / 2)
-    p = p * r + f(1)
-    p = p * r + f(1)
+    r = (y - n * ln2_hi) - n * ln2_lo
+    p = f(0)
+    for c in inv_factorials:
+        p = p * r + f(c)
     p *= _pow2(n)
-    if x > f(88.7):
+    if x > hi:
         p = f(numpy.inf)
-    if x < f(-87.3):
+    if x < lo:
         p = f(0)
     return p if x == x else x
+
+
+def _exp32(x: Any) -> Any:
+    """e^x in float32: :func:`_exp_of` with the Taylor series to r^7."""
+    f = numpy.float32
+    lo, hi, ln2_hi, ln2_lo, inv_factorials = _EXP32
+    return _exp_of(x, f, f(lo), f(hi), f(ln2_hi), f(ln2_lo), inv_factorials)
 
 
 def _exp64(x: Any) -> Any:
-    """e^x in float64, the same way as :func:`_exp32`: the Taylor series of e^r to r^13 (r^14 / 14! is
-    below 2^-53 for |r| <= ln(2) / 2); inf above 709.78, 0 below -708.39 (where e^x would be subnormal)."""
+    """e^x in float64: :func:`_exp_of` with the Taylor series to r^13."""
     f = numpy.float64
-    y = min(max(x, f(-708.39)), f(709.78))
-    n = numpy.floor(y * f(_LOG2E) + f(0.5))
-    r = (y - n * f(_LN2_HI_64)) - n * f(_LN2_LO_64)
-    p = f(1 / 6227020800)  # 1 / 13!
-    p = p * r + f(1 / 479001600)
-    p = p * r + f(1 / 39916800)
-    p = p * r + f(1 / 3628800)
-    p = p * r + f(1 / 362880)
-    p = p * r + f(1 / 40320)
-    p = p * r + f(1 / 5040)
-    p = p * r + f(1 / 720)
-    p = p * r + f(1 / 120)
-    p = p * r + f(1 / 24)
-    p = p * r + f(1 / 6)
-    p = p * r + f(1 / 2)
-    p = p * r + f(1)
-    p = p * r + f(1)
-    p *= _pow2(n)
-    if x > f(709.78):
-        p = f(numpy.inf)
-    if x < f(-708.39):
-        p = f(0)
-    return p if x == x else x
+    lo, hi, ln2_hi, ln2_lo, inv_factorials = _EXP64
+    return _exp_of(x, f, f(lo), f(hi), f(ln2_hi), f(ln2_lo), inv_factorials)
 
 
 def _register(numba: Any) -> None:
     """Compiled :func:`exp`: :func:`_exp32` for float32, :func:`_exp64` for float64, libm for anything else."""
-    global _pow2, _exp32, _exp64
+    global _pow2, _exp_of, _exp32, _exp64
     from llvmlite import ir
     from numba.core import types
     from numba.extending import intrinsic, overload
@@ -134,6 +116,7 @@ def _register(numba: Any) -> None:
     # into y - n ln 2, which would lose the exactness of r that the formula relies on.
     options = {"fastmath": _FASTMATH - {"reassoc"}, "error_model": "numpy"}
     _pow2 = pow2  # type: ignore[assignment]  # the compiled stand-in for the Python function
+    _exp_of = numba.njit(_exp_of, **options)
     _exp32 = numba.njit(_exp32, **options)
     _exp64 = numba.njit(_exp64, **options)
 
