@@ -191,3 +191,18 @@ def test_gelu_kernel_special_values_and_layout(dtype):
 def test_gelu_kernel_gradcheck(shape, seed):
     x = tl.tensor(np.random.default_rng(seed).standard_normal(shape) * 2, requires_grad=True)
     assert tl.gradcheck(lambda t: t.gelu(), [x])
+
+
+def test_without_numba_the_ops_take_numpy_and_asking_for_numba_is_an_error(monkeypatch):
+    monkeypatch.setattr(jit, "_numba", False)  # as if Numba were not installed
+    jit.set_jit("auto")
+    assert jit.jit_name() == "off"
+    assert jit.compiled(recurrent._lstm_cell_kernel, np.zeros(3, np.float32)) is None
+    with pytest.raises(RuntimeError, match="jit"):
+        jit.set_jit("numba")
+    monkeypatch.setattr(jit, "_choice", "numba")  # as TINYGRAD_LM_JIT=numba would set it
+    with pytest.raises(RuntimeError, match="TINYGRAD_LM_JIT=numba"):
+        jit.compiled(recurrent._lstm_cell_kernel, np.zeros(3, np.float32))
+    x = tl.tensor(np.linspace(-3, 3, 7))
+    jit.set_jit("auto")
+    np.testing.assert_allclose(x.gelu().numpy(), _gelu_ref(x.numpy())[0], rtol=1e-12, atol=1e-15)
