@@ -327,7 +327,8 @@ def run_worker(fw_name: str, cfg_name: str, args: argparse.Namespace, steps: int
 def memory_table(args: argparse.Namespace, frameworks: list[str]) -> None:
     steps = max(args.memory_steps, 11)
     print(f"\nmemory: one fresh subprocess per framework and config, warmed up by one step on a 2 x 3 batch "
-          f"(see memory_worker); peak = peak RSS minus the RSS just before step 1, during step 1 and over all {steps} steps; drift = RSS after step {steps} minus after step 10 "
+          f"(see memory_worker); peak = peak RSS minus the RSS just before step 1, during step 1 and over all "
+          f"{steps} steps; drift = RSS after step {steps} minus after step 10 "
           f"(RSS read after gc.collect() and malloc_trim(0))")
     head = ["config", "framework", "RSS before MB", "peak step 1 MB", f"peak {steps} steps MB", "RSS@10 MB",
             f"RSS@{steps} MB", "drift MB"]
