@@ -235,7 +235,6 @@ class LSTMLayer(Function):
         H = w_hh.shape[1]
         scale = xp.full(4 * H, 0.5, dtype=x.dtype)  # (4H,) sigmoid for i, f, o; tanh for g
         scale[2 * H : 3 * H] = 1
-        shift = 1 - scale
         # tanh's argument is scale * a. Scaling the rows of W_ih, W_hh and the biases by 1/2 (exact in
         # floating point) lets the GEMMs produce it directly, so one tanh call acts on a step's four gates.
         gates, self.x2 = _input_projection(xp, x, w_ih * scale[:, None])  # (T, B, 4H)
@@ -251,7 +250,7 @@ class LSTMLayer(Function):
         cell = jit.compiled(_lstm_cell_kernel, gates)  # the five calls of the else branch below as one pass
         if cell is None:
             scale_rows = xp.broadcast_to(scale, (B, 4 * H)).copy()  # (B, 4H): NumPy runs same-shape operands
-            shift_rows = xp.broadcast_to(shift, (B, 4 * H)).copy()  # faster than a broadcast row vector
+            shift_rows = xp.broadcast_to(1 - scale, (B, 4 * H)).copy()  # faster than a broadcast row vector
             ig = xp.empty((B, H), dtype=x.dtype)
         for t in range(T):
             a = gates[t]  # holds x_t W_ih^T, scaled
