@@ -133,8 +133,8 @@ def test_layernorm_forward_and_gradcheck(device, seed, shape, lead, affine):
     ln = nn.LayerNorm(shape, elementwise_affine=affine, device=device).double()
     if affine:
         with tl.no_grad():
-            ln.weight.data[...] = rng.standard_normal(shape)
-            ln.bias.data[...] = rng.standard_normal(shape)
+            ln.weight.data[...] = t64(rng.standard_normal(shape), device, False).data  # on the layer's device
+            ln.bias.data[...] = t64(rng.standard_normal(shape), device, False).data
     x = rng.standard_normal(lead + shape) * 2 + 3
     axes = tuple(range(-len(shape), 0))
     y = (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, keepdims=True) + 1e-5)

@@ -756,6 +756,8 @@ def _normalise_index(index: Any, t: Tensor) -> tuple[Any, bool]:
             else:
                 raise IndexError(f"tensors used as indices must be integer or bool, got {item.dtype}")
         out.append(item)
+    if advanced and t.device != "cpu":  # NumPy raises on an index out of range; CuPy would wrap it silently
+        _check_array_index_bounds(out, t.shape)
     if advanced and has_bool:  # repeated-index accumulation needs integer positions throughout
         expanded = []
         for item in out:
@@ -765,6 +767,30 @@ def _normalise_index(index: Any, t: Tensor) -> tuple[Any, bool]:
                 expanded.append(item)
         out = expanded
     return (tuple(out) if isinstance(index, tuple) or len(out) != 1 else out[0]), advanced
+
+
+def _check_array_index_bounds(items: list[Any], shape: tuple[int, ...]) -> None:
+    """Raise IndexError, as NumPy does, for an integer index array with an entry outside [-n, n) of its dim."""
+    def consumes(item: Any) -> int:  # how many dims of the tensor an index item walks over
+        if item is None:
+            return 0
+        if item is Ellipsis:
+            return -1
+        return item.ndim if getattr(item, "dtype", None) is not None and item.dtype.kind == "b" else 1
+
+    dim = 0
+    for pos, item in enumerate(items):
+        n = consumes(item)
+        if n < 0:  # the Ellipsis spans the dims that the items after it do not use
+            dim = len(shape) - sum(max(consumes(i), 0) for i in items[pos + 1 :])
+            continue
+        if hasattr(item, "dtype") and item.dtype.kind in "iu" and item.size and dim < len(shape):
+            size = shape[dim]
+            bad = (item >= size) | (item < -size)
+            if bool(bad.any()):
+                raise IndexError(f"indexing a tensor of shape {shape}: index {int(item[bad].ravel()[0])} "
+                                 f"is out of bounds for dim {dim} with size {size}")
+        dim += n
 
 
 def _as_array(data: Any, dtype: Any, device: Any) -> tuple[Any, str]:
