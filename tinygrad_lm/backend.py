@@ -77,6 +77,14 @@ def _load_cupy() -> ModuleType | None:
     return _cupy
 
 
+def cupy_module() -> ModuleType:
+    """The CuPy module (for the CUDA kernels); a RuntimeError where CuPy or a GPU is missing."""
+    cupy = _load_cupy()
+    if cupy is None:
+        raise RuntimeError("CUDA is not available: CuPy is not installed or no GPU was found")
+    return cupy
+
+
 def cuda_is_available() -> bool:
     """True when CuPy imports and at least one CUDA device is visible."""
     return _load_cupy() is not None
@@ -557,9 +565,33 @@ def addmm(bias: Any, a: Any, b: Any) -> Any:
             out[...] = bias
             if _gemm_2d(mkl, a, b, out, beta=1.0) is not None:
                 return out
+    if _is_cupy_float_2d(a, b) and bias.shape == b.shape[1:] and bias.dtype == a.dtype:
+        out = _load_cupy().empty((a.shape[0], b.shape[1]), dtype=a.dtype)  # type: ignore[union-attr]
+        out[...] = bias
+        return _cupy_gemm(a, b, out, beta=1.0)  # cuBLAS adds the product to the bias rows: one pass fewer
     out = matmul(a, b)
     out += bias
     return out
+
+
+def _is_cupy_float_2d(*arrays: Any) -> bool:
+    """Whether every array is a 2-D float32/float64 CuPy array of one dtype (what :func:`_cupy_gemm` takes)."""
+    first = arrays[0]
+    return all(
+        not isinstance(a, (numpy.ndarray, numpy.generic)) and getattr(a, "ndim", 0) == 2
+        and a.dtype == first.dtype and a.dtype.char in "fd"
+        for a in arrays
+    )
+
+
+def _cupy_gemm(a: Any, b: Any, out: Any, beta: float) -> Any:
+    """``out = a @ b + beta * out`` on the GPU, one cuBLAS GEMM (``out`` C-contiguous, 2-D)."""
+    if out.size == 0:
+        return out
+    if a.shape[1] == 0:  # an empty sum: cuBLAS refuses k = 0
+        out *= beta
+        return out
+    return importlib.import_module("cupy.cublas").gemm("N", "N", a, b, out=out, alpha=1.0, beta=beta)
 
 
 class RightFactor:
@@ -606,6 +638,8 @@ def matmul_right(a: Any, right: RightFactor, out: Any, accumulate: bool = False)
                            right.packed.ctypes.data, 0, 1.0 if accumulate else 0.0, out.ctypes.data, lc[1])
             return out
     if accumulate:
+        if _is_cupy_float_2d(a, right.b, out) and out.flags.c_contiguous:
+            return _cupy_gemm(a, right.b, out, beta=1.0)  # one cuBLAS call adds the product into out
         out += matmul(a, right.b)
         return out
     return matmul(a, right.b, out=out)

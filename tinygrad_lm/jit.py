@@ -13,8 +13,11 @@ stands for e^x: compiled, it is written out below in arithmetic that the compile
 vectorise (libm's one-element-at-a-time calls would cost more than the NumPy passes
 they replace); other math functions (``math.log``, ``math.sqrt``) are used directly.
 
-``TINYGRAD_LM_JIT=off`` (or :func:`set_jit`) turns the kernels off; the ops then
-take their NumPy paths, which compute the same values.
+On a GPU, the same kernels run as CUDA twins written in :mod:`tinygrad_lm.cuda_kernels`
+(one launch instead of a dozen CuPy calls), whether or not Numba is installed.
+
+``TINYGRAD_LM_JIT=off`` (or :func:`set_jit`) turns the kernels off, on both devices; the ops
+then take their array paths, which compute the same values.
 """
 from __future__ import annotations
 
@@ -156,13 +159,29 @@ def jit_name() -> str:
     return "numba" if _choice != "off" and _load() else "off"
 
 
-def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | None:
-    """The compiled ``kernel`` if kernels are on and every array is a NumPy float32/float64 array, else None.
+def cuda_kernels_on() -> bool:
+    """Whether CuPy arrays get the fused CUDA kernels (all but ``TINYGRAD_LM_JIT=off``; no Numba needed)."""
+    return _choice != "off"
 
-    Compiled on first use in each process (about a second per kernel and dtype). Not cached on disk:
-    Numba would not notice when the helpers here, which a kernel inlines, change.
+
+def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | None:
+    """The compiled ``kernel`` for these arrays, or None (the op then takes its array path).
+
+    NumPy float32/float64 arrays get the kernel compiled by Numba when it is installed: compiled on
+    first use in each process (about a second per kernel and dtype), not cached on disk, since Numba
+    would not notice when the helpers here, which a kernel inlines, change. CuPy float32/float64
+    arrays get the kernel's CUDA twin (:mod:`tinygrad_lm.cuda_kernels`) where it has one. Other
+    arrays, or kernels turned off (``TINYGRAD_LM_JIT=off``), get None.
     """
-    if _choice == "off" or not _load():
+    if _choice == "off":
+        return None
+    if arrays and all(type(a).__module__.startswith("cupy") for a in arrays):
+        if any(a.dtype.char not in "fd" for a in arrays):
+            return None
+        from . import cuda_kernels
+
+        return cuda_kernels.twin(kernel)
+    if not _load():
         if _choice == "numba":
             raise RuntimeError("TINYGRAD_LM_JIT=numba but Numba is not installed; install the 'jit' extra")
         return None

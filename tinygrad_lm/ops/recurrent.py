@@ -38,6 +38,7 @@ s = 1, shift = 0 for the tanh candidate.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import jit
@@ -64,6 +65,27 @@ def _lstm_cell_kernel(a: Any, c_prev: Any, c: Any) -> None:
             a[b, j], a[b, H + j] = i, f
             a[b, 3 * H + j] = half * a[b, 3 * H + j] + half
             c[b, j] = f * c_prev[b, j] + i * a[b, 2 * H + j]
+
+
+def _lstm_step_kernel(a: Any, bias: Any, c_prev: Any, c: Any, tanh_c: Any, h: Any) -> None:
+    """One whole LSTM step after the GEMMs, in place: a (B, 4H) holds the scaled pre-activations
+    [a_i, a_f, a_g, a_o] without the biases; ``bias`` (4H,) is the scaled b_ih + b_hh (or None).
+    Writes the gates i, f, g, o into a, C_t = f C_{t-1} + i g into c, tanh(C_t) and h_t = o tanh(C_t).
+
+    The GPU runs this as one kernel (its CUDA twin in ``cuda_kernels.py``) instead of a dozen CuPy
+    calls; the CPU keeps the split of :func:`_lstm_cell_kernel` (NumPy's tanh is faster there).
+    """
+    B, H = c.shape
+    half = c.dtype.type(0.5)
+    for b in range(B):
+        for j in range(H):
+            z = [a[b, k * H + j] + (bias[k * H + j] if bias is not None else 0) for k in range(4)]
+            i, f = half * math.tanh(z[0]) + half, half * math.tanh(z[1]) + half
+            g, o = math.tanh(z[2]), half * math.tanh(z[3]) + half
+            a[b, j], a[b, H + j], a[b, 2 * H + j], a[b, 3 * H + j] = i, f, g, o
+            c[b, j] = f * c_prev[b, j] + i * g
+            tanh_c[b, j] = math.tanh(c[b, j])
+            h[b, j] = o * tanh_c[b, j]
 
 
 def _lstm_step_back_kernel(a: Any, c_prev: Any, tanh_c: Any, grad: Any, dh: Any, dc: Any, da: Any) -> None:
@@ -241,20 +263,26 @@ class LSTMLayer(Function):
         # The biases are added one step at a time, while the step's rows are in the cache: a pass
         # over all T steps here would stream the whole (T, B, 4H) array through memory once more.
         biases = [b for b in (b_ih, b_hh) if b is not None]
-        bias_rows = xp.broadcast_to(sum(biases) * scale, (B, 4 * H)).copy() if biases else None  # (B, 4H)
         hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
         cs = xp.empty((T + 1, B, H), dtype=x.dtype)  # C_0 .. C_T
         tanh_c = xp.empty((T, B, H), dtype=x.dtype)  # tanh(C_1) .. tanh(C_T)
         hs[0], cs[0] = h0, c0
         w_hh_t = RightFactor((w_hh * scale[:, None]).T, B)  # (H, 4H), prepared once for the T products below
-        cell = jit.compiled(_lstm_cell_kernel, gates)  # the five calls of the else branch below as one pass
-        if cell is None:
+        # A GPU runs everything after a step's GEMM as one kernel; the CPU compiles the middle of it.
+        step = jit.compiled(_lstm_step_kernel, gates) if self.device != "cpu" else None
+        cell = None if step is not None else jit.compiled(_lstm_cell_kernel, gates)
+        bias = sum(biases) * scale if biases else None  # (4H,), scaled; step adds it itself
+        bias_rows = xp.broadcast_to(bias, (B, 4 * H)).copy() if bias is not None and step is None else None
+        if step is None and cell is None:  # the plain array path below
             scale_rows = xp.broadcast_to(scale, (B, 4 * H)).copy()  # (B, 4H): NumPy runs same-shape operands
             shift_rows = xp.broadcast_to(1 - scale, (B, 4 * H)).copy()  # faster than a broadcast row vector
             ig = xp.empty((B, H), dtype=x.dtype)
         for t in range(T):
             a = gates[t]  # holds x_t W_ih^T, scaled
             matmul_right(hs[t], w_hh_t, out=a, accumulate=True)  # + h_{t-1} W_hh^T, scaled
+            if step is not None:
+                step(a, bias, cs[t], cs[t + 1], tanh_c[t], hs[t + 1])
+                continue
             if bias_rows is not None:
                 a += bias_rows  # + b_ih + b_hh, scaled
             xp.tanh(a, out=a)
