@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--long-seq", action="store_true", help="LSTM BPTT over seq 1000 and 10000: time/token, memory")
     p.add_argument("--profile", action="store_true", help="pyinstrument profile of tinygrad_lm's steps (own time)")
     p.add_argument("--no-torch", action="store_true", help="run tinygrad_lm alone even if PyTorch is installed")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cuda: both frameworks on the GPU (tinygrad_lm through CuPy, PyTorch CUDA)")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)  # "framework:config", memory subprocess
     return p.parse_args(argv)
 
@@ -91,11 +93,12 @@ class Framework:
     """One framework's model, optimizer, data and step function for one configuration."""
 
     def __init__(self, name: str, cfg: models.Config, nn: Any, F: Any, optim: Any, idx: Any, tgt: Any, lr: float,
-                 state: dict[str, Any] | None = None) -> None:
+                 state: dict[str, Any] | None = None, device: str = "cpu") -> None:
         self.name, self.cfg, self.F = name, cfg, F
         self.model = models.build(cfg, nn, F)
         if state is not None:
             self.model.load_state_dict(state)
+        self.model.to(device)  # before the optimizer, so that it holds the device's parameters
         self.optimizer = optim.SGD(self.model.parameters(), lr=lr)
         self.idx, self.tgt = idx, tgt
         self.times: list[float] = []
@@ -104,7 +107,7 @@ class Framework:
     def step(self, record: bool) -> None:
         t0 = time.perf_counter()
         loss = models.train_step(self.model, self.optimizer, self.idx, self.tgt, self.F)
-        loss_value = float(loss.item())
+        loss_value = float(loss.item())  # on a GPU this waits for the step's kernels to finish
         elapsed = time.perf_counter() - t0
         self.losses.append(loss_value)
         if record:
@@ -122,8 +125,8 @@ def load_torch(use_torch: bool, threads: int) -> Any:
     return torch
 
 
-def make_frameworks(cfg: models.Config, torch: Any, lr: float, seed: int = 0) -> list[Framework]:
-    """The tinygrad_lm side (and the PyTorch side, with the same initial weights and batch)."""
+def make_frameworks(cfg: models.Config, torch: Any, lr: float, seed: int = 0, device: str = "cpu") -> list[Framework]:
+    """The tinygrad_lm side (and the PyTorch side, with the same initial weights and batch), on ``device``."""
     import numpy as np
 
     import tinygrad_lm as tl
@@ -139,11 +142,12 @@ def make_frameworks(cfg: models.Config, torch: Any, lr: float, seed: int = 0) ->
     if torch is not None:
         torch.manual_seed(seed)
         pt = Framework("torch", cfg, torch.nn, torch.nn.functional, torch.optim,
-                       torch.from_numpy(idx), torch.from_numpy(tgt), lr)
+                       torch.from_numpy(idx).to(device), torch.from_numpy(tgt).to(device), lr, device=device)
         state = {k: v.detach().cpu().numpy().copy() for k, v in pt.model.state_dict().items()}
         out.append(pt)
     tl.manual_seed(seed)
-    out.insert(0, Framework("tinygrad_lm", cfg, tlnn, tlF, tloptim, tl.tensor(idx), tl.tensor(tgt), lr, state))
+    out.insert(0, Framework("tinygrad_lm", cfg, tlnn, tlF, tloptim, tl.tensor(idx, device=device),
+                            tl.tensor(tgt, device=device), lr, state, device=device))
     return out
 
 
@@ -177,18 +181,50 @@ def fmt_row(cells: list[Any], widths: list[int]) -> str:
     return "".join(f"{c:>{w}}" if i else f"{c:<{w}}" for i, (c, w) in enumerate(zip(cells, widths)))
 
 
+def gpu_gemm_gflops(n: int, repeats: int = 9) -> float:
+    """Median GFLOP/s of a float32 ``(n, n) @ (n, n)`` through CuPy on the GPU (CUDA events around each)."""
+    import cupy as cp
+
+    rng = cp.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=cp.float32)
+    b = rng.standard_normal((n, n), dtype=cp.float32)
+    out = cp.empty((n, n), dtype=cp.float32)
+    cp.matmul(a, b, out=out)
+    times = []
+    for _ in range(repeats):
+        start, stop = cp.cuda.Event(), cp.cuda.Event()
+        start.record()
+        cp.matmul(a, b, out=out)
+        stop.record()
+        stop.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, stop) / 1e3)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
 def speed_table(args: argparse.Namespace, torch: Any) -> None:
     from tinygrad_lm import backend
 
     n = args.gemm_size
-    peak = gemm_gflops(n)
-    print(f"NumPy float32 GEMM {n}x{n}: {peak:.1f} GFLOP/s (median of 9)")
-    if backend.blas_name() != "numpy":
-        blas_peak = gemm_gflops(n, matmul=backend.matmul)
-        print(f"tinygrad_lm's matmul ({backend.blas_name()}) float32 GEMM {n}x{n}: {blas_peak:.1f} GFLOP/s "
-              "(median of 9)")
-        peak = max(peak, blas_peak)
-    print(f"the machine's matrix-multiply limit used for '%gemm': {peak:.1f} GFLOP/s (the higher of the two)")
+    if args.device == "cuda":
+        import cupy as cp
+
+        name = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        n = max(n, 4096)  # a GPU needs a big product to reach its rate
+        peak = gpu_gemm_gflops(n)
+        print(f"GPU: {name}, CuPy {cp.__version__}; CuPy float32 GEMM {n}x{n}: {peak:.1f} GFLOP/s (median of 9)")
+        if torch is not None:
+            print(f"PyTorch CUDA {torch.version.cuda}, TF32 matmul "
+                  f"{'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}; step time includes the loss's "
+                  "transfer to the host, which waits for the GPU")
+    else:
+        peak = gemm_gflops(n)
+        print(f"NumPy float32 GEMM {n}x{n}: {peak:.1f} GFLOP/s (median of 9)")
+        if backend.blas_name() != "numpy":
+            blas_peak = gemm_gflops(n, matmul=backend.matmul)
+            print(f"tinygrad_lm's matmul ({backend.blas_name()}) float32 GEMM {n}x{n}: {blas_peak:.1f} GFLOP/s "
+                  "(median of 9)")
+            peak = max(peak, blas_peak)
+        print(f"the machine's matrix-multiply limit used for '%gemm': {peak:.1f} GFLOP/s (the higher of the two)")
     print(f"median of {args.steps} timed steps after {args.warmup} warm-up steps, frameworks interleaved\n")
     has_torch = torch is not None
     head = ["config", "tokens", "GFLOP/step", "tl ms", "tl tok/s", "tl GFLOP/s", "tl %gemm"]
@@ -199,7 +235,7 @@ def speed_table(args: argparse.Namespace, torch: Any) -> None:
     checks = []
     for name in args.configs:
         cfg = models.get_config(name)
-        fws = make_frameworks(cfg, torch, args.lr)
+        fws = make_frameworks(cfg, torch, args.lr, device=args.device)
         run_interleaved(fws, args.steps, args.warmup)
         flops = models.matmul_flops(cfg)
         row: list[Any] = [name, cfg.tokens, f"{flops / 1e9:.3f}"]
@@ -421,6 +457,8 @@ def main(argv: list[str] | None = None) -> None:
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     for name in args.configs:
         models.get_config(name)  # unknown names fail before any work
+    if args.device == "cuda" and (args.memory or args.long_seq or args.profile):
+        sys.exit("--device cuda measures speed only: --memory, --long-seq and --profile are CPU measurements")
     thread_note = describe_threads()
     torch = load_torch(not args.no_torch, args.threads)
     import numpy as np
@@ -433,7 +471,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"threads: {args.threads} ({torch_note}{thread_note})")
     from tinygrad_lm import jit
 
-    print(f"tinygrad_lm's compiled kernels: {jit.jit_name()} (TINYGRAD_LM_JIT=off turns them off)")
+    if args.device == "cuda":
+        print(f"tinygrad_lm's fused CUDA kernels: {'on' if jit.cuda_kernels_on() else 'off'} "
+              "(TINYGRAD_LM_JIT=off turns them off)")
+    else:
+        print(f"tinygrad_lm's compiled kernels: {jit.jit_name()} (TINYGRAD_LM_JIT=off turns them off)")
+    if args.device == "cuda" and not tl.cuda_is_available():
+        sys.exit("--device cuda: CuPy or a CUDA GPU is missing (pip install -e '.[gpu]' on a GPU machine)")
     frameworks = ["tinygrad_lm"] + (["torch"] if torch is not None else [])
     speed_table(args, torch)
     if args.memory:
