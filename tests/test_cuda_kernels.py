@@ -19,7 +19,7 @@ import pytest
 import tinygrad_lm as tl
 import tinygrad_lm.nn.functional as F
 from tinygrad_lm import cuda_kernels, jit, nn
-from tinygrad_lm.ops import recurrent
+from tinygrad_lm.ops import attention, recurrent
 
 
 def cuda_only(test):
@@ -70,6 +70,32 @@ def test_the_lstm_step_kernel_is_the_lecture_step(with_bias):
     np.testing.assert_allclose(c, f * c_prev + i * g, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(tanh_c, np.tanh(c), rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(h, o * np.tanh(c), rtol=1e-13, atol=1e-15)
+
+
+def test_the_softmax_column_kernels_are_the_softmax_and_its_derivative():
+    """_softmax_columns_kernel and its backward (what the GPU runs, in Python) against NumPy on P = softmax(S)."""
+    rng = np.random.default_rng(4)
+    N, L, S, scale = 2, 3, 4, 0.7
+    scores = rng.standard_normal((N, L, S))
+    mask = np.where(np.tri(L, S, dtype=bool), 0.0, -np.inf)
+    mask[1, :] = -np.inf  # query 1 sees no key: P = 0 there
+    z = scores * scale + mask
+    m = np.where(np.isfinite(z.max(-1, keepdims=True)), z.max(-1, keepdims=True), 0)
+    e = np.exp(z - m)
+    total = e.sum(-1, keepdims=True)
+    p = e / np.where(total == 0, 1, total)
+    st = np.ascontiguousarray(scores.swapaxes(-1, -2))  # (N, S, L)
+    attention._softmax_columns_kernel(st, np.ascontiguousarray(mask.T), scale)
+    np.testing.assert_allclose(st.swapaxes(-1, -2), p, rtol=1e-13, atol=1e-15)
+    assert not st[:, :, 1].any()
+    dp = rng.standard_normal((N, L, S))
+    ds = p * (dp - (dp * p).sum(-1, keepdims=True))
+    dpt = np.ascontiguousarray(dp.swapaxes(-1, -2))
+    attention._softmax_columns_back_kernel(dpt, st)
+    np.testing.assert_allclose(dpt.swapaxes(-1, -2), ds, rtol=1e-13, atol=1e-15)
+    plain = np.ascontiguousarray(scores.swapaxes(-1, -2))
+    attention._softmax_columns_kernel(plain, None, 1.0)  # no mask
+    np.testing.assert_allclose(plain.sum(axis=1), 1.0, rtol=1e-13)
 
 
 @pytest.mark.parametrize("items, shape, bad", [
@@ -282,3 +308,43 @@ def test_gemm_accumulates_in_place_on_the_gpu():
     np.testing.assert_allclose(cupy.asnumpy(out), c + a @ b, rtol=1e-12)
     got = tl.backend.addmm(cupy.asarray(bias), cupy.asarray(a), cupy.asarray(b))
     np.testing.assert_allclose(cupy.asnumpy(got), a @ b + bias, rtol=1e-12)
+
+
+@cuda_only
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("mask_kind", ["causal", "float", "bool", "none"])
+def test_attention_softmax_fused_equals_unfused(spy, dtype, mask_kind):
+    rng = np.random.default_rng(7)
+    B, heads, L, S, E = 2, 3, 5, 6, 4
+    q, k, v = rng.standard_normal((B, heads, L, E)), rng.standard_normal((B, heads, S, E)), rng.standard_normal(
+        (B, heads, S, E))
+    mask = None
+    if mask_kind == "float":
+        mask = tl.tensor(rng.standard_normal((L, S)), dtype=dtype, device=GPU)
+    elif mask_kind == "bool":
+        keep = rng.random((L, S)) < 0.6
+        keep[2] = False  # a query that sees no key: output and gradients 0
+        mask = tl.tensor(keep, device=GPU)
+    fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask,  # noqa: E731
+                                                        is_causal=mask_kind == "causal")
+    assert_same(both_paths(fn, [q * 3, k, v], dtype), dtype)
+    assert spy == {"_softmax_columns_kernel": 1, "_softmax_columns_back_kernel": 1}
+
+
+@cuda_only
+def test_attention_softmax_fused_falls_back_for_other_masks_and_dropout(spy):
+    rng = np.random.default_rng(8)
+    q, k, v = (tl.tensor(rng.standard_normal((2, 4, 3)), dtype=tl.float64, device=GPU) for _ in range(3))
+    batch_mask = tl.tensor(rng.standard_normal((2, 4, 4)), dtype=tl.float64, device=GPU)  # a mask per batch
+    F.scaled_dot_product_attention(q, k, v, attn_mask=batch_mask)
+    F.scaled_dot_product_attention(q, k, v, dropout_p=0.5)
+    assert spy == {}
+
+
+@cuda_only
+@pytest.mark.parametrize("causal", [True, False])
+def test_attention_softmax_fused_gradcheck(causal):
+    rng = np.random.default_rng(9)
+    ts = [tl.tensor(rng.standard_normal(s), dtype=tl.float64, device=GPU, requires_grad=True)
+          for s in ((2, 5, 3), (2, 5, 3), (2, 5, 2))]
+    assert tl.gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), ts)

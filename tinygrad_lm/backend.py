@@ -162,9 +162,14 @@ def scatter_add(target: Any, indices: Any, values: Any) -> None:
     if isinstance(target, numpy.ndarray):
         numpy.add.at(target, indices, values)
     else:
-        import cupyx  # only reached for CuPy arrays
+        cupy = cupy_module()
+        add_at = getattr(cupy.add, "at", None)  # CuPy 13+; cupyx.scatter_add before (deprecated since)
+        if add_at is not None:
+            add_at(target, indices, values)
+        else:
+            import cupyx  # only reached for CuPy arrays
 
-        cupyx.scatter_add(target, indices, values)
+            cupyx.scatter_add(target, indices, values)
 
 
 def erf(array: Any) -> Any:

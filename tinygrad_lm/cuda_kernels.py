@@ -208,6 +208,43 @@ extern "C" __global__ void layer_norm_backward_wb(const real* x, const real* mea
     part_b[blockIdx.y * (long long)D + j] = sb;
 }
 
+// The attention softmax on transposed scores st (N, S, L) -> P^T, in place (ops/attention.py,
+// _softmax_columns_kernel): one thread per query column (n, l); adjacent threads read adjacent queries.
+extern "C" __global__ void softmax_columns(real* st, const real* mask_t, int has_mask, real scale,
+                                           int N, int S, int L) {
+    FOR_EACH(k, (long long)N * L) {
+        long long n = k / L, l = k - n * L;
+        real* col = st + n * S * L + l;
+        real m = scale * col[0] + (has_mask ? mask_t[l] : (real)0);
+        for (int s = 0; s < S; ++s) {
+            real z = scale * col[(long long)s * L] + (has_mask ? mask_t[(long long)s * L + l] : (real)0);
+            col[(long long)s * L] = z;
+            m = FMAX(m, z);  // skips NaN, which then spoils the column through its exp
+        }
+        if (!isfinite(m)) m = 0;
+        real total = 0;
+        for (int s = 0; s < S; ++s) {
+            real e = EXP(col[(long long)s * L] - m);
+            col[(long long)s * L] = e;
+            total += e;
+        }
+        real inv = total != 0 ? (real)1 / total : (real)1;
+        for (int s = 0; s < S; ++s) col[(long long)s * L] *= inv;
+    }
+}
+
+// Its derivative in place of dP^T (ops/attention.py, _softmax_columns_back_kernel): dS^T = P^T (dP^T - c).
+extern "C" __global__ void softmax_columns_back(real* dpt, const real* pt, int N, int S, int L) {
+    FOR_EACH(k, (long long)N * L) {
+        long long n = k / L, l = k - n * L;
+        real* d = dpt + n * S * L + l;
+        const real* p = pt + n * S * L + l;
+        real c = 0;
+        for (int s = 0; s < S; ++s) c += p[(long long)s * L] * d[(long long)s * L];
+        for (int s = 0; s < S; ++s) d[(long long)s * L] = p[(long long)s * L] * (d[(long long)s * L] - c);
+    }
+}
+
 // GELU and its derivative (ops/elementwise.py, _gelu_jit_float32 / _gelu_jit_exact) with Phi from erf.
 extern "C" __global__ void gelu(const real* x, real* out, real* dx, long long n) {
     const real inv_sqrt_2 = (real)0.70710678118654752440, inv_sqrt_2pi = (real)0.39894228040143267794;
@@ -227,17 +264,21 @@ _MATH = {
                 "ERF": "erf"},
 }
 _modules: dict[str, Any] = {}
+_functions: dict[tuple[Any, str], Any] = {}
 
 
 def _function(dtype: Any, name: str) -> Any:
     """The compiled CUDA function ``name`` for float32 or float64 (one module per dtype, built on first use)."""
-    key = numpy.dtype(dtype).name
-    module = _modules.get(key)
-    if module is None:
-        cupy = backend.cupy_module()
-        defines = "".join(f"#define {k} {v}\n" for k, v in _MATH[key].items())
-        module = _modules[key] = cupy.RawModule(code=defines + _SOURCE, options=("--std=c++14",))
-    return module.get_function(name)
+    fn = _functions.get((dtype, name))  # a step calls this thousands of times: one dict lookup
+    if fn is None:
+        key = numpy.dtype(dtype).name
+        module = _modules.get(key)
+        if module is None:
+            cupy = backend.cupy_module()
+            defines = "".join(f"#define {k} {v}\n" for k, v in _MATH[key].items())
+            module = _modules[key] = cupy.RawModule(code=defines + _SOURCE, options=("--std=c++14",))
+        fn = _functions[(dtype, name)] = module.get_function(name)
+    return fn
 
 
 def _grid(n: int) -> tuple[int]:
@@ -354,6 +395,26 @@ def layer_norm_backward(x: Any, mean: Any, rstd: Any, weight: Any, g: Any, dx: A
     db += part_b.sum(axis=0)
 
 
+def softmax_columns(st: Any, mask_t: Any, scale: float) -> None:
+    _contiguous(st, mask_t)
+    N, S, L = st.shape
+    if N * S * L == 0:
+        return
+    mask_, has_mask = _or(mask_t, st)
+    _function(st.dtype, "softmax_columns")(
+        _grid(N * L), (_THREADS,),
+        (st, mask_, has_mask, _real(st.dtype, scale), numpy.int32(N), numpy.int32(S), numpy.int32(L)))
+
+
+def softmax_columns_back(dpt: Any, pt: Any) -> None:
+    _contiguous(dpt, pt)
+    N, S, L = dpt.shape
+    if N * S * L == 0:
+        return
+    _function(dpt.dtype, "softmax_columns_back")(
+        _grid(N * L), (_THREADS,), (dpt, pt, numpy.int32(N), numpy.int32(S), numpy.int32(L)))
+
+
 def gelu(x: Any, out: Any, dx: Any) -> None:
     _contiguous(x, out, dx)
     n = x.size
@@ -378,6 +439,8 @@ TWINS: dict[str, Callable[..., None]] = {
     "tinygrad_lm.ops.nn._cross_entropy_backward_kernel": cross_entropy_backward,
     "tinygrad_lm.ops.nn._layer_norm_forward_kernel": layer_norm_forward,
     "tinygrad_lm.ops.nn._layer_norm_backward_kernel": layer_norm_backward,
+    "tinygrad_lm.ops.attention._softmax_columns_kernel": softmax_columns,
+    "tinygrad_lm.ops.attention._softmax_columns_back_kernel": softmax_columns_back,
     "tinygrad_lm.ops.elementwise._gelu_jit_float32": gelu,
     "tinygrad_lm.ops.elementwise._gelu_jit_exact": gelu,
 }

@@ -82,6 +82,7 @@ class ScaledDotProductAttention(Function):
         kernel = jit.compiled(_softmax_kernel, st)
         blocks = None if kernel is None else _kernel_operands(xp, st, mask, keep)
         self.fused = blocks is not None  # backward's softmax derivative is compiled too (keep: blocks[2])
+        self.columns_fused = False  # set by _softmax where a GPU kernel ran it
         if blocks is not None:
             pt, pt_used = _fused_softmax(xp, kernel, st, blocks, scale)
             self.keep_blocks = blocks[2]
@@ -95,6 +96,14 @@ class ScaledDotProductAttention(Function):
     def _softmax(self, st: Any, mask: Any, keep: Any, scale: float) -> tuple[Any, Any]:
         """P^T and P'^T from K Q^T (..., S, L) in NumPy (or CuPy) passes; ``st`` is overwritten."""
         xp = self.xp
+        if self.device != "cpu" and keep is None and st.ndim >= 2 and st.flags.c_contiguous and 0 not in st.shape:
+            # A GPU runs the whole softmax as one kernel (a thread per query) when the mask is one (L, S) matrix
+            columns = jit.compiled(_softmax_columns_kernel, st)
+            if columns is not None and (mask is None or (mask.shape == st.shape[-1:-3:-1] and mask.dtype == st.dtype)):
+                mask_t = None if mask is None else xp.ascontiguousarray(mask.T)  # (S, L)
+                columns(st.reshape((-1,) + st.shape[-2:]), mask_t, scale)  # (N, S, L), in place: now P^T
+                self.columns_fused = True
+                return st, st
         st *= scale
         # (on a GPU the bound would cost a device-to-host copy and a wait per call: always shift there)
         shift = self.device != "cpu" or not _exp_is_safe(xp, st, mask)
@@ -108,7 +117,8 @@ class ScaledDotProductAttention(Function):
             col_max = xp.where(xp.isfinite(col_max), col_max, 0).astype(st.dtype, copy=False)
             st -= col_max
         pt = xp.exp(st, out=st)  # E^T = exp(S - m)^T
-        total = xp.einsum("...ji->...i", pt)[..., None, :]  # each query's sum over keys, (..., 1, L)
+        # each query's sum over keys, (..., 1, L) (an einsum is the faster sum in NumPy, a slow call in CuPy)
+        total = xp.einsum("...ji->...i", pt)[..., None, :] if self.device == "cpu" else pt.sum(axis=-2, keepdims=True)
         pt *= 1.0 / xp.where(total == 0, 1, total).astype(st.dtype, copy=False)  # P^T; fully masked queries: 0
         return pt, (pt if keep is None else pt * _transposed(keep))  # P^T, P'^T
 
@@ -122,14 +132,23 @@ class ScaledDotProductAttention(Function):
         dst: Any = None
         if need_q or need_k or need_mask:
             dpt = matmul(self.v, g.swapaxes(-1, -2))  # dP'^T = V dO^T, (..., S, L)
-            back = None
+            back = columns_back = None
             # (dP is larger than P when V broadcasts it over more batch dims: the NumPy passes below)
             if self.fused and dpt.shape == pt.shape and dpt.dtype == pt.dtype and dpt.flags.c_contiguous:
                 back = jit.compiled(_softmax_back_kernel, dpt)
+            elif self.columns_fused and dpt.shape == pt.shape and dpt.dtype == pt.dtype and dpt.flags.c_contiguous:
+                columns_back = jit.compiled(_softmax_columns_back_kernel, dpt)  # a GPU's one-kernel derivative
             if back is not None:
                 dst = _fused_softmax_back(xp, back, dpt, pt, self.keep_blocks)  # dS^T
+            elif columns_back is not None:
+                blocks = (-1,) + pt.shape[-2:]  # (N, S, L)
+                columns_back(dpt.reshape(blocks), pt.reshape(blocks))
+                dst = dpt  # now dS^T
             else:
-                c = xp.einsum("...ie,...ie->...i", g, self.out)[..., None, :]  # c = rowsum(dO O), (..., 1, L)
+                if self.device == "cpu":
+                    c = xp.einsum("...ie,...ie->...i", g, self.out)[..., None, :]  # c = rowsum(dO O), (..., 1, L)
+                else:
+                    c = (g * self.out).sum(axis=-1)[..., None, :]
                 # dP comes from dO, which has the full broadcast shape of P' V: P and D broadcast into it.
                 if self.keep is not None:
                     dpt *= _transposed(self.keep)
@@ -143,6 +162,45 @@ class ScaledDotProductAttention(Function):
                 dk = matmul(dst, self.q)  # dS^T Q, (..., S, E)
                 dk *= scale
         return dq, dk, dv, (dst.swapaxes(-1, -2) if need_mask else None)
+
+
+def _softmax_columns_kernel(st: Any, mask_t: Any, scale: float) -> None:
+    """The softmax on transposed scores as a GPU runs it, in place: ``st`` (N, S, L) holds K Q^T and becomes P^T.
+
+    One query (n, l) at a time, a column of st: z_s = scale st[n, s, l] + M^T[s, l] (``mask_t`` (S, L),
+    or no mask), m = max_s z_s (0 where that is not finite), e_s = exp(z_s - m), p_s = e_s / sum_s e_s,
+    and p = e = 0 for a query that sees no key (its sum is 0). Its CUDA twin runs a thread per query;
+    adjacent threads hold adjacent queries, so each of its three passes over the keys reads contiguous rows.
+    """
+    N, S, L = st.shape
+    for n in range(N):
+        for q in range(L):
+            m = -math.inf
+            for k in range(S):
+                z = scale * st[n, k, q] + (mask_t[k, q] if mask_t is not None else 0.0)
+                st[n, k, q] = z
+                m = z if z > m else m
+            m = m if math.isfinite(m) else 0.0
+            total = 0.0
+            for k in range(S):
+                st[n, k, q] = math.exp(st[n, k, q] - m)
+                total += st[n, k, q]
+            inv = 1.0 / total if total != 0 else 1.0
+            for k in range(S):
+                st[n, k, q] *= inv
+
+
+def _softmax_columns_back_kernel(dpt: Any, pt: Any) -> None:
+    """dS^T = (P (dP - c))^T in place of dP^T (N, S, L), with c = sum_s P^T[s, l] dP^T[s, l] for each query:
+    without dropout, c = rowsum(dP P) = dO . O (see the module's docstring). Its CUDA twin: a thread per query."""
+    N, S, L = dpt.shape
+    for n in range(N):
+        for q in range(L):
+            c = 0.0
+            for k in range(S):
+                c += pt[n, k, q] * dpt[n, k, q]
+            for k in range(S):
+                dpt[n, k, q] = pt[n, k, q] * (dpt[n, k, q] - c)
 
 
 def _softmax_kernel(st: Any, scale: Any, mask: Any, mask_index: Any, spans: Any, keep: Any, pt_used: Any,

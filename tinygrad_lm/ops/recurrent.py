@@ -307,6 +307,8 @@ class LSTMLayer(Function):
         grad, (dh, dc) = _state_grads(xp, grads, B, H, gates.dtype)  # dL/dh_T, dL/dC_T from h_n and c_n
         step_back = jit.compiled(_lstm_step_back_kernel, gates, dh, dc)
         if step_back is not None:  # one compiled pass per step does all of the loops below
+            if grad is not None and self.device != "cpu":
+                grad = xp.ascontiguousarray(grad)  # the CUDA kernel reads flat rows: one copy, not one per step
             da = xp.empty_like(gates)  # (T, B, 4H)
             w_hh = RightFactor(self.w_hh, B)  # (4H, H)
             for t in range(T - 1, -1, -1):
