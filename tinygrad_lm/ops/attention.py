@@ -16,7 +16,9 @@ The second form of c holds because sum_j (dO_i . V_j) D_ij P_ij = dO_i . sum_j P
 
 With the ``jit`` extra (Numba) on the CPU, the softmax and its derivative run as compiled kernels
 (:func:`_softmax_kernel`, :func:`_softmax_back_kernel`): one call each instead of a NumPy pass per
-operator; the matrix products around them stay GEMMs. (See ScaledDotProductAttention.)
+operator; the matrix products around them stay GEMMs. (See ScaledDotProductAttention.) On a GPU,
+with a mask that is one (L, S) matrix (a causal one, say) or none and no dropout, each is one CUDA
+kernel instead (:func:`_softmax_columns_kernel`, :func:`_softmax_columns_back_kernel`).
 """
 from __future__ import annotations
 
