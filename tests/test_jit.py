@@ -108,6 +108,19 @@ def test_kernels_run_as_plain_python_too():
     np.testing.assert_allclose(outs[0][1], sig[:, 2:4] * c_prev + sig[:, 0:2] * a[:, 4:6], rtol=1e-12)
 
 
+def test_lstm_output_kernel_is_o_times_tanh_c():
+    """h = o tanh(C) from the last gate block, plain Python and compiled, including a strided tanh(C) view."""
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((3, 8)).astype(np.float32)
+    tanh_c = np.tanh(rng.standard_normal((3, 4)).astype(np.float32))[:, ::2]  # (3, 2), strided
+    for fn in (recurrent._lstm_output_kernel, jit.compiled(recurrent._lstm_output_kernel, a)):
+        if fn is None:
+            pytest.skip("the JIT is off")
+        h = np.empty((3, 2), np.float32)
+        fn(a, tanh_c, h)
+        np.testing.assert_array_equal(h, a[:, 6:] * tanh_c)
+
+
 def _lstm_run(mode: str, arrays: list[np.ndarray], grad_out: bool, grad_hn: bool) -> list[np.ndarray]:
     jit.set_jit(mode)
     ts = [tl.tensor(a, requires_grad=True) for a in arrays]

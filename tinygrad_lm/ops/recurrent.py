@@ -67,6 +67,15 @@ def _lstm_cell_kernel(a: Any, c_prev: Any, c: Any) -> None:
             c[b, j] = f * c_prev[b, j] + i * a[b, 2 * H + j]
 
 
+def _lstm_output_kernel(a: Any, tanh_c: Any, h: Any) -> None:
+    """h_t = o_t tanh(C_t) (B, H), with o_t the last gate block of a (B, 4H): one pass instead of NumPy's
+    multiply through the strided o view (twice as fast at B = 32, H = 256)."""
+    B, H = h.shape
+    for b in range(B):
+        for j in range(H):
+            h[b, j] = a[b, 3 * H + j] * tanh_c[b, j]
+
+
 def _lstm_step_kernel(a: Any, bias: Any, c_prev: Any, c: Any, tanh_c: Any, h: Any) -> None:
     """One whole LSTM step after the GEMMs, in place: a (B, 4H) holds the scaled pre-activations
     [a_i, a_f, a_g, a_o] without the biases; ``bias`` (4H,) is the scaled b_ih + b_hh (or None).
@@ -271,6 +280,7 @@ class LSTMLayer(Function):
         # A GPU runs everything after a step's GEMM as one kernel; the CPU compiles the middle of it.
         step = jit.compiled(_lstm_step_kernel, gates) if self.device != "cpu" else None
         cell = None if step is not None else jit.compiled(_lstm_cell_kernel, gates)
+        output = None if cell is None else jit.compiled(_lstm_output_kernel, gates)
         bias = sum(biases) * scale if biases else None  # (4H,), scaled; step adds it itself
         bias_rows = xp.broadcast_to(bias, (B, 4 * H)).copy() if bias is not None and step is None else None
         if step is None and cell is None:  # the plain array path below
@@ -295,7 +305,10 @@ class LSTMLayer(Function):
                 xp.multiply(a[:, :H], a[:, 2 * H : 3 * H], out=ig)
                 cs[t + 1] += ig
             xp.tanh(cs[t + 1], out=tanh_c[t])
-            xp.multiply(a[:, 3 * H :], tanh_c[t], out=hs[t + 1])
+            if output is not None:
+                output(a, tanh_c[t], hs[t + 1])
+            else:
+                xp.multiply(a[:, 3 * H :], tanh_c[t], out=hs[t + 1])
         self.w_ih, self.w_hh, self.gates, self.cs, self.tanh_c = w_ih, w_hh, gates, cs, tanh_c
         self.h_prev = hs[:T]
         return hs[1:], hs[T], cs[T]  # output (T, B, H), h_T and C_T (B, H)
