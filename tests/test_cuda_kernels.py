@@ -312,6 +312,35 @@ def test_gemm_accumulates_in_place_on_the_gpu():
 
 @cuda_only
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_matmul_through_cublas_equals_numpy(dtype):
+    """backend.matmul's direct cuBLAS call (C-contiguous 2-D operands) and its fallbacks, against NumPy."""
+    cupy = tl.backend.cupy_module()
+    rng = np.random.default_rng(11)
+    # float32 products of up to 130 terms of size ~1 carry absolute rounding errors near 1e-5
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else TOL[dtype]
+    for m, k, n in ((5, 4, 6), (1, 7, 1), (33, 130, 17), (0, 3, 2), (3, 0, 2), (3, 2, 0)):
+        a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+        got = tl.backend.matmul(cupy.asarray(a), cupy.asarray(b))
+        assert got.shape == (m, n) and got.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(cupy.asnumpy(got), a @ b, **tol)
+        out = cupy.full((m, n), np.nan, dtype=dtype)  # every element must be written (0 where k = 0)
+        tl.backend.matmul(cupy.asarray(a), cupy.asarray(b), out=out)
+        np.testing.assert_allclose(cupy.asnumpy(out), a @ b, **tol)
+    a, b = rng.standard_normal((6, 5)).astype(dtype), rng.standard_normal((4, 6)).astype(dtype)
+    for x, y in ((a.T, b.T), (a.T, b.T.copy()), (a.T.copy(), b.T)):  # transposed views take cuBLAS's op T
+        got = tl.backend.matmul(cupy.asarray(x) if x.flags.c_contiguous else cupy.asarray(x.T).T,
+                                cupy.asarray(y) if y.flags.c_contiguous else cupy.asarray(y.T).T)
+        np.testing.assert_allclose(cupy.asnumpy(got), x @ y, **tol)
+    strided = cupy.asarray(rng.standard_normal((5, 8)).astype(dtype))[:, ::2]  # neither layout: CuPy's matmul
+    np.testing.assert_allclose(cupy.asnumpy(tl.backend.matmul(strided, cupy.asarray(b[:, :4].T.copy()))),
+                               cupy.asnumpy(strided) @ b[:, :4].T, **tol)
+    batched = rng.standard_normal((2, 3, 4)).astype(dtype)
+    np.testing.assert_allclose(cupy.asnumpy(tl.backend.matmul(cupy.asarray(batched), cupy.asarray(b[:4]))),
+                               batched @ b[:4], **tol)
+
+
+@cuda_only
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("mask_kind", ["causal", "float", "bool", "none"])
 def test_attention_softmax_fused_equals_unfused(spy, dtype, mask_kind):
     rng = np.random.default_rng(7)

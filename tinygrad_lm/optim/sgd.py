@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from .. import backend
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -84,4 +85,4 @@ class SGD(Optimizer):
             d_p *= lr
             p.data -= d_p
         else:
-            p.data -= xp.multiply(d_p, lr)
+            backend.add_scaled_(p.data, -lr, d_p)  # p -= lr d_p (one kernel on a GPU)
