@@ -48,6 +48,10 @@ def test_numpy_arrays_never_get_a_twin():
     assert cuda_kernels.twin(test_numpy_arrays_never_get_a_twin) is None
     x = np.zeros((2, 3), dtype=np.int64)
     assert jit.compiled(recurrent._lstm_step_back_kernel, x) is None  # not float: no kernel at all
+    f = np.zeros((2, 3), dtype=np.float32)  # a float CPU array: Numba's kernel (None without it), never the twin
+    got = jit.compiled(recurrent._lstm_step_back_kernel, f)
+    assert got is not cuda_kernels.TWINS["tinygrad_lm.ops.recurrent._lstm_step_back_kernel"]
+    assert got is None or got.py_func is recurrent._lstm_step_back_kernel
 
 
 @pytest.mark.parametrize("with_bias", [True, False])
