@@ -108,6 +108,28 @@ def test_kernels_run_as_plain_python_too():
     np.testing.assert_allclose(outs[0][1], sig[:, 2:4] * c_prev + sig[:, 0:2] * a[:, 4:6], rtol=1e-12)
 
 
+def _reverse_rows_kernel(a, out):
+    row = jit.scratch(a.shape[1], a)
+    for b in range(a.shape[0]):
+        for k in range(a.shape[1]):
+            row[k] = a[b, k]
+        for k in range(a.shape[1]):
+            out[b, k] = row[a.shape[1] - 1 - k]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_scratch_is_a_work_array_of_the_dtype_in_python_and_compiled(dtype):
+    """jit.scratch(n, like) is an n-element array of like's dtype, plain and compiled (no float64 detour)."""
+    assert jit.scratch(5, np.zeros(2, dtype)).shape == (5,) and jit.scratch(5, np.zeros(2, dtype)).dtype == dtype
+    a = (np.arange(12).reshape(3, 4) + 0.1).astype(dtype)
+    for fn in (_reverse_rows_kernel, jit.compiled(_reverse_rows_kernel, a)):
+        if fn is None:
+            pytest.skip("the JIT is off")
+        out = np.empty_like(a)
+        fn(a, out)
+        np.testing.assert_array_equal(out, a[:, ::-1])
+
+
 def test_lstm_output_kernel_is_o_times_tanh_c():
     """h = o tanh(C) from the last gate block, plain Python and compiled, including a strided tanh(C) view."""
     rng = np.random.default_rng(2)

@@ -8,10 +8,11 @@ formula once more as a plain Python loop over elements, a *kernel*, and run it
 compiled by Numba when the ``jit`` extra is installed: one pass, no temporaries.
 
 A kernel is ordinary Python. It reads like the lecture's equations, one element
-at a time, and it also runs (slowly) as plain Python. Inside a kernel, :func:`exp`
-stands for e^x: compiled, it is written out below in arithmetic that the compiler can
-vectorise (libm's one-element-at-a-time calls would cost more than the NumPy passes
-they replace); other math functions (``math.log``, ``math.sqrt``) are used directly.
+at a time, and it also runs (slowly) as plain Python. Inside a kernel, :func:`scratch`
+makes a small work array and :func:`exp` stands for e^x: compiled, it is written out
+below in arithmetic that the compiler can vectorise (libm's one-element-at-a-time calls
+would cost more than the NumPy passes they replace); other math functions
+(``math.log``, ``math.sqrt``) are used directly.
 
 On a GPU, the same kernels run as CUDA twins written in :mod:`tinygrad_lm.cuda_kernels`
 (one launch instead of a dozen CuPy calls), whether or not Numba is installed.
@@ -43,6 +44,11 @@ _FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 def exp(x: float) -> float:
     """e^x inside a kernel (compiled: :func:`_exp32` and :func:`_exp64`, which vectorise)."""
     return math.exp(x)
+
+
+def scratch(n: int, like: Any) -> Any:
+    """Inside a kernel: a 1-D work array of ``n`` uninitialised elements of ``like``'s dtype."""
+    return numpy.empty(n, dtype=like.dtype)
 
 
 _LOG2E = 1.4426950408889634
@@ -122,6 +128,10 @@ def _register(numba: Any) -> None:
     _exp_of = numba.njit(_exp_of, **options)
     _exp32 = numba.njit(_exp32, **options)
     _exp64 = numba.njit(_exp64, **options)
+
+    @overload(scratch, inline="always")
+    def _scratch(n, like):  # type: ignore[no-untyped-def]
+        return lambda n, like: numpy.empty(n, like.dtype)
 
     @overload(exp, inline="always")
     def _exp(x):  # type: ignore[no-untyped-def]  # Numba wants the same signature as exp's, unannotated
