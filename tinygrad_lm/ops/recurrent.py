@@ -55,6 +55,9 @@ def _lstm_cell_kernel(a: Any, c_prev: Any, c: Any) -> None:
     [i, f, g, o] into a (sigma = (1 + tanh) / 2 for i, f, o) and C_t = f C_{t-1} + i g into c (B, H).
 
     (tanh itself stays a NumPy call: its vectorised version is faster than one compiled here.)
+    C_t is computed first, from the tanh values, and each gate block is then rewritten in a pass
+    of its own: loops that each read and write one block run about 1.5x faster than one loop
+    that rewrites three blocks of a row at once.
     """
     B, H = c.shape
     half = c.dtype.type(0.5)
@@ -62,9 +65,11 @@ def _lstm_cell_kernel(a: Any, c_prev: Any, c: Any) -> None:
         for j in range(H):
             i = half * a[b, j] + half
             f = half * a[b, H + j] + half
-            a[b, j], a[b, H + j] = i, f
-            a[b, 3 * H + j] = half * a[b, 3 * H + j] + half
             c[b, j] = f * c_prev[b, j] + i * a[b, 2 * H + j]
+        for k in range(2 * H):  # i and f
+            a[b, k] = half * a[b, k] + half
+        for k in range(3 * H, 4 * H):  # o
+            a[b, k] = half * a[b, k] + half
 
 
 def _lstm_output_kernel(a: Any, tanh_c: Any, h: Any) -> None:
@@ -332,8 +337,13 @@ class LSTMLayer(Function):
         grad, (dh, dc) = _state_grads(xp, grads, B, H, gates.dtype)  # dL/dh_T, dL/dC_T from h_n and c_n
         step_back = jit.compiled(_lstm_step_back_kernel, gates, dh, dc)
         if step_back is not None:  # one compiled pass per step does all of the loops below
-            if grad is not None and self.device != "cpu":
-                grad = xp.ascontiguousarray(grad)  # the CUDA kernel reads flat rows: one copy, not one per step
+            if grad is not None:
+                # One copy up front rather than strided reads in every step: a batch_first model hands in
+                # the transpose of a (B, T, H) gradient, whose step rows lie T*H apart, and the CPU kernel
+                # then reads B scattered 1 KiB pieces a step, which the prefetcher does not foresee
+                # (B = 32, H = 256: 62 us a step before; 38 us after, plus 0.17 ms for the copy). The CUDA
+                # kernel reads flat rows.
+                grad = xp.ascontiguousarray(grad)
             da = xp.empty_like(gates)  # (T, B, 4H)
             w_hh = RightFactor(self.w_hh, B)  # (4H, H)
             for t in range(T - 1, -1, -1):
