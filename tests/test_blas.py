@@ -221,6 +221,48 @@ def test_right_factor_products_equal_numpy(mkl_for_every_size: None, m: int, k: 
         _check(out, a, b)
 
 
+@settings(deadline=None, max_examples=40)
+@given(T=st.integers(1, 4), m=dims, k=dims, n=dims, shared_out=st.booleans(), accumulate=st.booleans(),
+       la=st.sampled_from(["C", "rows", "F"]), blas=st.sampled_from(["auto", "numpy"]), dtype=dtypes,
+       seed=st.integers(0, 2**31))
+def test_right_factor_steps_equal_one_product_per_step(mkl_for_every_size: None, T: int, m: int, k: int, n: int,
+                                                      shared_out: bool, accumulate: bool, la: str, blas: str,
+                                                      dtype: np.dtype, seed: int) -> None:
+    """matmul_right_steps(a, right, out)(t) is matmul_right(a[t], right, out[t]) on both paths, steps in any
+    order, into per-step outputs or one shared output (a strided a included), and refuses other steps."""
+    rng = np.random.default_rng(seed)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    a = _as_layout(rng, (T, m, k), dtype, la)
+    out = rng.standard_normal((m, n) if shared_out else (T, m, n)).astype(dtype)
+    want = out.copy()
+    try:
+        backend.set_blas(blas)
+        right = backend.RightFactor(b, m)
+        step = backend.matmul_right_steps(a, right, out, accumulate=accumulate)
+        for t in reversed(range(T)):
+            step(t)
+            w = want if shared_out else want[t]
+            w[...] = (w if accumulate else 0) + a[t].astype(np.float64) @ b.astype(np.float64)
+            np.testing.assert_allclose(out, want, rtol=_tol(dtype), atol=10 * _tol(dtype))
+        for t in (-1, T):
+            before = out.copy()
+            with pytest.raises(IndexError, match="outside"):
+                step(t)
+            np.testing.assert_array_equal(out, before)  # checked before anything is written
+    finally:
+        backend.set_blas("auto")
+
+
+def test_right_factor_steps_check_shapes() -> None:
+    right = backend.RightFactor(np.ones((4, 6), np.float32), 3)
+    with pytest.raises(ValueError, match="do not fit"):
+        backend.matmul_right_steps(np.ones((2, 3, 5), np.float32), right, np.ones((2, 3, 6), np.float32))
+    with pytest.raises(ValueError, match="do not fit"):
+        backend.matmul_right_steps(np.ones((2, 3, 4), np.float32), right, np.ones((3, 3, 6), np.float32))
+    with pytest.raises(ValueError, match="do not fit"):
+        backend.matmul_right_steps(np.ones((2, 3, 4), np.float32), right, np.ones((3, 7), np.float32))
+
+
 def test_right_factor_without_mkl_keeps_a_contiguous_copy() -> None:
     rng = np.random.default_rng(3)
     w = rng.standard_normal((6, 4))

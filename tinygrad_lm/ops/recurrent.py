@@ -43,7 +43,7 @@ from typing import Any
 
 from .. import jit
 from ..autograd import Function
-from ..backend import RightFactor, matmul, matmul_right
+from ..backend import RightFactor, matmul, matmul_right_steps
 
 # LSTMLayer's backward makes its step-independent factors for blocks of steps of about this many
 # bytes of gates: small enough to stay in the L2 cache, large enough to spread the ufunc call cost.
@@ -230,10 +230,10 @@ class RNNLayer(Function):
         hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
         hs[0] = h0
         _, self.x2 = _input_projection(xp, x, w_ih, b_ih, b_hh, out=hs[1:])  # h_t starts as x_t W_ih^T + b
-        w_hh_t = RightFactor(w_hh.T, B)  # (H, H), prepared once for the T products below
+        recurrent = matmul_right_steps(hs[:T], RightFactor(w_hh.T, B), hs[1:], accumulate=True)  # (H, H), once
         for t in range(T):
             a = hs[t + 1]
-            matmul_right(hs[t], w_hh_t, out=a, accumulate=True)  # a_t = x_t W_ih^T + b + h_{t-1} W_hh^T
+            recurrent(t)  # a_t = x_t W_ih^T + b + h_{t-1} W_hh^T
             if nonlinearity == "tanh":
                 xp.tanh(a, out=a)
             elif nonlinearity == "relu":
@@ -255,12 +255,12 @@ class RNNLayer(Function):
             da = (h > 0).astype(h.dtype)
         else:
             da = h * (1 - h)
-        w_hh = RightFactor(self.w_hh, dh.shape[0])  # (H, H), prepared once for the T products below
+        back = matmul_right_steps(da, RightFactor(self.w_hh, dh.shape[0]), dh)  # dh = da_t W_hh; (H, H) once
         for t in range(h.shape[0] - 1, -1, -1):
             if g is not None:
                 dh += g[t]
             da[t] *= dh  # now dL/da_t
-            matmul_right(da[t], w_hh, out=dh)
+            back(t)
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, da, da)
         return dx, (dh if self.needs_grad[1] else None), dw_ih, dw_hh, db_ih, db_hh
 
@@ -293,7 +293,8 @@ class LSTMLayer(Function):
         cs = xp.empty((T + 1, B, H), dtype=x.dtype)  # C_0 .. C_T
         tanh_c = xp.empty((T, B, H), dtype=x.dtype)  # tanh(C_1) .. tanh(C_T)
         hs[0], cs[0] = h0, c0
-        w_hh_t = RightFactor((w_hh * scale[:, None]).T, B)  # (H, 4H), prepared once for the T products below
+        # + h_{t-1} W_hh^T, scaled, into each step's gates; W_hh^T (H, 4H) is prepared once for the T products
+        recurrent = matmul_right_steps(hs[:T], RightFactor((w_hh * scale[:, None]).T, B), gates, accumulate=True)
         # A GPU runs everything after a step's GEMM as one kernel; the CPU compiles the middle of it.
         step = jit.compiled(_lstm_step_kernel, gates) if self.device != "cpu" else None
         cell = None if step is not None else jit.compiled(_lstm_cell_kernel, gates)
@@ -306,7 +307,7 @@ class LSTMLayer(Function):
             ig = xp.empty((B, H), dtype=x.dtype)
         for t in range(T):
             a = gates[t]  # holds x_t W_ih^T, scaled
-            matmul_right(hs[t], w_hh_t, out=a, accumulate=True)  # + h_{t-1} W_hh^T, scaled
+            recurrent(t)  # + h_{t-1} W_hh^T, scaled
             if step is not None:
                 step(a, bias, cs[t], cs[t + 1], tanh_c[t], hs[t + 1])
                 continue
@@ -345,10 +346,10 @@ class LSTMLayer(Function):
                 # kernel reads flat rows.
                 grad = xp.ascontiguousarray(grad)
             da = xp.empty_like(gates)  # (T, B, 4H)
-            w_hh = RightFactor(self.w_hh, B)  # (4H, H)
+            back = matmul_right_steps(da, RightFactor(self.w_hh, B), dh)  # dh = da_t W_hh; W_hh (4H, H) once
             for t in range(T - 1, -1, -1):
                 step_back(gates[t], cs[t], tanh_c[t], None if grad is None else grad[t], dh, dc, da[t])
-                matmul_right(da[t], w_hh, out=dh)
+                back(t)
             return self._grads(da, dh, dc)
         # The steps are walked back in blocks of about BPTT_BLOCK_BYTES of gates. The factors of
         # da_t that do not depend on dh_t or dC_t are made for a whole block at once, while its
@@ -359,7 +360,7 @@ class LSTMLayer(Function):
         da = xp.empty_like(gates)  # (T, B, 4H): dL/da_t for every step, for the weight GEMMs after the loop
         dc_from_h = xp.empty((steps, B, H), dtype=gates.dtype)  # o (1 - tanh^2 C_t): how dh_t reaches C_t
         tmp = xp.empty((B, H), dtype=gates.dtype)
-        w_hh = RightFactor(self.w_hh, B)  # (4H, H), prepared once for the T products below
+        back = matmul_right_steps(da, RightFactor(self.w_hh, B), dh)  # dh = da_t W_hh; W_hh (4H, H) once
         for stop in range(T, 0, -steps):
             start = max(0, stop - steps)
             a, d, q = gates[start:stop], da[start:stop], dc_from_h[: stop - start]  # (n, B, 4H), (n, B, 4H), (n, B, H)
@@ -385,7 +386,7 @@ class LSTMLayer(Function):
                 da[t].reshape(B, 4, H)[:, :3] *= dc[:, None, :]  # i, f, g are reached through C_t
                 da[t, :, 3 * H :] *= dh  # o through h_t
                 dc *= gates[t, :, H : 2 * H]  # dL/dC_{t-1} along C_t = f C_{t-1} + ...
-                matmul_right(da[t], w_hh, out=dh)
+                back(t)
         return self._grads(da, dh, dc)
 
     def _grads(self, da: Any, dh: Any, dc: Any) -> tuple[Any, ...]:
@@ -416,9 +417,9 @@ class GRULayer(Function):
         hh = xp.empty((T, B, 3 * H), dtype=x.dtype)  # h_{t-1} W_hh^T (+ b_hn), kept for dr
         hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
         hs[0] = h0
-        w_hh_t = RightFactor(w_hh.T, B)  # (H, 3H), prepared once for the T products below
+        recurrent = matmul_right_steps(hs[:T], RightFactor(w_hh.T, B), hh)  # hh_t = h_{t-1} W_hh^T; (H, 3H) once
         for t in range(T):
-            matmul_right(hs[t], w_hh_t, out=hh[t])
+            recurrent(t)
             if b_hh is not None:
                 hh[t, :, 2 * H :] += b_hh[2 * H :]
             rz, n = gates[t, :, : 2 * H], gates[t, :, 2 * H :]
@@ -450,14 +451,14 @@ class GRULayer(Function):
         d_ih3 = d_ih.reshape(T, B, 3, H)  # (T, B, 3, H)
         d_hh = xp.empty_like(d_ih)  # becomes dL/d(h W_hh^T + b_hh)
         tmp = xp.empty((B, H), dtype=gates.dtype)
-        w_hh = RightFactor(self.w_hh, B)  # (3H, H), prepared once for the T products below
+        back = matmul_right_steps(d_hh, RightFactor(self.w_hh, B), tmp)  # tmp = d_hh_t W_hh; W_hh (3H, H) once
         for t in range(T - 1, -1, -1):
             if grad is not None:
                 dh += grad[t]
             d_ih3[t] *= dh[:, None, :]
             d_hh[t, :, : 2 * H] = d_ih[t, :, : 2 * H]
             xp.multiply(d_ih[t, :, 2 * H :], r[t], out=d_hh[t, :, 2 * H :])
-            matmul_right(d_hh[t], w_hh, out=tmp)
+            back(t)
             dh *= z[t]
             dh += tmp
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, d_ih, d_hh)
