@@ -69,20 +69,57 @@ def test_exp_special_values(dtype):
     np.testing.assert_array_equal(_exp(x), [1, 1, np.inf, 0, np.nan, np.inf, np.inf, 0, 0])
 
 
+def _tanh_kernel(a, out):
+    for k in range(a.size):
+        out[k] = jit.tanh(a[k])
+
+
+def _tanh(x: np.ndarray) -> np.ndarray:
+    """jit.tanh applied by a compiled loop over a flat array."""
+    out = np.empty_like(x)
+    jit.compiled(_tanh_kernel, x)(x, out)
+    return out
+
+
+@pytest.mark.usefixtures("jit_on")
+@settings(max_examples=20)
+@given(scale=st.sampled_from([1e-7, 1e-3, 0.05, 0.3, 1.0, 3.0, 12.0]), seed=st.integers(0, 2**31 - 1))
+def test_tanh_is_within_three_ulps(scale, seed):
+    """float32 against tanh in float64; float64 against libm's (NumPy's) tanh. Small arguments included,
+    where 1 - 2 / (e^{2x} + 1) would have lost all relative accuracy."""
+    x = np.random.default_rng(seed).standard_normal(4096) * scale
+    assert _ulps(_tanh(x.astype(np.float32)), np.tanh(x.astype(np.float32).astype(np.float64))).max() <= 3
+    assert _ulps(_tanh(x), np.tanh(x)).max() <= 3
+
+
+@pytest.mark.usefixtures("jit_on")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tanh_dense_grid_and_special_values(dtype):
+    """Every 1e-5 from -12 to 12 (past where tanh rounds to +-1), and inf, nan, +-0 (sign kept), tiny values."""
+    x = np.linspace(-12, 12, 2_400_001).astype(dtype)
+    ref = np.tanh(x.astype(np.float64)) if dtype == "float32" else np.tanh(x)
+    assert _ulps(_tanh(x), ref).max() <= 3
+    tiny = np.finfo(dtype).smallest_subnormal
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, tiny, 1e4, -1e4], dtype=dtype)
+    got = _tanh(special)
+    np.testing.assert_array_equal(got, np.array([0, 0, 1, -1, np.nan, 1e-30, -1e-30, tiny, 1, -1], dtype=dtype))
+    assert np.signbit(got[1]) and not np.signbit(got[0])
+
+
 def test_set_jit_checks_its_argument_and_switches():
     with pytest.raises(ValueError, match="set_jit"):
         jit.set_jit("llvm")
     jit.set_jit("off")
     assert jit.jit_name() == "off"
-    assert jit.compiled(recurrent._lstm_cell_kernel, np.zeros(3, np.float32)) is None
+    assert jit.compiled(recurrent._lstm_step_kernel, np.zeros(3, np.float32)) is None
     jit.set_jit("numba")
     assert jit.jit_name() == "numba"
-    assert jit.compiled(recurrent._lstm_cell_kernel, np.zeros(3, np.float32)) is not None
+    assert jit.compiled(recurrent._lstm_step_kernel, np.zeros(3, np.float32)) is not None
 
 
 @pytest.mark.usefixtures("jit_on")
 def test_compiled_only_for_numpy_float_arrays():
-    kernel = recurrent._lstm_cell_kernel
+    kernel = recurrent._lstm_step_kernel
     assert jit.compiled(kernel, np.zeros(3, np.float64)) is not None
     assert jit.compiled(kernel, np.zeros(3, np.int64)) is None
     assert jit.compiled(kernel, np.zeros(3, np.float16)) is None
@@ -90,22 +127,36 @@ def test_compiled_only_for_numpy_float_arrays():
     assert jit.compiled(kernel, np.zeros(3, np.float32), np.zeros(3, np.int32)) is None
 
 
-def test_kernels_run_as_plain_python_too():
-    """A kernel is Python: uncompiled, it gives what the compiled one gives (the NumPy-free reference)."""
+def _lstm_step_reference(a, bias, c_prev):
+    """The LSTM step's equations in NumPy, float64: gates from the scaled pre-activations, C_t, tanh C_t, h_t."""
+    H = c_prev.shape[1]
+    z = a + (0 if bias is None else bias)
+    sig = lambda v: 1 / (1 + np.exp(-2 * v))  # noqa: E731  # the sigmoid rows were scaled by 1/2
+    i, f, g, o = sig(z[:, :H]), sig(z[:, H : 2 * H]), np.tanh(z[:, 2 * H : 3 * H]), sig(z[:, 3 * H :])
+    c = f * c_prev + i * g
+    return np.concatenate([i, f, g, o], 1), c, np.tanh(c), o * np.tanh(c)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_lstm_step_kernel_runs_as_plain_python_and_compiled(dtype, with_bias):
+    """The step kernel is Python: uncompiled and compiled, it computes the LSTM step's equations."""
     rng = np.random.default_rng(1)
-    a = np.tanh(rng.standard_normal((3, 8)))
-    c_prev = rng.standard_normal((3, 2))
-    outs = []
-    for fn in (recurrent._lstm_cell_kernel, jit.compiled(recurrent._lstm_cell_kernel, a)):
+    B, H = 3, 5
+    a = (rng.standard_normal((B, 4 * H)) * 2).astype(dtype)
+    bias = rng.standard_normal(4 * H).astype(dtype) if with_bias else None
+    c_prev = rng.standard_normal((B, H)).astype(dtype)
+    want = _lstm_step_reference(a.astype(np.float64), None if bias is None else bias.astype(np.float64),
+                                c_prev.astype(np.float64))
+    tol = 1e-6 if dtype == "float32" else 1e-14
+    for fn in (recurrent._lstm_step_kernel, jit.compiled(recurrent._lstm_step_kernel, a)):
         if fn is None:
             pytest.skip("the JIT is off")
-        aa, c = a.copy(), np.empty_like(c_prev)
-        fn(aa, c_prev, c)
-        outs.append((aa, c))
-    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-15)
-    np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-15)
-    sig = 1 / (1 + np.exp(-2 * np.arctanh(a)))  # a holds tanh(a' / 2) for the sigmoid gates
-    np.testing.assert_allclose(outs[0][1], sig[:, 2:4] * c_prev + sig[:, 0:2] * a[:, 4:6], rtol=1e-12)
+        got = [a.copy(), np.empty_like(c_prev), np.empty_like(c_prev), np.empty_like(c_prev)]
+        fn(got[0], bias, c_prev, got[1], got[2], got[3])
+        for g, w in zip(got, want):
+            assert g.dtype == np.dtype(dtype)
+            np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
 
 
 def _reverse_rows_kernel(a, out):
@@ -128,19 +179,6 @@ def test_scratch_is_a_work_array_of_the_dtype_in_python_and_compiled(dtype):
         out = np.empty_like(a)
         fn(a, out)
         np.testing.assert_array_equal(out, a[:, ::-1])
-
-
-def test_lstm_output_kernel_is_o_times_tanh_c():
-    """h = o tanh(C) from the last gate block, plain Python and compiled, including a strided tanh(C) view."""
-    rng = np.random.default_rng(2)
-    a = rng.standard_normal((3, 8)).astype(np.float32)
-    tanh_c = np.tanh(rng.standard_normal((3, 4)).astype(np.float32))[:, ::2]  # (3, 2), strided
-    for fn in (recurrent._lstm_output_kernel, jit.compiled(recurrent._lstm_output_kernel, a)):
-        if fn is None:
-            pytest.skip("the JIT is off")
-        h = np.empty((3, 2), np.float32)
-        fn(a, tanh_c, h)
-        np.testing.assert_array_equal(h, a[:, 6:] * tanh_c)
 
 
 def _lstm_run(mode: str, arrays: list[np.ndarray], grad_out: bool, grad_hn: bool) -> list[np.ndarray]:
@@ -232,12 +270,12 @@ def test_without_numba_the_ops_take_numpy_and_asking_for_numba_is_an_error(monke
     monkeypatch.setattr(jit, "_numba", False)  # as if Numba were not installed
     jit.set_jit("auto")
     assert jit.jit_name() == "off"
-    assert jit.compiled(recurrent._lstm_cell_kernel, np.zeros(3, np.float32)) is None
+    assert jit.compiled(recurrent._lstm_step_kernel, np.zeros(3, np.float32)) is None
     with pytest.raises(RuntimeError, match="jit"):
         jit.set_jit("numba")
     monkeypatch.setattr(jit, "_choice", "numba")  # as TINYGRAD_LM_JIT=numba would set it
     with pytest.raises(RuntimeError, match="TINYGRAD_LM_JIT=numba"):
-        jit.compiled(recurrent._lstm_cell_kernel, np.zeros(3, np.float32))
+        jit.compiled(recurrent._lstm_step_kernel, np.zeros(3, np.float32))
     x = tl.tensor(np.linspace(-3, 3, 7))
     jit.set_jit("auto")
     np.testing.assert_allclose(x.gelu().numpy(), _gelu_ref(x.numpy())[0], rtol=1e-12, atol=1e-15)

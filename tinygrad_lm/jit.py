@@ -46,6 +46,11 @@ def exp(x: float) -> float:
     return math.exp(x)
 
 
+def tanh(x: float) -> float:
+    """tanh x inside a kernel (compiled: :func:`_tanh32` and :func:`_tanh64`, which vectorise)."""
+    return math.tanh(x)
+
+
 def scratch(n: int, like: Any) -> Any:
     """Inside a kernel: a 1-D work array of ``n`` uninitialised elements of ``like``'s dtype."""
     return numpy.empty(n, dtype=like.dtype)
@@ -101,9 +106,48 @@ def _exp64(x: Any) -> Any:
     return _exp_of(x, f, f(lo), f(hi), f(ln2_hi), f(ln2_lo), inv_factorials)
 
 
+# Per dtype: an |x| beyond which tanh x rounds to +-1 (float32: 1 - tanh 10 < 2^-25; float64: 1 - tanh 20 < 2^-54).
+_TANH_LIMIT32, _TANH_LIMIT64 = 10.0, 20.0
+
+
+def _tanh_of(x: Any, f: Any, limit: Any, ln2_hi: Any, ln2_lo: Any, inv_factorials: Any) -> Any:
+    """tanh x in the float type f within a few ulp: tanh x = m / (m + 2) with m = e^{2x} - 1.
+
+    m is computed as in :func:`_exp_of` (y = 2x = n ln 2 + r, |r| <= ln(2) / 2), but without ever
+    forming e^r: m = 2^n (e^r - 1) + (2^n - 1), where e^r - 1 = r (1 + r/2! + r^2/3! + ...) keeps its
+    relative accuracy as r goes to 0. So tanh x stays accurate for small x too (where 1 - 2 / (e^{2x} + 1)
+    would cancel), with no branch. |x| is capped at ``limit``, where tanh rounds to +-1; +-0 and nan
+    come back unchanged.
+    """
+    y = f(2) * min(max(x, -limit), limit)
+    n = numpy.floor(y * f(_LOG2E) + f(0.5))
+    r = (y - n * ln2_hi) - n * ln2_lo
+    p = f(0)
+    for c in inv_factorials[:-1]:  # 1/K! .. 1/1!
+        p = p * r + f(c)
+    s = _pow2(n)
+    m = s * (p * r) + (s - f(1))  # e^y - 1
+    t = m / (m + f(2))
+    return t if x != f(0) and x == x else x
+
+
+def _tanh32(x: Any) -> Any:
+    """tanh x in float32: :func:`_tanh_of` with the Taylor series of e^r - 1 to r^7."""
+    f = numpy.float32
+    _, _, ln2_hi, ln2_lo, inv_factorials = _EXP32
+    return _tanh_of(x, f, f(_TANH_LIMIT32), f(ln2_hi), f(ln2_lo), inv_factorials)
+
+
+def _tanh64(x: Any) -> Any:
+    """tanh x in float64: :func:`_tanh_of` with the Taylor series of e^r - 1 to r^13."""
+    f = numpy.float64
+    _, _, ln2_hi, ln2_lo, inv_factorials = _EXP64
+    return _tanh_of(x, f, f(_TANH_LIMIT64), f(ln2_hi), f(ln2_lo), inv_factorials)
+
+
 def _register(numba: Any) -> None:
-    """Compiled :func:`exp`: :func:`_exp32` for float32, :func:`_exp64` for float64, libm for anything else."""
-    global _pow2, _exp_of, _exp32, _exp64
+    """Compiled :func:`exp` and :func:`tanh`: the float32 and float64 versions above, libm for anything else."""
+    global _pow2, _exp_of, _exp32, _exp64, _tanh_of, _tanh32, _tanh64
     from llvmlite import ir
     from numba.core import types
     from numba.extending import intrinsic, overload
@@ -128,6 +172,9 @@ def _register(numba: Any) -> None:
     _exp_of = numba.njit(_exp_of, **options)
     _exp32 = numba.njit(_exp32, **options)
     _exp64 = numba.njit(_exp64, **options)
+    _tanh_of = numba.njit(_tanh_of, **options)
+    _tanh32 = numba.njit(_tanh32, **options)
+    _tanh64 = numba.njit(_tanh64, **options)
 
     @overload(scratch, inline="always")
     def _scratch(n, like):  # type: ignore[no-untyped-def]
@@ -138,6 +185,12 @@ def _register(numba: Any) -> None:
         if x == types.float32:
             return lambda x: _exp32(x)
         return (lambda x: _exp64(x)) if x == types.float64 else (lambda x: math.exp(x))
+
+    @overload(tanh, inline="always")
+    def _tanh(x):  # type: ignore[no-untyped-def]
+        if x == types.float32:
+            return lambda x: _tanh32(x)
+        return (lambda x: _tanh64(x)) if x == types.float64 else (lambda x: math.tanh(x))
 
 
 def _load() -> Any:

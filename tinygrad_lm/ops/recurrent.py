@@ -32,13 +32,12 @@ of all steps ``(T, B, H)``, the last one ``h_T (B, H)`` and, for the LSTM, the l
 state ``C_T (B, H)``; its backward gets their gradients (``None`` for an unused one).
 
 Sigmoid gates are computed as sigma(a) = (1 + tanh(a / 2)) / 2, the same function,
-which never overflows and lets one ``tanh`` call act on all four LSTM gates at once:
+which never overflows and lets one ``tanh`` pass act on all four LSTM gates at once:
 ``act(a) = s * tanh(s * a) + shift`` with s = shift = 1/2 for the sigmoid gates and
 s = 1, shift = 0 for the tanh candidate.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .. import jit
@@ -50,56 +49,30 @@ from ..backend import RightFactor, matmul, matmul_right_steps
 BPTT_BLOCK_BYTES = 1 << 18
 
 
-def _lstm_cell_kernel(a: Any, c_prev: Any, c: Any) -> None:
-    """The middle of one LSTM step, after a = tanh(scaled pre-activations) (B, 4H), in place: the gates
-    [i, f, g, o] into a (sigma = (1 + tanh) / 2 for i, f, o) and C_t = f C_{t-1} + i g into c (B, H).
-
-    (tanh itself stays a NumPy call: its vectorised version is faster than one compiled here.)
-    C_t is computed first, from the tanh values, and each gate block is then rewritten in a pass
-    of its own: loops that each read and write one block run about 1.5x faster than one loop
-    that rewrites three blocks of a row at once.
-    """
-    B, H = c.shape
-    half = c.dtype.type(0.5)
-    for b in range(B):
-        for j in range(H):
-            i = half * a[b, j] + half
-            f = half * a[b, H + j] + half
-            c[b, j] = f * c_prev[b, j] + i * a[b, 2 * H + j]
-        for k in range(2 * H):  # i and f
-            a[b, k] = half * a[b, k] + half
-        for k in range(3 * H, 4 * H):  # o
-            a[b, k] = half * a[b, k] + half
-
-
-def _lstm_output_kernel(a: Any, tanh_c: Any, h: Any) -> None:
-    """h_t = o_t tanh(C_t) (B, H), with o_t the last gate block of a (B, 4H): one pass instead of NumPy's
-    multiply through the strided o view (twice as fast at B = 32, H = 256)."""
-    B, H = h.shape
-    for b in range(B):
-        for j in range(H):
-            h[b, j] = a[b, 3 * H + j] * tanh_c[b, j]
-
-
 def _lstm_step_kernel(a: Any, bias: Any, c_prev: Any, c: Any, tanh_c: Any, h: Any) -> None:
     """One whole LSTM step after the GEMMs, in place: a (B, 4H) holds the scaled pre-activations
     [a_i, a_f, a_g, a_o] without the biases; ``bias`` (4H,) is the scaled b_ih + b_hh (or None).
     Writes the gates i, f, g, o into a, C_t = f C_{t-1} + i g into c, tanh(C_t) and h_t = o tanh(C_t).
 
-    The GPU runs this as one kernel (its CUDA twin in ``cuda_kernels.py``) instead of a dozen CuPy
-    calls; the CPU keeps the split of :func:`_lstm_cell_kernel` (NumPy's tanh is faster there).
+    Each row is one pass per gate block and one for the cell: loops that each read and write one
+    block vectorise; tanh is :func:`jit.tanh`, which vectorises too. On the CPU this one call
+    replaces a bias add, NumPy's tanh of the gates and of C_t, and two compiled passes; a GPU runs
+    it as one kernel (its CUDA twin in ``cuda_kernels.py``) instead of a dozen CuPy calls.
     """
     B, H = c.shape
     half = c.dtype.type(0.5)
     for b in range(B):
+        for k in range(4 * H):
+            z = a[b, k] + bias[k] if bias is not None else a[b, k]
+            a[b, k] = jit.tanh(z)
+        for k in range(2 * H):  # i and f: sigma(a) = (1 + tanh(a / 2)) / 2
+            a[b, k] = half * a[b, k] + half
+        for k in range(3 * H, 4 * H):  # o
+            a[b, k] = half * a[b, k] + half
         for j in range(H):
-            z = [a[b, k * H + j] + (bias[k * H + j] if bias is not None else 0) for k in range(4)]
-            i, f = half * math.tanh(z[0]) + half, half * math.tanh(z[1]) + half
-            g, o = math.tanh(z[2]), half * math.tanh(z[3]) + half
-            a[b, j], a[b, H + j], a[b, 2 * H + j], a[b, 3 * H + j] = i, f, g, o
-            c[b, j] = f * c_prev[b, j] + i * g
-            tanh_c[b, j] = math.tanh(c[b, j])
-            h[b, j] = o * tanh_c[b, j]
+            c[b, j] = a[b, H + j] * c_prev[b, j] + a[b, j] * a[b, 2 * H + j]
+            tanh_c[b, j] = jit.tanh(c[b, j])
+            h[b, j] = a[b, 3 * H + j] * tanh_c[b, j]
 
 
 def _lstm_step_back_kernel(a: Any, c_prev: Any, tanh_c: Any, grad: Any, dh: Any, dc: Any, da: Any) -> None:
@@ -284,7 +257,7 @@ class LSTMLayer(Function):
         scale = xp.full(4 * H, 0.5, dtype=x.dtype)  # (4H,) sigmoid for i, f, o; tanh for g
         scale[2 * H : 3 * H] = 1
         # tanh's argument is scale * a. Scaling the rows of W_ih, W_hh and the biases by 1/2 (exact in
-        # floating point) lets the GEMMs produce it directly, so one tanh call acts on a step's four gates.
+        # floating point) lets the GEMMs produce it directly, so one tanh pass acts on a step's four gates.
         gates, self.x2 = _input_projection(xp, x, w_ih * scale[:, None])  # (T, B, 4H)
         # The biases are added one step at a time, while the step's rows are in the cache: a pass
         # over all T steps here would stream the whole (T, B, 4H) array through memory once more.
@@ -295,13 +268,12 @@ class LSTMLayer(Function):
         hs[0], cs[0] = h0, c0
         # + h_{t-1} W_hh^T, scaled, into each step's gates; W_hh^T (H, 4H) is prepared once for the T products
         recurrent = matmul_right_steps(hs[:T], RightFactor((w_hh * scale[:, None]).T, B), gates, accumulate=True)
-        # A GPU runs everything after a step's GEMM as one kernel; the CPU compiles the middle of it.
-        step = jit.compiled(_lstm_step_kernel, gates) if self.device != "cpu" else None
-        cell = None if step is not None else jit.compiled(_lstm_cell_kernel, gates)
-        output = None if cell is None else jit.compiled(_lstm_output_kernel, gates)
+        # Everything after a step's GEMM is one compiled call (Numba, or the CUDA twin on a GPU); without
+        # kernels, the plain array path below.
+        step = jit.compiled(_lstm_step_kernel, gates)
         bias = sum(biases) * scale if biases else None  # (4H,), scaled; step adds it itself
-        bias_rows = xp.broadcast_to(bias, (B, 4 * H)).copy() if bias is not None and step is None else None
-        if step is None and cell is None:  # the plain array path below
+        if step is None:
+            bias_rows = xp.broadcast_to(bias, (B, 4 * H)).copy() if bias is not None else None
             scale_rows = xp.broadcast_to(scale, (B, 4 * H)).copy()  # (B, 4H): NumPy runs same-shape operands
             shift_rows = xp.broadcast_to(1 - scale, (B, 4 * H)).copy()  # faster than a broadcast row vector
             ig = xp.empty((B, H), dtype=x.dtype)
@@ -314,19 +286,13 @@ class LSTMLayer(Function):
             if bias_rows is not None:
                 a += bias_rows  # + b_ih + b_hh, scaled
             xp.tanh(a, out=a)
-            if cell is not None:
-                cell(a, cs[t], cs[t + 1])
-            else:
-                a *= scale_rows
-                a += shift_rows  # now i, f, g, o
-                xp.multiply(a[:, H : 2 * H], cs[t], out=cs[t + 1])
-                xp.multiply(a[:, :H], a[:, 2 * H : 3 * H], out=ig)
-                cs[t + 1] += ig
+            a *= scale_rows
+            a += shift_rows  # now i, f, g, o
+            xp.multiply(a[:, H : 2 * H], cs[t], out=cs[t + 1])
+            xp.multiply(a[:, :H], a[:, 2 * H : 3 * H], out=ig)
+            cs[t + 1] += ig
             xp.tanh(cs[t + 1], out=tanh_c[t])
-            if output is not None:
-                output(a, tanh_c[t], hs[t + 1])
-            else:
-                xp.multiply(a[:, 3 * H :], tanh_c[t], out=hs[t + 1])
+            xp.multiply(a[:, 3 * H :], tanh_c[t], out=hs[t + 1])
         self.w_ih, self.w_hh, self.gates, self.cs, self.tanh_c = w_ih, w_hh, gates, cs, tanh_c
         self.h_prev = hs[:T]
         return hs[1:], hs[T], cs[T]  # output (T, B, H), h_T and C_T (B, H)
