@@ -385,3 +385,25 @@ def test_gradcheck_rejects_float32_inputs(device):
 def test_gradcheck_needs_an_input_that_requires_grad(device):
     with pytest.raises(ValueError, match="requires_grad"):
         tl.gradcheck(lambda t: t * 2, [tl.ones(2, dtype=tl.float64, device=device)])
+
+
+def test_backward_tells_an_op_whether_it_is_its_last_backward():
+    """Function.last_backward is True only when the engine frees the node after it (retain_graph=False),
+    so an op may then overwrite what its forward saved."""
+    seen = []
+
+    class Double(Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, grad):
+            seen.append(self.last_backward)
+            return grad * 2
+
+    x = tl.tensor(np.ones(3), requires_grad=True)
+    y = Double.apply(x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    assert seen == [False, True]
+    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 4.0, 4.0])
+    assert Function.last_backward is False  # an op's backward called outside the engine may not reuse

@@ -214,6 +214,30 @@ def test_lstm_kernels_equal_the_numpy_path(monkeypatch, T, B, n_in, H, dtype, gr
 
 
 @pytest.mark.usefixtures("jit_on")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lstm_backward_twice_with_retain_graph(dtype):
+    """The last backward may write dL/da over the saved gates; a retained graph's backward must not, so a
+    second backward gives the same gradients again, and the forward's outputs are untouched."""
+    rng = np.random.default_rng(4)
+    T, B, n_in, H = 5, 3, 4, 6
+    shapes = [(T, B, n_in), (B, H), (B, H), (4 * H, n_in), (4 * H, H), (4 * H,), (4 * H,)]
+    ts = [tl.tensor(rng.standard_normal(s).astype(dtype), requires_grad=True) for s in shapes]
+    out, h_n, c_n = LSTMLayer.apply(*ts)
+    loss = c_n.sum() * 0.5 + (out * out).sum()  # the loss of _lstm_run(..., grad_out=True, grad_hn=False)
+    kept = out.detach().numpy().copy()
+    loss.backward(retain_graph=True)
+    first = [t.grad.numpy().copy() for t in ts]
+    loss.backward()
+    for t, f in zip(ts, first):
+        np.testing.assert_allclose(t.grad.numpy(), 2 * f, rtol=1e-6 if dtype == "float32" else 1e-13, atol=1e-6)
+    np.testing.assert_array_equal(out.detach().numpy(), kept)
+    want = _lstm_run("off", [t.detach().numpy() for t in ts], True, False)[3:]  # the NumPy path's gradients
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for f, w in zip(first, want):
+        np.testing.assert_allclose(f, w, rtol=tol, atol=tol)
+
+
+@pytest.mark.usefixtures("jit_on")
 @settings(max_examples=10)
 @given(T=st.integers(1, 4), B=st.integers(1, 3), H=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
 def test_lstm_kernels_gradcheck(T, B, H, seed):

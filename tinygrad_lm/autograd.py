@@ -164,6 +164,9 @@ class Function:
 
     differentiable = True
     n_outputs: int | None = None  # the number of outputs of a node whose forward returned a tuple
+    # True while the engine runs this node's backward for the last time (``retain_graph=False``): the
+    # engine frees the node right after, so backward may overwrite the arrays forward saved on ``self``.
+    last_backward = False
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
@@ -379,6 +382,8 @@ def backward(tensor: Any, grad: Any, retain_graph: bool = False) -> None:
             ref = node.__dict__.get("_retain_ref")  # set by Tensor.retain_grad() on this node's output
             if ref is not None:
                 _keep_retained(ref, g)
+            if not retain_graph:
+                node.last_backward = True
             in_grads = node.backward(g)
             g = None  # an op handing ``g`` on unchanged (Clone, Expand) then leaves it private
             if type(in_grads) is not tuple:
