@@ -684,7 +684,7 @@ class RightFactor:
     every step multiplies against that copy (``cblas_?gemm_compute``), instead of each GEMM
     call re-arranging ``b`` again; this makes the skinny per-step products 1.1-1.2x faster.
     Otherwise it keeps a contiguous copy of ``b``, which OpenBLAS multiplies faster than a
-    transposed view. Use it through :func:`matmul_right`.
+    transposed view. Use it through :func:`matmul_right` or :func:`matmul_right_steps`.
     """
 
     __slots__ = ("b", "m", "packed", "_compute")
