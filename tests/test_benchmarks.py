@@ -134,3 +134,20 @@ def test_same_loss_as_pytorch_from_the_same_weights(name: str) -> None:
     after = model.state_dict()
     for k, v in pt_model.state_dict().items():
         np.testing.assert_allclose(after[k], v.detach().numpy(), atol=1e-5, err_msg=k)
+
+
+def test_lstm_layer_benchmark_runs_at_a_tiny_size() -> None:
+    """bench_lstm_layer.py end to end (no timing checked): it runs, and with PyTorch installed the two
+    layers agree on the output from the same weights."""
+    import re
+    import subprocess
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                          "bench_lstm_layer.py")
+    result = subprocess.run([sys.executable, script, "--seq", "3", "--batch", "2", "--input", "4", "--hidden", "5",
+                             "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"tinygrad_lm\s+forward\s+[\d.]+ ms\s+backward\s+[\d.]+ ms", result.stdout)
+    diff = re.search(r"max \|output difference\| ([\d.e+-]+)", result.stdout)
+    if importlib.util.find_spec("torch") is not None:
+        assert diff is not None and float(diff.group(1)) < 1e-5
