@@ -35,8 +35,13 @@ class Linear(Function):
         gx = matmul(g2, self.weight).reshape(self.x_shape) if need_x else None  # (..., in)
         gw = matmul(g2.T, self.x2) if need_w else None  # (out, in)
         gb = None
-        if self.has_bias and self.needs_grad[2]:  # (out,), the sum over rows (CuPy's einsum costs 100 us to parse)
-            gb = self.xp.einsum("ij->j", g2) if self.device == "cpu" else g2.sum(axis=0)
+        if self.has_bias and self.needs_grad[2]:  # (out,), the sum over rows
+            if self.device == "cpu":
+                # ones (M,) @ g2, a vector-matrix product: 0.13 ms at 2048 x 384 against 0.18 for a sum
+                # over axis 0, and nearer the float64 sum (BLAS adds in blocks, NumPy row after row here)
+                gb = matmul(self.xp.ones(g2.shape[0], dtype=g2.dtype), g2)
+            else:
+                gb = g2.sum(axis=0)  # (CuPy's einsum costs 100 us to parse)
         return gx, gw, gb
 
 
