@@ -57,15 +57,19 @@ def main(argv: list[str] | None = None) -> None:
     layer = nn.LSTM(args.input, args.hidden)
     runs: dict[str, Any] = {}
 
-    def run_tl() -> tuple[float, float]:
-        xt = tl.tensor(x, requires_grad=True)
-        t0 = time.perf_counter()
-        y, _ = layer(xt)
-        t1 = time.perf_counter()
-        y.backward(tl.tensor(g))
-        return t1 - t0, time.perf_counter() - t1
+    def timed_run(lstm: Any, make_input: Any, grad: Any) -> Any:
+        """A function that runs ``lstm`` forward on a fresh input and backward from ``grad``, timing each."""
+        def run() -> tuple[float, float]:
+            xt = make_input()
+            t0 = time.perf_counter()
+            y, _ = lstm(xt)
+            t1 = time.perf_counter()
+            y.backward(grad)
+            return t1 - t0, time.perf_counter() - t1
 
-    runs["tinygrad_lm"] = run_tl
+        return run
+
+    runs["tinygrad_lm"] = timed_run(layer, lambda: tl.tensor(x, requires_grad=True), tl.tensor(g))
     if torch is not None:
         torch.set_num_threads(args.threads)
         ref = torch.nn.LSTM(args.input, args.hidden)
@@ -74,16 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         y_tl, _ = layer(tl.tensor(x))
         err = float(np.abs(y_tl.detach().numpy() - y_ref.detach().numpy()).max())
         print(f"same weights, same input: max |output difference| {err:.1e}")
-
-        def run_torch() -> tuple[float, float]:
-            xt = torch.from_numpy(x).requires_grad_(True)
-            t0 = time.perf_counter()
-            y, _ = ref(xt)
-            t1 = time.perf_counter()
-            y.backward(torch.from_numpy(g))
-            return t1 - t0, time.perf_counter() - t1
-
-        runs["torch"] = run_torch
+        runs["torch"] = timed_run(ref, lambda: torch.from_numpy(x).requires_grad_(True), torch.from_numpy(g))
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     warmup = 3
     for i in range(warmup + args.repeats):

@@ -28,11 +28,24 @@ def _exp_kernel(a, out):
         out[k] = jit.exp(a[k])
 
 
-def _exp(x: np.ndarray) -> np.ndarray:
-    """jit.exp applied by a compiled loop over a flat array."""
+def _tanh_kernel(a, out):
+    for k in range(a.size):
+        out[k] = jit.tanh(a[k])
+
+
+def _apply(kernel, x: np.ndarray) -> np.ndarray:
+    """A compiled elementwise kernel (_exp_kernel, _tanh_kernel) applied to a flat array."""
     out = np.empty_like(x)
-    jit.compiled(_exp_kernel, x)(x, out)
+    jit.compiled(kernel, x)(x, out)
     return out
+
+
+def _exp(x: np.ndarray) -> np.ndarray:
+    return _apply(_exp_kernel, x)
+
+
+def _tanh(x: np.ndarray) -> np.ndarray:
+    return _apply(_tanh_kernel, x)
 
 
 def _ulps(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -67,18 +80,6 @@ def test_exp_special_values(dtype):
     small = -87.4 if dtype == "float32" else -708.4
     x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, big, 1e30, small, -1e30], dtype=dtype)
     np.testing.assert_array_equal(_exp(x), [1, 1, np.inf, 0, np.nan, np.inf, np.inf, 0, 0])
-
-
-def _tanh_kernel(a, out):
-    for k in range(a.size):
-        out[k] = jit.tanh(a[k])
-
-
-def _tanh(x: np.ndarray) -> np.ndarray:
-    """jit.tanh applied by a compiled loop over a flat array."""
-    out = np.empty_like(x)
-    jit.compiled(_tanh_kernel, x)(x, out)
-    return out
 
 
 @pytest.mark.usefixtures("jit_on")

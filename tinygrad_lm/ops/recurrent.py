@@ -54,10 +54,11 @@ def _lstm_step_kernel(a: Any, bias: Any, c_prev: Any, c: Any, tanh_c: Any, h: An
     [a_i, a_f, a_g, a_o] without the biases; ``bias`` (4H,) is the scaled b_ih + b_hh (or None).
     Writes the gates i, f, g, o into a, C_t = f C_{t-1} + i g into c, tanh(C_t) and h_t = o tanh(C_t).
 
-    Each row is one pass per gate block and one for the cell: loops that each read and write one
-    block vectorise; tanh is :func:`jit.tanh`, which vectorises too. On the CPU this one call
-    replaces a bias add, NumPy's tanh of the gates and of C_t, and two compiled passes; a GPU runs
-    it as one kernel (its CUDA twin in ``cuda_kernels.py``) instead of a dozen CuPy calls.
+    Each row takes a tanh pass over its four gate blocks, a pass that turns i, f and o into sigmoids,
+    and one pass for the cell: simple loops that the compiler vectorises, tanh included
+    (:func:`jit.tanh`). On the CPU this one call does the work of a bias add, NumPy's tanh of the gates
+    and of C_t, and two more passes; a GPU runs it as one kernel (its CUDA twin in ``cuda_kernels.py``)
+    instead of a dozen CuPy calls.
     """
     B, H = c.shape
     half = c.dtype.type(0.5)
