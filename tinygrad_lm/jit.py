@@ -9,10 +9,10 @@ compiled by Numba when the ``jit`` extra is installed: one pass, no temporaries.
 
 A kernel is ordinary Python. It reads like the lecture's equations, one element
 at a time, and it also runs (slowly) as plain Python. Inside a kernel, :func:`scratch`
-makes a small work array and :func:`exp` stands for e^x: compiled, it is written out
-below in arithmetic that the compiler can vectorise (libm's one-element-at-a-time calls
-would cost more than the NumPy passes they replace); other math functions
-(``math.log``, ``math.sqrt``) are used directly.
+makes a small work array, and :func:`exp` and :func:`tanh` stand for e^x and tanh x:
+compiled, they are written out below in arithmetic that the compiler can vectorise
+(libm's one-element-at-a-time calls would cost more than the NumPy passes they replace);
+other math functions (``math.log``, ``math.sqrt``) are used directly.
 
 On a GPU, the same kernels run as CUDA twins written in :mod:`tinygrad_lm.cuda_kernels`
 (one launch instead of a dozen CuPy calls), whether or not Numba is installed.
