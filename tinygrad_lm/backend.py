@@ -713,13 +713,13 @@ def _array_module(array: Any) -> ModuleType:
 
 def matmul_right(a: Any, right: RightFactor, out: Any, accumulate: bool = False) -> Any:
     """``out = a @ right.b``, or ``out += a @ right.b`` with ``accumulate``; ``a`` is (m, k), ``out`` (m, n)."""
-    if right.packed is not None and a.shape[0] == right.m and a.dtype == right.b.dtype and out.dtype == a.dtype:
-        la, lc = _layout(a), _layout(out)
-        if la is not None and lc is not None and lc[0] == _NO_TRANS:
-            m, k = a.shape
-            right._compute(_ROW_MAJOR, la[0], _PACKED, m, out.shape[1], k, a.ctypes.data, la[1],
-                           right.packed.ctypes.data, 0, 1.0 if accumulate else 0.0, out.ctypes.data, lc[1])
-            return out
+    layouts = _packed_layouts(a, right, out)
+    if layouts is not None:
+        (op_a, ld_a), (_, ld_out) = layouts
+        m, k = a.shape
+        right._compute(_ROW_MAJOR, op_a, _PACKED, m, out.shape[1], k, a.ctypes.data, ld_a,
+                       right.packed.ctypes.data, 0, 1.0 if accumulate else 0.0, out.ctypes.data, ld_out)
+        return out
     if accumulate:
         if _is_cupy_float_2d(a, right.b, out) and out.flags.c_contiguous:
             return _cupy_gemm(a, right.b, out, beta=1.0)  # one cuBLAS call adds the product into out
@@ -749,25 +749,31 @@ def matmul_right_steps(a: Any, right: RightFactor, out: Any, accumulate: bool = 
             raise IndexError(f"matmul_right_steps: step {t} is outside 0 .. {T - 1}")
         matmul_right(a[t], right, out=out[t] if per_step else out, accumulate=accumulate)
 
-    if (T and right.packed is not None and type(a) is numpy.ndarray and type(out) is numpy.ndarray
-            and a.shape[1] == right.m and a.dtype == right.b.dtype == out.dtype):
-        a0, out0 = a[0], out[0] if per_step else out
-        la, lc = _layout(a0), _layout(out0)
-        if la is not None and lc is not None and lc[0] == _NO_TRANS:
-            m = a0.shape[0]
-            compute, packed, beta = right._compute, right.packed.ctypes.data, 1.0 if accumulate else 0.0
-            a_ptr, a_step = a.ctypes.data, a.strides[0]
-            out_ptr, out_step = out.ctypes.data, out.strides[0] if per_step else 0
+    layouts = _packed_layouts(a[0], right, out[0] if per_step else out) if T else None
+    if layouts is None:
+        return plain_step
+    (op_a, ld_a), (_, ld_out) = layouts
+    m = a.shape[1]
+    compute, packed, beta = right._compute, right.packed.ctypes.data, 1.0 if accumulate else 0.0
+    a_ptr, a_step = a.ctypes.data, a.strides[0]
+    out_ptr, out_step = out.ctypes.data, out.strides[0] if per_step else 0
 
-            def step(t: int, _memory: Any = (a, out, right)) -> None:  # _memory: what the addresses point into
-                if not 0 <= t < T:
-                    raise IndexError(f"matmul_right_steps: step {t} is outside 0 .. {T - 1}")
-                compute(_ROW_MAJOR, la[0], _PACKED, m, n, k, a_ptr + t * a_step, la[1], packed, 0, beta,
-                        out_ptr + t * out_step, lc[1])
+    def step(t: int, _memory: Any = (a, out, right)) -> None:  # _memory: what the addresses point into
+        if not 0 <= t < T:
+            raise IndexError(f"matmul_right_steps: step {t} is outside 0 .. {T - 1}")
+        compute(_ROW_MAJOR, op_a, _PACKED, m, n, k, a_ptr + t * a_step, ld_a, packed, 0, beta,
+                out_ptr + t * out_step, ld_out)
 
-            return step
+    return step
 
-    return plain_step
+
+def _packed_layouts(a: Any, right: RightFactor, out: Any) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The BLAS layouts of a (m, k) and out (m, n) when ``a @ right.b`` can use right's MKL-packed copy, else None."""
+    if (right.packed is None or type(a) is not numpy.ndarray or type(out) is not numpy.ndarray
+            or a.shape[0] != right.m or not a.dtype == right.b.dtype == out.dtype):
+        return None
+    la, lc = _layout(a), _layout(out)
+    return (la, lc) if la is not None and lc is not None and lc[0] == _NO_TRANS else None
 
 
 def fast_normal_cdf_available(array: Any) -> bool:
