@@ -114,18 +114,18 @@ def check_grad(fn: Callable[..., Any], *arrays_: Any, device: str = "cpu", **kwa
     before = [host(t) for t in tensors]
     assert tl.gradcheck(fn, tensors, **kwargs)
     for t, b in zip(tensors, before):
-        np.testing.assert_array_equal(tl.backend.to_host(t.data), b, err_msg="the op modified its input")
+        np.testing.assert_array_equal(tl.backend.to_host(t.array), b, err_msg="the op modified its input")
     out = fn(*tensors)
     outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if o.requires_grad]
     if outs:
         sum((o.sum() for o in outs[1:]), outs[0].sum()).backward()
     for t, b in zip(tensors, before):
-        np.testing.assert_array_equal(tl.backend.to_host(t.data), b, err_msg="backward modified an input")
+        np.testing.assert_array_equal(tl.backend.to_host(t.array), b, err_msg="backward modified an input")
 
 
 def host(t: tl.Tensor) -> np.ndarray:
     """A detached host copy of a tensor's values, for comparing with NumPy."""
-    return np.array(tl.backend.to_host(t.detach().data), copy=True)
+    return np.array(tl.backend.to_host(t.detach().array), copy=True)
 
 
 @st.composite

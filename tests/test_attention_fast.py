@@ -26,7 +26,7 @@ MASK_KINDS = ["none", "causal", "float", "bool", "fully_masked_row"]
 
 
 def host(t: tl.Tensor) -> np.ndarray:
-    return np.asarray(tl.backend.to_host(t.data))
+    return np.asarray(tl.backend.to_host(t.array))
 
 
 def np_sdpa(q, k, v, mask=None, keep=None, scale=1.0):
@@ -75,7 +75,7 @@ def test_both_softmax_paths_match_numpy_and_gradcheck(device, forced_path, B, L,
     q, k, v = rng.standard_normal((B, 2, L, E)), rng.standard_normal((B, 2, S, E)), rng.standard_normal((B, 2, S, Ev))
     mask = make_mask(rng, kind, L, S)
     keep = (rng.random((B, 2, L, S)) > 0.3) / 0.7 if dropout else None
-    keep_data = None if keep is None else tl.tensor(keep, device=device).data
+    keep_data = None if keep is None else tl.tensor(keep, device=device).array
     ts = [tl.tensor(a, device=device, requires_grad=True) for a in (q, k, v)]
     ts.append(None if mask is None else tl.tensor(mask, device=device, requires_grad=kind == "float"))
     before = [a.copy() for a in (q, k, v)]

@@ -62,7 +62,7 @@ def test_one_training_step_updates_every_parameter(device: str, name: str) -> No
     before = {k: v.copy() for k, v in model.state_dict().items()}
     loss = models.train_step(model, optim.SGD(model.parameters(), lr=0.5), idx_t, tgt_t, F)
     # the loss is the mean cross-entropy of these logits (NumPy reference, float64)
-    z = tl.backend.to_host(logits.data).astype(np.float64).reshape(-1, cfg.vocab)
+    z = tl.backend.to_host(logits.array).astype(np.float64).reshape(-1, cfg.vocab)
     log_p = z - z.max(axis=1, keepdims=True)
     log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
     expected = -log_p[np.arange(z.shape[0]), tgt.reshape(-1)].mean()
@@ -73,7 +73,7 @@ def test_one_training_step_updates_every_parameter(device: str, name: str) -> No
     assert abs(entropy - math.log(cfg.vocab)) < 0.5
     for pname, p in model.named_parameters():
         assert p.grad is not None and p.grad.shape == p.shape, pname
-        assert np.isfinite(tl.backend.to_host(p.grad.data)).all(), pname
+        assert np.isfinite(tl.backend.to_host(p.grad.array)).all(), pname
     after = model.state_dict()
     changed = [k for k in before if not np.array_equal(before[k], after[k])]
     unchanged = set(before) - set(changed)

@@ -141,7 +141,7 @@ def spy(monkeypatch):
 
 
 def host(t):
-    return tl.backend.to_host(t.data)
+    return tl.backend.to_host(t.array)
 
 
 def both_paths(fn, arrays, dtype, params=()):
@@ -263,7 +263,7 @@ def test_layer_norm_fused_equals_unfused(spy, dtype, M, D, affine, bias):
     ln = nn.LayerNorm(D, elementwise_affine=affine, bias=bias).to(GPU).to(getattr(tl, dtype))
     with tl.no_grad():
         for p in ln.parameters():
-            p.data[...] = tl.tensor(rng.standard_normal(p.shape), dtype=dtype, device=GPU).data
+            p.array[...] = tl.tensor(rng.standard_normal(p.shape), dtype=dtype, device=GPU).array
     assert_same(both_paths(ln, [x.reshape(M // 5 or 1, -1, D) if M % 5 == 0 else x], dtype,
                            list(ln.parameters())), dtype)
     assert spy == {"_layer_norm_forward_kernel": 1, "_layer_norm_backward_kernel": 1}

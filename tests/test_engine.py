@@ -254,7 +254,7 @@ def test_an_intermediate_nothing_saved_is_freed_before_backward(device):
         x = tl.randn(6, device=device, dtype="float64", requires_grad=True)
         h = x + 1.0  # Add saves nothing
         y = h.gelu()  # GELU saves its derivative, not its input
-        data = weakref.ref(h.data)
+        data = weakref.ref(h.array)
         del h
         assert data() is None
         y.sum().backward()
@@ -296,7 +296,7 @@ def test_training_loop_does_not_grow_live_tensors(device):
             loss.backward()
             with tl.no_grad():
                 for p in (w, b):
-                    p.data -= 0.1 * p.grad.data
+                    p.array -= 0.1 * p.grad.array
                     p.grad = None
             del x, loss
             counts.append(live_tensors())
@@ -368,10 +368,10 @@ def test_gradcheck_with_several_and_non_scalar_outputs(device):
 def test_gradcheck_leaves_inputs_and_their_grads_alone(device):
     x = tl.tensor([0.5, -1.0], dtype=tl.float64, device=device, requires_grad=True)
     x.grad = tl.tensor([7.0, 8.0], dtype=tl.float64, device=device)
-    data = x.data
+    data = x.array
     before = host(x)
     assert tl.gradcheck(lambda t: t * t, [x])
-    assert x.data is data
+    assert x.array is data
     np.testing.assert_array_equal(host(x), before)
     np.testing.assert_array_equal(host(x.grad), [7.0, 8.0])
 

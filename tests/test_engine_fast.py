@@ -89,7 +89,7 @@ def test_split_is_one_node_whose_pieces_are_views(device):
     q, k, v = x.split(4, dim=1)
     assert q.grad_fn is k.grad_fn is v.grad_fn
     assert [t._output_nr for t in (q, k, v)] == [0, 1, 2]
-    assert all(t.data.base is not None for t in (q, k, v))  # views of x, not copies
+    assert all(t.array.base is not None for t in (q, k, v))  # views of x, not copies
     np.testing.assert_array_equal(host(k), host(x)[:, 4:8])
 
 
@@ -319,7 +319,7 @@ def test_broadcast_gradient_view_is_accumulated_safely(device):
     x.grad = None
     ReturnsBroadcast.apply(x).sum().backward()  # a read-only view reaching a leaf is copied
     np.testing.assert_array_equal(host(x.grad), np.full((2, 2), 3.0))
-    x.grad.data += 1.0
+    x.grad.array += 1.0
 
 
 def test_one_element_broadcast_gradient_is_never_written(device):
@@ -351,11 +351,11 @@ def test_private_gradients_are_added_in_place_and_handed_to_leaves(device):
     (Fresh.apply(h).sum() + Fresh.apply(h).sum()).backward()
     np.testing.assert_array_equal(host(x.grad), [14.0, 14.0])
     assert Probe.seen[0] in Fresh.ids  # the sum was made in one of the two fresh arrays, no third one
-    assert id(x.grad.data) == Probe.seen[0]  # handed on unchanged by Probe, still private: no copy
+    assert id(x.grad.array) == Probe.seen[0]  # handed on unchanged by Probe, still private: no copy
     Fresh.ids.clear()
     w = tl.tensor([1.0, 2.0], device=device, requires_grad=True)
     Fresh.apply(w).sum().backward()
-    assert id(w.grad.data) == Fresh.ids[0]  # a private gradient becomes .grad without a copy
+    assert id(w.grad.array) == Fresh.ids[0]  # a private gradient becomes .grad without a copy
 
 
 def test_leaf_grad_accumulates_across_backward_calls_in_place(device):
@@ -372,12 +372,12 @@ def test_leaf_grad_is_a_copy_of_a_gradient_the_caller_owns(device):
     x = tl.tensor([1.0, 2.0], device=device, requires_grad=True)
     gradient = tl.tensor([3.0, 4.0], device=device)
     x.clone().backward(gradient)  # Clone hands the caller's array straight on
-    gradient.data[...] = 0.0
+    gradient.array[...] = 0.0
     np.testing.assert_array_equal(host(x.grad), [3.0, 4.0])
     y = tl.tensor([1.0, 2.0], device=device, requires_grad=True)
     own = tl.tensor([5.0, 6.0], device=device)
     y.backward(own)
-    own.data[...] = 0.0
+    own.array[...] = 0.0
     np.testing.assert_array_equal(host(y.grad), [5.0, 6.0])
 
 

@@ -31,7 +31,7 @@ SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
 
 def host(t: tl.Tensor) -> np.ndarray:
-    return np.array(tl.backend.to_host(t.detach().data), copy=True)
+    return np.array(tl.backend.to_host(t.detach().array), copy=True)
 
 
 def gelu_ref(x: np.ndarray, approximate: str) -> tuple[np.ndarray, np.ndarray]:
@@ -236,7 +236,7 @@ def test_attention_in_place_and_fallback_paths(device, case):
     arrays = [q, k, v, m] + ([] if keep is None else [keep])
     before = [a.copy() for a in arrays]
     ts = [tl.tensor(a, device=device, requires_grad=True) for a in (q, k, v, m)]
-    keep_data = None if keep is None else tl.tensor(keep, device=device).data
+    keep_data = None if keep is None else tl.tensor(keep, device=device).array
 
     def fn(a, b, c, d):
         return ScaledDotProductAttention.apply(a, b, c, d, keep=keep_data, scale=0.6)

@@ -580,7 +580,7 @@ def test_embedding_ids_pick_rows_or_name_the_bad_id(device, num, dim, data):
     weight = np.arange(num * dim, dtype=np.float32).reshape(num, dim)
     layer = nn.Embedding(num, dim).to(device)
     with tl.no_grad():
-        layer.weight.data[...] = tl.tensor(weight, device=device).data
+        layer.weight.array[...] = tl.tensor(weight, device=device).array
     calls = [lambda: F.embedding(tl.tensor(index, device=device), tl.tensor(weight, device=device)),
              lambda: layer(tl.tensor(index, device=device))]
     bad = index[(index < 0) | (index >= num)]

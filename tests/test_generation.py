@@ -19,7 +19,7 @@ def make_model(kind: str, block_size: int = 16, dtype: str = "float32") -> objec
         with tl.no_grad():  # GPT-2's init gives almost uniform outputs; spread them so that sampling has structure
             for p in model.parameters():
                 if p.ndim == 2:
-                    p.data[...] = np.random.default_rng(0).normal(0.0, 0.6, p.shape).astype(p.dtype)
+                    p.array[...] = np.random.default_rng(0).normal(0.0, 0.6, p.shape).astype(p.dtype)
     else:
         model = RecurrentLM(RNNLMConfig(vocab_size=V, embed_dim=6, hidden_size=12, num_layers=2, cell=kind))
     return model.double() if dtype == "float64" else model

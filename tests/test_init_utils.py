@@ -54,9 +54,9 @@ def test_constant_zeros_ones(device):
 
 def test_init_works_in_place_on_parameters_without_recording_a_graph(device):
     p = nn.Parameter(tl.zeros(3, 4, device=device))
-    data = p.data
+    data = p.array
     init.kaiming_uniform_(p)
-    assert p.data is data and p.grad_fn is None and p.requires_grad and p.is_leaf
+    assert p.array is data and p.grad_fn is None and p.requires_grad and p.is_leaf
     assert np.any(p.detach().numpy() != 0)
 
 

@@ -122,7 +122,7 @@ def test_gradcheck_loss_wrt_parameters(kind, B, T, seed, reduction):
     if kind == "transformer":  # GPT-2 init is tiny: spread the weights so that the check sees real curvature
         with tl.no_grad():
             for p in model.parameters():
-                p.data[...] = rng.normal(0.0, 0.5, p.shape)
+                p.array[...] = rng.normal(0.0, 0.5, p.shape)
     checked = [params[name] for name in GRAD_PARAMS[kind]]
     assert tl.gradcheck(lambda *_: model(x, y)[1], checked)
 

@@ -119,7 +119,7 @@ def test_state_dict_is_host_numpy_copies(device):
     sd["emb.weight"][...] = 42.0
     np.testing.assert_array_equal(net.emb.weight.detach().numpy(), before)
     with tl.no_grad():
-        net.emb.weight.data[...] = 7.0
+        net.emb.weight.array[...] = 7.0
     assert not np.any(sd["emb.weight"] == 7.0)
 
 

@@ -133,8 +133,8 @@ def test_layernorm_forward_and_gradcheck(device, seed, shape, lead, affine):
     ln = nn.LayerNorm(shape, elementwise_affine=affine, device=device).double()
     if affine:
         with tl.no_grad():
-            ln.weight.data[...] = t64(rng.standard_normal(shape), device, False).data  # on the layer's device
-            ln.bias.data[...] = t64(rng.standard_normal(shape), device, False).data
+            ln.weight.array[...] = t64(rng.standard_normal(shape), device, False).array  # on the layer's device
+            ln.bias.array[...] = t64(rng.standard_normal(shape), device, False).array
     x = rng.standard_normal(lead + shape) * 2 + 3
     axes = tuple(range(-len(shape), 0))
     y = (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, keepdims=True) + 1e-5)
@@ -216,7 +216,7 @@ def test_layers_in_a_sequential_train(device):
         first = loss.item() if first is None else first
         with tl.no_grad():
             for p in model.parameters():
-                p.data -= 0.3 * p.grad.data
+                p.array -= 0.3 * p.grad.array
     model.eval()
     final = F.cross_entropy(model(ids).reshape(-1, 7), targets.reshape(-1)).item()
     assert final < 0.5 * first

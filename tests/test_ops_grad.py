@@ -222,10 +222,10 @@ def test_softmax_grad(device, op, data):
 def test_max_ties_share_the_gradient(device):
     x = tl.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]], device=device, requires_grad=True)
     x.max(dim=1).sum().backward()
-    np.testing.assert_allclose(tl.backend.to_host(x.grad.data), [[0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]], rtol=1e-6)
+    np.testing.assert_allclose(tl.backend.to_host(x.grad.array), [[0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]], rtol=1e-6)
     y = tl.tensor([0.0, -1.0, 0.0, -1.0], device=device, requires_grad=True)
     y.min().backward()
-    np.testing.assert_allclose(tl.backend.to_host(y.grad.data), [0, 0.5, 0, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(tl.backend.to_host(y.grad.array), [0, 0.5, 0, 0.5], rtol=1e-6)
 
 
 # ---------------------------------------------------------------------- shape
@@ -362,10 +362,10 @@ def test_getitem_repeated_indices_accumulate(device):
     x = tl.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], device=device, requires_grad=True)
     idx = tl.tensor([0, 2, 0, 0], device=device)
     (x[idx] * tl.tensor([[1.0], [10.0], [100.0], [1000.0]], device=device)).sum().backward()
-    np.testing.assert_array_equal(tl.backend.to_host(x.grad.data), [[1101, 1101], [0, 0], [10, 10]])
+    np.testing.assert_array_equal(tl.backend.to_host(x.grad.array), [[1101, 1101], [0, 0], [10, 10]])
     x.grad = None
     x[[1, 1], [0, 0]].sum().backward()
-    np.testing.assert_array_equal(tl.backend.to_host(x.grad.data), [[0, 0], [2, 0], [0, 0]])
+    np.testing.assert_array_equal(tl.backend.to_host(x.grad.array), [[0, 0], [2, 0], [0, 0]])
 
 
 @pytest.mark.parametrize(
@@ -458,7 +458,7 @@ def test_input_used_twice_in_one_op(device):
     check_grad(lambda t: t * t + t / (t * t + 1), x, device=device)
     t = to_tensors([x], device)[0]
     (t * t).sum().backward()
-    np.testing.assert_allclose(tl.backend.to_host(t.grad.data), 2 * x)
+    np.testing.assert_allclose(tl.backend.to_host(t.grad.array), 2 * x)
 
 
 @settings(max_examples=10)

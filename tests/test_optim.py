@@ -60,7 +60,7 @@ def run_steps(opt_cls, theta, grads, device, **kw):
     for g in grads:
         p.grad = tl.tensor(g, device=device)
         opt.step()
-    return backend.to_host(p.data), p
+    return backend.to_host(p.array), p
 
 
 def random_problem(seed=0, shape=(3, 4), steps=6, dtype=np.float64):
@@ -102,7 +102,7 @@ def test_sgd_first_momentum_step_ignores_dampening(device):
     theta, grads = random_problem(steps=1)
     got, p = run_steps(optim.SGD, theta, grads, device, lr=0.1, momentum=0.9, dampening=0.5)
     np.testing.assert_allclose(got, theta - 0.1 * grads[0], rtol=1e-14)
-    np.testing.assert_array_equal(backend.to_host(p.grad.data), grads[0])  # the gradient itself is not modified
+    np.testing.assert_array_equal(backend.to_host(p.grad.array), grads[0])  # the gradient itself is not modified
 
 
 @pytest.mark.parametrize("kw", ADAM_CONFIGS)
@@ -188,12 +188,12 @@ ALL_OPTIMIZERS = [
 def test_float32_stays_float32_and_updates_in_place(device, opt_cls, kw):
     theta, grads = random_problem(dtype=np.float32)
     p = nn.Parameter(tl.tensor(theta, device=device))
-    array = p.data
+    array = p.array
     opt = opt_cls([p], **kw)
     for g in grads:
         p.grad = tl.tensor(g, device=device)
         opt.step()
-    assert p.data is array and p.dtype == np.float32
+    assert p.array is array and p.dtype == np.float32
     for name, value in opt.state[p].items():
         if backend.is_backend_array(value):
             assert value.dtype == np.float32, name
@@ -202,7 +202,7 @@ def test_float32_stays_float32_and_updates_in_place(device, opt_cls, kw):
         theta.astype(np.float64), [g.astype(np.float64) for g in grads], **kw,
         **({"decoupled": True} if opt_cls is optim.AdamW else {}),
     )
-    np.testing.assert_allclose(backend.to_host(p.data), ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(backend.to_host(p.array), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_param_groups_fill_defaults_and_use_their_own_lr(device):
@@ -215,8 +215,8 @@ def test_param_groups_fill_defaults_and_use_their_own_lr(device):
     a.grad = tl.tensor([1.0, 1.0], device=device)
     b.grad = tl.tensor([2.0], device=device)
     opt.step()
-    np.testing.assert_allclose(backend.to_host(a.data), [0.9, 1.9], rtol=1e-6)
-    np.testing.assert_allclose(backend.to_host(b.data), [2.0], rtol=1e-6)
+    np.testing.assert_allclose(backend.to_host(a.array), [0.9, 1.9], rtol=1e-6)
+    np.testing.assert_allclose(backend.to_host(b.array), [2.0], rtol=1e-6)
     assert "momentum_buffer" not in opt.state[a] and "momentum_buffer" in opt.state[b]
 
 
@@ -266,9 +266,9 @@ def test_zero_grad(device):
     opt = optim.SGD([p], lr=0.1)
     (p * p).sum().backward()
     opt.zero_grad(set_to_none=False)
-    assert p.grad is not None and backend.to_host(p.grad.data).tolist() == [0.0, 0.0]
+    assert p.grad is not None and backend.to_host(p.grad.array).tolist() == [0.0, 0.0]
     (p * p).sum().backward()
-    np.testing.assert_allclose(backend.to_host(p.grad.data), [2.0, 4.0])
+    np.testing.assert_allclose(backend.to_host(p.grad.array), [2.0, 4.0])
     opt.zero_grad()
     assert p.grad is None
 
@@ -278,7 +278,7 @@ def test_parameters_without_grad_are_skipped():
     opt = optim.Adam([a, b], lr=0.1)
     a.grad = tl.tensor([1.0])
     opt.step()
-    assert b.data.tolist() == [2.0] and b not in opt.state and opt.state[a]["step"] == 1
+    assert b.array.tolist() == [2.0] and b not in opt.state and opt.state[a]["step"] == 1
 
 
 def test_step_with_closure_returns_loss():
@@ -292,7 +292,7 @@ def test_step_with_closure_returns_loss():
         return loss
 
     loss = opt.step(closure)
-    assert loss.item() == 9.0 and p.data.tolist() == [1.5]
+    assert loss.item() == 9.0 and p.array.tolist() == [1.5]
 
 
 def _train(model, opt, batches):
@@ -500,7 +500,7 @@ def test_trajectories_match_pytorch(name, kw):
         opt.step()
         topt.step()
     for p, q in zip(ours, theirs):
-        np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(p.array, q.detach().numpy(), rtol=1e-10, atol=1e-12)
     ours_sd, theirs_sd = opt.state_dict(), topt.state_dict()
     for idx, entry in theirs_sd["state"].items():
         for key, value in entry.items():

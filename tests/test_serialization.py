@@ -310,7 +310,7 @@ def test_map_location(tmp_path, device):
 
 def test_save_from_device_tensors(tmp_path, device):
     t = tl.tensor([[1.0, 2.0]], device=device)
-    tl.save({"t": t, "raw": t.data}, tmp_path / "c.safetensors")
+    tl.save({"t": t, "raw": t.array}, tmp_path / "c.safetensors")
     got = tl.load(tmp_path / "c.safetensors")
     assert isinstance(got["t"], np.ndarray) and got["t"].dtype == np.float32
     assert got["t"].tolist() == got["raw"].tolist() == [[1.0, 2.0]]

@@ -225,7 +225,7 @@ def test_tensor_copies_and_from_numpy_shares():
     assert s.dtype == np.int32 and s.device == "cpu" and s.shape == (2, 2)
     b[0, 0] = 7
     assert s[0, 0].item() == 7
-    s.data[1, 1] = 9
+    s.array[1, 1] = 9
     assert b[1, 1] == 9
     assert np.shares_memory(s.numpy(), b)
     with pytest.raises(TypeError, match="numpy.ndarray"):
@@ -321,7 +321,7 @@ def test_attributes(device):
     assert t.numel() == 24 and len(t) == 2
     assert tl.tensor(5.0).numel() == 1 and tl.tensor(5.0).shape == ()
     assert t.grad is None and t.grad_fn is None and t.is_leaf
-    assert isinstance(t.data, np.ndarray if device == "cpu" else object)
+    assert isinstance(t.array, np.ndarray if device == "cpu" else object)
 
 
 def test_item_tolist_numpy(device):
@@ -362,7 +362,7 @@ def test_requires_grad_clone_contiguous(device):
     assert t.contiguous() is t
     u = tl.tensor([1.0, 2.0], device=device, requires_grad=True)
     c = u.clone()
-    assert c.requires_grad and not c.is_leaf and c.data is not u.data
+    assert c.requires_grad and not c.is_leaf and c.array is not u.array
     np.testing.assert_array_equal(host(c), host(u))
 
 

@@ -264,7 +264,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monke
         if trainer.step == 6:
             saved["bytes"] = trainer.checkpoint_path.read_bytes()
             with tl.no_grad():
-                trainer.model.head.weight.data[0, 0] = np.nan
+                trainer.model.head.weight.array[0, 0] = np.nan
         return step()
 
     monkeypatch.setattr(trainer, "_train_step", poisoning)

@@ -131,7 +131,7 @@ class _Edge:
     def __init__(self, x: Any) -> None:
         self.grad_fn = x.grad_fn
         self._output_nr = x._output_nr
-        data = x.data
+        data = x.array
         self.shape = data.shape
         self.dtype = data.dtype
         self.requires_grad = True
@@ -191,7 +191,7 @@ class Function:
                         f"{cls.__name__}: expected all tensors on the same device, found {device} and {x.device}"
                     )
                 requires_grad = requires_grad or x.requires_grad
-                arrays.append(x.data)
+                arrays.append(x.array)
                 needs_grad.append(x.requires_grad)
             else:
                 arrays.append(x)
@@ -476,4 +476,4 @@ def _accumulate_leaf(x: Any, g: Any, private: bool = False) -> None:
     if x.grad is None:
         x.grad = Tensor._wrap(g if private and _writable(g) else g.copy(), x.device)
     else:
-        x.grad.data += g
+        x.grad.array += g

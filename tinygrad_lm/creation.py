@@ -43,10 +43,10 @@ def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool
     arrays keep their dtype unless ``dtype`` is given.
     """
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     t = Tensor(data, dtype=dtype, device=device)
-    if t.data is data:
-        t.data = t.data.copy()
+    if t.array is data:
+        t.array = t.array.copy()
     if requires_grad:
         t.requires_grad_(True)
     return t

@@ -62,7 +62,7 @@ def gradcheck(
     weights = [backend.to_device(rng.standard_normal(o.shape), o.device) for o in outs]
 
     def evaluate(*xs: Any) -> list[Any]:
-        return [o.data.copy() for o in _outputs(fn(*xs))]  # copies: an output may be a view of an input
+        return [o.array.copy() for o in _outputs(fn(*xs))]  # copies: an output may be a view of an input
 
     saved = [(inputs[i], inputs[i].grad) for i in checked]
     for x, _ in saved:
@@ -71,7 +71,7 @@ def gradcheck(
     for k, (o, w) in enumerate(zip(outs, weights)):
         if o.requires_grad:
             o.backward(Tensor._wrap(w, o.device), retain_graph=k < len(outs) - 1)
-    analytic = {i: (inputs[i].grad.data.copy() if inputs[i].grad is not None else None) for i in checked}
+    analytic = {i: (inputs[i].grad.array.copy() if inputs[i].grad is not None else None) for i in checked}
     for x, g in saved:
         x.grad = g
     del differentiable
@@ -80,12 +80,12 @@ def gradcheck(
     with no_grad():
         for i in checked:
             x = inputs[i]
-            original = x.data
-            x.data = original.copy()  # a C-ordered scratch copy: the flat view below writes through
-            flat = x.data.reshape(-1)
-            numeric = x.xp.zeros(x.data.size, dtype=x.data.dtype)
+            original = x.array
+            x.array = original.copy()  # a C-ordered scratch copy: the flat view below writes through
+            flat = x.array.reshape(-1)
+            numeric = x.xp.zeros(x.array.size, dtype=x.array.dtype)
             try:
-                for j in range(x.data.size):
+                for j in range(x.array.size):
                     orig = flat[j].item()
                     flat[j] = orig + eps
                     plus = evaluate(*inputs)
@@ -96,9 +96,9 @@ def gradcheck(
                     diff = sum(float(((p - m) * w).sum()) for p, m, w in zip(plus, minus, weights))
                     numeric[j] = diff / (2 * eps)
             finally:
-                x.data = original
+                x.array = original
             a = analytic[i]
-            a = x.xp.zeros(x.data.size, dtype=x.data.dtype) if a is None else a.reshape(-1)
+            a = x.xp.zeros(x.array.size, dtype=x.array.dtype) if a is None else a.reshape(-1)
             err = abs(a - numeric) - (atol + rtol * abs(numeric))
             if err.size and float(err.max()) > 0:
                 worst = int(err.argmax())

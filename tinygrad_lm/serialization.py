@@ -73,7 +73,7 @@ class _Encoder:
         if obj is None or isinstance(obj, (bool, str)):
             return obj
         if isinstance(obj, Tensor):
-            return {"array": self._array(obj.data, path)}
+            return {"array": self._array(obj.array, path)}
         if backend.is_backend_array(obj):
             return {"array": self._array(obj, path)}
         if isinstance(obj, numpy.generic):

@@ -28,14 +28,14 @@ def _is_float(dtype: Any) -> bool:
 class Tensor:
     """An n-dimensional array on a device that can record the ops applied to it."""
 
-    __slots__ = ("data", "grad", "grad_fn", "requires_grad", "device", "_output_nr", "__weakref__")
+    __slots__ = ("array", "grad", "grad_fn", "requires_grad", "device", "_output_nr", "__weakref__")
     _output_nr: int  # which output of its grad_fn this is: 0, except for the outputs of split/chunk
     __array_priority__ = 1000
     __array_ufunc__ = None  # make NumPy defer to our reflected operators (ndarray + Tensor -> Tensor)
 
     def __init__(self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> None:
         array, device = _as_array(data, dtype, device)
-        self.data = array
+        self.array = array
         self.grad: Tensor | None = None
         self.grad_fn: Any = None
         self.device: str = device
@@ -50,7 +50,7 @@ class Tensor:
         t = _new(Tensor)
         if type(array) is not _NDARRAY:
             array = backend.ensure_array(array)
-        t.data = array
+        t.array = array
         t.grad = None
         t.grad_fn = None
         t.requires_grad = False
@@ -67,16 +67,32 @@ class Tensor:
 
     # ------------------------------------------------------------------ attributes
     @property
+    def data(self) -> Tensor:
+        """A tensor sharing this one's memory, outside the graph (PyTorch's ``.data``; the raw array is ``.array``).
+
+        Changes made through it are not seen by autograd, as in PyTorch: ``p.data -= lr * p.grad`` updates ``p``.
+        """
+        return Tensor._wrap(self.array, self.device)
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Tensor.data must be set to a Tensor, got {type(value).__name__} (the raw array is .array)")
+        if value.device != self.device:
+            raise RuntimeError(f"Tensor.data: cannot set data on {value.device} for a tensor on {self.device}")
+        self.array = value.array
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return self.data.shape
+        return self.array.shape
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def dtype(self) -> Any:
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def is_leaf(self) -> bool:
@@ -89,19 +105,19 @@ class Tensor:
 
     def size(self, dim: int | None = None) -> Any:
         if dim is None:
-            return self.data.shape
-        return self.data.shape[_axis(dim, self.ndim)]
+            return self.array.shape
+        return self.array.shape[_axis(dim, self.ndim)]
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self.array.size)
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def __iter__(self) -> Iterator[Tensor]:
         for i in range(len(self)):
@@ -110,7 +126,7 @@ class Tensor:
     def __repr__(self) -> str:
         """PyTorch's layout: ``tensor([1., 2.], requires_grad=True)``; the dtype shows only when not a default."""
         extra = []
-        if self.data.size == 0 and self.ndim != 1:
+        if self.array.size == 0 and self.ndim != 1:
             extra.append(f"size={self.shape}")
         if self.device != "cpu":
             extra.append(f"device='{self.device}'")
@@ -120,15 +136,15 @@ class Tensor:
             extra.append(f"grad_fn=<{type(self.grad_fn).__name__}Backward>")
         elif self.requires_grad:
             extra.append("requires_grad=True")
-        body = backend.format_array(self.data, "tensor(")
+        body = backend.format_array(self.array, "tensor(")
         return "tensor(" + body + "".join(", " + e for e in extra) + ")"
 
     __hash__ = object.__hash__
 
     def __bool__(self) -> bool:
-        if self.data.size != 1:
-            raise RuntimeError(f"the truth value of a tensor with {self.data.size} elements is ambiguous")
-        return bool(self.data)
+        if self.array.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.array.size} elements is ambiguous")
+        return bool(self.array)
 
     def __float__(self) -> float:
         return float(self.item())
@@ -137,12 +153,12 @@ class Tensor:
         return int(self.item())
 
     def __index__(self) -> int:
-        if self.dtype.kind not in "iu" or self.data.size != 1:
+        if self.dtype.kind not in "iu" or self.array.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
-        host = backend.to_host(self.data)
+        host = backend.to_host(self.array)
         return host if dtype is None else host.astype(dtype)
 
     # ------------------------------------------------------------------ conversion
@@ -150,15 +166,15 @@ class Tensor:
         """The data as a NumPy array (a host copy for CUDA tensors; shares memory on the CPU)."""
         if self.requires_grad:
             raise RuntimeError("Can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()")
-        return backend.to_host(self.data)
+        return backend.to_host(self.array)
 
     def item(self) -> Any:
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
-        return self.data.item()
+        return self.array.item()
 
     def tolist(self) -> Any:
-        return backend.to_host(self.data).tolist()
+        return backend.to_host(self.array).tolist()
 
     def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Tensor:
         """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``: differentiable copy (no copy if nothing changes)."""
@@ -209,7 +225,7 @@ class Tensor:
     # ------------------------------------------------------------------ autograd
     def detach(self) -> Tensor:
         """The same data, cut from the graph (what truncated BPTT carries between chunks)."""
-        return Tensor._wrap(self.data, self.device)
+        return Tensor._wrap(self.array, self.device)
 
     def detach_(self) -> Tensor:
         self.grad_fn = None
@@ -241,14 +257,14 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
         if gradient is None:
-            if self.data.size != 1:
+            if self.array.size != 1:
                 raise RuntimeError(
                     f"grad can be implicitly created only for scalar outputs; this output has shape {self.shape}, "
                     "pass backward(gradient=...) of that shape"
                 )
             g = self.xp.ones(self.shape, dtype=self.dtype)
         else:
-            g = gradient.data if isinstance(gradient, Tensor) else gradient
+            g = gradient.array if isinstance(gradient, Tensor) else gradient
             g = backend.to_device(self.xp.asarray(g) if not backend.is_backend_array(g) else g, self.device)
             if tuple(g.shape) != self.shape:
                 raise RuntimeError(
@@ -343,7 +359,7 @@ class Tensor:
     def __invert__(self) -> Tensor:
         if self.dtype.kind != "b":
             raise TypeError(f"~ is only defined for bool tensors, not {self.dtype}")
-        return Tensor._wrap(~self.data, self.device)
+        return Tensor._wrap(~self.array, self.device)
 
     def __and__(self, other: Any) -> Tensor:
         return _compare("logical_and", self, other)
@@ -399,7 +415,7 @@ class Tensor:
         if mask.dtype.kind != "b":
             raise TypeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
         _check_same_device("masked_fill", self, mask)
-        return _ops.MaskedFill.apply(self, mask=mask.data, value=_scalar_value(value))
+        return _ops.MaskedFill.apply(self, mask=mask.array, value=_scalar_value(value))
 
     # ------------------------------------------------------------------ reductions
     def sum(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
@@ -429,14 +445,14 @@ class Tensor:
     def argmax(self, dim: _int | None = None, keepdim: _bool = False) -> Tensor:
         _check_nonempty("argmax", self)
         if dim is None:
-            return Tensor._wrap(self.data.argmax().astype("int64"), self.device)
-        return Tensor._wrap(self.data.argmax(axis=_axis(dim, self.ndim), keepdims=keepdim), self.device)
+            return Tensor._wrap(self.array.argmax().astype("int64"), self.device)
+        return Tensor._wrap(self.array.argmax(axis=_axis(dim, self.ndim), keepdims=keepdim), self.device)
 
     def argmin(self, dim: _int | None = None, keepdim: _bool = False) -> Tensor:
         _check_nonempty("argmin", self)
         if dim is None:
-            return Tensor._wrap(self.data.argmin().astype("int64"), self.device)
-        return Tensor._wrap(self.data.argmin(axis=_axis(dim, self.ndim), keepdims=keepdim), self.device)
+            return Tensor._wrap(self.array.argmin().astype("int64"), self.device)
+        return Tensor._wrap(self.array.argmin(axis=_axis(dim, self.ndim), keepdims=keepdim), self.device)
 
     def logsumexp(self, dim: Any, keepdim: _bool = False) -> Tensor:
         return _ops.LogSumExp.apply(_floating(self), axis=_axes(dim, self.ndim), keepdims=keepdim)
@@ -574,9 +590,9 @@ class Tensor:
         for i, (m, n) in enumerate(zip(index.shape, self.shape)):
             if i != d and m > n:
                 raise ValueError(f"gather: index shape {index.shape} exceeds tensor shape {self.shape} in dim {i}")
-        _check_index_range("gather", index.data, self.shape[d], self.xp)
+        _check_index_range("gather", index.array, self.shape[d], self.xp)
         _check_same_device("gather", self, index)
-        return _ops.Gather.apply(self, index=index.data, axis=d)
+        return _ops.Gather.apply(self, index=index.array, axis=d)
 
     def __getitem__(self, index: Any) -> Tensor:
         index, advanced = _normalise_index(index, self)
@@ -592,7 +608,7 @@ class Tensor:
         if isinstance(value, Tensor):
             _check_same_device("setitem", self, value)
         try:
-            self.data[index] = value.data if isinstance(value, Tensor) else value
+            self.array[index] = value.array if isinstance(value, Tensor) else value
         except (ValueError, IndexError, TypeError) as err:
             kind = next(k for k in (IndexError, ValueError, TypeError) if isinstance(err, k))
             raise kind(f"setitem on a tensor of shape {self.shape}: {err}") from None
@@ -642,7 +658,7 @@ def _shape_arg(shape: tuple[Any, ...]) -> tuple[int, ...]:
 
 
 def _check_nonempty(name: str, t: Tensor) -> None:
-    if t.data.size == 0:
+    if t.array.size == 0:
         raise RuntimeError(f"{name}() of an empty tensor (shape {t.shape}) is undefined")
 
 
@@ -670,9 +686,9 @@ def _scalar_value(value: Any) -> Any:
 
 def _floating(t: Tensor) -> Tensor:
     """Integer and bool tensors become the default float dtype before float-only math, as in PyTorch."""
-    if _is_float(t.data.dtype):
+    if _is_float(t.array.dtype):
         return t
-    return Tensor._wrap(t.data.astype(backend.get_default_dtype()), t.device)
+    return Tensor._wrap(t.array.astype(backend.get_default_dtype()), t.device)
 
 
 def _tensor_like(value: Any, like: Tensor) -> Tensor:
@@ -693,7 +709,7 @@ def _promoted_dtype(da: Any, db: Any) -> Any:
 
 def _promote(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Bring two tensors of different dtypes to their common dtype, as PyTorch does."""
-    da, db = a.data.dtype, b.data.dtype
+    da, db = a.array.dtype, b.array.dtype
     if da.kind == db.kind and (a.ndim == 0) != (b.ndim == 0):  # a 0-d tensor does not widen a dimensioned one
         common = db if a.ndim == 0 else da
     else:
@@ -703,9 +719,9 @@ def _promote(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 def _binary(op: Any, a: Tensor, b: Any, reflected: bool = False, true_div: bool = False) -> Tensor:
     if isinstance(b, Tensor):
-        if a.data.dtype != b.data.dtype:
+        if a.array.dtype != b.array.dtype:
             a, b = _promote(a, b)
-        if true_div and not _is_float(a.data.dtype):
+        if true_div and not _is_float(a.array.dtype):
             a, b = _floating(a), _floating(b)
     else:
         if type(b) not in (int, float):  # bools, and NumPy scalars (np.float64 subclasses float but is not weak)
@@ -713,7 +729,7 @@ def _binary(op: Any, a: Tensor, b: Any, reflected: bool = False, true_div: bool 
                 b = b.item() if hasattr(b, "item") else b  # NumPy scalars: take the Python value
             elif not isinstance(b, bool):
                 return _binary(op, a, _tensor_like(b, a), reflected, true_div)
-        if not _is_float(a.data.dtype) and (isinstance(b, float) or true_div):
+        if not _is_float(a.array.dtype) and (isinstance(b, float) or true_div):
             a = _floating(a)
     if reflected:
         return op.apply(b, a)
@@ -723,11 +739,11 @@ def _binary(op: Any, a: Tensor, b: Any, reflected: bool = False, true_div: bool 
 def _compare(name: str, a: Tensor, b: Any) -> Tensor:
     if isinstance(b, Tensor):
         _check_same_device(name, a, b)
-        b = b.data
+        b = b.array
     elif not isinstance(b, (int, float, bool)):
-        b = _tensor_like(b, a).data
+        b = _tensor_like(b, a).array
     try:
-        out = getattr(a.xp, name)(a.data, b)
+        out = getattr(a.xp, name)(a.array, b)
     except ValueError as err:
         raise ValueError(f"{name}: shapes {a.shape} and {getattr(b, 'shape', ())} do not broadcast: {err}") from None
     return Tensor._wrap(out, a.device)
@@ -742,7 +758,7 @@ def _normalise_index(index: Any, t: Tensor) -> tuple[Any, bool]:
     for item in items:
         if isinstance(item, Tensor):
             _check_same_device("indexing", t, item)
-            item = item.data
+            item = item.array
         elif isinstance(item, list):
             item = backend.to_device(backend.host_asarray(item), t.device)
         elif backend.is_backend_array(item):
@@ -796,7 +812,7 @@ def _check_array_index_bounds(items: list[Any], shape: tuple[int, ...]) -> None:
 def _as_array(data: Any, dtype: Any, device: Any) -> tuple[Any, str]:
     """Python data, NumPy/CuPy arrays or tensors as an array of a supported dtype on the device."""
     if isinstance(data, Tensor):
-        array = data.data
+        array = data.array
         src = data.device
     elif backend.is_backend_array(data) or backend.is_numpy_scalar(data):
         array = backend.ensure_array(data)

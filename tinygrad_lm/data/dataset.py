@@ -56,7 +56,7 @@ class TensorDataset(Dataset):
         out = []
         for t in self.tensors:
             idx = backend.to_device(indices, t.device)
-            out.append(Tensor._wrap(t.data[idx], t.device))
+            out.append(Tensor._wrap(t.array[idx], t.device))
         return tuple(out)
 
 
@@ -128,7 +128,7 @@ def default_collate(samples: Sequence[Any]) -> Any:
     if isinstance(first, Tensor):
         device = first.device
         xp = first.xp
-        return Tensor._wrap(xp.stack([s.data for s in samples]), device)
+        return Tensor._wrap(xp.stack([s.array for s in samples]), device)
     if isinstance(first, np.ndarray):
         return Tensor(np.stack(samples))
     return Tensor(list(samples))

@@ -67,7 +67,7 @@ def generate(model: Any, idx: Any, max_new_tokens: int, temperature: float = 1.0
     _check_sampling(temperature, top_k)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-    prompt = backend.to_host(idx.data) if isinstance(idx, Tensor) else np.asarray(idx)
+    prompt = backend.to_host(idx.array) if isinstance(idx, Tensor) else np.asarray(idx)
     if prompt.dtype.kind not in "iu":
         raise TypeError(f"the prompt must hold integer token ids, got dtype {prompt.dtype}")
     if prompt.ndim == 1:
@@ -89,7 +89,7 @@ def generate(model: Any, idx: Any, max_new_tokens: int, temperature: float = 1.0
             logits, state = model.prefill(creation.tensor(tokens[:, start:T], device=device))
             length = T - start
             for n in range(T, T + max_new_tokens):
-                tokens[:, n] = sample_from_logits(backend.to_host(logits.data), rng, temperature, top_k, greedy)
+                tokens[:, n] = sample_from_logits(backend.to_host(logits.array), rng, temperature, top_k, greedy)
                 if n + 1 == T + max_new_tokens:
                     break
                 if block_size is not None and length == block_size:  # window full: slide it by one

@@ -179,7 +179,7 @@ def _state_to_host(state: Any) -> Any:
     if state is None:
         return None
     if isinstance(state, Tensor):
-        return backend.to_host(state.data).copy()
+        return backend.to_host(state.array).copy()
     return tuple(_state_to_host(s) for s in state)
 
 
@@ -384,7 +384,7 @@ class Trainer:
         backend.set_rng_state(tl_rng)
 
     def _params_finite(self) -> bool:
-        return all(bool(p.xp.isfinite(p.data).all()) for p in self.params)
+        return all(bool(p.xp.isfinite(p.array).all()) for p in self.params)
 
     def _log(self, record: dict[str, Any]) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -131,7 +131,7 @@ def scaled_dot_product_attention(
                 raise RuntimeError(
                     f"scaled_dot_product_attention: attn_mask is on {attn_mask.device} but query on {query.device}"
                 )
-            mask = xp.where(attn_mask.data, 0.0, _NEG_INF).astype(query.dtype)
+            mask = xp.where(attn_mask.array, 0.0, _NEG_INF).astype(query.dtype)
         elif attn_mask.dtype.kind == "f":
             mask = attn_mask.to(dtype=query.dtype)
         else:
@@ -146,7 +146,7 @@ def scaled_dot_product_attention(
         keep_shape = scores_shape  # (..., L, S), or larger if the mask broadcasts the batch further
         if mask is not None:
             keep_shape = _broadcast_shapes(scores_shape, tuple(mask.shape)) or scores_shape
-        keep = _dropout_keep(keep_shape, dropout_p, query).data
+        keep = _dropout_keep(keep_shape, dropout_p, query).array
     return ScaledDotProductAttention.apply(query, key, value, mask, keep=keep, scale=scale)
 
 

@@ -83,7 +83,7 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Ten
     ids = _as_index_tensor("embedding", input, weight)
     num = weight.shape[0]
     if ids.numel():
-        data = ids.data
+        data = ids.array
         bad = (data < 0) | (data >= num)
         if bool(bad.any()):
             raise IndexError(f"embedding: id {int(data[bad].ravel()[0])} is out of range for num_embeddings={num}")
@@ -198,7 +198,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         raise TypeError(f"one_hot is only applicable to index (integer) tensors, got {tensor.dtype}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
         raise TypeError(f"one_hot: num_classes must be an int, got {type(num_classes).__name__} {num_classes!r}")
-    xp, data = tensor.xp, tensor.data
+    xp, data = tensor.xp, tensor.array
     if num_classes == -1:
         if data.size == 0:
             raise ValueError("one_hot: can not infer the number of classes from an empty tensor; pass num_classes")
@@ -259,7 +259,7 @@ def _class_weight(name: str, weight: Tensor | None, input: Tensor, c: int) -> An
     if weight.shape != (c,):
         raise ValueError(f"{name}: weight must have shape ({c},), one entry per class, got {weight.shape}")
     _check_device(name, input, weight)
-    return weight.data.astype(input.dtype, copy=False)
+    return weight.array.astype(input.dtype, copy=False)
 
 
 def _check_class_target(name: str, input: Tensor, target: Tensor, c: int, ignore_index: int) -> None:
@@ -271,7 +271,7 @@ def _check_class_target(name: str, input: Tensor, target: Tensor, c: int, ignore
             f"{name}: target shape {target.shape} does not match input shape {input.shape} "
             f"(class-index targets must have shape {expected})"
         )
-    data = target.data
+    data = target.array
     if data.size:
         bad = ((data < 0) | (data >= c)) & (data != ignore_index)
         if bool(bad.any()):

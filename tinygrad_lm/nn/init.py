@@ -17,7 +17,7 @@ from ..tensor import Tensor
 
 def _fill(tensor: Tensor, values: Any) -> Tensor:
     with no_grad():
-        tensor.data[...] = values
+        tensor.array[...] = values
     return tensor
 
 

@@ -72,7 +72,7 @@ class Embedding(Module):
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            self.weight.data[self.padding_idx] = 0
+            self.weight.array[self.padding_idx] = 0
 
     @classmethod
     def from_pretrained(cls, embeddings: Tensor, freeze: bool = True, padding_idx: int | None = None) -> Embedding:
@@ -83,7 +83,7 @@ class Embedding(Module):
             raise ValueError(f"Embeddings parameter is expected to be 2-dimensional, got shape {embeddings.shape}")
         rows, dim = embeddings.shape
         layer = cls(rows, dim, padding_idx=padding_idx, device=embeddings.device, dtype=embeddings.dtype)
-        layer.weight.data = embeddings.data.copy()
+        layer.weight.array = embeddings.array.copy()
         layer.weight.requires_grad = not freeze
         return layer
 

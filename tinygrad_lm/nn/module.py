@@ -23,7 +23,7 @@ class Parameter(Tensor):
         if data is None:
             data = backend.host_asarray([], dtype=backend.get_default_dtype())
         if isinstance(data, Tensor):
-            super().__init__(data.data, device=data.device)
+            super().__init__(data.array, device=data.device)
         else:
             super().__init__(data)
         if requires_grad:
@@ -185,7 +185,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
-                p.grad.data[...] = 0
+                p.grad.array[...] = 0
 
     def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Module:
         """Move (or cast) every parameter and buffer in place; returns ``self``."""
@@ -226,7 +226,7 @@ class Module:
                 if t is not None:
                     key = f"{mod_name}.{name}" if mod_name else name
                     if key not in out:
-                        out[key] = backend.to_host(t.data).copy()
+                        out[key] = backend.to_host(t.array).copy()
         return out
 
     def load_state_dict(self, state_dict: Any, strict: bool = True) -> _IncompatibleKeys:
@@ -259,7 +259,7 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            array = value.data if isinstance(value, Tensor) else value
+            array = value.array if isinstance(value, Tensor) else value
             if not backend.is_backend_array(array):
                 try:
                     array = backend.host_asarray(array)
@@ -274,7 +274,7 @@ class Module:
                 raise RuntimeError(f"state_dict entry {key!r} has unsupported dtype {array.dtype}")
             staged.append((t, array))
         for t, array in staged:
-            t.data = backend.to_device(array, t.device).astype(t.dtype, copy=True)
+            t.array = backend.to_device(array, t.device).astype(t.dtype, copy=True)
         return _IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ printing
@@ -290,13 +290,13 @@ class Module:
 
 
 def _move_in_place(t: Tensor, device: str | None, dtype: Any) -> None:
-    data = t.data
+    data = t.array
     if dtype is not None and data.dtype.kind == "f" and data.dtype != dtype:
         data = data.astype(dtype)
     if device is not None and device != t.device:
         data = backend.to_device(data, device)
         t.device = device
-    t.data = data
+    t.array = data
 
 
 class Sequential(Module):

@@ -62,7 +62,7 @@ def clip_grad_norm_(
     xp = Tensor._xp_of(device)
     norms = []
     for g in grads:
-        n = _array_norm(g.xp, g.data, p)
+        n = _array_norm(g.xp, g.array, p)
         norms.append(backend.to_device(g.xp.asarray(n), device).astype(dtype, copy=False))
     stacked = xp.stack(norms)  # (k,)
     total = _array_norm(xp, stacked, p)
@@ -76,7 +76,7 @@ def clip_grad_norm_(
     coef = xp.minimum(float(max_norm) / (total + 1e-6), 1.0).astype(dtype, copy=False)
     with no_grad():
         for g in grads:
-            g.data *= backend.to_device(coef, g.device).astype(g.dtype, copy=False)
+            g.array *= backend.to_device(coef, g.device).astype(g.dtype, copy=False)
     return Tensor._wrap(total, device)
 
 
@@ -88,7 +88,7 @@ def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -
     with no_grad():
         for t in _as_list(parameters):
             if t.grad is not None:
-                t.grad.xp.clip(t.grad.data, -clip_value, clip_value, out=t.grad.data)
+                t.grad.xp.clip(t.grad.array, -clip_value, clip_value, out=t.grad.array)
 
 
 def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
@@ -119,7 +119,7 @@ def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
             if t.device != vec.device:
                 raise RuntimeError(f"vector_to_parameters: vec is on {vec.device} but a parameter is on {t.device}")
             n = t.numel()
-            t.data = vec.data[start : start + n].reshape(t.shape).astype(t.dtype, copy=True)
+            t.array = vec.array[start : start + n].reshape(t.shape).astype(t.dtype, copy=True)
             start += n
 
 

@@ -64,19 +64,19 @@ class Adam(Optimizer):
         beta1, beta2 = (float(b) for b in group["betas"])
         if not state:
             state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p.data)
-            state["exp_avg_sq"] = xp.zeros_like(p.data)
+            state["exp_avg"] = xp.zeros_like(p.array)
+            state["exp_avg_sq"] = xp.zeros_like(p.array)
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+                state["max_exp_avg_sq"] = xp.zeros_like(p.array)
         state["step"] = step = int(state["step"]) + 1
         m, v = state["exp_avg"], state["exp_avg_sq"]
 
         g = xp.negative(grad) if group["maximize"] else grad
         if weight_decay != 0:
             if self._decoupled:
-                p.data *= 1.0 - lr * weight_decay
+                p.array *= 1.0 - lr * weight_decay
             else:
-                decayed = xp.multiply(p.data, weight_decay)
+                decayed = xp.multiply(p.array, weight_decay)
                 decayed += g
                 g = decayed
 
@@ -91,7 +91,7 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             v_max = state.get("max_exp_avg_sq")
             if v_max is None:
-                v_max = state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+                v_max = state["max_exp_avg_sq"] = xp.zeros_like(p.array)
             xp.maximum(v_max, v, out=v_max)
             v = v_max
         bias_correction1 = 1.0 - beta1**step
@@ -101,7 +101,7 @@ class Adam(Optimizer):
         denom += eps
         update = xp.divide(m, denom, out=scratch)
         update *= lr / bias_correction1
-        p.data -= update
+        p.array -= update
 
 
 class AdamW(Adam):

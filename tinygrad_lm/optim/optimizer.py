@@ -4,7 +4,7 @@ An optimizer holds ``param_groups``, a list of dicts each with a ``'params'``
 list and every hyperparameter (missing ones filled from the optimizer's
 defaults, so a group can override, say, its learning rate), and ``state``, a
 dict from parameter to that parameter's buffers (momentum, moment estimates).
-Subclasses implement ``step``; updates run in place on ``p.data`` with the
+Subclasses implement ``step``; updates run in place on ``p.array`` with the
 parameter's array module, so state and parameters stay on the same device.
 
 ``state_dict()`` has PyTorch's layout: parameters are replaced by their index
@@ -90,7 +90,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    p.grad.data[...] = 0
+                    p.grad.array[...] = 0
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; ``closure`` re-evaluates the loss first."""
@@ -102,11 +102,11 @@ class Optimizer:
             for group in self.param_groups:
                 for p in group["params"]:
                     if p.grad is not None:
-                        self._update(p, p.grad.data, group, self.state.setdefault(p, {}))
+                        self._update(p, p.grad.array, group, self.state.setdefault(p, {}))
         return loss
 
     def _update(self, p: Tensor, grad: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
-        """Update ``p.data`` in place from ``grad`` (a raw array); subclasses define the rule."""
+        """Update ``p.array`` in place from ``grad`` (a raw array); subclasses define the rule."""
         raise NotImplementedError(f"{type(self).__name__} does not implement an update rule")
 
     def state_dict(self) -> dict[str, Any]:
@@ -165,7 +165,7 @@ class Optimizer:
     def _restore(value: Any, p: Tensor, name: str, idx: Any) -> Any:
         """A saved state entry on ``p``'s device (floating arrays in ``p``'s dtype); numbers unchanged."""
         if isinstance(value, Tensor):
-            value = value.data
+            value = value.array
         if not backend.is_backend_array(value):
             return value
         if value.ndim > 0 and tuple(value.shape) != p.shape:

@@ -57,7 +57,7 @@ class SGD(Optimizer):
 
         owned = True  # whether d_p is a scratch array this step may overwrite
         if weight_decay != 0:
-            d_p = xp.multiply(p.data, weight_decay)
+            d_p = xp.multiply(p.array, weight_decay)
             if maximize:
                 d_p -= grad
             else:
@@ -83,6 +83,6 @@ class SGD(Optimizer):
 
         if owned:
             d_p *= lr
-            p.data -= d_p
+            p.array -= d_p
         else:
-            backend.add_scaled_(p.data, -lr, d_p)  # p -= lr d_p (one kernel on a GPU)
+            backend.add_scaled_(p.array, -lr, d_p)  # p -= lr d_p (one kernel on a GPU)
