@@ -77,9 +77,11 @@ class Tensor:
     @data.setter
     def data(self, value: Tensor) -> None:
         if not isinstance(value, Tensor):
-            raise TypeError(f"Tensor.data must be set to a Tensor, got {type(value).__name__} (the raw array is .array)")
+            raise TypeError(f"Tensor.data must be set to a Tensor, got {type(value).__name__} "
+                            " (the raw array is .array)")
         if value.device != self.device:
-            raise RuntimeError(f"Tensor.data: cannot set data on {value.device} for a tensor on {self.device}")
+            raise RuntimeError(f"Tensor.data: cannot set data on {value.device} "
+                               f"for a tensor on {self.device}")
         self.array = value.array
 
     @property
