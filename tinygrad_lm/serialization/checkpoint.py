@@ -31,9 +31,9 @@ import numpy
 import safetensors
 import safetensors.numpy
 
-from . import backend
-from .files import atomic_path
-from .tensor import Tensor
+from .. import backend
+from ..tensor import Tensor
+from .atomic import atomic_write_bytes
 
 FORMAT_KEY = "tinygrad_lm"
 FORMAT_VERSION = "1"
@@ -103,8 +103,7 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
     encoder = _Encoder()
     tree = encoder.encode(obj)
     metadata = {FORMAT_KEY: json.dumps({"version": FORMAT_VERSION, "tree": tree})}
-    with atomic_path(path) as tmp:
-        safetensors.numpy.save_file(encoder.arrays, str(tmp), metadata=metadata)
+    atomic_write_bytes(path, safetensors.numpy.save(encoder.arrays, metadata=metadata))
 
 
 class _Decoder:
