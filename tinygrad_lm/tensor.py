@@ -254,6 +254,10 @@ class Tensor:
         else:  # one weak reference per output of a split
             node.__dict__.setdefault("_retain_ref", {})[self._output_nr] = weakref.ref(self)
 
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """Call ``hook(self)`` in each backward once this leaf's ``.grad`` is complete; returns a removable handle."""
+        return autograd.register_post_accumulate_grad_hook(self, hook)
+
     def backward(self, gradient: Any = None, retain_graph: _bool = False) -> None:
         """Accumulate the gradient of this tensor into ``.grad`` of every leaf that requires it."""
         if not self.requires_grad:
