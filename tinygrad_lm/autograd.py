@@ -25,7 +25,8 @@ import contextlib
 import os
 import sys
 import traceback
-from typing import Any
+import weakref
+from typing import Any, Callable
 
 _grad_enabled = True
 _anomaly_mode = False
@@ -358,14 +359,97 @@ def _writable(array: Any) -> bool:
     return bool(flags.c_contiguous) and getattr(flags, "writeable", True)  # CuPy arrays have no such flag
 
 
+# Hooks for data-parallel training (PyTorch's names), free when none is registered.
+# ``register_post_accumulate_grad_hook`` keeps a leaf's hooks here, by id (a Tensor's ``==`` is elementwise, so
+# tensors cannot be dictionary keys), with a weak reference that drops the entry when the leaf dies. They run
+# once per backward, after the last node that feeds the leaf has added its gradient. ``queue_callback`` adds to
+# the innermost running backward's list, run when that backward has finished (not when it raised).
+_post_accumulate_grad_hooks: dict[int, tuple[weakref.ref[Any], dict[int, Callable[[Any], None]]]] = {}
+_final_callbacks: list[list[Callable[[], None]]] = []
+
+
+class RemovableHandle:
+    """What registering a hook returns: ``handle.remove()`` unregisters it (PyTorch's ``RemovableHandle``)."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict[int, Any]) -> None:
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+        self._hooks = hooks
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+
+def register_post_accumulate_grad_hook(tensor: Any, hook: Callable[[Any], None]) -> RemovableHandle:
+    """Call ``hook(tensor)`` in every backward once the leaf ``tensor``'s ``.grad`` has all its contributions."""
+    if tensor.grad_fn is not None:
+        raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+    key = id(tensor)
+    entry = _post_accumulate_grad_hooks.get(key)
+    if entry is None or entry[0]() is not tensor:
+        entry = (weakref.ref(tensor, lambda _, key=key: _post_accumulate_grad_hooks.pop(key, None)), {})
+        _post_accumulate_grad_hooks[key] = entry
+    handle = RemovableHandle(entry[1])
+    entry[1][handle.id] = hook
+    return handle
+
+
+def queue_callback(callback: Callable[[], None]) -> None:
+    """Run ``callback()`` once the running backward has finished (PyTorch's ``_execution_engine.queue_callback``)."""
+    if not _final_callbacks:
+        raise RuntimeError("queue_callback: final callbacks can only be installed during the backward pass")
+    _final_callbacks[-1].append(callback)
+
+
+def _hooks_of(x: Any) -> Any:
+    entry = _post_accumulate_grad_hooks.get(id(x))
+    return entry[1] if entry is not None and entry[0]() is x and entry[1] else None
+
+
+def _last_uses(order: list[Function]) -> dict[Function, list[Any]]:
+    """For each node, the hooked leaves it is the last node (in backward order) to hand a gradient to."""
+    last: dict[int, tuple[Any, Function]] = {}
+    for node in order:
+        for x, needs in zip(node.inputs, node.needs_grad):
+            if needs and isinstance(x, Tensor) and x.grad_fn is None and _hooks_of(x) is not None:
+                last[id(x)] = (x, node)
+    by_node: dict[Function, list[Any]] = {}
+    for x, node in last.values():
+        by_node.setdefault(node, []).append(x)
+    return by_node
+
+
+def _run_post_accumulate_grad_hooks(leaves: list[Any]) -> None:
+    for x in leaves:
+        hooks = _hooks_of(x)
+        if hooks is not None and x.grad is not None:
+            for hook in list(hooks.values()):
+                hook(x)
+
+
 def backward(tensor: Any, grad: Any, retain_graph: bool = False) -> None:
     """Accumulate d(tensor)/d(leaf) * grad into ``.grad`` of every leaf that requires it."""
+    _final_callbacks.append([])
+    try:
+        _backward(tensor, grad, retain_graph)
+    finally:
+        callbacks = _final_callbacks.pop()
+    for callback in callbacks:
+        callback()
+
+
+def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
     root = tensor.grad_fn
     if root is None:
         if tensor.requires_grad:
             _accumulate_leaf(tensor, grad)
+            if _post_accumulate_grad_hooks:
+                _run_post_accumulate_grad_hooks([tensor])
         return
     order = _topological_order(root)
+    last_uses = _last_uses(order) if _post_accumulate_grad_hooks else None
     grads: dict[Function, Any] = {root: grad}  # the gradient of each node's output, until the node is reached
     if root.n_outputs is not None:
         grads[root] = [None] * root.n_outputs
@@ -375,6 +459,8 @@ def backward(tensor: Any, grad: Any, retain_graph: bool = False) -> None:
         for node in order:
             g = grads.pop(node, None)
             if g is None:  # no gradient reached this node (only through inputs that need none)
+                if last_uses and node in last_uses:
+                    _run_post_accumulate_grad_hooks(last_uses[node])
                 if not retain_graph:
                     node.inputs = None
                     node.__dict__.clear()
@@ -423,6 +509,8 @@ def backward(tensor: Any, grad: Any, retain_graph: bool = False) -> None:
                 else:
                     _accumulate(grads, owned, fn, prev, gx, private, x)
             gx = prev = reduced = None  # these names would count as holders of gradients in _private
+            if last_uses and node in last_uses:
+                _run_post_accumulate_grad_hooks(last_uses[node])
             if not retain_graph:
                 node.inputs = None
                 node.__dict__.clear()
