@@ -211,7 +211,8 @@ def test_param_groups_fill_defaults_and_use_their_own_lr(device):
     opt = optim.SGD([{"params": [a]}, {"params": b, "lr": 0.5, "momentum": 0.9}], lr=0.1)
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.5]
     assert opt.param_groups[0]["momentum"] == 0 and opt.param_groups[1]["momentum"] == 0.9
-    assert set(opt.param_groups[0]) == {"params", "lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"}
+    assert set(opt.param_groups[0]) == {"params", "lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
+                                        "foreach", "differentiable", "fused"}  # PyTorch's keys
     a.grad = tl.tensor([1.0, 1.0], device=device)
     b.grad = tl.tensor([2.0], device=device)
     opt.step()
@@ -340,10 +341,11 @@ def test_state_dict_layout_is_pytorchs_and_holds_host_copies():
     assert sorted(sd["state"]) == [0, 1]  # ``extra`` never had a gradient
     entry = sd["state"][0]
     assert entry["step"] == 2 and set(entry) == {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
-    assert isinstance(entry["exp_avg"], np.ndarray) and entry["exp_avg"].shape == (2, 3)
-    before = entry["exp_avg"].copy()
+    assert isinstance(entry["exp_avg"], tl.Tensor) and entry["exp_avg"].shape == (2, 3)
+    assert entry["exp_avg"].device == "cpu" and entry["exp_avg"].dtype == np.float32
+    before = entry["exp_avg"].numpy().copy()
     _train(model, opt, _batches(2, 1))
-    np.testing.assert_array_equal(entry["exp_avg"], before)  # a snapshot, not a live view
+    np.testing.assert_array_equal(entry["exp_avg"].numpy(), before)  # a snapshot, not a live view
 
 
 def test_load_state_dict_restores_tuples_and_moves_state(device):
@@ -353,7 +355,7 @@ def test_load_state_dict_restores_tuples_and_moves_state(device):
     opt.step()
     sd = opt.state_dict()
     sd["param_groups"][0]["betas"] = list(sd["param_groups"][0]["betas"])  # what a JSON round trip gives
-    sd["state"][0]["exp_avg"] = sd["state"][0]["exp_avg"].astype(np.float64)
+    sd["state"][0]["exp_avg"] = sd["state"][0]["exp_avg"].numpy().astype(np.float64)  # a NumPy array is fine
     opt2 = optim.Adam([p], lr=0.1)
     opt2.load_state_dict(sd)
     assert opt2.param_groups[0]["betas"] == (0.9, 0.999)

@@ -23,10 +23,12 @@ class Adam(Optimizer):
     that is ``theta -= lr * m_hat / (sqrt(v_hat) + eps)`` with the bias-corrected moments
     ``m_hat = m_t / (1 - beta1^t)`` and ``v_hat = v_t / (1 - beta2^t)``.
     State per parameter: ``step`` (an int), ``exp_avg`` (m), ``exp_avg_sq`` (v), and
-    ``max_exp_avg_sq`` with ``amsgrad=True``.
+    ``max_exp_avg_sq`` with ``amsgrad=True``. ``decoupled_weight_decay=True`` makes it :class:`AdamW`.
     """
 
-    _decoupled = False
+    _state_buffers = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _state_scalars = ("step",)
+    _required_state = ("step", "exp_avg", "exp_avg_sq")
 
     def __init__(
         self,
@@ -36,27 +38,34 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0,
         amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
         maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         defaults = dict(
-            lr=lr, betas=tuple(betas) if isinstance(betas, (tuple, list)) else betas,
-            eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize
+            lr=lr, betas=tuple(betas) if isinstance(betas, (tuple, list)) else betas, eps=eps,
+            weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize, foreach=foreach, capturable=capturable,
+            differentiable=differentiable, fused=fused, decoupled_weight_decay=decoupled_weight_decay,
         )
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
         if not group["lr"] >= 0.0:
-            raise ValueError(f"invalid learning rate: {group['lr']} (must be >= 0)")
+            raise ValueError(f"Invalid learning rate: {group['lr']} (must be >= 0)")
         if not group["eps"] >= 0.0:
-            raise ValueError(f"invalid epsilon value: {group['eps']} (must be >= 0)")
+            raise ValueError(f"Invalid epsilon value: {group['eps']} (must be >= 0)")
         betas = group["betas"]
         if len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         for i, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
-                raise ValueError(f"invalid beta parameter at index {i}: {beta} (must be in [0, 1))")
+                raise ValueError(f"Invalid beta parameter at index {i}: {beta} (must be in [0, 1))")
         if not group["weight_decay"] >= 0.0:
-            raise ValueError(f"invalid weight_decay value: {group['weight_decay']} (must be >= 0)")
+            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']} (must be >= 0)")
 
     def _update(self, p: Tensor, grad: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
         xp = p.xp
@@ -73,7 +82,7 @@ class Adam(Optimizer):
 
         g = xp.negative(grad) if group["maximize"] else grad
         if weight_decay != 0:
-            if self._decoupled:
+            if group["decoupled_weight_decay"]:
                 p.array *= 1.0 - lr * weight_decay
             else:
                 decayed = xp.multiply(p.array, weight_decay)
@@ -114,8 +123,6 @@ class AdamW(Adam):
     so the decay is not rescaled by the adaptive denominator ``sqrt(v_hat) + eps``.
     """
 
-    _decoupled = True
-
     def __init__(
         self,
         params: Iterable[Any],
@@ -124,6 +131,14 @@ class AdamW(Adam):
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
+        *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize, capturable=capturable,
+            differentiable=differentiable, fused=fused, decoupled_weight_decay=True,
+        )

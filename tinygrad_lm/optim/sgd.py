@@ -23,6 +23,8 @@ class SGD(Optimizer):
     The momentum buffer ``b`` is stored in ``state[p]['momentum_buffer']``.
     """
 
+    _state_buffers = ("momentum_buffer",)
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -31,21 +33,25 @@ class SGD(Optimizer):
         dampening: float = 0,
         weight_decay: float = 0,
         nesterov: bool = False,
+        *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
-            maximize=maximize,
+            maximize=maximize, foreach=foreach, differentiable=differentiable, fused=fused,
         )
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
         if not group["lr"] >= 0.0:
-            raise ValueError(f"invalid learning rate: {group['lr']} (must be >= 0)")
+            raise ValueError(f"Invalid learning rate: {group['lr']} (must be >= 0)")
         if not group["momentum"] >= 0.0:
-            raise ValueError(f"invalid momentum value: {group['momentum']} (must be >= 0)")
+            raise ValueError(f"Invalid momentum value: {group['momentum']} (must be >= 0)")
         if not group["weight_decay"] >= 0.0:
-            raise ValueError(f"invalid weight_decay value: {group['weight_decay']} (must be >= 0)")
+            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']} (must be >= 0)")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening")
 
