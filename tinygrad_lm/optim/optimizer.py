@@ -294,11 +294,12 @@ def _layout(state_dict: Any) -> tuple[list[dict[str, Any]], dict[int, Any]]:
                          f"got {type(state).__name__}")
     checked = {}
     for idx, entries in state.items():
-        key = int(idx) if isinstance(idx, str) and idx.isdigit() else idx
+        key: Any = int(idx) if isinstance(idx, str) and idx.isdigit() else idx
         if not _is_index(key):
             raise ValueError(f"'state' of the state dict has the key {idx!r}, which is not a parameter index")
         if not isinstance(entries, dict):
-            raise ValueError(f"state[{idx!r}] of the state dict must be a dict of buffers, got {type(entries).__name__}")
+            raise ValueError(f"state[{idx!r}] of the state dict must be a dict of buffers, "
+                             f"got {type(entries).__name__}")
         if not all(isinstance(name, str) for name in entries):
             raise ValueError(f"state[{idx!r}] of the state dict has a key that is not a string: {list(entries)!r}")
         checked[int(key)] = entries
@@ -306,7 +307,7 @@ def _layout(state_dict: Any) -> tuple[list[dict[str, Any]], dict[int, Any]]:
 
 
 def _is_index(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 0
 
 
 def _restore_scalar(value: Any, where: str) -> Any:
