@@ -294,15 +294,15 @@ def _layout(state_dict: Any) -> tuple[list[dict[str, Any]], dict[int, Any]]:
                          f"got {type(state).__name__}")
     checked = {}
     for idx, entries in state.items():
-        key: Any = int(idx) if isinstance(idx, str) and idx.isdigit() else idx
-        if not _is_index(key):
+        index: Any = int(idx) if isinstance(idx, str) and idx.isdigit() else idx
+        if not _is_index(index):
             raise ValueError(f"'state' of the state dict has the key {idx!r}, which is not a parameter index")
         if not isinstance(entries, dict):
             raise ValueError(f"state[{idx!r}] of the state dict must be a dict of buffers, "
                              f"got {type(entries).__name__}")
         if not all(isinstance(name, str) for name in entries):
             raise ValueError(f"state[{idx!r}] of the state dict has a key that is not a string: {list(entries)!r}")
-        checked[int(key)] = entries
+        checked[int(index)] = entries
     return [{**g, "params": [int(idx) for idx in g["params"]]} for g in groups], checked
 
 
