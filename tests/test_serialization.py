@@ -70,7 +70,7 @@ def test_nested_structure_round_trip(tmp_path):
     assert got["special"][:3] == [math.inf, -math.inf, 1.5] and math.copysign(1, got["special"][3]) == -1
     assert isinstance(got["step"], int) and isinstance(got["lr"], float)
     assert isinstance(got["scalar32"], np.float32) and got["scalar32"] == np.float32(1.25)
-    assert isinstance(got["tensor"], np.ndarray) and got["tensor"].tolist() == [[1.0, 2.0]]
+    assert isinstance(got["tensor"], tl.Tensor) and got["tensor"].tolist() == [[1.0, 2.0]]  # as torch.load
     for name, array in obj["dtypes"].items():
         assert got["dtypes"][name].dtype == array.dtype
         np.testing.assert_array_equal(got["dtypes"][name], array)
@@ -313,6 +313,10 @@ def test_map_location(tmp_path, device):
 def test_save_from_device_tensors(tmp_path, device):
     t = tl.tensor([[1.0, 2.0]], device=device)
     tl.save({"t": t, "raw": t.array}, tmp_path / "c.safetensors")
-    got = tl.load(tmp_path / "c.safetensors")
-    assert isinstance(got["t"], np.ndarray) and got["t"].dtype == np.float32
+    got = tl.load(tmp_path / "c.safetensors")  # back on the device they were saved from, as torch.load
+    assert isinstance(got["t"], tl.Tensor) and got["t"].dtype == tl.float32 and got["t"].device == t.device
+    assert backend.is_backend_array(got["raw"]) and backend.device_of(got["raw"]) == t.device
+    assert got["t"].array is got["raw"]  # one array saved once, shared again after loading
     assert got["t"].tolist() == got["raw"].tolist() == [[1.0, 2.0]]
+    on_host = tl.load(tmp_path / "c.safetensors", map_location="cpu")
+    assert on_host["t"].device == "cpu" and isinstance(on_host["raw"], np.ndarray)
