@@ -78,7 +78,9 @@ def test_reassigning_an_attribute_unregisters_it():
     seq = nn.Sequential(nn.Linear(2, 2))
     seq.extra = nn.Linear(2, 1)
     assert "extra.weight" in dict(seq.named_parameters())
-    seq.extra = 3
+    with pytest.raises(TypeError, match="child module 'extra'"):
+        seq.extra = 3  # PyTorch: a module slot takes a Module or None
+    seq.extra = None
     assert "extra.weight" not in dict(seq.named_parameters())
 
 
