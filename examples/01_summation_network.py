@@ -56,7 +56,7 @@ def train_summation(epochs: int, batch_size: int, lr: float, seed: int) -> nn.Li
     rng = np.random.default_rng(seed)
     x = make_pairs(512, rng)  # (N, 2)
     y = x.sum(axis=1, keepdims=True)  # (N, 1)
-    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, seed=seed)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=np.random.default_rng(seed))
     unit = nn.Linear(2, 1)
     opt = optim.SGD(unit.parameters(), lr=lr)
     print(f"summation network: start  w = {unit.weight.detach().numpy().ravel().round(3)}, "
@@ -79,7 +79,7 @@ def train_comparison(epochs: int, batch_size: int, lr: float, theta: float, seed
     rng = np.random.default_rng(seed + 1)
     x = make_pairs(1024, rng)  # (N, 2)
     y = (x.sum(axis=1, keepdims=True) > theta).astype(np.float32)  # (N, 1)
-    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, seed=seed)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=np.random.default_rng(seed))
     unit = nn.Linear(2, 1)
     opt = optim.SGD(unit.parameters(), lr=lr)
     for epoch in range(1, epochs + 1):

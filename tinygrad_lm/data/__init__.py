@@ -1,4 +1,4 @@
-"""Data: datasets and the DataLoader, corpora, tokenizers, and batching for language models."""
+"""Data for language models: corpora, tokenizers and batching, plus the DataLoader of ``tinygrad_lm.utils.data``."""
 from .batching import BPTTBatcher, LMWindowDataset, lm_windows, sample_windows, split_stream
 from .corpora import cache_dir, load_shakespeare, load_text, markdown_play_to_text
 from .dataset import DataLoader, Dataset, TensorDataset, default_collate
