@@ -198,7 +198,7 @@ class Optimizer:
         state = {}
         for group in self.param_groups:
             for p in group["params"]:
-                if p in self.state:
+                if self.state.get(p):  # (an empty entry is no state: SGD without momentum keeps none)
                     state[index[id(p)]] = {
                         k: Tensor._wrap(backend.to_host(v).copy(), "cpu") if backend.is_backend_array(v) else v
                         for k, v in self.state[p].items()

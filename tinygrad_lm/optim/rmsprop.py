@@ -16,7 +16,7 @@ class RMSprop(Optimizer):
         g_t = g_t + weight_decay * theta_{t-1}                 (if weight_decay != 0)
         v_t = alpha v_{t-1} + (1 - alpha) g_t^2                (v_0 = 0)
         a_t = alpha a_{t-1} + (1 - alpha) g_t                  (centered only, a_0 = 0)
-        d_t = sqrt(v_t - a_t^2) if centered else sqrt(v_t),  then  d_t = d_t + eps
+        d_t = sqrt(max(v_t - a_t^2, 0)) if centered else sqrt(v_t),  then  d_t = d_t + eps
         b_t = momentum b_{t-1} + g_t / d_t,  theta_t = theta_{t-1} - lr b_t     (if momentum > 0, b_0 = 0)
         theta_t = theta_{t-1} - lr g_t / d_t                   (otherwise)
 
@@ -84,11 +84,21 @@ class RMSprop(Optimizer):
             grad_avg = state.get("grad_avg")
             if grad_avg is None:
                 grad_avg = state["grad_avg"] = xp.zeros_like(p.array)
+            # a = a + w (g - a) with w = 1 - alpha, written as PyTorch's lerp: for w >= 0.5 as g - (g - a)(1 - w),
+            # so that alpha = 0 gives a = g exactly and v - a^2 = 0, not a rounding error below 0 (sqrt: NaN)
+            weight = 1.0 - alpha
             xp.subtract(g, grad_avg, out=scratch)
-            scratch *= 1.0 - alpha
-            grad_avg += scratch
+            if weight < 0.5:
+                scratch *= weight
+                grad_avg += scratch
+            else:
+                scratch *= 1.0 - weight
+                xp.subtract(g, scratch, out=grad_avg)
             xp.multiply(grad_avg, grad_avg, out=scratch)
             xp.subtract(square_avg, scratch, out=scratch)
+            # v - a^2 >= 0 in exact arithmetic (an average of squares is at least the square of the average);
+            # rounding can take it just below 0 when the gradients barely vary, where PyTorch's sqrt gives NaN
+            xp.maximum(scratch, 0.0, out=scratch)
             avg = xp.sqrt(scratch, out=scratch)
         else:
             avg = xp.sqrt(square_avg, out=scratch)
