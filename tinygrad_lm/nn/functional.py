@@ -11,6 +11,7 @@ import numbers
 import warnings
 from typing import Any, Sequence
 
+from .. import creation as _creation
 from ..ops import nn as _nn
 from ..tensor import Tensor
 
@@ -358,9 +359,331 @@ def cross_entropy(
     )
 
 
+
+# ---------------------------------------------------------------------- activations composed of existing ops
+def _no_inplace(name: str, inplace: bool) -> None:
+    if inplace:
+        raise NotImplementedError(
+            f"{name}: inplace=True is not supported; tinygrad_lm's activations return a new tensor "
+            "(use inplace=False and the returned tensor)"
+        )
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x sigmoid(x) (the swish); d/dx = s + x s (1 - s) with s = sigmoid(x)."""
+    _check_tensor("silu", "input", input)
+    _no_inplace("silu", inplace)
+    return input * input.sigmoid()
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold; d/dx = sigmoid(beta x).
+
+    Written as logsumexp(0, beta x) / beta, which never overflows and is exact at x = 0.
+    """
+    _check_tensor("softplus", "input", input)
+    _check_float("softplus", "input", input)
+    z = input * beta
+    smooth = _creation.stack([_creation.zeros_like(z), z], dim=-1).logsumexp(-1) / beta  # (...,)
+    return _creation.where(z > threshold, input, smooth)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    """log(1 / (1 + exp(-x))) = -softplus(-x), finite for large |x|; d/dx = 1 - sigmoid(x)."""
+    _check_tensor("logsigmoid", "input", input)
+    _check_float("logsigmoid", "input", input)
+    return -softplus(-input)
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x tanh(softplus(x))."""
+    _check_tensor("mish", "input", input)
+    _no_inplace("mish", inplace)
+    return input * softplus(input).tanh()
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """x where x > 0, else negative_slope x."""
+    _check_tensor("leaky_relu", "input", input)
+    _no_inplace("leaky_relu", inplace)
+    return _creation.where(input > 0, input, input * negative_slope)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x where x > 0, else alpha (exp(x) - 1) (exp taken of min(x, 0), so large x never overflows)."""
+    _check_tensor("elu", "input", input)
+    _check_float("elu", "input", input)
+    _no_inplace("elu", inplace)
+    return _creation.where(input > 0, input, (input.clamp(max=0.0).exp() - 1.0) * alpha)
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    """a sigmoid(b), where a and b are the two halves of ``input`` along ``dim``."""
+    _check_tensor("glu", "input", input)
+    if input.ndim == 0:
+        raise RuntimeError("glu does not support scalars because halving size must be even")
+    size = input.shape[dim]
+    if size % 2:
+        raise RuntimeError(f"glu: halving dimension must be even, but dimension {dim} is size {size}")
+    a, b = input.chunk(2, dim)
+    return a * b.sigmoid()
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Any = None) -> Tensor:
+    """x / max(||x||_p, eps) along ``dim``."""
+    _check_tensor("normalize", "input", input)
+    _check_float("normalize", "input", input)
+    if out is not None:
+        raise NotImplementedError("normalize: out= is not supported; use the returned tensor")
+    if p == 2:
+        norm = (input * input).sum(dim, keepdim=True).sqrt()
+    else:
+        norm = (input.abs() ** p).sum(dim, keepdim=True) ** (1.0 / p)
+    return input / norm.clamp(min=eps)
+
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> Tensor:
+    """Pad the last len(pad) // 2 dims: ``pad = (left_last, right_last, left_2nd_last, right_2nd_last, ...)``.
+
+    ``'constant'`` fills with ``value`` (0 if None; negative sizes crop); ``'reflect'`` mirrors without
+    repeating the edge, ``'replicate'`` repeats the edge, ``'circular'`` wraps around. Gradients flow
+    back to every copied element (summed where one element is copied several times).
+    """
+    _check_tensor("pad", "input", input)
+    if not isinstance(pad, (tuple, list)) or any(isinstance(n, bool) or not isinstance(n, numbers.Integral)
+                                                  for n in pad):
+        raise TypeError(f"pad: pad must be a tuple of ints, got {pad!r}")
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(
+            f"pad: padding length must be even and at most 2 * input.ndim ({2 * input.ndim}), got {len(pad)}"
+        )
+    if mode not in _PAD_MODES:
+        raise NotImplementedError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
+    if mode != "constant" and value is not None:
+        raise ValueError(f"pad: padding mode {mode!r} doesn't take in value argument")
+    out = input
+    for i in range(len(pad) // 2):
+        d = input.ndim - 1 - i
+        left, right = int(pad[2 * i]), int(pad[2 * i + 1])
+        out = _pad_constant(out, d, left, right, value) if mode == "constant" else _pad_index(out, d, left, right, mode)
+    return out
+
+
+def _pad_constant(x: Tensor, d: int, left: int, right: int, value: float | None) -> Tensor:
+    n = x.shape[d]
+    start, stop = max(-left, 0), n - max(-right, 0)
+    if stop - start + max(left, 0) + max(right, 0) < 0 or stop < start:
+        raise RuntimeError(f"pad: cropping {-min(left, 0)} and {-min(right, 0)} from dim {d} of size {n} is too much")
+    x = x[(slice(None),) * d + (slice(start, stop),)]
+    parts = []
+    for size in (left, right):
+        shape = x.shape[:d] + (max(size, 0),) + x.shape[d + 1 :]
+        parts.append(_creation.full(shape, 0 if value is None else value, dtype=x.dtype, device=x.device))
+    return _creation.cat([parts[0], x, parts[1]], dim=d)
+
+
+def _pad_index(x: Tensor, d: int, left: int, right: int, mode: str) -> Tensor:
+    """Pad dim ``d`` by picking source positions: reflect, replicate or wrap the indices -left .. n+right-1."""
+    n = x.shape[d]
+    if left < 0 or right < 0:
+        raise ValueError(f"pad: mode {mode!r} needs non-negative padding, got ({left}, {right}) for dim {d}")
+    if mode == "reflect" and (left >= n or right >= n):
+        raise RuntimeError(
+            f"pad: padding ({left}, {right}) should be less than the input size {n} of dim {d} for reflect padding"
+        )
+    if mode == "circular" and (left > n or right > n):
+        raise ValueError(f"pad: padding ({left}, {right}) must be at most the input size {n} of dim {d} (circular)")
+    if n == 0:
+        raise RuntimeError(f"pad: mode {mode!r} cannot pad the empty dim {d}")
+    xp = x.xp
+    idx = xp.arange(-left, n + right)
+    if mode == "replicate":
+        idx = xp.clip(idx, 0, n - 1)
+    elif mode == "circular":
+        idx = idx % n
+    else:  # reflect about the first and last elements: period 2(n - 1)
+        period = max(2 * (n - 1), 1)
+        idx = idx % period
+        idx = xp.where(idx >= n, period - idx, idx)
+    return x[(slice(None),) * d + (Tensor._wrap(idx.astype("int64"), x.device),)]
+
+
+# ---------------------------------------------------------------------- losses composed of existing ops
+def _deprecated_reduction_args(name: str, size_average: Any, reduce: Any) -> None:
+    if size_average is not None or reduce is not None:
+        raise NotImplementedError(f"{name}: size_average and reduce are deprecated in PyTorch; use reduction=")
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _check_pair(name: str, input: Tensor, target: Any, same_shape: bool = False) -> Tensor:
+    """Check a regression-style (input, target) pair; warn as PyTorch when they only broadcast."""
+    _check_tensor(name, "input", input)
+    _check_tensor(name, "target", target)
+    _check_device(name, input, target)
+    if same_shape and target.shape != input.shape:
+        raise ValueError(
+            f"{name}: using a target size ({target.shape}) that is different to the input size ({input.shape}) "
+            "is not supported; please ensure they have the same size"
+        )
+    if _broadcast_shape(input.shape, target.shape) is None:
+        raise ValueError(f"{name}: input shape {input.shape} and target shape {target.shape} do not broadcast")
+    if target.shape != input.shape:
+        warnings.warn(
+            f"{name}: target size {target.shape} is different from input size {input.shape}; "
+            "they are broadcast together, which is likely not what you want",
+            UserWarning,
+            stacklevel=3,
+        )
+    return target.to(dtype=input.dtype) if target.dtype != input.dtype else target
+
+
+def l1_loss(
+    input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean"
+) -> Tensor:
+    """|input - target|, reduced by ``reduction``."""
+    _deprecated_reduction_args("l1_loss", size_average, reduce)
+    _check_reduction("l1_loss", reduction)
+    target = _check_pair("l1_loss", input, target)
+    return _reduce((input - target).abs(), reduction)
+
+
+def smooth_l1_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    beta: float = 1.0,
+) -> Tensor:
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target; beta = 0 is the L1 loss)."""
+    _deprecated_reduction_args("smooth_l1_loss", size_average, reduce)
+    _check_reduction("smooth_l1_loss", reduction)
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss does not support negative values for beta, got {beta}")
+    target = _check_pair("smooth_l1_loss", input, target)
+    d = input - target
+    if beta == 0:
+        return _reduce(d.abs(), reduction)
+    return _reduce(_creation.where(d.abs() < beta, d * d * (0.5 / beta), d.abs() - 0.5 * beta), reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta) (d = input - target)."""
+    _check_reduction("huber_loss", reduction)
+    if delta <= 0:
+        raise ValueError(f"huber_loss does not support non-positive values for delta, got {delta}")
+    target = _check_pair("huber_loss", input, target)
+    d = input - target
+    return _reduce(_creation.where(d.abs() < delta, d * d * 0.5, (d.abs() - 0.5 * delta) * delta), reduction)
+
+
+def _check_weight(name: str, arg: str, weight: Tensor | None, input: Tensor) -> None:
+    if weight is None:
+        return
+    _check_tensor(name, arg, weight)
+    _check_device(name, input, weight)
+    if _broadcast_shape(weight.shape, input.shape) != input.shape:
+        raise ValueError(f"{name}: {arg} of shape {weight.shape} does not broadcast to the input shape {input.shape}")
+
+
+def binary_cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """-w (t log x + (1 - t) log(1 - x)) for probabilities x in [0, 1]; each log is clamped at -100 (PyTorch's)."""
+    name = "binary_cross_entropy"
+    _deprecated_reduction_args(name, size_average, reduce)
+    _check_reduction(name, reduction)
+    _check_float(name, "input", _check_tensor(name, "input", input))
+    target = _check_pair(name, input, target, same_shape=True)
+    _check_weight(name, "weight", weight, input)
+    data = input.array
+    if data.size and bool(((data < 0) | (data > 1)).any()):
+        raise RuntimeError(f"{name}: all elements of input should be between 0 and 1")
+    loss = -(target * input.log().clamp(min=-100.0) + (1.0 - target) * (1.0 - input).log().clamp(min=-100.0))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    pos_weight: Tensor | None = None,
+) -> Tensor:
+    """BCE of sigmoid(x), stably: (1 - t) x + (1 + (p - 1) t) softplus(-x), times ``weight`` (p = ``pos_weight``).
+
+    d/dx = (1 - t) - (1 + (p - 1) t) sigmoid(-x); finite for logits of any size.
+    """
+    name = "binary_cross_entropy_with_logits"
+    _deprecated_reduction_args(name, size_average, reduce)
+    _check_reduction(name, reduction)
+    _check_float(name, "input", _check_tensor(name, "input", input))
+    target = _check_pair(name, input, target, same_shape=True)
+    _check_weight(name, "weight", weight, input)
+    _check_weight(name, "pos_weight", pos_weight, input)
+    log_weight: Any = 1.0 if pos_weight is None else (pos_weight - 1.0) * target + 1.0
+    loss = (1.0 - target) * input + softplus(-input) * log_weight
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def kl_div(
+    input: Tensor,
+    target: Tensor,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Tensor:
+    """Pointwise KL divergence t (log t - x) for log-probabilities x (0 where t = 0), or exp(t) (t - x) with
+    ``log_target``. ``'batchmean'`` divides the sum by the batch size (the true KL); ``'mean'`` by every element."""
+    name = "kl_div"
+    _deprecated_reduction_args(name, size_average, reduce)
+    if reduction not in _REDUCTIONS + ("batchmean",):
+        raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS + ('batchmean',)}, got {reduction!r}")
+    target = _check_pair(name, input, target)
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        positive = target > 0
+        safe = _creation.where(positive, target, 1.0)
+        loss = _creation.where(positive, target * safe.log(), 0.0) - target * input
+    if reduction == "mean":
+        warnings.warn(
+            "reduction: 'mean' divides the total loss by both the batch size and the support size. "
+            "'batchmean' divides only by the batch size, and aligns with the KL div math definition.",
+            UserWarning,
+            stacklevel=2,
+        )
+    if reduction == "batchmean":
+        return loss.sum() / (input.shape[0] if input.ndim else 1)
+    return _reduce(loss, reduction)
+
 __all__ = [
-    "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "mse_loss",
-    "nll_loss", "one_hot", "relu", "scaled_dot_product_attention", "sigmoid", "softmax", "tanh",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "dropout", "elu", "embedding",
+    "gelu", "glu", "huber_loss", "kl_div", "l1_loss", "layer_norm", "leaky_relu", "linear", "log_softmax",
+    "logsigmoid", "mish", "mse_loss", "nll_loss", "normalize", "one_hot", "pad", "relu",
+    "scaled_dot_product_attention", "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "tanh",
 ]
 
 # Defined with MultiheadAttention (attention.py imports the layers, which import this module).
