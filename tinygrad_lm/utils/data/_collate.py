@@ -77,12 +77,12 @@ def default_collate(batch: Sequence[Any]) -> Any:
         except TypeError:
             return collated
     if is_namedtuple(elem):
-        return type(elem)(*(default_collate(list(field)) for field in zip(*batch)))
+        return type(elem)(*(default_collate(field) for field in zip(*batch)))
     if isinstance(elem, collections.abc.Sequence):
         size = len(elem)
         if any(len(e) != size for e in batch):
             raise RuntimeError("each element in list of batch should be of equal size")
-        fields = [default_collate(list(field)) for field in zip(*batch)]
+        fields = [default_collate(field) for field in zip(*batch)]
         if isinstance(elem, tuple):
             return fields
         try:

@@ -41,15 +41,26 @@ def randint(high: int, size: int, generator: Any) -> list[int]:
 
 
 def multinomial(weights: np.ndarray, num_samples: int, replacement: bool, generator: Any) -> list[int]:
-    """``num_samples`` indices drawn with probability proportional to ``weights`` (1-D, float64)."""
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise RuntimeError("weights must be finite and non-negative")
-    nonzero = int(np.count_nonzero(weights))
-    if nonzero == 0:
-        raise RuntimeError("weights must have a positive sum")
-    if not replacement and num_samples > nonzero:
-        raise RuntimeError(
-            f"cannot sample num_samples={num_samples} > {nonzero} indices of non-zero weight without replacement"
-        )
-    p = weights / weights.sum()
-    return [int(i) for i in _rng(generator).choice(len(weights), size=num_samples, replace=replacement, p=p)]
+    """``num_samples`` indices drawn with probability proportional to ``weights`` (1-D, float64).
+
+    Without replacement this keeps the ``num_samples`` largest keys ``log(u_i) / w_i``,
+    ``u_i ~ U(0, 1)`` (Efraimidis and Spirakis, 2006): the same law as drawing one index
+    at a time and removing it. Zero weights have key ``-inf`` and come last, in random
+    order, as in PyTorch, which also fills with them rather than raising.
+    """
+    if not np.all(np.isfinite(weights)):
+        raise RuntimeError("invalid multinomial distribution (encountering probability entry = infinity or NaN)")
+    if np.any(weights < 0):
+        raise RuntimeError("invalid multinomial distribution (encountering probability entry < 0)")
+    if not weights.sum() > 0:
+        raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
+    rng = _rng(generator)
+    n = len(weights)
+    if replacement:
+        return [int(i) for i in rng.choice(n, size=num_samples, replace=True, p=weights / weights.sum())]
+    if num_samples > n:
+        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+    with np.errstate(divide="ignore"):
+        keys = np.log(rng.random(n)) / weights
+    order = np.lexsort((rng.random(n), -keys))  # by key, largest first; ties (zero weights) at random
+    return [int(i) for i in order[:num_samples]]
