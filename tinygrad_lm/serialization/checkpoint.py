@@ -13,7 +13,8 @@ nothing else: there is no pickle anywhere.
 What comes back is what went in: a Tensor (or ``nn.Parameter``, ``requires_grad`` kept)
 where a Tensor was saved, a NumPy/CuPy array where an array was, as ``torch.load``
 returns tensors where tensors were saved. ``model.state_dict()`` holds NumPy arrays, so
-it loads as NumPy arrays, and ``model.load_state_dict(tl.load(path))`` works.
+it loads as NumPy arrays, and ``model.load_state_dict(tl.load(path))`` works. Dicts come back
+as plain dicts (an ``OrderedDict`` too), integer keys as integers, tuples as tuples.
 
 Nothing silently wrong: the metadata holds the sha256 of every tensor's bytes (with its
 dtype and shape) and of the metadata itself; a file that does not match is an error naming
@@ -143,7 +144,7 @@ def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _sha256(array: numpy.ndarray) -> str:
-    return hashlib.sha256(memoryview(array).cast("B") if array.size else b"").hexdigest()
+    return hashlib.sha256(array.data.cast("B") if array.size else b"").hexdigest()  # (no copy of the bytes)
 
 
 def _digest(header: dict[str, Any], extra: dict[str, str]) -> str:
@@ -260,6 +261,8 @@ def _place(array: numpy.ndarray, saved: str, map_location: Any, key: str, where:
     except RuntimeError as err:
         raise RuntimeError(f"{where}: tensor {key!r} was saved on {saved}: {err}; pass map_location='cpu' "
                            "to load it on the CPU") from None
+    if device == "cpu" and array.base is not None:
+        return array.copy()  # an array that owns its memory, not a view into the file's buffer
     return backend.to_device(array, device)
 
 

@@ -96,12 +96,12 @@ class Encoder:
         if key is not None:
             return key
         host = backend.to_host(array)
+        if host.dtype.byteorder == ">":
+            host = host.astype(host.dtype.newbyteorder("<"))  # safetensors is little-endian
         if host.dtype not in _SAFETENSORS_DTYPES:
             raise TypeError(f"save: array at {format_path(path)!r} has dtype {host.dtype}, which cannot be saved")
         if not host.flags.c_contiguous:
             host = host.copy(order="C")  # (numpy.ascontiguousarray would turn 0-d arrays into 1-d ones)
-        if host.dtype.byteorder == ">":
-            host = host.astype(host.dtype.newbyteorder("<"))  # safetensors is little-endian
         key = self._new_key(path)
         self.arrays[key] = host
         self.devices[key] = backend.device_of(array)
