@@ -58,10 +58,14 @@ def seeded(seed: int) -> Any:
 
 
 class Names(Dataset):
-    """A makemore-style dataset: ``x`` is a window of 3 character ids, ``y`` the next id (``(x.sum() * 7) % 27``)."""
+    """A makemore-style dataset: ``x`` is a window of 3 character ids, ``y`` the next id (``(x.sum() * 7) % 27``).
+
+    Example ``i`` is ``x = [i % 27, 5 i % 27, i // 27]``, so a row names its example.
+    """
 
     def __init__(self, n: int) -> None:
-        self.x = (np.arange(n * 3).reshape(n, 3) * 5) % 27
+        i = np.arange(n)
+        self.x = np.stack([i % 27, i * 5 % 27, i // 27], axis=1)  # (n, 3)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -326,3 +330,233 @@ def test_random_split_is_reproducible_and_checks_lengths():
         random_split(range(5), [0.5, 0.6])
     with pytest.raises(ValueError, match=r"lengths\[1\]"):
         random_split(range(5), [6, -1])
+
+
+# --- samplers ----------------------------------------------------------------------------------------------------
+
+
+def test_sequential_and_random_samplers():
+    assert list(SequentialSampler(range(5))) == [0, 1, 2, 3, 4] and len(SequentialSampler(range(5))) == 5
+    perm = RandomSampler(range(10))
+    epochs = [list(perm) for _ in range(3)]
+    assert all(sorted(e) == list(range(10)) for e in epochs) and len(perm) == 10
+    assert epochs[0] != epochs[1]  # a new permutation each epoch
+
+    more = list(RandomSampler(range(4), num_samples=10, generator=seeded(0)))
+    assert len(more) == 10 and sorted(more[:4]) == sorted(more[4:8]) == [0, 1, 2, 3] and len(set(more[8:])) == 2
+    drawn = list(RandomSampler(range(3), replacement=True, num_samples=100, generator=seeded(0)))
+    assert len(drawn) == 100 and set(drawn) == {0, 1, 2}
+    assert len(RandomSampler(range(3), replacement=True, num_samples=100)) == 100
+
+
+def test_random_samplers_are_reproducible_with_a_generator_and_with_manual_seed():
+    def draws(generator: Any = None) -> list[list[int]]:
+        return [list(RandomSampler(range(20), generator=generator)),
+                list(RandomSampler(range(20), replacement=True, num_samples=7, generator=generator)),
+                list(SubsetRandomSampler([3, 5, 7, 9], generator=generator)),
+                list(WeightedRandomSampler([1.0, 2.0, 3.0], 6, generator=generator))]
+
+    assert draws(seeded(1)) == draws(seeded(1)) != draws(seeded(2))
+    tl.manual_seed(3)
+    first = draws()
+    tl.manual_seed(3)
+    assert draws() == first
+
+
+def test_subset_random_sampler_permutes_its_indices():
+    sampler = SubsetRandomSampler([10, 20, 30, 40])
+    assert len(sampler) == 4 and sorted(sampler) == [10, 20, 30, 40]
+    orders = {tuple(sampler) for _ in range(20)}
+    assert len(orders) > 1
+
+
+def test_weighted_random_sampler_draws_in_proportion_to_the_weights():
+    n = 30_000
+    weights = np.array([1.0, 0.0, 3.0, 6.0])
+    counts = np.bincount(list(WeightedRandomSampler(weights, n, generator=seeded(0))), minlength=4)
+    p = weights / weights.sum()
+    assert counts[1] == 0
+    assert np.all(np.abs(counts - n * p) <= 5 * np.sqrt(n * p * (1 - p)) + 1e-9)  # within 5 standard deviations
+
+    distinct = list(WeightedRandomSampler([5.0, 0.0, 1.0, 2.0], 3, replacement=False, generator=seeded(0)))
+    assert sorted(distinct) == [0, 2, 3]  # positive weights first, the zero weight only after them
+    assert sorted(WeightedRandomSampler([1.0, 0.0, 0.0], 3, replacement=False)) == [0, 1, 2]
+    first = [list(WeightedRandomSampler([1.0, 1.0, 8.0], 1, replacement=False, generator=seeded(s)))[0]
+             for s in range(400)]
+    assert 0.7 < first.count(2) / 400 < 0.9  # P = 0.8, sd 0.02: a 5-sigma band
+
+
+@pytest.mark.parametrize("make", [
+    lambda s: s.WeightedRandomSampler([1.0, 2.0], 0),
+    lambda s: s.WeightedRandomSampler([1.0, 2.0], 2, replacement=1),
+    lambda s: s.WeightedRandomSampler([[1.0]], 2),
+    lambda s: list(s.WeightedRandomSampler([1.0, 2.0], 3, replacement=False)),
+    lambda s: list(s.WeightedRandomSampler([1.0, -2.0], 3)),
+    lambda s: list(s.WeightedRandomSampler([0.0, 0.0], 3)),
+    lambda s: list(s.WeightedRandomSampler([1.0, float("inf")], 3)),
+    lambda s: s.RandomSampler(range(3), replacement=1),
+    lambda s: s.RandomSampler(range(3), num_samples=0),
+    lambda s: s.RandomSampler([]),
+    lambda s: s.BatchSampler(range(3), 0, False),
+    lambda s: s.BatchSampler(range(3), 2, 1),
+], ids=["num_samples", "replacement", "weights_2d", "too_many", "negative", "zero_sum", "inf", "random_replacement",
+        "random_num_samples", "empty", "batch_size", "drop_last"])
+def test_sampler_errors_match_torch(make, torch):
+    import tinygrad_lm.utils.data as ours
+
+    with pytest.raises(Exception) as theirs:
+        make(torch.utils.data)
+    with pytest.raises(type(theirs.value)) as mine:
+        make(ours)
+    assert str(mine.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("n, batch_size, drop_last", [(10, 3, False), (10, 3, True), (9, 3, True), (2, 5, False)])
+def test_batch_sampler_matches_torch(n, batch_size, drop_last, torch):
+    ours = BatchSampler(SequentialSampler(range(n)), batch_size, drop_last)
+    theirs = torch.utils.data.BatchSampler(torch.utils.data.SequentialSampler(range(n)), batch_size, drop_last)
+    assert list(ours) == list(theirs) and len(ours) == len(theirs)
+
+
+# --- the DataLoader ----------------------------------------------------------------------------------------------
+
+
+def check_name_batches(batches: list[Any], sizes: list[int]) -> list[int]:
+    """Batches of ``Names``: ``[x (B, 3) int64, y (B,) int64]`` with ``y`` the label of ``x``; returns the rows."""
+    assert [len(b[1]) for b in batches] == sizes
+    rows = []
+    for x, y in batches:
+        x, y = x.numpy(), y.numpy()
+        assert x.dtype == np.int64 and y.dtype == np.int64 and x.shape == (len(y), 3)
+        np.testing.assert_array_equal(x.sum(axis=1) * 7 % 27, y)
+        rows += (x[:, 0] + 27 * x[:, 2]).tolist()
+    return rows
+
+
+def test_name_generator_program_matches_torch(torch):
+    """makemore's data pipeline: (context, next character) pairs, drawn with replacement by two workers."""
+    data = Names(40)
+    sampler = RandomSampler(data, replacement=True, num_samples=50, generator=seeded(0))
+    loader = DataLoader(data, batch_size=8, sampler=sampler, num_workers=2, pin_memory=True)
+    torch_sampler = torch.utils.data.RandomSampler(data, replacement=True, num_samples=50)
+    torch_loader = torch.utils.data.DataLoader(data, batch_size=8, sampler=torch_sampler, num_workers=2,
+                                               pin_memory=False)
+    ours, theirs = list(loader), list(torch_loader)
+    assert len(loader) == len(torch_loader) == len(ours) == len(theirs) == 7
+    assert type(ours[0]) is type(theirs[0]) is list
+    for a, b in zip(ours, theirs):
+        assert [t.dtype for t in a] == [np.dtype(str(t.dtype).replace("torch.", "")) for t in b]
+        assert [t.shape for t in a] == [tuple(t.shape) for t in b]
+    rows = check_name_batches(ours, [8] * 6 + [2])
+    assert len(rows) == 50 and set(rows) <= set(range(40))
+
+    shuffled = DataLoader(data, batch_size=16, shuffle=True, num_workers=2, generator=seeded(1))
+    torch_shuffled = torch.utils.data.DataLoader(data, batch_size=16, shuffle=True, num_workers=2)
+    ours, theirs = list(shuffled), list(torch_shuffled)
+    assert [len(b[1]) for b in ours] == [len(b[1]) for b in theirs] == [16, 16, 8]
+    rows = check_name_batches(ours, [16, 16, 8])
+    assert sorted(rows) == list(range(40)) and rows != list(range(40))  # every example once, shuffled
+    torch_rows = [int(r) for x, _ in theirs for r in x[:, 0] + 27 * x[:, 2]]
+    assert sorted(torch_rows) == sorted(rows)
+
+
+def test_a_shuffled_epoch_visits_every_example_once_and_each_epoch_differs():
+    loader = DataLoader(TensorDataset(np.arange(23)), batch_size=5, shuffle=True, generator=seeded(0))
+    epochs = [[b[0].tolist() for b in loader] for _ in range(2)]
+    for epoch in epochs:
+        assert [len(b) for b in epoch] == [5, 5, 5, 5, 3]
+        assert sorted(sum(epoch, [])) == list(range(23))
+    assert epochs[0] != epochs[1]
+    dropped = DataLoader(TensorDataset(np.arange(23)), batch_size=5, shuffle=True, drop_last=True)
+    assert len(dropped) == 4 and [len(b[0]) for b in dropped] == [5] * 4
+
+
+def test_shuffle_is_reproducible_and_independent_of_num_workers():
+    def epoch(num_workers: int, generator: Any = None) -> list[list[int]]:
+        loader = DataLoader(TensorDataset(np.arange(12)), batch_size=4, shuffle=True, num_workers=num_workers,
+                            generator=generator)
+        return [b[0].tolist() for b in loader]
+
+    assert epoch(0, seeded(5)) == epoch(2, seeded(5)) == epoch(0, seeded(5)) != epoch(0, seeded(6))
+    tl.manual_seed(9)
+    first = epoch(0)
+    tl.manual_seed(9)
+    assert epoch(2) == first
+
+
+def test_loader_options_batch_sampler_no_batching_and_collate_fn(torch):
+    data = TensorDataset(np.arange(6) * 10)
+    by_sampler = DataLoader(data, batch_sampler=[[5, 0], [1]])
+    assert [b[0].tolist() for b in by_sampler] == [[50, 0], [10]] and len(by_sampler) == 2
+    unbatched = DataLoader(Names(4), batch_size=None)
+    items = list(unbatched)
+    torch_items = list(torch.utils.data.DataLoader(Names(4), batch_size=None))
+    assert len(unbatched) == 4 and len(items) == 4
+    for a, b in zip(items, torch_items):
+        assert_same_as_torch(a, b, torch)
+    raw = DataLoader(Names(5), batch_size=2, collate_fn=lambda batch: [y for _, y in batch])
+    assert list(raw) == [[Names(5)[i][1] for i in (0, 1)], [Names(5)[i][1] for i in (2, 3)], [Names(5)[4][1]]]
+
+
+def test_loader_takes_a_whole_batch_from_get_batch_with_the_default_collate(monkeypatch):
+    def per_example(self, index):
+        raise AssertionError("fetched example by example")
+
+    monkeypatch.setattr(TensorDataset, "__getitem__", per_example)
+    batches = list(DataLoader(TensorDataset(np.arange(5), np.arange(5) * 2.0), batch_size=2))
+    assert isinstance(batches[0], list) and [b[1].tolist() for b in batches] == [[0.0, 2.0], [4.0, 6.0], [8.0]]
+
+
+LOADER_ERRORS = [
+    dict(num_workers=-1), dict(timeout=-1), dict(prefetch_factor=2), dict(num_workers=1, prefetch_factor=-1),
+    dict(persistent_workers=True), dict(shuffle=True, sampler=[0, 1]), dict(batch_sampler=[[0]], batch_size=2),
+    dict(batch_sampler=[[0]], shuffle=True), dict(batch_sampler=[[0]], drop_last=True),
+    dict(batch_sampler=[[0]], sampler=[0]), dict(batch_size=None, drop_last=True),
+    dict(multiprocessing_context="spawn"), dict(num_workers=1, multiprocessing_context="bogus"),
+    dict(num_workers=1, multiprocessing_context=3), dict(batch_size=0), dict(batch_size=-1), dict(drop_last=1),
+]
+
+
+@pytest.mark.parametrize("kwargs", LOADER_ERRORS, ids=lambda k: ",".join(k))
+def test_loader_argument_errors_match_torch(kwargs, torch):
+    with pytest.raises(Exception) as theirs:
+        torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(5)), **kwargs)
+    with pytest.raises(type(theirs.value)) as ours:
+        DataLoader(TensorDataset(np.arange(5)), **kwargs)
+    def words(message: str) -> list[str]:
+        return message.replace(".", ". ").split()  # PyTorch misses a space after one full stop
+
+    assert words(str(ours.value)) == words(str(theirs.value))
+    assert any(name in str(ours.value) for name in kwargs)  # it names the offending argument
+
+
+@pytest.mark.parametrize("kwargs", [dict(shuffle=True), dict(sampler=[0]), dict(batch_sampler=[[0]])],
+                         ids=lambda k: ",".join(k))
+def test_iterable_dataset_refuses_samplers_like_torch(kwargs, torch):
+    class TorchRange(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(range(3))
+
+    with pytest.raises(ValueError) as theirs:
+        torch.utils.data.DataLoader(TorchRange(), **kwargs)
+    with pytest.raises(ValueError) as ours:
+        DataLoader(Range(0, 3), **kwargs)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_loader_attributes_are_frozen_and_len_follows_the_dataset():
+    loader = DataLoader(TensorDataset(np.arange(7)), batch_size=3)
+    with pytest.raises(ValueError, match="batch_size attribute should not be set"):
+        loader.batch_size = 2
+    assert len(loader) == 3
+    assert len(DataLoader(Range(0, 7), batch_size=3)) == 3
+    assert len(DataLoader(Range(0, 7), batch_size=3, drop_last=True)) == 2
+    assert len(DataLoader(Range(0, 7), batch_size=None)) == 7
+    with pytest.raises(TypeError):
+        len(DataLoader(ChainDataset([IterableDataset()])))
+
+
+def test_iterable_dataset_in_the_main_process():
+    assert [b.tolist() for b in DataLoader(Range(0, 7), batch_size=3)] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert [b.tolist() for b in DataLoader(Range(0, 7), batch_size=3, drop_last=True)] == [[0, 1, 2], [3, 4, 5]]
+    assert [b for b in DataLoader(Range(0, 3), batch_size=None)] == [0, 1, 2]

@@ -74,13 +74,12 @@ class DataLoader:
         persistent_workers: bool = False,
         pin_memory_device: str = "",
     ) -> None:
-        if not _is_int(num_workers) or num_workers < 0:
-            raise ValueError(
-                "num_workers option should be non-negative; use num_workers=0 to disable multiprocessing "
-                f"(got num_workers={num_workers!r})"
-            )
+        if not _is_int(num_workers):
+            raise TypeError(f"num_workers option should be an int, but got num_workers={num_workers!r}")
+        if num_workers < 0:
+            raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable multiprocessing.")
         if timeout < 0:
-            raise ValueError(f"timeout option should be non-negative, got timeout={timeout!r}")
+            raise ValueError("timeout option should be non-negative")
         if num_workers == 0 and prefetch_factor is not None:
             raise ValueError(
                 "prefetch_factor option could only be specified in multiprocessing. let num_workers > 0 to enable "
@@ -89,7 +88,7 @@ class DataLoader:
         if num_workers > 0 and prefetch_factor is None:
             prefetch_factor = 2
         elif prefetch_factor is not None and (not _is_int(prefetch_factor) or prefetch_factor < 0):
-            raise ValueError(f"prefetch_factor option should be non-negative, got prefetch_factor={prefetch_factor!r}")
+            raise ValueError("prefetch_factor option should be non-negative")
         if persistent_workers and num_workers == 0:
             raise ValueError("persistent_workers option needs num_workers > 0")
 
