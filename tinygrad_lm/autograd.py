@@ -28,6 +28,8 @@ import traceback
 import weakref
 from typing import Any, Callable
 
+from . import backend
+
 _grad_enabled = True
 _anomaly_mode = False
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -209,11 +211,15 @@ class Function:
         if type(out) is tuple:
             return _wrap_outputs(ctx, out, inputs, tuple(needs_grad), requires_grad)
         result = Tensor._wrap(out, ctx.device)
+        if result.array.base is not None:  # a view (reshape, slice, permute) of an input shares its version counter
+            _share_version(result, inputs)
         if requires_grad and _grad_enabled and cls.differentiable and out.dtype.kind in "fc":
             ctx.inputs = _graph_inputs(inputs)
             ctx.needs_grad = tuple(needs_grad)
             result.grad_fn = ctx
             result.requires_grad = True
+            if ctx.__dict__:
+                _record_saved_versions(ctx, inputs, (result,))
             if _anomaly_mode:
                 ctx.__dict__["_created_at"] = _creation_site()
         if _anomaly_mode:
@@ -228,6 +234,9 @@ def _wrap_outputs(ctx: Function, outs: tuple[Any, ...], inputs: tuple[Any, ...],
                   requires_grad: bool) -> tuple[Any, ...]:
     """The tensors of a several-output op; each knows its place (``_output_nr``) among the node's outputs."""
     results = tuple(Tensor._wrap(out, ctx.device) for out in outs)
+    for result in results:
+        if result.array.base is not None:
+            _share_version(result, inputs)
     if requires_grad and _grad_enabled and ctx.differentiable and outs and outs[0].dtype.kind in "fc":
         ctx.inputs = _graph_inputs(inputs)
         ctx.needs_grad = needs_grad
@@ -236,12 +245,72 @@ def _wrap_outputs(ctx: Function, outs: tuple[Any, ...], inputs: tuple[Any, ...],
             result.grad_fn = ctx
             result.requires_grad = True
             result._output_nr = i
+        if ctx.__dict__:
+            _record_saved_versions(ctx, inputs, results)
         if _anomaly_mode:
             ctx.__dict__["_created_at"] = _creation_site()
     if _anomaly_mode:
         for out in outs:
             _check_finite(out, f"{type(ctx).__name__}.forward", ctx)
     return results
+
+
+_NDARRAY = backend.numpy_ndarray_type()
+
+
+def _is_device_array(v: Any) -> bool:
+    return getattr(type(v), "__cuda_array_interface__", None) is not None
+
+
+def _root(array: Any) -> Any:
+    """The array that owns the memory ``array`` looks into (itself when it owns it)."""
+    while array.base is not None:
+        array = array.base
+    return array
+
+
+def _share_version(result: Any, inputs: tuple[Any, ...]) -> None:
+    """Give ``result`` the version counter of the input whose memory it views (as PyTorch's views share it)."""
+    root = _root(result.array)
+    for x in inputs:
+        if isinstance(x, Tensor) and (x.array is root or _root(x.array) is root):
+            counter = x._counter()
+            counter[1] = True  # the memory now has several tensors: see Tensor._rebind
+            result._vc = counter
+            return
+
+
+def _record_saved_versions(ctx: Function, inputs: tuple[Any, ...], results: tuple[Any, ...]) -> None:
+    """Note the version of every input and output whose array (or a view of it) ``forward`` saved on ``ctx``.
+
+    Backward checks them (:func:`_check_saved_versions`): an in-place change in between would make
+    the gradient silently wrong. Only what was saved is checked, as in PyTorch: ``y = x + 1`` saves
+    nothing, so ``x.add_(1)`` before ``y.backward()`` is fine.
+    """
+    saved = [v for v in ctx.__dict__.values() if type(v) is _NDARRAY or _is_device_array(v)]
+    if not saved:
+        return
+    roots = [_root(v) for v in saved]
+    versions = []
+    for t in inputs + results:
+        if not isinstance(t, Tensor):
+            continue
+        a = t.array
+        if any(r is a for r in roots) or (a.base is not None and any(r is _root(a) for r in roots)):
+            counter = t._counter()
+            versions.append((counter, counter[0], t.shape))
+    if versions:
+        ctx.__dict__["_saved_versions"] = versions
+
+
+def _check_saved_versions(node: Function, versions: list[Any]) -> None:
+    for counter, expected, shape in versions:
+        if counter[0] != expected:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an inplace operation: "
+                f"[tensor of shape {shape}] is at version {counter[0]}; expected version {expected} instead. "
+                f"It was saved for the backward of {type(node).__name__}; use an out-of-place op or clone() it first."
+            )
 
 
 def _creation_site() -> str:
@@ -468,6 +537,9 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
             ref = node.__dict__.get("_retain_ref")  # set by Tensor.retain_grad() on this node's output
             if ref is not None:
                 _keep_retained(ref, g)
+            versions = node.__dict__.get("_saved_versions")
+            if versions is not None:
+                _check_saved_versions(node, versions)
             if not retain_graph:
                 node.last_backward = True
             in_grads = node.backward(g)
@@ -561,7 +633,7 @@ def _accumulate_leaf(x: Any, g: Any, private: bool = False) -> None:
     C-contiguous and writable; otherwise ``.grad`` gets a copy, as backward results may be views of,
     or shared with, other gradients.
     """
-    if x.grad is None:
-        x.grad = Tensor._wrap(g if private and _writable(g) else g.copy(), x.device)
+    if x._grad is None:  # the engine's own write: no need for the checks of the .grad setter
+        x._grad = Tensor._wrap(g if private and _writable(g) else g.copy(), x.device)
     else:
-        x.grad.array += g
+        x._grad.array += g

@@ -10,6 +10,7 @@ allocator setting that lets freed arrays serve the next training step.
 """
 from __future__ import annotations
 
+import builtins
 import ctypes
 import ctypes.util
 import importlib
@@ -97,8 +98,9 @@ def canonical_device(device: Any) -> str:
     if device is None:
         return _default_device
     dev = str(device).strip().lower()
-    if dev == "cpu":
-        return "cpu"
+    known = _DEVICES.get(dev)
+    if known is not None:
+        return known
     if dev == "cuda":
         dev = "cuda:0"
     if dev.startswith("cuda:") and dev[5:].isdigit():
@@ -107,8 +109,78 @@ def canonical_device(device: Any) -> str:
                 f"device {device!r} was requested but CUDA is not available "
                 "(install the 'gpu' extra, e.g. pip install 'tinygrad_lm[gpu]', on a machine with an NVIDIA GPU)"
             )
-        return dev
-    raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+class Device(str):
+    """PyTorch's ``torch.device``: ``Device("cuda")``, ``Device("cuda:1")``, ``Device("cuda", 1)``, ``Device(1)``.
+
+    It is a ``str`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``), so it goes wherever a device string goes and
+    ``tl.device("cpu") == "cpu"``; ``.type`` and ``.index`` are PyTorch's. ``Tensor.device`` is one.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, type: Any, index: int | None = None) -> Device:  # noqa: A002 - PyTorch's argument name
+        if isinstance(type, int) and not isinstance(type, bool):
+            type, index = "cuda", type
+        if not isinstance(type, str):
+            raise TypeError(f"device: expected a string or an int, got {builtins.type(type).__name__}")
+        text = type.strip().lower()
+        kind, _, number = text.partition(":")
+        if kind not in ("cpu", "cuda") or (number and not number.isdigit()):
+            raise RuntimeError(f"Expected one of cpu, cuda device type at start of device string: {type!r}")
+        if number and index is not None:
+            raise RuntimeError(f"device: index given twice, in {type!r} and as index={index}")
+        if index is not None:
+            if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+                raise RuntimeError(f"Device index must not be negative (or a non-int), got {index!r}")
+            number = str(index)
+        if kind == "cpu" and number not in ("", "0"):
+            raise RuntimeError(f"CPU device index must be -1 or zero, got {number}")
+        return super().__new__(cls, kind + (":" + number if number and kind != "cpu" else ""))
+
+    @property
+    def type(self) -> str:
+        return self.partition(":")[0]
+
+    @property
+    def index(self) -> int | None:
+        number = self.partition(":")[2]
+        return int(number) if number else None
+
+    def __repr__(self) -> str:
+        if self.index is None:
+            return f"device(type='{self.type}')"
+        return f"device(type='{self.type}', index={self.index})"
+
+    def __reduce__(self) -> Any:
+        return (Device, (str(self),))
+
+
+_DEVICES: dict[str, Device] = {}
+
+def canonical_device(device: Any) -> str:
+    """Normalise ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (or a :class:`Device`) to the Device ``"cpu"`` or ``"cuda:N"``."""
+    if device is None:
+        return _default_device
+    dev = str(device).strip().lower()
+    known = _DEVICES.get(dev)
+    if known is not None:
+        return known
+    if dev == "cuda":
+        dev = "cuda:0"
+    if dev.startswith("cuda:") and dev[5:].isdigit():
+        if not cuda_is_available():
+            raise RuntimeError(
+                f"device {device!r} was requested but CUDA is not available "
+                "(install the 'gpu' extra, e.g. pip install 'tinygrad_lm[gpu]', on a machine with an NVIDIA GPU)"
+            )
+
+    elif dev != "cpu":
+        raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+    known = _DEVICES[str(device).strip().lower()] = _DEVICES[dev] = Device(dev)
+    return known
+
+
+_default_device = canonical_device("cpu")
 
 
 def get_xp(device: str) -> ModuleType:
@@ -407,6 +479,71 @@ def check_dtype(dtype: Any) -> numpy.dtype:
 def host_asarray(data: Any, dtype: Any = None) -> numpy.ndarray:
     """Turn Python data (scalars, nested lists) into a NumPy array."""
     return numpy.asarray(data, dtype=dtype)
+
+class DType:
+    """PyTorch's ``torch.dtype`` (``tl.float32``, ``tensor.dtype``), over a NumPy dtype.
+
+    It compares equal to that NumPy dtype, to its name and to NumPy's scalar type
+    (``tl.float32 == numpy.float32 == "float32"``), hashes like it, and NumPy and CuPy
+    accept it wherever they take a dtype (through the ``.dtype`` attribute), so code
+    written for NumPy dtypes keeps working. Other attributes (``kind``, ``char``,
+    ``type``) are the NumPy dtype's.
+    """
+
+    __slots__ = ("dtype", "name", "kind", "itemsize", "is_floating_point", "is_complex", "is_signed")
+
+    def __init__(self, np_dtype: numpy.dtype) -> None:
+        self.dtype = np_dtype  # the NumPy protocol: numpy.dtype(obj) reads obj.dtype
+        self.name = np_dtype.name
+        self.kind = np_dtype.kind
+        self.itemsize = np_dtype.itemsize
+        self.is_floating_point = np_dtype.kind == "f"
+        self.is_complex = np_dtype.kind == "c"
+        self.is_signed = np_dtype.kind in "fic"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.dtype, name)
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, DType):
+            return self.dtype == other.dtype
+        try:
+            return bool(self.dtype == numpy.dtype(other))
+        except (TypeError, ValueError):
+            return False
+
+    def __ne__(self, other: Any) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self.dtype)
+
+    def __repr__(self) -> str:
+        return f"tinygrad_lm.{self.name}"
+
+    def __str__(self) -> str:  # the bare name in messages, as NumPy's ("float32")
+        return self.name
+
+    def __reduce__(self) -> Any:
+        return (as_dtype, (self.name,))
+
+    def to_real(self) -> DType:
+        return self
+
+
+_DTYPES: dict[Any, DType] = {}
+
+
+def as_dtype(dtype: Any) -> DType:
+    """The :class:`DType` of a NumPy dtype, a name or a ``DType`` (one object per dtype)."""
+    known = _DTYPES.get(dtype)
+    if known is None:
+        dt = check_dtype(dtype)
+        known = _DTYPES.get(dt)
+        if known is None:
+            known = _DTYPES[dt] = DType(dt)
+    return known
+
 
 
 def numpy_ndarray_type() -> type:

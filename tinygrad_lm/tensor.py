@@ -8,6 +8,7 @@ dtype, integers meeting floats become floats, float32 stays float32.
 from __future__ import annotations
 
 import numbers
+from collections import namedtuple
 from typing import Any, Iterator
 
 from . import autograd, backend
@@ -15,6 +16,7 @@ from . import ops as _ops
 from .ops.movement import Split as _Split
 
 _xp_cache: dict[str, Any] = {}
+_DTYPE_OF: dict[Any, backend.DType] = {}
 # Tensor has methods named int() and bool() (as PyTorch); annotations inside the class use these names.
 _int = int
 _bool = bool
@@ -28,19 +30,23 @@ def _is_float(dtype: Any) -> bool:
 class Tensor:
     """An n-dimensional array on a device that can record the ops applied to it."""
 
-    __slots__ = ("array", "grad", "grad_fn", "requires_grad", "device", "_output_nr", "__weakref__")
+    __slots__ = ("array", "_grad", "grad_fn", "requires_grad", "device", "_output_nr", "_vc", "__weakref__")
     _output_nr: int  # which output of its grad_fn this is: 0, except for the outputs of split/chunk
+    # The version counter, [version, shared], created when first needed: every in-place change bumps it,
+    # and tensors viewing the same memory (detach(), reshape, slices) share it; ``shared`` says they do.
+    _vc: list[Any] | None
     __array_priority__ = 1000
     __array_ufunc__ = None  # make NumPy defer to our reflected operators (ndarray + Tensor -> Tensor)
 
     def __init__(self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> None:
         array, device = _as_array(data, dtype, device)
         self.array = array
-        self.grad: Tensor | None = None
+        self._grad: Tensor | None = None
         self.grad_fn: Any = None
         self.device: str = device
         self.requires_grad = False
         self._output_nr = 0
+        self._vc = None
         if requires_grad:
             self.requires_grad_(True)
 
@@ -51,11 +57,12 @@ class Tensor:
         if type(array) is not _NDARRAY:
             array = backend.ensure_array(array)
         t.array = array
-        t.grad = None
+        t._grad = None
         t.grad_fn = None
         t.requires_grad = False
         t.device = device
         t._output_nr = 0
+        t._vc = None
         return t
 
     @staticmethod
@@ -85,6 +92,53 @@ class Tensor:
         self.array = value.array
 
     @property
+    def grad(self) -> Tensor | None:
+        """The gradient accumulated by backward (a Tensor), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        """Set ``.grad`` as PyTorch does: None, or a Tensor of this tensor's shape, dtype and device."""
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got grad of type "
+                                f"{type(value).__module__}.{type(value).__name__}")
+            if value.device != self.device:
+                raise RuntimeError(f"assigned grad has data located on a different device ({value.device}) "
+                                   f"than the tensor ({self.device})")
+            if value.array.dtype != self.array.dtype:
+                raise RuntimeError(f"assigned grad has data of a different type ({value.array.dtype}) "
+                                   f"than the tensor ({self.array.dtype})")
+            if value.shape != self.shape:
+                raise RuntimeError(f"assigned grad has data of a different size ({value.shape}) "
+                                   f"than the tensor ({self.shape})")
+        self._grad = value
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes this tensor's memory has had (PyTorch's ``tensor._version``)."""
+        vc = self._vc
+        return 0 if vc is None else vc[0]
+
+    def _counter(self) -> list[Any]:
+        """The version counter, made on first use."""
+        vc = self._vc
+        if vc is None:
+            vc = self._vc = [0, False]
+        return vc
+
+    def _bump_version(self) -> None:
+        """Record an in-place change of this tensor's memory (made through ``.array``, by an optimizer, say).
+
+        Backward then refuses to use the old values wherever an op saved them for its gradient.
+        """
+        vc = self._vc
+        if vc is None:
+            self._vc = [1, False]
+        else:
+            vc[0] += 1
+
+    @property
     def shape(self) -> tuple[int, ...]:
         return self.array.shape
 
@@ -93,8 +147,11 @@ class Tensor:
         return self.array.ndim
 
     @property
-    def dtype(self) -> Any:
-        return self.array.dtype
+    def dtype(self) -> backend.DType:
+        dt = _DTYPE_OF.get(self.array.dtype)
+        if dt is None:
+            dt = _DTYPE_OF[self.array.dtype] = backend.as_dtype(self.array.dtype)
+        return dt
 
     @property
     def is_leaf(self) -> bool:
@@ -226,8 +283,14 @@ class Tensor:
 
     # ------------------------------------------------------------------ autograd
     def detach(self) -> Tensor:
-        """The same data, cut from the graph (what truncated BPTT carries between chunks)."""
-        return Tensor._wrap(self.array, self.device)
+        """The same data, cut from the graph (what truncated BPTT carries between chunks).
+
+        It shares this tensor's memory and version counter, as in PyTorch.
+        """
+        t = Tensor._wrap(self.array, self.device)
+        vc = t._vc = self._counter()
+        vc[1] = True
+        return t
 
     def detach_(self) -> Tensor:
         self.grad_fn = None
@@ -325,11 +388,13 @@ class Tensor:
     def matmul(self, other: Tensor) -> Tensor:
         return self @ other
 
-    def add(self, other: Any) -> Tensor:
-        return self + other
+    def add(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        """``self + alpha * other``."""
+        return self + (other if alpha == 1 else other * alpha)
 
-    def sub(self, other: Any) -> Tensor:
-        return self - other
+    def sub(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        """``self - alpha * other``."""
+        return self - (other if alpha == 1 else other * alpha)
 
     def mul(self, other: Any) -> Tensor:
         return self * other
@@ -363,15 +428,15 @@ class Tensor:
         return _compare("greater_equal", self, other)
 
     def __invert__(self) -> Tensor:
-        if self.dtype.kind != "b":
-            raise TypeError(f"~ is only defined for bool tensors, not {self.dtype}")
+        if self.array.dtype.kind not in "iub":
+            raise TypeError(f"~ is only defined for bool and integer tensors, not {self.dtype}")
         return Tensor._wrap(~self.array, self.device)
 
     def __and__(self, other: Any) -> Tensor:
-        return _compare("logical_and", self, other)
+        return _bitwise("bitwise_and", self, other)
 
     def __or__(self, other: Any) -> Tensor:
-        return _compare("logical_or", self, other)
+        return _bitwise("bitwise_or", self, other)
 
     # ------------------------------------------------------------------ elementwise
     def exp(self) -> Tensor:
@@ -416,6 +481,221 @@ class Tensor:
 
     clip = clamp
 
+    def exp2(self) -> Tensor:
+        return _ops.Exp2.apply(_floating(self))
+
+    def expm1(self) -> Tensor:
+        return _ops.Expm1.apply(_floating(self))
+
+    def log2(self) -> Tensor:
+        return _ops.Log2.apply(_floating(self))
+
+    def log10(self) -> Tensor:
+        return _ops.Log10.apply(_floating(self))
+
+    def log1p(self) -> Tensor:
+        return _ops.Log1p.apply(_floating(self))
+
+    def rsqrt(self) -> Tensor:
+        return _ops.Rsqrt.apply(_floating(self))
+
+    def reciprocal(self) -> Tensor:
+        return _ops.Reciprocal.apply(_floating(self))
+
+    def tan(self) -> Tensor:
+        return _ops.Tan.apply(_floating(self))
+
+    def asin(self) -> Tensor:
+        return _ops.Asin.apply(_floating(self))
+
+    def acos(self) -> Tensor:
+        return _ops.Acos.apply(_floating(self))
+
+    def atan(self) -> Tensor:
+        return _ops.Atan.apply(_floating(self))
+
+    arcsin, arccos, arctan = asin, acos, atan
+
+    def atan2(self, other: Any) -> Tensor:
+        return _binary(_ops.Atan2, _floating(self), other, true_div=True)
+
+    arctan2 = atan2
+
+    def sinh(self) -> Tensor:
+        return _ops.Sinh.apply(_floating(self))
+
+    def cosh(self) -> Tensor:
+        return _ops.Cosh.apply(_floating(self))
+
+    def erf(self) -> Tensor:
+        return _ops.Erf.apply(_floating(self))
+
+    def _piecewise(self, fn: str, decimals: _int = 0) -> Tensor:
+        if self.array.dtype.kind in "iub" and fn != "sign":
+            return self.clone()
+        return _ops.Piecewise.apply(self, fn=fn, decimals=decimals)
+
+    def floor(self) -> Tensor:
+        return self._piecewise("floor")
+
+    def ceil(self) -> Tensor:
+        return self._piecewise("ceil")
+
+    def round(self, decimals: _int = 0) -> Tensor:
+        """Round half to even, as PyTorch; with ``decimals``, to that many decimal places."""
+        return self._piecewise("round", decimals)
+
+    def trunc(self) -> Tensor:
+        return self._piecewise("trunc")
+
+    fix = trunc
+
+    def sign(self) -> Tensor:
+        if self.array.dtype.kind == "b":
+            return self.clone()
+        return self._piecewise("sign")
+
+    def frac(self) -> Tensor:
+        """x - trunc(x) (the sign of x); d frac(x) = dx."""
+        return self - self.trunc().detach()
+
+    def fmod(self, other: Any) -> Tensor:
+        return _binary(_ops.Fmod, self, other)
+
+    def remainder(self, other: Any) -> Tensor:
+        return _binary(_ops.Remainder, self, other)
+
+    def floor_divide(self, other: Any) -> Tensor:
+        return _binary(_ops.FloorDivide, self, other)
+
+    def __mod__(self, other: Any) -> Tensor:
+        return self.remainder(other)
+
+    def __rmod__(self, other: Any) -> Tensor:
+        return _binary(_ops.Remainder, self, other, reflected=True)
+
+    def __floordiv__(self, other: Any) -> Tensor:
+        return self.floor_divide(other)
+
+    def __rfloordiv__(self, other: Any) -> Tensor:
+        return _binary(_ops.FloorDivide, self, other, reflected=True)
+
+    def lerp(self, end: Tensor, weight: Any) -> Tensor:
+        """``self + weight * (end - self)``."""
+        return self + weight * (end - self)
+
+    def addcmul(self, tensor1: Tensor, tensor2: Tensor, *, value: Any = 1) -> Tensor:
+        """``self + value * tensor1 * tensor2``."""
+        prod = tensor1 * tensor2
+        return self + (prod if value == 1 else prod * value)
+
+    def addcdiv(self, tensor1: Tensor, tensor2: Tensor, *, value: Any = 1) -> Tensor:
+        """``self + value * tensor1 / tensor2``."""
+        quot = tensor1 / tensor2
+        return self + (quot if value == 1 else quot * value)
+
+    def maximum(self, other: Tensor) -> Tensor:
+        return _binary(_ops.Maximum, self, other)
+
+    def minimum(self, other: Tensor) -> Tensor:
+        return _binary(_ops.Minimum, self, other)
+
+    def clamp_min(self, min: Any) -> Tensor:
+        return self.clamp(min=min)
+
+    def clamp_max(self, max: Any) -> Tensor:
+        return self.clamp(max=max)
+
+    # comparisons and logic: results without gradient
+    def eq(self, other: Any) -> Tensor:
+        return _compare("equal", self, other)
+
+    def ne(self, other: Any) -> Tensor:
+        return _compare("not_equal", self, other)
+
+    def lt(self, other: Any) -> Tensor:
+        return _compare("less", self, other)
+
+    def le(self, other: Any) -> Tensor:
+        return _compare("less_equal", self, other)
+
+    def gt(self, other: Any) -> Tensor:
+        return _compare("greater", self, other)
+
+    def ge(self, other: Any) -> Tensor:
+        return _compare("greater_equal", self, other)
+
+    not_equal, less, less_equal, greater, greater_equal = ne, lt, le, gt, ge
+
+    def equal(self, other: Tensor) -> _bool:
+        """True when ``other`` has this shape and the same values."""
+        if not isinstance(other, Tensor):
+            raise TypeError(f"equal: expected a Tensor, got {type(other).__name__}")
+        _check_same_device("equal", self, other)
+        return self.shape == other.shape and _bool(self.xp.array_equal(self.array, other.array))
+
+    def isclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: _bool = False) -> Tensor:
+        other = _tensor_like(other, self)
+        _check_same_device("isclose", self, other)
+        return Tensor._wrap(self.xp.isclose(self.array, other.array, rtol=rtol, atol=atol, equal_nan=equal_nan),
+                            self.device)
+
+    def allclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: _bool = False) -> _bool:
+        return _bool(self.isclose(other, rtol, atol, equal_nan).array.all())
+
+    def isnan(self) -> Tensor:
+        return Tensor._wrap(self.xp.isnan(self.array), self.device)
+
+    def isinf(self) -> Tensor:
+        return Tensor._wrap(self.xp.isinf(self.array), self.device)
+
+    def isfinite(self) -> Tensor:
+        return Tensor._wrap(self.xp.isfinite(self.array), self.device)
+
+    def isposinf(self) -> Tensor:
+        return Tensor._wrap(self.xp.isposinf(self.array), self.device)
+
+    def isneginf(self) -> Tensor:
+        return Tensor._wrap(self.xp.isneginf(self.array), self.device)
+
+    def logical_not(self) -> Tensor:
+        return Tensor._wrap(self.xp.logical_not(self.array), self.device)
+
+    def logical_and(self, other: Any) -> Tensor:
+        return _compare("logical_and", self, other)
+
+    def logical_or(self, other: Any) -> Tensor:
+        return _compare("logical_or", self, other)
+
+    def logical_xor(self, other: Any) -> Tensor:
+        return _compare("logical_xor", self, other)
+
+    def bitwise_and(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_and", self, other)
+
+    def bitwise_or(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_or", self, other)
+
+    def bitwise_xor(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_xor", self, other)
+
+    def bitwise_not(self) -> Tensor:
+        if self.array.dtype.kind not in "iub":
+            raise TypeError(f"bitwise_not is only defined for integer and bool tensors, not {self.dtype}")
+        return Tensor._wrap(self.xp.invert(self.array), self.device)
+
+    def __xor__(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_xor", self, other)
+
+    def __rand__(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_and", self, other)
+
+    def __ror__(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_or", self, other)
+
+    def __rxor__(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_xor", self, other)
+
     def masked_fill(self, mask: Tensor, value: Any) -> Tensor:
         mask = _tensor_like(mask, self)
         if mask.dtype.kind != "b":
@@ -423,30 +703,324 @@ class Tensor:
         _check_same_device("masked_fill", self, mask)
         return _ops.MaskedFill.apply(self, mask=mask.array, value=_scalar_value(value))
 
+    # ------------------------------------------------------------------ in place
+    # Every in-place op bumps the version counter. Outside the graph (no_grad, or nothing requires a
+    # gradient) it writes into this tensor's memory, so views, ``.data`` and ``detach()`` see the
+    # change (``p.data.add_(p.grad, alpha=-lr)`` updates ``p``). While recording the graph, a non-leaf
+    # takes the result and its graph node (see ``_rebind``); a leaf that requires grad refuses.
+    def add_(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        return _inplace_arith(self, "add_", other, alpha)
+
+    def sub_(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        return _inplace_arith(self, "sub_", other, alpha)
+
+    def mul_(self, other: Any) -> Tensor:
+        return _inplace_arith(self, "mul_", other, 1)
+
+    def div_(self, other: Any) -> Tensor:
+        return _inplace_arith(self, "div_", other, 1)
+
+    def pow_(self, exponent: Any) -> Tensor:
+        return _inplace(self, "pow_", lambda: self**exponent)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self.add_(other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self.sub_(other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self.mul_(other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self.div_(other)
+
+    def __ipow__(self, other: Any) -> Tensor:
+        return self.pow_(other)
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
+        return _inplace(self, "clamp_", lambda: self.clamp(min, max))
+
+    clip_ = clamp_
+
+    def masked_fill_(self, mask: Tensor, value: Any) -> Tensor:
+        return _inplace(self, "masked_fill_", lambda: self.masked_fill(mask, value))
+
+    def fill_(self, value: Any) -> Tensor:
+        """Every element set to ``value`` (a number or a one-element tensor); no gradient flows to the old values."""
+        value = _scalar_value(value)
+        if self.requires_grad and autograd._grad_enabled:
+            everywhere = self.xp.ones((), dtype=bool)
+            return _inplace(self, "fill_", lambda: _ops.MaskedFill.apply(self, mask=everywhere, value=value))
+        _check_writable("fill_", self)
+        self.array.fill(value)
+        self._bump_version()
+        return self
+
+    def zero_(self) -> Tensor:
+        return self.fill_(0)
+
+    def copy_(self, src: Tensor, non_blocking: _bool = False) -> Tensor:
+        """This tensor's values set to ``src``'s (broadcast, cast to this dtype, copied across devices)."""
+        if not isinstance(src, Tensor):
+            raise TypeError(f"copy_: src must be a Tensor, got {type(src).__name__}")
+        _check_broadcast("copy_", src.shape, self.shape)
+
+        def compute() -> Tensor:
+            out = src.to(self.dtype).to(self.device)
+            if out.shape != self.shape:
+                out = out.expand(self.shape)
+            return out.clone() if autograd._grad_enabled and out.requires_grad else out
+        return _inplace(self, "copy_", compute)
+
+    def uniform_(self, a: Any = 0.0, b: Any = 1.0, *, generator: Any = None) -> Tensor:
+        from . import random
+
+        return random.uniform_(self, a, b, generator=generator)
+
+    def normal_(self, mean: Any = 0.0, std: Any = 1.0, *, generator: Any = None) -> Tensor:
+        from . import random
+
+        return random.normal_(self, mean, std, generator=generator)
+
+    def multinomial(self, num_samples: _int, replacement: _bool = False, *, generator: Any = None) -> Tensor:
+        from . import random
+
+        return random.multinomial(self, num_samples, replacement, generator=generator)
+
+    def bernoulli(self, p: Any = None, *, generator: Any = None) -> Tensor:
+        from . import random
+
+        return random.bernoulli(self, p, generator=generator)
+
+    def _rebind(self, name: str, result: Tensor) -> Tensor:
+        """Make ``result`` (computed out of place, with its graph node) this tensor's value and history.
+
+        Nothing is written into the old memory, so the ops that saved it still backprop correctly.
+        A tensor sharing its memory with others (a view, or one with views or ``detach()``ed copies)
+        cannot be redirected so: those would keep the old values and history (PyTorch rewrites their
+        history too), so that raises instead of giving a silently different result.
+        """
+        vc = self._vc
+        if vc is not None and vc[1]:
+            raise RuntimeError(
+                f"{name}: in-place operation on a tensor that shares memory with other tensors (a view, or one "
+                f"with views or detach()ed copies) while recording the graph is not supported; use the "
+                f"out-of-place form, or clone() first"
+            )
+        if result.shape != self.shape:
+            raise RuntimeError(f"{name}: output with shape {self.shape} doesn't match the broadcast shape "
+                               f"{result.shape}")
+        if result.array.dtype != self.array.dtype:
+            _check_cast(name, result.array.dtype, self.array.dtype)
+            result = result.to(self.dtype)
+        self.array = result.array
+        self.grad_fn = result.grad_fn
+        self._output_nr = result._output_nr
+        self.requires_grad = result.requires_grad
+        # the new values live in the result's memory, whose counter the result's node may have recorded
+        self._vc = result._counter()
+        return self
+
     # ------------------------------------------------------------------ reductions
     def sum(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
         return _ops.Sum.apply(self, axis=_axes(dim, self.ndim), keepdims=keepdim)
 
-    def mean(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
-        return _ops.Mean.apply(_floating(self), axis=_axes(dim, self.ndim), keepdims=keepdim)
+    def mean(self, dim: Any = None, keepdim: _bool = False, *, dtype: Any = None) -> Tensor:
+        x = self if dtype is None else self.to(dtype)
+        return _ops.Mean.apply(_floating(x), axis=_axes(dim, self.ndim), keepdims=keepdim)
 
-    def var(self, dim: Any = None, keepdim: _bool = False, correction: _int = 1) -> Tensor:
+    def nansum(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
+        return self.masked_fill(self.isnan(), 0).sum(dim, keepdim)
+
+    def nanmean(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
+        return self.nansum(dim, keepdim) / (~self.isnan()).sum(dim, keepdim)
+
+    def prod(self, dim: _int | None = None, keepdim: _bool = False, *, dtype: Any = None) -> Tensor:
+        """Product over ``dim`` (all elements when None); its gradient is exact where elements are 0."""
+        x = self if dtype is None else self.to(dtype)
+        if x.array.dtype.kind == "b":
+            x = x.long()
+        if dim is None:
+            return _ops.Prod.apply(x.reshape(-1), axis=0, keepdims=False)
+        return _ops.Prod.apply(x, axis=_axis(dim, self.ndim), keepdims=keepdim) if self.ndim else x.clone()
+
+    def cumsum(self, dim: _int, *, dtype: Any = None) -> Tensor:
+        x = self if dtype is None else self.to(dtype)
+        if x.array.dtype.kind == "b":
+            x = x.long()
+        return _ops.CumSum.apply(x, axis=_axis(dim, self.ndim)) if self.ndim else x.clone()
+
+    def cumprod(self, dim: _int, *, dtype: Any = None) -> Tensor:
+        x = self if dtype is None else self.to(dtype)
+        if x.array.dtype.kind == "b":
+            x = x.long()
+        return _ops.CumProd.apply(x, axis=_axis(dim, self.ndim)) if self.ndim else x.clone()
+
+    def logcumsumexp(self, dim: _int) -> Tensor:
+        """log(cumsum(exp(x))), shifted by the maximum along ``dim`` so exp never overflows."""
+        d = _axis(dim, self.ndim)
+        m = self.detach().amax(d, keepdim=True) if self.numel() else self.detach().sum(d, keepdim=True)
+        m = m.masked_fill(~m.isfinite(), 0)
+        return (self - m).exp().cumsum(d).log() + m
+
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: _bool = False, dtype: Any = None) -> Tensor:
+        """The vector p-norm over ``dim`` (all elements when None): ``p`` a number > 0, inf, -inf or 'fro'."""
+        x = _floating(self if dtype is None else self.to(dtype))
+        if p == "fro" or p is None:
+            p = 2.0
+        if isinstance(p, str) or not isinstance(p, numbers.Real):
+            raise ValueError(f"norm: p must be a number, inf or 'fro', got {p!r}")
+        if p == float("inf"):
+            return x.abs().amax(() if dim is None else dim, keepdim)
+        if p == float("-inf"):
+            return x.abs().amin(() if dim is None else dim, keepdim)
+        if p == 0:
+            return (x != 0).sum(dim, keepdim).to(x.dtype)
+        if p < 0:
+            raise ValueError(f"norm: p must be positive (or 0, inf, -inf), got {p}")
+        return _ops.Norm.apply(x, p=float(p), axis=_axes(dim, self.ndim), keepdims=keepdim)
+
+    def var(self, dim: Any = None, unbiased: Any = None, keepdim: _bool = False, *, correction: Any = None) -> Tensor:
+        """Variance over ``dim`` with Bessel's ``correction`` (1 by default; the legacy ``unbiased`` says 1 or 0)."""
+        if isinstance(unbiased, _bool) or unbiased is None:
+            if unbiased is not None and correction is not None:
+                raise TypeError("var: give either unbiased or correction, not both")
+            if correction is None:
+                correction = 1 if unbiased is None or unbiased else 0
+        else:  # var(dim, keepdim) in the order older code used is not PyTorch's: refuse rather than misread
+            raise TypeError(f"var: unbiased must be a bool, got {type(unbiased).__name__}")
         axes = _axes(dim, self.ndim)
         n = self.numel() if axes is None else _prod(self.shape[a] for a in axes)
         centred = self - self.mean(dim, keepdim=True)
         return (centred * centred).sum(dim, keepdim=keepdim) / max(0, n - correction)
 
-    def std(self, dim: Any = None, keepdim: _bool = False, correction: _int = 1) -> Tensor:
-        return self.var(dim, keepdim=keepdim, correction=correction).sqrt()
+    def std(self, dim: Any = None, unbiased: Any = None, keepdim: _bool = False, *, correction: Any = None) -> Tensor:
+        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
 
-    def max(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
-        """The maximum over ``dim`` (values only; **differs** from PyTorch: use argmax for the indices)."""
-        _check_nonempty("max", self)
-        return _ops.Max.apply(self, axis=_axes(dim, self.ndim), keepdims=keepdim)
+    def var_mean(self, dim: Any = None, unbiased: Any = None, keepdim: _bool = False, *,
+                 correction: Any = None) -> tuple[Tensor, Tensor]:
+        return self.var(dim, unbiased, keepdim, correction=correction), self.mean(dim, keepdim)
 
-    def min(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
-        _check_nonempty("min", self)
-        return _ops.Min.apply(self, axis=_axes(dim, self.ndim), keepdims=keepdim)
+    def std_mean(self, dim: Any = None, unbiased: Any = None, keepdim: _bool = False, *,
+                 correction: Any = None) -> tuple[Tensor, Tensor]:
+        return self.std(dim, unbiased, keepdim, correction=correction), self.mean(dim, keepdim)
+
+    def max(self, dim: Any = None, keepdim: _bool = False) -> Any:
+        """The maximum: of all elements (a tensor), or along ``dim`` as ``(values, indices)``, or ``max(other)``.
+
+        Along a dim the gradient goes to the element whose index is returned; over all elements
+        it is shared equally between ties (as PyTorch).
+        """
+        if isinstance(dim, Tensor):
+            return _binary(_ops.Maximum, self, dim)
+        if dim is None:
+            _check_nonempty("max", self)
+            return _ops.Max.apply(self, axis=None, keepdims=False)
+        return _select_along("max", self, dim, keepdim)
+
+    def min(self, dim: Any = None, keepdim: _bool = False) -> Any:
+        """The minimum, as :meth:`max`."""
+        if isinstance(dim, Tensor):
+            return _binary(_ops.Minimum, self, dim)
+        if dim is None:
+            _check_nonempty("min", self)
+            return _ops.Min.apply(self, axis=None, keepdims=False)
+        return _select_along("min", self, dim, keepdim)
+
+    def amax(self, dim: Any = (), keepdim: _bool = False) -> Tensor:
+        """The maximum over ``dim`` (an int or a tuple; all dims when empty); the gradient is shared between ties."""
+        axes = None if dim == () or dim is None else _axes(dim, self.ndim)
+        _check_reduction_dims("amax", self, axes)
+        return _ops.Max.apply(self, axis=axes, keepdims=keepdim)
+
+    def amin(self, dim: Any = (), keepdim: _bool = False) -> Tensor:
+        axes = None if dim == () or dim is None else _axes(dim, self.ndim)
+        _check_reduction_dims("amin", self, axes)
+        return _ops.Min.apply(self, axis=axes, keepdims=keepdim)
+
+    def aminmax(self, *, dim: _int | None = None, keepdim: _bool = False) -> Any:
+        d = () if dim is None else dim
+        return return_types.aminmax(self.amin(d, keepdim), self.amax(d, keepdim))
+
+    def sort(self, dim: _int = -1, descending: _bool = False, stable: _bool = False) -> Any:
+        """``(values, indices)`` sorted along ``dim``: stable (ties keep their order), NaN counts as largest."""
+        d = _axis(dim, self.ndim)
+        if self.ndim == 0:
+            return return_types.sort(self.clone(), Tensor._wrap(self.xp.zeros((), dtype="int64"), self.device))
+        index = _sort_index(self.xp, self.array, d, descending)
+        return return_types.sort(_ops.Gather.apply(self, index=index, axis=d), Tensor._wrap(index, self.device))
+
+    def argsort(self, dim: _int = -1, descending: _bool = False, stable: _bool = False) -> Tensor:
+        if self.ndim == 0:
+            return Tensor._wrap(self.xp.zeros((), dtype="int64"), self.device)
+        return Tensor._wrap(_sort_index(self.xp, self.array, _axis(dim, self.ndim), descending), self.device)
+
+    def msort(self) -> Tensor:
+        return self.sort(0).values
+
+    def topk(self, k: _int, dim: _int = -1, largest: _bool = True, sorted: _bool = True) -> Any:
+        """The ``k`` largest (or smallest) elements along ``dim`` and their indices, largest first."""
+        d = _axis(dim, self.ndim)
+        n = self.shape[d] if self.ndim else 1
+        if not isinstance(k, numbers.Integral) or not 0 <= k <= n:
+            raise RuntimeError(f"topk: k ({k}) is out of range for dim {dim} of size {n}")
+        values, indices = self.sort(d, descending=largest)
+        lead = (slice(None),) * d
+        return return_types.topk(values[lead + (slice(0, k),)], indices[lead + (slice(0, k),)])
+
+    def kthvalue(self, k: _int, dim: _int = -1, keepdim: _bool = False) -> Any:
+        """The ``k``-th smallest element (k from 1) along ``dim`` and its index."""
+        d = _axis(dim, self.ndim)
+        n = self.shape[d] if self.ndim else 1
+        if not isinstance(k, numbers.Integral) or not 1 <= k <= n:
+            raise RuntimeError(f"kthvalue: k ({k}) is out of range for dim {dim} of size {n}")
+        return _pick_sorted(self, d, k - 1, keepdim, return_types.kthvalue)
+
+    def median(self, dim: Any = None, keepdim: _bool = False) -> Any:
+        """The lower median: of all elements (a tensor), or along ``dim`` as ``(values, indices)``."""
+        if dim is None:
+            _check_nonempty("median", self)
+            flat = self.reshape(-1)
+            return flat.sort(0).values[(flat.shape[0] - 1) // 2]
+        d = _axis(dim, self.ndim)
+        n = self.shape[d] if self.ndim else 1
+        if n == 0:
+            raise IndexError(f"median(): Expected reduction dim {dim} to have non-zero size.")
+        return _pick_sorted(self, d, (n - 1) // 2, keepdim, return_types.median)
+
+    def mode(self, dim: _int = -1, keepdim: _bool = False) -> Any:
+        """The most frequent value along ``dim`` (the smallest of equally frequent ones) and an index of it."""
+        d = _axis(dim, self.ndim)
+        xp = self.xp
+        a = xp.moveaxis(self.array, d, -1) if self.ndim else self.array.reshape(1)
+        n = a.shape[-1]
+        if n == 0:
+            raise IndexError(f"mode(): Expected reduction dim {dim} to have non-zero size.")
+        s = xp.sort(a, axis=-1)
+        counts = (s[..., :, None] == s[..., None, :]).sum(-1)  # (..., n): how often each sorted value occurs
+        best = xp.argmax(counts, axis=-1)[..., None]  # the first of the most frequent: the smallest value
+        value = xp.take_along_axis(s, best, axis=-1)
+        last = n - 1 - xp.argmax(xp.flip(a == value, -1), axis=-1)[..., None]  # PyTorch returns the last index
+        index = last if self.ndim == 0 else xp.moveaxis(last, -1, d)
+        if self.ndim == 0:
+            index = index.reshape(())
+        values = _ops.Gather.apply(self, index=index, axis=d) if self.ndim else self.clone()
+        if not keepdim and self.ndim:
+            values, index = values.squeeze(d), index.squeeze(d)
+        return return_types.mode(values, Tensor._wrap(index.astype("int64"), self.device))
+
+    def all(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
+        return Tensor._wrap(self.xp.asarray(self.array.astype(bool).all(axis=_axes(dim, self.ndim), keepdims=keepdim)),
+                            self.device)
+
+    def any(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
+        return Tensor._wrap(self.xp.asarray(self.array.astype(bool).any(axis=_axes(dim, self.ndim), keepdims=keepdim)),
+                            self.device)
+
+    def count_nonzero(self, dim: Any = None) -> Tensor:
+        counts = self.xp.count_nonzero(self.array, axis=_axes(dim, self.ndim))
+        return Tensor._wrap(self.xp.asarray(counts).astype("int64"), self.device)
 
     def argmax(self, dim: _int | None = None, keepdim: _bool = False) -> Tensor:
         _check_nonempty("argmax", self)
@@ -605,22 +1179,114 @@ class Tensor:
         return _ops.GetItem.apply(self, index=index, advanced=advanced)
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        if self.requires_grad and autograd.is_grad_enabled():
-            raise RuntimeError(
-                "in-place assignment to a tensor that requires grad is not differentiable here; "
-                "use where()/masked_fill(), or assign under tl.no_grad()"
-            )
-        index, _ = _normalise_index(index, self)
+        """``x[index] = value`` in place; while recording the graph, differentiable for both (see ``_rebind``)."""
+        _check_leaf_inplace("setitem", self)
+        index, advanced = _normalise_index(index, self)
         if isinstance(value, Tensor):
             _check_same_device("setitem", self, value)
+            if autograd._grad_enabled and (self.requires_grad or value.requires_grad):
+                if value.array.dtype != self.array.dtype:
+                    value = value.to(self.dtype)
+                self._rebind("setitem", _ops.IndexPut.apply(self, value, index=index))
+                return
+        elif autograd._grad_enabled and self.requires_grad:
+            self._rebind("setitem", _ops.IndexPut.apply(self, _scalar_value(value), index=index))
+            return
+        _check_writable("setitem", self)
         try:
             self.array[index] = value.array if isinstance(value, Tensor) else value
         except (ValueError, IndexError, TypeError) as err:
             kind = next(k for k in (IndexError, ValueError, TypeError) if isinstance(err, k))
             raise kind(f"setitem on a tensor of shape {self.shape}: {err}") from None
+        self._bump_version()
 
 
 _new = object.__new__
+
+
+# ---------------------------------------------------------------------- in-place helpers
+def _check_leaf_inplace(name: str, t: Tensor) -> None:
+    if t.requires_grad and t.grad_fn is None and autograd._grad_enabled:
+        raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place operation "
+                           "(change its values under tl.no_grad(), as optimizers do)")
+
+
+def _check_writable(name: str, t: Tensor) -> None:
+    flags = t.array.flags
+    if not getattr(flags, "writeable", True):
+        raise RuntimeError(f"{name}: unsupported operation: more than one element of the written-to tensor refers "
+                           "to a single memory location (an expand()ed tensor is read-only); clone() it first")
+
+
+def _check_cast(name: str, src: Any, dst: Any) -> None:
+    """PyTorch's in-place rule: the result may not lose kind (a float result into an int tensor, say)."""
+    order = "bui f"
+    if order.find(src.kind) > order.find(dst.kind) and not (src.kind == "u" and dst.kind == "i"):
+        raise RuntimeError(f"{name}: result type {src} can't be cast to the desired output type {dst}")
+
+
+def _check_broadcast(name: str, src: tuple[int, ...], dst: tuple[int, ...]) -> None:
+    ok = len(src) <= len(dst) and all(a in (1, b) for a, b in zip(reversed(src), reversed(dst)))
+    if not ok:
+        raise RuntimeError(f"{name}: output with shape {dst} doesn't match the broadcast shape of {src}")
+
+
+def _inplace(t: Tensor, name: str, compute: Any) -> Tensor:
+    """Run ``compute()`` (the out-of-place op) and make its result ``t``'s value, in place."""
+    _check_leaf_inplace(name, t)
+    result = compute()
+    if autograd._grad_enabled and (t.requires_grad or result.requires_grad):
+        return t._rebind(name, result)
+    out = result.array
+    if out.shape != t.shape:
+        raise RuntimeError(f"{name}: output with shape {t.shape} doesn't match the broadcast shape {out.shape}")
+    if out.dtype != t.array.dtype:
+        _check_cast(name, out.dtype, t.array.dtype)
+    _check_writable(name, t)
+    if out is not t.array:
+        t.array[...] = out
+    t._bump_version()
+    return t
+
+
+_INPLACE_UFUNCS = {"add_": "add", "sub_": "subtract", "mul_": "multiply", "div_": "true_divide"}
+_OUT_OF_PLACE = {"add_": "add", "sub_": "sub", "mul_": "mul", "div_": "div"}
+
+
+def _inplace_arith(t: Tensor, name: str, other: Any, alpha: Any) -> Tensor:
+    """add_/sub_/mul_/div_: straight into ``t``'s memory (one ufunc) when no graph is recorded."""
+    _check_leaf_inplace(name, t)
+    recording = autograd._grad_enabled and (t.requires_grad or (isinstance(other, Tensor) and other.requires_grad))
+    if recording or not (isinstance(other, Tensor) or type(other) in (int, float, bool)):
+        method = getattr(t, _OUT_OF_PLACE[name])
+        return _inplace(t, name, lambda: method(other, alpha=alpha) if alpha != 1 else method(other))
+    a = t.array
+    if isinstance(other, Tensor):
+        _check_same_device(name, t, other)
+        _check_cast(name, _promoted_dtype(a.dtype, other.array.dtype), a.dtype)
+        _check_broadcast(name, other.shape, t.shape)
+        b = other.array
+    else:
+        if isinstance(other, float) and a.dtype.kind != "f":
+            raise RuntimeError(f"{name}: result type Float can't be cast to the desired output type {a.dtype}")
+        b = other
+    if name == "div_" and a.dtype.kind != "f":
+        raise RuntimeError(f"{name}: result type Float can't be cast to the desired output type {a.dtype}")
+    _check_writable(name, t)
+    if alpha != 1:
+        b = b * alpha
+    getattr(t.xp, _INPLACE_UFUNCS[name])(a, b, out=a, casting="unsafe")
+    t._bump_version()
+    return t
+
+
+def _unary_inplace(name: str) -> Any:
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        return _inplace(self, name + "_", lambda: getattr(self, name)(*args, **kwargs))
+
+    method.__name__ = name + "_"
+    method.__doc__ = f"In-place :meth:`{name}`."
+    return method
 
 
 # ---------------------------------------------------------------------- helpers
@@ -661,6 +1327,70 @@ def _shape_arg(shape: tuple[Any, ...]) -> tuple[int, ...]:
         if not isinstance(n, numbers.Integral) or isinstance(n, bool):
             raise TypeError(f"shape entries must be ints, got {shape}")
     return tuple(int(n) for n in shape)
+
+
+class return_types:  # noqa: N801 - PyTorch's torch.return_types
+    """The named tuples reductions along a dim return, as ``torch.return_types``: ``values, indices = x.max(1)``."""
+
+    max = namedtuple("max", ["values", "indices"])
+    min = namedtuple("min", ["values", "indices"])
+    sort = namedtuple("sort", ["values", "indices"])
+    topk = namedtuple("topk", ["values", "indices"])
+    kthvalue = namedtuple("kthvalue", ["values", "indices"])
+    median = namedtuple("median", ["values", "indices"])
+    mode = namedtuple("mode", ["values", "indices"])
+    aminmax = namedtuple("aminmax", ["min", "max"])
+
+
+def _check_reduction_dims(name: str, t: Tensor, axes: tuple[int, ...] | None) -> None:
+    """A max/min over an empty dim has no value: PyTorch's error, naming the dim."""
+    if t.array.size:
+        return
+    if axes is None:
+        raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                           f"Specify the reduction dim with the 'dim' argument (shape {t.shape}).")
+    for a in axes:
+        if t.shape[a] == 0:
+            raise IndexError(f"{name}(): Expected reduction dim {a} to have non-zero size (shape {t.shape}).")
+
+
+def _select_along(name: str, t: Tensor, dim: Any, keepdim: bool) -> Any:
+    """max/min along one dim: ``(values, indices)``; the gradient goes to the returned index (a gather)."""
+    if isinstance(dim, (tuple, list)):
+        raise TypeError(f"{name}(): dim must be an int, got {type(dim).__name__} (use amax/amin for several dims)")
+    d = _axis(dim, t.ndim)
+    kind = getattr(return_types, name)
+    if t.ndim == 0:
+        return kind(t.clone(), Tensor._wrap(t.xp.zeros((), dtype="int64"), t.device))
+    _check_reduction_dims(name, t, (d,))
+    arg = t.array.argmax if name == "max" else t.array.argmin
+    index = arg(axis=d, keepdims=True)
+    values = _ops.Gather.apply(t, index=index, axis=d)
+    if not keepdim:
+        values, index = values.squeeze(d), index.squeeze(d)
+    return kind(values, Tensor._wrap(index.astype("int64", copy=False), t.device))
+
+
+def _sort_index(xp: Any, a: Any, axis: int, descending: bool) -> Any:
+    """Stable sort order along ``axis``; descending keeps equal elements in order and puts NaN first."""
+    if not descending:
+        return xp.argsort(a, axis=axis, kind="stable").astype("int64", copy=False)
+    n = a.shape[axis]
+    reverse = xp.argsort(xp.flip(a, axis), axis=axis, kind="stable")
+    return xp.flip(n - 1 - reverse, axis).astype("int64", copy=False)
+
+
+def _pick_sorted(t: Tensor, d: int, position: int, keepdim: bool, kind: Any) -> Any:
+    """The element at ``position`` of ``t`` sorted along ``d``, and its index."""
+    if t.ndim == 0:
+        return kind(t.clone(), Tensor._wrap(t.xp.zeros((), dtype="int64"), t.device))
+    order = _sort_index(t.xp, t.array, d, False)
+    lead = (slice(None),) * d
+    index = order[lead + (slice(position, position + 1),)]
+    values = _ops.Gather.apply(t, index=index, axis=d)
+    if not keepdim:
+        values, index = values.squeeze(d), index.squeeze(d)
+    return kind(values, Tensor._wrap(index, t.device))
 
 
 def _check_nonempty(name: str, t: Tensor) -> None:
@@ -755,6 +1485,15 @@ def _compare(name: str, a: Tensor, b: Any) -> Tensor:
     return Tensor._wrap(out, a.device)
 
 
+def _bitwise(name: str, a: Tensor, b: Any) -> Tensor:
+    """&, |, ^ on bool or integer tensors (no gradient)."""
+    other = b.array.dtype if isinstance(b, Tensor) else None
+    if a.array.dtype.kind not in "iub" or (other is not None and other.kind not in "iub") or isinstance(b, float):
+        raise TypeError(f"{name} is only defined for integer and bool tensors, got {a.dtype}"
+                        f" and {other if other is not None else type(b).__name__}")
+    return _compare(name, a, b)
+
+
 def _normalise_index(index: Any, t: Tensor) -> tuple[Any, bool]:
     """Turn an index expression into raw arrays on t's device; say whether it has integer arrays."""
     items = index if isinstance(index, tuple) else (index,)
@@ -847,5 +1586,12 @@ def _as_array(data: Any, dtype: Any, device: Any) -> tuple[Any, str]:
         dev = src if isinstance(data, Tensor) or src != "cpu" else backend.get_default_device()
     return backend.to_device(array, dev), dev
 
+
+for _name in ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "neg", "sin", "cos", "square", "exp2", "expm1",
+              "log2", "log10", "log1p", "rsqrt", "reciprocal", "tan", "asin", "acos", "atan", "sinh", "cosh", "erf",
+              "floor", "ceil", "round", "trunc", "sign", "frac", "fmod", "remainder", "floor_divide", "lerp",
+              "addcmul", "addcdiv", "atan2", "clamp_min", "clamp_max", "logical_not", "logical_and", "logical_or",
+              "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "gelu"):
+    setattr(Tensor, _name + "_", _unary_inplace(_name))
 
 autograd.Tensor = Tensor

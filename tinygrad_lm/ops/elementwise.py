@@ -416,3 +416,224 @@ class Cast(Function):
 
     def backward(self, g: Any) -> Any:
         return g.astype(self.dtype)
+
+
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+class Exp2(Function):
+    """d 2^x = ln(2) 2^x dx"""
+
+    def forward(self, x: Any) -> Any:
+        self.out = self.xp.exp2(x)
+        return self.out
+
+    def backward(self, g: Any) -> Any:
+        return g * self.out * _LN2
+
+
+class Expm1(Function):
+    """d (e^x - 1) = e^x dx"""
+
+    def forward(self, x: Any) -> Any:
+        self.out = self.xp.expm1(x)
+        return self.out
+
+    def backward(self, g: Any) -> Any:
+        return g * (self.out + 1)
+
+
+class Log2(Function):
+    """d log2(x) = dx / (x ln 2)"""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.xp.log2(x)
+
+    def backward(self, g: Any) -> Any:
+        return g / (self.x * _LN2)
+
+
+class Log10(Function):
+    """d log10(x) = dx / (x ln 10)"""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.xp.log10(x)
+
+    def backward(self, g: Any) -> Any:
+        return g / (self.x * _LN10)
+
+
+class Log1p(Function):
+    """d log(1 + x) = dx / (1 + x)"""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.xp.log1p(x)
+
+    def backward(self, g: Any) -> Any:
+        return g / (1 + self.x)
+
+
+class Rsqrt(Function):
+    """d x^(-1/2) = -x^(-3/2) / 2 dx"""
+
+    def forward(self, x: Any) -> Any:
+        self.out = 1 / self.xp.sqrt(x)
+        return self.out
+
+    def backward(self, g: Any) -> Any:
+        return g * (-0.5 * self.out * self.out * self.out)
+
+
+class Reciprocal(Function):
+    """d (1/x) = -dx / x^2"""
+
+    def forward(self, x: Any) -> Any:
+        self.out = 1 / x
+        return self.out
+
+    def backward(self, g: Any) -> Any:
+        return -g * self.out * self.out
+
+
+class Tan(Function):
+    """d tan(x) = (1 + tan(x)^2) dx"""
+
+    def forward(self, x: Any) -> Any:
+        self.out = self.xp.tan(x)
+        return self.out
+
+    def backward(self, g: Any) -> Any:
+        return g * (1 + self.out * self.out)
+
+
+class Asin(Function):
+    """d asin(x) = dx / sqrt(1 - x^2)"""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.xp.arcsin(x)
+
+    def backward(self, g: Any) -> Any:
+        return g / self.xp.sqrt(1 - self.x * self.x)
+
+
+class Acos(Function):
+    """d acos(x) = -dx / sqrt(1 - x^2)"""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.xp.arccos(x)
+
+    def backward(self, g: Any) -> Any:
+        return -g / self.xp.sqrt(1 - self.x * self.x)
+
+
+class Atan(Function):
+    """d atan(x) = dx / (1 + x^2)"""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.xp.arctan(x)
+
+    def backward(self, g: Any) -> Any:
+        return g / (1 + self.x * self.x)
+
+
+class Atan2(Function):
+    """d atan2(a, b) = (b da - a db) / (a^2 + b^2)"""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return self.xp.arctan2(a, b)
+
+    def backward(self, g: Any) -> tuple[Any, Any]:
+        a, b = self.a, self.b
+        scale = g / (a * a + b * b)
+        return (scale * b if self.needs_grad[0] else None), (-scale * a if self.needs_grad[1] else None)
+
+
+class Sinh(Function):
+    """d sinh(x) = cosh(x) dx"""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.xp.sinh(x)
+
+    def backward(self, g: Any) -> Any:
+        return g * self.xp.cosh(self.x)
+
+
+class Cosh(Function):
+    """d cosh(x) = sinh(x) dx"""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.xp.cosh(x)
+
+    def backward(self, g: Any) -> Any:
+        return g * self.xp.sinh(self.x)
+
+
+class Erf(Function):
+    """d erf(x) = 2 / sqrt(pi) exp(-x^2) dx"""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return backend.erf(x).astype(x.dtype, copy=False)
+
+    def backward(self, g: Any) -> Any:
+        return g * (_TWO_OVER_SQRT_PI * self.xp.exp(-self.x * self.x))
+
+
+class Piecewise(Function):
+    """floor, ceil, round, trunc, sign: piecewise constant, so d f(x) = 0 (as PyTorch)"""
+
+    def forward(self, x: Any, fn: str = "floor", decimals: int = 0) -> Any:
+        self.shape = x.shape
+        if fn == "round" and decimals:
+            return self.xp.round(x, decimals)
+        return getattr(self.xp, fn)(x)
+
+    def backward(self, g: Any) -> Any:
+        return self.xp.zeros(self.shape, dtype=g.dtype)
+
+
+class Fmod(Function):
+    """fmod(a, b) = a - trunc(a / b) b; d = da - trunc(a / b) db"""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return self.xp.fmod(a, b)
+
+    def backward(self, g: Any) -> tuple[Any, Any]:
+        gb = -g * self.xp.trunc(self.a / self.b) if self.needs_grad[1] else None
+        return g, gb
+
+
+class Remainder(Function):
+    """remainder(a, b) = a - floor(a / b) b (the sign of b, Python's %); d = da - floor(a / b) db"""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return self.xp.remainder(a, b)
+
+    def backward(self, g: Any) -> tuple[Any, Any]:
+        gb = -g * self.xp.floor(self.a / self.b) if self.needs_grad[1] else None
+        return g, gb
+
+
+class FloorDivide(Function):
+    """floor(a / b), piecewise constant: d = 0 for both"""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        self.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
+        return self.xp.floor_divide(a, b)
+
+    def backward(self, g: Any) -> tuple[Any, Any]:
+        zero = self.xp.zeros_like(g)
+        return zero, zero

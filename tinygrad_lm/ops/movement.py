@@ -55,6 +55,25 @@ class GetItem(Function):
         return gx
 
 
+class IndexPut(Function):
+    """out = x with out[idx] = v (``x[idx] = v`` out of place); dx = dy with zeros at idx, dv = dy[idx]"""
+
+    def forward(self, x: Any, v: Any, index: Any = None) -> Any:
+        self.index = index
+        out = x.copy()
+        out[index] = v
+        return out
+
+    def backward(self, g: Any) -> tuple[Any, Any]:
+        gx = gv = None
+        if self.needs_grad[0]:
+            gx = g.copy()
+            gx[self.index] = 0
+        if self.needs_grad[1]:
+            gv = g[self.index]
+        return gx, gv
+
+
 class Split(Function):
     """Pieces of x along ``axis``, as views; d split(x) = the pieces' gradients concatenated (zeros where unused)"""
 
