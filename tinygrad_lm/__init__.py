@@ -1,5 +1,5 @@
 """tinygrad_lm: a small, fast, readable reverse-mode autodiff framework for language models."""
-from . import backend
+from . import backend, distributed  # distributed imports MPI only in init_process_group
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import cuda_is_available, get_default_device, get_default_dtype, set_default_device, set_default_dtype
 from .creation import (
@@ -41,6 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GradcheckError", "Tensor", "arange", "backend", "bool", "cat", "cuda_is_available", "detect_anomaly", "double",
+    "distributed",
     "enable_grad", "eye", "float", "float16", "float32", "float64", "from_numpy", "full", "full_like",
     "get_default_device", "get_default_dtype", "gradcheck", "int32", "int64", "is_grad_enabled", "load", "long",
     "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand", "randint", "randn", "save",
