@@ -162,8 +162,9 @@ def set_rng_state(new_state: Tensor) -> None:
     default_generator.set_state(new_state)
 
 
-def _rng(generator: Generator | None, device: str, name: str) -> Any:
-    """The NumPy/CuPy generator to draw from for a result on ``device``."""
+def backend_generator(generator: Generator | None, device: str, name: str) -> Any:
+    """The NumPy/CuPy generator to draw from for a result on ``device``: ``generator``'s, or the device's
+    default one. For library code that samples on its own (nn.init, samplers); ``name`` is for the errors."""
     if generator is None:
         return backend.generator(device)
     if not isinstance(generator, Generator):
@@ -319,7 +320,7 @@ def rand(*size: Any, generator: Generator | None = None, out: Tensor | None = No
     shape = _shape("rand", size)
     dtype, dev = _target(out, dtype, device)
     dt = _float_dtype("rand", dtype)
-    array = _uniform(_rng(generator, dev, "rand"), shape, dt)
+    array = _uniform(backend_generator(generator, dev, "rand"), shape, dt)
     return _finish("rand", array, dev, requires_grad, out)
 
 
@@ -329,7 +330,7 @@ def randn(*size: Any, generator: Generator | None = None, out: Tensor | None = N
     shape = _shape("randn", size)
     dtype, dev = _target(out, dtype, device)
     dt = _float_dtype("randn", dtype)
-    array = _standard_normal(_rng(generator, dev, "randn"), shape, dt).astype(dt, copy=False)
+    array = _standard_normal(backend_generator(generator, dev, "randn"), shape, dt).astype(dt, copy=False)
     return _finish("randn", array, dev, requires_grad, out)
 
 
@@ -376,7 +377,7 @@ def randint(low: Any = 0, high: Any = None, size: Any = None, *, generator: Gene
     dtype, dev = _target(out, dtype, device)
     dt = _dtype("int64" if dtype is None else dtype)
     _int_range("randint", low, high, dt, Tensor._xp_of(dev))
-    array = _integers(_rng(generator, dev, "randint"), low, high, shape, dt)
+    array = _integers(backend_generator(generator, dev, "randint"), low, high, shape, dt)
     return _finish("randint", array, dev, requires_grad, out)
 
 
@@ -392,7 +393,7 @@ def randperm(n: int, *, generator: Generator | None = None, out: Tensor | None =
         raise RuntimeError("randperm: not implemented for dtype bool")
     if n > 0:
         _int_range("randperm", 0, n, dt, Tensor._xp_of(dev))
-    array = backend.permutation(_rng(generator, dev, "randperm"), n).astype(dt, copy=False)
+    array = backend.permutation(backend_generator(generator, dev, "randperm"), n).astype(dt, copy=False)
     return _finish("randperm", array, dev, requires_grad, out)
 
 
@@ -440,7 +441,7 @@ def normal(mean: Any, std: Any = 1.0, size: Any = None, *, generator: Generator 
         shape = _shape("normal", tuple(size) if isinstance(size, (tuple, list)) else (size,))
         dtype, dev = _target(out, dtype, device)
         dt = _float_dtype("normal", dtype)
-        z = _standard_normal(_rng(generator, dev, "normal"), shape, dt)
+        z = _standard_normal(backend_generator(generator, dev, "normal"), shape, dt)
         z *= std
         z += mean
         return _finish("normal", z.astype(dt, copy=False), dev, requires_grad, out)
@@ -468,7 +469,7 @@ def normal(mean: Any, std: Any = 1.0, size: Any = None, *, generator: Generator 
     elif not std >= 0.0:
         raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
     m = mean.array if isinstance(mean, Tensor) else float(mean)
-    z = _standard_normal(_rng(generator, dev, "normal"), common, dt)
+    z = _standard_normal(backend_generator(generator, dev, "normal"), common, dt)
     sample = (z * s + m).astype(dt, copy=False)
     return _into("normal", out, _result(sample, params, dev))
 
@@ -506,7 +507,7 @@ def bernoulli(input: Tensor, p: float | None = None, *, generator: Generator | N
         if not 0.0 <= prob <= 1.0:
             raise RuntimeError(f"bernoulli: bernoulli_ expects p to be in [0, 1], but got p={p}")
         draw_dt = dt if dt.kind == "f" else _dtype("float64")
-    u = _uniform(_rng(generator, input.device, "bernoulli"), input.shape, draw_dt if draw_dt.itemsize >= 4
+    u = _uniform(backend_generator(generator, input.device, "bernoulli"), input.shape, draw_dt if draw_dt.itemsize >= 4
                  else _dtype("float32"))
     sample = (u < prob).astype(dt)
     params = [input] if dt.kind == "f" else []
@@ -522,7 +523,7 @@ def poisson(input: Tensor, generator: Generator | None = None) -> Tensor:
     rate = input.array
     if rate.size and not bool(rate.min() >= 0):
         raise RuntimeError("poisson: invalid Poisson rate, expected rate to be non-negative (and not NaN)")
-    k = _rng(generator, input.device, "poisson").poisson(rate.astype("float64"), size=rate.shape)
+    k = backend_generator(generator, input.device, "poisson").poisson(rate.astype("float64"), size=rate.shape)
     return _result(k.astype(dt), [input], input.device)
 
 
@@ -601,11 +602,11 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, g
     elif replacement or n == 1:
         cdf = xp.cumsum(p, axis=-1, dtype="float64")  # (B, V)
         _check_distribution(xp, p, cdf[:, -1])
-        idx = _with_replacement(xp, _rng(generator, input.device, "multinomial"), p, cdf, n)
+        idx = _with_replacement(xp, backend_generator(generator, input.device, "multinomial"), p, cdf, n)
     else:
         totals = p.sum(axis=-1, dtype="float64")  # (B,)
         _check_distribution(xp, p, totals)
-        idx = _without_replacement(xp, _rng(generator, input.device, "multinomial"), p, totals, n)
+        idx = _without_replacement(xp, backend_generator(generator, input.device, "multinomial"), p, totals, n)
     if input.ndim == 1:
         idx = idx.reshape(n)
     return _into("multinomial", out, Tensor._wrap(idx, input.device))
@@ -618,7 +619,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, *, generator: G
     mean, std = _check_number("normal_", "mean", mean), _check_number("normal_", "std", std)
     if not std >= 0.0:
         raise RuntimeError(f"normal_: normal expects std >= 0.0, but found std {std}")
-    z = _standard_normal(_rng(generator, tensor.device, "normal_"), tensor.shape, dt)
+    z = _standard_normal(backend_generator(generator, tensor.device, "normal_"), tensor.shape, dt)
     z *= std
     z += mean
     return _fill(tensor, z)
@@ -630,7 +631,7 @@ def uniform_(tensor: Tensor, from_: float = 0.0, to: float = 1.0, *, generator: 
     lo, hi = _check_number("uniform_", "from", from_), _check_number("uniform_", "to", to)
     if not lo <= hi:
         raise RuntimeError(f"uniform_: uniform_ expects to return a [from, to) range, but found from={from_} > to={to}")
-    u = _uniform(_rng(generator, tensor.device, "uniform_"), tensor.shape,
+    u = _uniform(backend_generator(generator, tensor.device, "uniform_"), tensor.shape,
                  dt if dt.itemsize >= 4 else _dtype("float32"))
     u *= hi - lo
     u += lo
@@ -643,7 +644,7 @@ def exponential_(tensor: Tensor, lambd: float = 1.0, *, generator: Generator | N
     lam = _check_number("exponential_", "lambd", lambd)
     if not lam > 0.0:
         raise RuntimeError(f"exponential_: exponential_ expects lambda > 0.0, but found lambda={lambd}")
-    e = _standard_exponential(_rng(generator, tensor.device, "exponential_"), tensor.shape, dt)
+    e = _standard_exponential(backend_generator(generator, tensor.device, "exponential_"), tensor.shape, dt)
     e /= lam
     return _fill(tensor, e)
 
@@ -668,7 +669,7 @@ def bernoulli_(tensor: Tensor, p: Any = 0.5, *, generator: Generator | None = No
         if not 0.0 <= prob <= 1.0:
             raise RuntimeError(f"bernoulli_: bernoulli_ expects p to be in [0, 1], but got p={p}")
         draw_dt = dt if dt.kind == "f" else _dtype("float64")
-    u = _uniform(_rng(generator, tensor.device, "bernoulli_"), tensor.shape,
+    u = _uniform(backend_generator(generator, tensor.device, "bernoulli_"), tensor.shape,
                  draw_dt if draw_dt.itemsize >= 4 else _dtype("float32"))
     return _fill(tensor, u < prob)
 
@@ -694,7 +695,7 @@ def random_(tensor: Tensor, from_: int | None = None, to: Any = _NOT_GIVEN, *,
         low = 0 if from_ is None else _check_int("random_", "from", from_)
         high = top + 1 if to is None else _check_int("random_", "to", to)
     _int_range("random_", low, high, dt, xp)
-    return _fill(tensor, _integers(_rng(generator, tensor.device, "random_"), low, high, tensor.shape, dt))
+    return _fill(tensor, _integers(backend_generator(generator, tensor.device, "random_"), low, high, tensor.shape, dt))
 
 
 __all__ = [

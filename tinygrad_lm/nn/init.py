@@ -1,8 +1,9 @@
 """In-place weight initialisation, as ``torch.nn.init``.
 
-Every function fills ``tensor`` in place (outside the graph), draws from the
-random generator of the tensor's device (seeded by ``tl.manual_seed``), keeps
-the tensor's dtype, and returns the tensor.
+Every function fills ``tensor`` in place (outside the graph), draws from
+``generator`` (a ``tl.Generator`` on the tensor's device) or, without one, from
+the device's default generator (seeded by ``tl.manual_seed``), keeps the
+tensor's dtype, and returns the tensor.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import math
 import warnings
 from typing import Any
 
-from .. import backend
+from .. import random
 from ..autograd import no_grad
 from ..tensor import Tensor
 
@@ -21,15 +22,15 @@ def _fill(tensor: Tensor, values: Any) -> Tensor:
     return tensor
 
 
-def _uniform01(tensor: Tensor) -> Any:
+def _uniform01(tensor: Tensor, generator: random.Generator | None) -> Any:
     """U[0, 1) samples of the tensor's shape, in its dtype (float16 draws in float32 first)."""
-    gen = backend.generator(tensor.device)
+    gen = random.backend_generator(generator, tensor.device, "nn.init")
     dtype = tensor.dtype if tensor.dtype.itemsize >= 4 else "float32"
     return gen.random(tensor.shape, dtype=dtype)
 
 
-def _standard_normal(tensor: Tensor) -> Any:
-    gen = backend.generator(tensor.device)
+def _standard_normal(tensor: Tensor, generator: random.Generator | None) -> Any:
+    gen = random.backend_generator(generator, tensor.device, "nn.init")
     dtype = tensor.dtype if tensor.dtype.itemsize >= 4 else "float32"
     return gen.standard_normal(tensor.shape, dtype=dtype)
 
@@ -41,20 +42,20 @@ def _check_float(name: str, tensor: Tensor) -> None:
         raise TypeError(f"{name}: can only fill floating point tensors, got {tensor.dtype}")
 
 
-def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator: random.Generator | None = None) -> Tensor:
     """Fill with samples of U(a, b)."""
     _check_float("uniform_", tensor)
     if a > b:
         raise ValueError(f"uniform_: expects a <= b, got a={a}, b={b}")
-    return _fill(tensor, _uniform01(tensor) * float(b - a) + float(a))
+    return _fill(tensor, _uniform01(tensor, generator) * float(b - a) + float(a))
 
 
-def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator: random.Generator | None = None) -> Tensor:
     """Fill with samples of N(mean, std^2)."""
     _check_float("normal_", tensor)
     if std < 0:
         raise ValueError(f"normal_: std must be non-negative, got {std}")
-    return _fill(tensor, _standard_normal(tensor) * float(std) + float(mean))
+    return _fill(tensor, _standard_normal(tensor, generator) * float(std) + float(mean))
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
@@ -115,23 +116,23 @@ def _is_empty(name: str, tensor: Tensor) -> bool:
     return False
 
 
-def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
+def xavier_uniform_(tensor: Tensor, gain: float = 1.0, generator: random.Generator | None = None) -> Tensor:
     """Glorot: U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out))."""
     _check_float("xavier_uniform_", tensor)
     fan_in, fan_out = _fan_in_and_fan_out(tensor)
     if _is_empty("xavier_uniform_", tensor):
         return tensor
     a = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return uniform_(tensor, -a, a)
+    return uniform_(tensor, -a, a, generator)
 
 
-def xavier_normal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
+def xavier_normal_(tensor: Tensor, gain: float = 1.0, generator: random.Generator | None = None) -> Tensor:
     """Glorot: N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out))."""
     _check_float("xavier_normal_", tensor)
     fan_in, fan_out = _fan_in_and_fan_out(tensor)
     if _is_empty("xavier_normal_", tensor):
         return tensor
-    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
 
 def _kaiming_std(tensor: Tensor, a: float, mode: str, nonlinearity: str) -> float:
@@ -143,24 +144,26 @@ def _kaiming_std(tensor: Tensor, a: float, mode: str, nonlinearity: str) -> floa
 
 
 def kaiming_uniform_(
-    tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+    tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+    generator: random.Generator | None = None,
 ) -> Tensor:
     """He: U(-bound, bound) with bound = gain * sqrt(3 / fan), gain = calculate_gain(nonlinearity, a)."""
     _check_float("kaiming_uniform_", tensor)
     if _is_empty("kaiming_uniform_", tensor):
         return tensor
     bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
-    return uniform_(tensor, -bound, bound)
+    return uniform_(tensor, -bound, bound, generator)
 
 
 def kaiming_normal_(
-    tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+    tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+    generator: random.Generator | None = None,
 ) -> Tensor:
     """He: N(0, std^2) with std = gain / sqrt(fan), gain = calculate_gain(nonlinearity, a)."""
     _check_float("kaiming_normal_", tensor)
     if _is_empty("kaiming_normal_", tensor):
         return tensor
-    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))
+    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity), generator)
 
 
 __all__ = [
