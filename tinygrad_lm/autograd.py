@@ -458,7 +458,11 @@ def register_post_accumulate_grad_hook(tensor: Any, hook: Callable[[Any], None])
     key = id(tensor)
     entry = _post_accumulate_grad_hooks.get(key)
     if entry is None or entry[0]() is not tensor:
-        entry = (weakref.ref(tensor, lambda _, key=key: _post_accumulate_grad_hooks.pop(key, None)), {})
+
+        def forget(_: Any, key: int = key) -> None:
+            _post_accumulate_grad_hooks.pop(key, None)
+
+        entry = (weakref.ref(tensor, forget), {})
         _post_accumulate_grad_hooks[key] = entry
     handle = RemovableHandle(entry[1])
     entry[1][handle.id] = hook
