@@ -34,8 +34,8 @@ from ..tensor import Tensor
 
 __all__ = [
     "Backend", "ReduceOp", "Work", "all_gather", "all_gather_into_tensor", "all_gather_object", "all_reduce",
-    "barrier", "broadcast", "broadcast_object_list", "destroy_process_group", "get_backend", "get_rank",
-    "get_world_size", "group", "init_process_group", "is_available", "is_initialized", "is_mpi_available",
+    "barrier", "broadcast", "broadcast_object_list", "default_pg_timeout", "destroy_process_group", "get_backend",
+    "get_rank", "get_world_size", "group", "init_process_group", "is_available", "is_initialized", "is_mpi_available",
     "is_nccl_available", "reduce_scatter", "reduce_scatter_tensor",
 ]
 
@@ -86,13 +86,19 @@ class Work:
         if limit is None:
             for r in self._requests:
                 r.Wait() if hasattr(r, "Wait") else r.wait()
-        else:
+        else:  # test (which also drives MPI's progress) until done or out of time
             deadline = time.monotonic() + limit
+            pause = 0.0
             while not all(_test(r) for r in self._requests):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{self._what} did not complete within {limit:g} s: another rank has not "
-                                       "joined it (it may have failed, or be running different code)")
-                time.sleep(1e-4)
+                                       "joined it (it may have failed, be running different code, or have run "
+                                       "out of data before the others)")
+                time.sleep(pause)
+                pause = min(1e-3, pause + 2e-5)
+            for r in self._requests:
+                if not hasattr(r, "Test"):
+                    r.wait()  # NCCL: the current stream waits for the collective's stream
         self._requests = []
         if self._finish is not None:
             self._finish()
@@ -139,6 +145,7 @@ class _ProcessGroup:
 
 
 _world: _ProcessGroup | None = None
+default_pg_timeout = datetime.timedelta(minutes=30)  # PyTorch's: how long a rank waits for the others
 _previous_excepthook: Any = None
 
 
@@ -173,8 +180,9 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
     ``backend`` is ``"mpi"`` (CPU tensors), ``"nccl"`` (CUDA tensors; CPU tensors still go through
     MPI) or None (MPI, and NCCL the first time a CUDA tensor is communicated). ``init_method`` may be
     None or ``"env://"``; ``world_size`` and ``rank``, when given, must agree with MPI's (a check that
-    the script was started as intended). ``timeout`` bounds how long ``Work.wait`` waits for the other
-    ranks before raising (which then aborts the job); without it a wait blocks as MPI does.
+    the script was started as intended). ``timeout`` (default 30 minutes, PyTorch's) bounds how long a
+    collective waits for the other ranks before raising, which then aborts the job: a rank that stopped
+    early (uneven data) or hangs ends the job instead of leaving the others waiting forever.
     """
     global _world, _previous_excepthook
     if _world is not None:
@@ -193,7 +201,9 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
                            "pip install 'tinygrad_lm[distributed]'")
     if name == "nccl" and not is_nccl_available():
         raise RuntimeError("backend 'nccl' needs CuPy with NCCL and a GPU: pip install 'tinygrad_lm[gpu]'")
-    seconds = timeout.total_seconds() if isinstance(timeout, datetime.timedelta) else timeout
+    if timeout is None:
+        timeout = default_pg_timeout
+    seconds = timeout.total_seconds() if isinstance(timeout, datetime.timedelta) else float(timeout)
     world = _ProcessGroup(name, seconds)
     if world_size not in (-1, None) and int(world_size) != world.size:
         raise ValueError(f"world_size={world_size} but MPI started {world.size} processes")

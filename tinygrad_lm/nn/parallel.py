@@ -104,7 +104,7 @@ class DistributedDataParallel(Module):
 
     # ------------------------------------------------------------------ construction
     def _check_same_model(self, module: Module) -> None:
-        """Every rank must hold the same parameter and buffer names, shapes and dtypes: else name the first difference."""
+        """Every rank must have the same names, shapes and dtypes of parameters and buffers; else say where not."""
         pg = self.process_group
         mine = [("parameter", n, tuple(p.shape), str(p.dtype)) for n, p in module.named_parameters()]
         mine += [("buffer", n, tuple(b.shape), str(b.dtype)) for n, b in module.named_buffers()]
@@ -190,6 +190,10 @@ class DistributedDataParallel(Module):
         bucket.view(i)[...] = grad.array
         bucket.ready.add(i)
         self._launch_ready_buckets()
+        if self._next_bucket:  # MPI moves non-blocking messages on only inside its calls: test one now and then
+            work = self._buckets[self._next_bucket - 1].work
+            if work is not None:
+                work.is_completed()
 
     def _launch_ready_buckets(self) -> None:
         while self._next_bucket < len(self._buckets):

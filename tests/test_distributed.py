@@ -1,0 +1,215 @@
+"""tinygrad_lm.distributed and DistributedDataParallel, with real ranks started by ``mpiexec -n 2``.
+
+The multi-rank checks live in ``tests/distributed_scripts/``; each test here starts one of them
+under ``mpiexec`` with a hard timeout, so a hang fails the test instead of blocking the suite.
+The engine hooks DDP relies on are tested in this process.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinygrad_lm as tl
+from tinygrad_lm import autograd, nn
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "tests" / "distributed_scripts"
+HAVE_MPI = importlib.util.find_spec("mpi4py") is not None
+
+
+def _mpiexec() -> str | None:
+    from tinygrad_lm.distributed.launch import find_mpiexec
+
+    try:
+        return find_mpiexec()
+    except RuntimeError:
+        return None
+
+
+needs_mpi = pytest.mark.skipif(not HAVE_MPI or _mpiexec() is None,
+                               reason="needs mpi4py and mpiexec: pip install 'tinygrad_lm[distributed]'")
+
+
+def run_ranks(script: str, *args: str, n: int = 2, timeout: float = 60) -> tuple[subprocess.CompletedProcess, float]:
+    """Start ``n`` ranks of a script under mpiexec; returns the finished process and the seconds it took."""
+    from tinygrad_lm.distributed.launch import mpiexec_command
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TINYGRAD_LM_JIT="off",  # Numba's first compile costs seconds per rank; DDP does not depend on it
+               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    cmd = mpiexec_command(n, [sys.executable, str(SCRIPTS / script), *args])
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"{script} {' '.join(args)} did not finish within {timeout} s (a hang):\n"
+                    f"{err.stdout}\n{err.stderr}")
+    return proc, time.monotonic() - started
+
+
+def _ok(proc: subprocess.CompletedProcess, marker: str) -> None:
+    assert proc.returncode == 0 and marker in proc.stdout, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+
+
+# ---------------------------------------------------------------------------------------------- engine hooks
+def test_post_accumulate_grad_hook_runs_once_after_every_contribution():
+    w = nn.Parameter(tl.tensor(np.arange(6.0).reshape(2, 3)))
+    b = nn.Parameter(tl.tensor(np.ones(3)))
+    seen = []
+    handle = w.register_post_accumulate_grad_hook(lambda p: seen.append(("w", p.grad.numpy().copy())))
+    b.register_post_accumulate_grad_hook(lambda p: seen.append(("b", p.grad.numpy().copy())))
+    x = tl.tensor(np.array([[1.0, -2.0]]))
+    y = ((x @ w + b) * (x @ w)).sum()  # w feeds two products: its hook waits for both
+    y.backward()
+    assert [name for name, _ in seen] == ["b", "w"]
+    np.testing.assert_array_equal(seen[1][1], w.grad.numpy())
+    np.testing.assert_array_equal(seen[0][1], b.grad.numpy())
+    handle.remove()
+    seen.clear()
+    (x @ w).sum().backward()
+    assert seen == []
+
+
+def test_queue_callback_runs_after_backward_and_not_after_an_error():
+    w = nn.Parameter(tl.tensor(np.ones(3)))
+    order = []
+
+    def hook(p):
+        order.append("hook")
+        autograd.queue_callback(lambda: order.append(("final", float(p.grad.numpy().sum()))))
+
+    w.register_post_accumulate_grad_hook(hook)
+    (w * 2.0).sum().backward()
+    assert order == ["hook", ("final", 6.0)]
+    with pytest.raises(RuntimeError, match="during the backward pass"):
+        autograd.queue_callback(lambda: None)
+
+    class Fails(autograd.Function):
+        def forward(self, a):
+            return a * 1.0
+
+        def backward(self, grad):
+            raise ValueError("backward failed")
+
+    order.clear()
+    with pytest.raises(ValueError, match="backward failed"):
+        (Fails.apply(w * 3.0) + w).sum().backward()
+    assert ("final", 9.0) not in order and not any(isinstance(o, tuple) for o in order)
+
+
+def test_hooks_are_dropped_with_their_tensor():
+    before = len(autograd._post_accumulate_grad_hooks)
+    w = nn.Parameter(tl.ones(2))
+    w.register_post_accumulate_grad_hook(lambda p: None)
+    assert len(autograd._post_accumulate_grad_hooks) == before + 1
+    del w
+    assert len(autograd._post_accumulate_grad_hooks) == before
+
+
+def test_hook_on_a_non_leaf_is_an_error():
+    w = nn.Parameter(tl.ones(2))
+    with pytest.raises(RuntimeError, match="non-leaf"):
+        (w * 2).register_post_accumulate_grad_hook(lambda p: None)
+
+
+# ---------------------------------------------------------------------------------------------- without ranks
+def test_not_initialized_errors_are_clear():
+    import tinygrad_lm.distributed as dist
+
+    assert not dist.is_initialized()
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        dist.get_rank()
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        dist.all_reduce(tl.ones(2))
+    with pytest.raises(ValueError, match="unknown backend"):
+        dist.init_process_group("gloo")
+    import tinygrad_lm.nn.parallel as parallel
+
+    assert tl.distributed is dist and tl.nn.parallel is parallel
+
+
+# ---------------------------------------------------------------------------------------------- real ranks
+@needs_mpi
+def test_every_collective_every_dtype_and_op():
+    proc, _ = run_ranks("collectives.py", "cpu")
+    _ok(proc, "collectives OK")
+
+
+@needs_mpi
+def test_one_process_world_runs_without_mpiexec():
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TINYGRAD_LM_JIT="off")
+    code = ("import tinygrad_lm as tl, tinygrad_lm.distributed as dist\n"
+            "from tinygrad_lm.nn.parallel import DistributedDataParallel as DDP\n"
+            "dist.init_process_group()\n"
+            "assert (dist.get_rank(), dist.get_world_size()) == (0, 1)\n"
+            "t = tl.tensor([1.0, 2.0]); dist.all_reduce(t, op=dist.ReduceOp.AVG); assert t.tolist() == [1.0, 2.0]\n"
+            "m = DDP(tl.nn.Linear(2, 1)); m(t).sum().backward(); assert m.module.weight.grad.tolist() == [[1.0, 2.0]]\n"
+            "print('single OK')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    _ok(proc, "single OK")
+
+
+@needs_mpi
+def test_ddp_two_ranks_on_half_batches_equal_one_process_on_the_batch():
+    proc, _ = run_ranks("ddp_equivalence.py", timeout=120)
+    _ok(proc, "ddp_equivalence OK")
+
+
+@needs_mpi
+def test_a_rank_that_raises_ends_the_job():
+    proc, seconds = run_ranks("faults.py", "raise")
+    assert proc.returncode != 0, proc.stdout
+    assert "rank 1 fails on purpose" in proc.stderr and "aborting the job" in proc.stderr, proc.stderr
+    assert "rank 0 got past" not in proc.stdout
+    assert seconds < 30
+
+
+@needs_mpi
+def test_uneven_data_times_out_instead_of_hanging():
+    proc, seconds = run_ranks("faults.py", "uneven")
+    assert proc.returncode != 0, proc.stdout
+    assert "did not complete within 2 s" in proc.stderr, proc.stderr
+    assert seconds < 30
+
+
+@needs_mpi
+def test_models_of_different_shapes_are_refused_naming_the_parameter():
+    proc, _ = run_ranks("faults.py", "mismatch")
+    assert proc.returncode == 0, proc.stderr
+    for rank in (0, 1):
+        assert (f"rank {rank} error: DistributedDataParallel: the model differs between ranks: parameter "
+                "'body.weight' is float32 (4, 3) on rank 0 but float32 (5, 3) on rank 1") in proc.stdout, proc.stdout
+
+
+@needs_mpi
+def test_unused_parameters_are_named_or_counted_as_zero():
+    proc, _ = run_ranks("faults.py", "unused")
+    _ok(proc, "unused OK")
+
+
+# ---------------------------------------------------------------------------------------------- NCCL
+def _gpus() -> int:
+    from tinygrad_lm import backend
+
+    if not backend.cuda_is_available():
+        return 0
+    return int(backend.cupy_module().cuda.runtime.getDeviceCount())
+
+
+def _nccl_ready() -> bool:
+    return _gpus() > 0 and importlib.util.find_spec("cupy.cuda.nccl") is not None
+
+
+@needs_mpi
+@pytest.mark.skipif(not _nccl_ready(), reason="needs CuPy with NCCL and a GPU")
+def test_every_collective_on_nccl():
+    # one rank per GPU (NCCL refuses two ranks on one device); with one GPU this checks the calls, not the sums
+    proc, _ = run_ranks("collectives.py", "cuda", n=min(_gpus(), 2), timeout=180)
+    _ok(proc, "collectives OK")
