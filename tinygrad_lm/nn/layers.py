@@ -60,14 +60,31 @@ class Embedding(Module):
         num_embeddings: int,
         embedding_dim: int,
         padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+        _weight: Tensor | None = None,
+        _freeze: bool = False,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__()
+        _check_embedding_options(max_norm, scale_grad_by_freq, sparse)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.padding_idx = F._padding_index(padding_idx, num_embeddings)
-        self.weight = Parameter(_empty(num_embeddings, embedding_dim, dtype=dtype, device=device))
-        self.reset_parameters()
+        self.max_norm, self.norm_type = max_norm, norm_type
+        self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
+        if _weight is None:
+            self.weight = Parameter(_empty(num_embeddings, embedding_dim, dtype=dtype, device=device))
+            self.reset_parameters()
+        else:
+            if _weight.shape != (num_embeddings, embedding_dim):
+                raise ValueError(
+                    f"Shape of weight {_weight.shape} does not match num_embeddings and embedding_dim "
+                    f"({num_embeddings}, {embedding_dim})"
+                )
+            self.weight = Parameter(_weight, requires_grad=not _freeze)
 
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
@@ -75,17 +92,25 @@ class Embedding(Module):
             self.weight.array[self.padding_idx] = 0
 
     @classmethod
-    def from_pretrained(cls, embeddings: Tensor, freeze: bool = True, padding_idx: int | None = None) -> Embedding:
-        """An Embedding whose weight is a copy of the 2-D ``embeddings`` (frozen unless ``freeze=False``)."""
+    def from_pretrained(
+        cls,
+        embeddings: Tensor,
+        freeze: bool = True,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+    ) -> Embedding:
+        """An Embedding whose weight is the 2-D ``embeddings`` (sharing its memory, as PyTorch's; frozen unless
+        ``freeze=False``)."""
         if not isinstance(embeddings, Tensor):
             raise TypeError(f"from_pretrained: embeddings must be a Tensor, got {type(embeddings).__name__}")
+        _check_embedding_options(max_norm, scale_grad_by_freq, sparse)
         if embeddings.ndim != 2:
             raise ValueError(f"Embeddings parameter is expected to be 2-dimensional, got shape {embeddings.shape}")
         rows, dim = embeddings.shape
-        layer = cls(rows, dim, padding_idx=padding_idx, device=embeddings.device, dtype=embeddings.dtype)
-        layer.weight.array = embeddings.array.copy()
-        layer.weight.requires_grad = not freeze
-        return layer
+        return cls(rows, dim, padding_idx=padding_idx, _weight=embeddings, _freeze=freeze)  # shares its memory
 
     def forward(self, input: Tensor) -> Tensor:
         return F.embedding(input, self.weight, self.padding_idx)  # input.shape + (embedding_dim,)
@@ -93,6 +118,13 @@ class Embedding(Module):
     def extra_repr(self) -> str:
         s = f"{self.num_embeddings}, {self.embedding_dim}"
         return s if self.padding_idx is None else s + f", padding_idx={self.padding_idx}"
+
+
+def _check_embedding_options(max_norm: float | None, scale_grad_by_freq: bool, sparse: bool) -> None:
+    for arg, value, default in (("max_norm", max_norm, None), ("scale_grad_by_freq", scale_grad_by_freq, False),
+                                ("sparse", sparse, False)):
+        if value != default:
+            raise NotImplementedError(f"Embedding: {arg}={value!r} is not supported (only {arg}={default!r})")
 
 
 class LayerNorm(Module):
@@ -134,60 +166,28 @@ class LayerNorm(Module):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 class Dropout(Module):
     """In training, y = x m / (1 - p) with m ~ Bernoulli(1 - p) per element; in eval mode, y = x."""
 
-    def __init__(self, p: float = 0.5) -> None:
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         if not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p = float(p)
+        if inplace:
+            raise NotImplementedError("Dropout(inplace=True) is not supported: dropout returns a new tensor")
+        self.p, self.inplace = float(p), False
 
     def forward(self, input: Tensor) -> Tensor:
         return F.dropout(input, self.p, self.training)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
-class Tanh(Module):
-    """y = tanh(x)."""
-
-    def forward(self, input: Tensor) -> Tensor:
-        return input.tanh()
-
-
-class ReLU(Module):
-    """y = max(x, 0)."""
-
-    def forward(self, input: Tensor) -> Tensor:
-        return input.relu()
-
-
-class Sigmoid(Module):
-    """y = 1 / (1 + exp(-x))."""
-
-    def forward(self, input: Tensor) -> Tensor:
-        return input.sigmoid()
-
-
-class GELU(Module):
-    """y = x Phi(x) (Phi the standard normal CDF), or 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))."""
-
-    def __init__(self, approximate: str = "none") -> None:
-        super().__init__()
-        if approximate not in ("none", "tanh"):
-            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
-        self.approximate = approximate
-
-    def forward(self, input: Tensor) -> Tensor:
-        return F.gelu(input, approximate=self.approximate)
-
-    def extra_repr(self) -> str:
-        return f"approximate={self.approximate!r}"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
 class Identity(Module):
@@ -200,18 +200,39 @@ class Identity(Module):
         return input
 
 
-class Softmax(Module):
-    """y_i = exp(x_i) / sum_j exp(x_j) along ``dim``."""
+class Flatten(Module):
+    """Flatten dims ``start_dim`` .. ``end_dim`` into one: (N, C, H, W) -> (N, C * H * W) by default."""
 
-    def __init__(self, dim: int | None = None) -> None:
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
-        self.dim = dim
+        self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.softmax(input, self.dim)
+        return input.flatten(self.start_dim, self.end_dim)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}"
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
-__all__ = ["GELU", "Dropout", "Embedding", "Identity", "LayerNorm", "Linear", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+class Unflatten(Module):
+    """Split dim ``dim`` into ``unflattened_size`` (one entry may be -1): (N, 12) -> (N, 3, 4)."""
+
+    def __init__(self, dim: int, unflattened_size: Sequence[int]) -> None:
+        super().__init__()
+        if isinstance(dim, str):
+            raise NotImplementedError("Unflatten: named dimensions (a str dim) are not supported; pass an int dim")
+        if not isinstance(unflattened_size, (tuple, list)) or not all(isinstance(n, int) for n in unflattened_size):
+            raise TypeError(f"Unflatten: unflattened_size must be a tuple of ints, got {unflattened_size!r}")
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not -input.ndim <= self.dim < input.ndim:
+            raise IndexError(f"Unflatten: dim {self.dim} is out of range for input of shape {input.shape}")
+        d = self.dim % input.ndim
+        return input.reshape(*input.shape[:d], *self.unflattened_size, *input.shape[d + 1 :])
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+__all__ = ["Dropout", "Embedding", "Flatten", "Identity", "LayerNorm", "Linear", "Unflatten"]

@@ -1,0 +1,194 @@
+"""Activation layers: each is its ``nn.functional`` function as a Module, with PyTorch's arguments and repr.
+
+``inplace=True`` (PyTorch's memory saving) is refused with a clear error: the layers here
+always return a new tensor, and a silently ignored flag would hide that the input is unchanged.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..tensor import Tensor
+from . import functional as F
+from .module import Module
+
+
+def _no_inplace(layer: str, inplace: bool) -> bool:
+    if inplace:
+        raise NotImplementedError(
+            f"{layer}(inplace=True) is not supported: tinygrad_lm's activations return a new tensor; "
+            "use inplace=False"
+        )
+    return False
+
+
+class Tanh(Module):
+    """y = tanh(x)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return input.tanh()
+
+
+class ReLU(Module):
+    """y = max(x, 0)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = _no_inplace("ReLU", inplace)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return input.relu()
+
+
+class Sigmoid(Module):
+    """y = 1 / (1 + exp(-x))."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return input.sigmoid()
+
+
+class GELU(Module):
+    """y = x Phi(x) (Phi the standard normal CDF), or 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.gelu(input, approximate=self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class SiLU(Module):
+    """y = x sigmoid(x)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = _no_inplace("SiLU", inplace)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.silu(input)
+
+
+class Mish(Module):
+    """y = x tanh(softplus(x))."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = _no_inplace("Mish", inplace)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.mish(input)
+
+
+class LeakyReLU(Module):
+    """y = x for x > 0, else negative_slope x."""
+
+    def __init__(self, negative_slope: float = 1e-2, inplace: bool = False) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+        self.inplace = _no_inplace("LeakyReLU", inplace)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.leaky_relu(input, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class ELU(Module):
+    """y = x for x > 0, else alpha (exp(x) - 1)."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.inplace = _no_inplace("ELU", inplace)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.elu(input, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class Softplus(Module):
+    """y = log(1 + exp(beta x)) / beta, and x where beta x > threshold."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.softplus(input, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class LogSigmoid(Module):
+    """y = log(sigmoid(x))."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.logsigmoid(input)
+
+
+class GLU(Module):
+    """y = a sigmoid(b), a and b the halves of the input along ``dim``."""
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.glu(input, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Softmax(Module):
+    """y_i = exp(x_i) / sum_j exp(x_j) along ``dim``."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.softmax(input, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Module):
+    """y_i = x_i - log sum_j exp(x_j) along ``dim``."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.log_softmax(input, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+def get_activation(activation: Any, where: str) -> Any:
+    """``"relu"`` / ``"gelu"`` as the functions, a callable as is (the Transformer layers' ``activation``)."""
+    if activation == "relu":
+        return F.relu
+    if activation == "gelu":
+        return F.gelu
+    if isinstance(activation, str) or not callable(activation):
+        raise RuntimeError(f"{where}: activation should be relu/gelu or a callable, not {activation!r}")
+    return activation
+
+
+__all__ = [
+    "ELU", "GELU", "GLU", "LeakyReLU", "LogSigmoid", "LogSoftmax", "Mish", "ReLU", "SiLU", "Sigmoid", "Softmax",
+    "Softplus", "Tanh",
+]
