@@ -438,7 +438,7 @@ def test_lambda_lr_per_group_and_shared():
     np.testing.assert_allclose(got, np.stack([0.5**e, 2.0 / (e + 1)], axis=1), rtol=1e-12)
     shared = lr_scheduler.LambdaLR(_sgd_with_lr(1.0, groups=2), lambda e: e + 1)
     np.testing.assert_allclose(_lrs(shared, 3), np.array([[1, 2], [2, 4], [3, 6], [4, 8]]), rtol=1e-12)
-    with pytest.raises(ValueError, match="expected 2 lr_lambdas"):
+    with pytest.raises(ValueError, match="Expected 2 lr_lambdas"):
         lr_scheduler.LambdaLR(_sgd_with_lr(1.0, groups=2), [lambda e: 1.0])
 
 

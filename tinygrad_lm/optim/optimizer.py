@@ -170,6 +170,7 @@ class Optimizer:
         if closure is not None:
             with autograd.enable_grad():
                 loss = closure()
+        self._opt_called = True  # (the schedulers warn when they step before their optimizer ever did)
         state = self.state
         with autograd.no_grad():
             for group in self.param_groups:
