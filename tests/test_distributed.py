@@ -213,3 +213,68 @@ def test_every_collective_on_nccl():
     # one rank per GPU (NCCL refuses two ranks on one device); with one GPU this checks the calls, not the sums
     proc, _ = run_ranks("collectives.py", "cuda", n=min(_gpus(), 2), timeout=180)
     _ok(proc, "collectives OK")
+
+
+# ---------------------------------------------------------------------------------------------- DistributedSampler
+@pytest.mark.parametrize("n, replicas, drop_last", [(10, 3, False), (10, 3, True), (12, 4, False), (2, 3, False),
+                                                    (7, 1, True)])
+def test_distributed_sampler_shares_are_even_disjoint_and_cover(n, replicas, drop_last):
+    from tinygrad_lm.utils.data.distributed import DistributedSampler
+
+    shares = [list(DistributedSampler(range(n), replicas, r, shuffle=True, seed=3, drop_last=drop_last))
+              for r in range(replicas)]
+    lengths = {len(s) for s in shares}
+    assert len(lengths) == 1 and lengths.pop() == len(DistributedSampler(range(n), replicas, 0, drop_last=drop_last))
+    everything = [i for s in shares for i in s]
+    if drop_last:
+        assert len(set(everything)) == len(everything) == (n // replicas) * replicas
+    else:
+        assert set(everything) == set(range(n)) and len(everything) == -(-n // replicas) * replicas
+
+
+def test_distributed_sampler_orders_agree_across_ranks_and_change_with_the_epoch():
+    from tinygrad_lm.utils.data import Sampler
+    from tinygrad_lm.utils.data.distributed import DistributedSampler
+
+    samplers = [DistributedSampler(range(20), 2, r, seed=5) for r in range(2)]
+    assert isinstance(samplers[0], Sampler)
+    first = [list(s) for s in samplers]
+    assert sorted(first[0] + first[1]) == list(range(20)) and first[0] != list(range(0, 20, 2))
+    assert [list(s) for s in samplers] == first  # the same epoch gives the same order
+    for s in samplers:
+        s.set_epoch(1)
+    second = [list(s) for s in samplers]
+    assert second != first and sorted(second[0] + second[1]) == list(range(20))
+    assert list(DistributedSampler(range(20), 2, 0, seed=5)) == first[0]
+
+
+@pytest.mark.parametrize("n, replicas, drop_last", [(10, 3, False), (10, 3, True), (5, 4, False), (9, 2, True)])
+def test_distributed_sampler_without_shuffle_matches_pytorch(n, replicas, drop_last):
+    torch_data = pytest.importorskip("torch.utils.data.distributed")
+    from tinygrad_lm.utils.data.distributed import DistributedSampler
+
+    for rank in range(replicas):
+        ours = list(DistributedSampler(range(n), replicas, rank, shuffle=False, drop_last=drop_last))
+        theirs = list(torch_data.DistributedSampler(range(n), replicas, rank, shuffle=False, drop_last=drop_last))
+        assert ours == theirs
+
+
+def test_distributed_sampler_errors_name_the_problem():
+    from tinygrad_lm.utils.data.distributed import DistributedSampler
+
+    with pytest.raises(ValueError, match=r"Invalid rank 2, rank should be in the interval \[0, 1\]"):
+        DistributedSampler(range(4), num_replicas=2, rank=2)
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        DistributedSampler(range(4))
+
+
+def test_distributed_sampler_drives_a_dataloader():
+    from tinygrad_lm.utils.data import DataLoader, TensorDataset
+    from tinygrad_lm.utils.data.distributed import DistributedSampler
+
+    data = TensorDataset(tl.tensor(np.arange(10.0)))
+    seen = []
+    for rank in range(2):
+        loader = DataLoader(data, batch_size=2, sampler=DistributedSampler(data, 2, rank, seed=1))
+        seen += [float(v) for (batch,) in loader for v in batch.tolist()]
+    assert sorted(seen) == [float(i) for i in range(10)]
