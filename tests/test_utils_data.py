@@ -9,7 +9,6 @@ workers can unpickle them.
 from __future__ import annotations
 
 import collections
-import gc
 import multiprocessing
 import os
 import time
@@ -82,7 +81,7 @@ class WhoFetched(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         info = get_worker_info()
-        assert info is not None and info.dataset is not self  # each worker owns a copy
+        assert info is not None and isinstance(info.dataset, WhoFetched)
         return {"index": i, "worker": info.id, "num_workers": info.num_workers, "seed": info.seed,
                 "pid": os.getpid(), "draw": float(tl.rand(1).item()), "np_draw": float(np.random.rand())}
 
@@ -105,7 +104,7 @@ class Slow(Dataset):
         return 4
 
     def __getitem__(self, i: int) -> int:
-        time.sleep(3.0)
+        time.sleep(5.0)
         return i
 
 
@@ -560,3 +559,135 @@ def test_iterable_dataset_in_the_main_process():
     assert [b.tolist() for b in DataLoader(Range(0, 7), batch_size=3)] == [[0, 1, 2], [3, 4, 5], [6]]
     assert [b.tolist() for b in DataLoader(Range(0, 7), batch_size=3, drop_last=True)] == [[0, 1, 2], [3, 4, 5]]
     assert [b for b in DataLoader(Range(0, 3), batch_size=None)] == [0, 1, 2]
+
+
+# --- worker processes --------------------------------------------------------------------------------------------
+
+
+def test_workers_return_batches_in_order_with_their_own_seeds():
+    loader = DataLoader(WhoFetched(), batch_size=2, num_workers=2, generator=seeded(0))
+    batches = list(loader)
+    assert [b["index"].tolist() for b in batches] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert [b["worker"].tolist() for b in batches] == [[0, 0], [1, 1], [0, 0], [1, 1]]  # round robin
+    assert all(b["num_workers"].tolist() == [2, 2] for b in batches)
+    seeds = {w: s for b in batches for w, s in zip(b["worker"].tolist(), b["seed"].tolist())}
+    assert seeds[1] == seeds[0] + 1  # base_seed + worker_id
+    pids = {b["pid"][0].item() for b in batches}
+    assert len(pids) == 2 and os.getpid() not in pids
+    draws = [d for b in batches for d in b["draw"].tolist()]
+    assert len(set(draws)) == 8  # workers draw different numbers from tinygrad_lm's generator...
+    np_draws = [d for b in batches for d in b["np_draw"].tolist()]
+    assert len(set(np_draws)) == 8  # ... and from NumPy's
+    again = list(DataLoader(WhoFetched(), batch_size=2, num_workers=2, generator=seeded(0)))
+    assert [b["draw"].tolist() for b in again] == [b["draw"].tolist() for b in batches]  # the same base seed
+    other = list(DataLoader(WhoFetched(), batch_size=2, num_workers=2, generator=seeded(1)))
+    assert [b["draw"].tolist() for b in other] != [b["draw"].tolist() for b in batches]
+    assert get_worker_info() is None  # in the main process
+
+
+def test_worker_init_fn_runs_in_each_worker():
+    loader = DataLoader(ReadsInit(), batch_size=1, num_workers=2, worker_init_fn=record_init)
+    assert list(loader) == [["init 0"], ["init 1"], ["init 0"], ["init 1"]]
+    assert "TL_TEST_INIT" not in os.environ
+
+
+def test_worker_exceptions_reraise_in_the_main_process_naming_the_worker():
+    loader = DataLoader(FailsAt(3), batch_size=2, num_workers=2)
+    iterator = iter(loader)
+    assert next(iterator).tolist() == [0, 1]
+    with pytest.raises(ValueError, match=r"(?s)Caught ValueError in DataLoader worker process 1\..*item 3 is broken"):
+        next(iterator)
+    assert next(iterator).tolist() == [4, 5]  # the iterator stays usable, as in PyTorch
+    with pytest.raises(StopIteration):
+        next(iterator)
+
+    failing_init = DataLoader(FailsAt(99), num_workers=1, worker_init_fn=fails_init)
+    with pytest.raises(KeyError, match=r"(?s)worker process 0 while starting.*no config for worker 0"):
+        list(failing_init)
+
+
+def test_a_worker_that_dies_or_stalls_raises():
+    with pytest.raises(RuntimeError, match=r"DataLoader worker \(pid\(s\) \d+.*exited unexpectedly"):
+        list(DataLoader(Dies(), num_workers=1))
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="DataLoader timed out after 0.3 seconds"):
+        list(DataLoader(Slow(), num_workers=1, timeout=0.3))
+    assert time.monotonic() - start < 2.5  # the stalled worker is terminated, not waited for (5 s)
+
+
+@pytest.mark.parametrize("batch_size, drop_last", [(3, False), (3, True), (None, False)])
+def test_iterable_dataset_sharded_between_workers(batch_size, drop_last):
+    loader = DataLoader(Range(0, 10), batch_size=batch_size, drop_last=drop_last, num_workers=2)
+    batches = list(loader)
+    items = [i for b in batches for i in (b.tolist() if batch_size else [b])]
+    if batch_size is None:
+        assert sorted(items) == list(range(10))
+    elif drop_last:
+        assert [b.tolist() for b in batches] == [[0, 1, 2], [5, 6, 7]]  # each worker drops its own short tail
+    else:
+        assert [b.tolist() for b in batches] == [[0, 1, 2], [5, 6, 7], [3, 4], [8, 9]]  # alternating workers
+    unsharded = list(DataLoader(Range(0, 4, shard=False), batch_size=2, num_workers=2))
+    assert sorted(i for b in unsharded for i in b.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]  # each copy yields all
+
+
+def test_uneven_iterable_shards_end_cleanly():
+    loader = DataLoader(Range(0, 3), batch_size=1, num_workers=3, persistent_workers=True)
+    for _ in range(2):
+        assert sorted(b.item() for b in loader) == [0, 1, 2]
+
+
+def test_persistent_workers_live_across_epochs_and_others_do_not():
+    persistent = DataLoader(WhoFetched(), batch_size=4, num_workers=2, persistent_workers=True)
+    pids = [{b["pid"][0].item() for b in persistent} for _ in range(2)]
+    assert pids[0] == pids[1] and len(pids[0]) == 2
+    iterator = iter(persistent)
+    next(iterator)
+    assert [b["index"].tolist() for b in persistent] == [[0, 1, 2, 3], [4, 5, 6, 7]]  # a half epoch is dropped
+    workers = persistent._iterator._workers
+    del persistent, iterator
+    assert not any(w.is_alive() for w in workers)
+
+    fresh = DataLoader(WhoFetched(), batch_size=4, num_workers=2)
+    assert {b["pid"][0].item() for b in fresh}.isdisjoint({b["pid"][0].item() for b in fresh})
+
+
+def test_workers_shut_down_on_completion_break_and_del():
+    loader = DataLoader(TensorDataset(np.arange(40)), batch_size=2, num_workers=2)
+    iterator = iter(loader)
+    workers = iterator._workers
+    assert sum(b[0].numel() for b in iterator) == 40
+    assert not any(w.is_alive() for w in workers)  # the end of the epoch stops them
+
+    iterator = iter(loader)
+    next(iterator)
+    workers = iterator._workers
+    assert all(w.is_alive() for w in workers)
+    del iterator
+    assert not any(w.is_alive() for w in workers)  # del stops them at once
+
+    before = set(multiprocessing.active_children())
+    for _ in loader:
+        workers = list(set(multiprocessing.active_children()) - before)
+        break
+    assert len(workers) == 2 and not any(w.is_alive() for w in workers)  # so does leaving the loop
+
+
+def test_spawned_workers_give_the_same_batches():
+    data = TensorDataset(np.arange(8), np.arange(8) * 0.5)
+    expected = [[t.tolist() for t in b] for b in DataLoader(data, batch_size=3, shuffle=True, generator=seeded(2))]
+    spawned = DataLoader(data, batch_size=3, shuffle=True, generator=seeded(2), num_workers=2,
+                         multiprocessing_context="spawn", worker_init_fn=record_init)
+    assert [[t.tolist() for t in b] for b in spawned] == expected
+    context = multiprocessing.get_context("spawn")
+    assert list(DataLoader(ReadsInit(), num_workers=1, multiprocessing_context=context,
+                           worker_init_fn=record_init)) == [["init 0"]] * 4
+
+
+@pytest.mark.cuda
+def test_cuda_tensors_from_workers_raise_a_clear_error():
+    if not tl.cuda_is_available():
+        pytest.skip("CUDA is not available (no CuPy or no GPU)")
+    data = TensorDataset(tl.arange(4, device="cuda"))
+    assert [b[0].device for b in DataLoader(data, batch_size=2)] == [data.tensors[0].device] * 2
+    with pytest.raises(RuntimeError, match="only send CPU tensors"):
+        list(DataLoader(data, batch_size=2, num_workers=1, multiprocessing_context="spawn"))

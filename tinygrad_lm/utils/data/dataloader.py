@@ -26,7 +26,8 @@ from .worker import STATUS_INTERVAL, WorkerError, start_objects, worker_loop
 
 __all__ = ["DataLoader"]
 
-_JOIN_TIMEOUT = 5.0  # seconds a worker gets to exit before it is terminated
+_JOIN_TIMEOUT = 1.0  # seconds the workers get to exit at shutdown before they are terminated (an idle one
+# exits at once; a busy one would fetch a batch nobody will read)
 
 
 class _InfiniteConstantSampler(Sampler[None]):
@@ -370,8 +371,9 @@ class _MultiProcessIter:
                 index_queue.put(None)
             except (OSError, ValueError):
                 pass
+        deadline = time.monotonic() + _JOIN_TIMEOUT
         for process in self._workers:
-            process.join(timeout=_JOIN_TIMEOUT)
+            process.join(timeout=max(deadline - time.monotonic(), 0.0))
             if process.is_alive():
                 process.terminate()
                 process.join()
