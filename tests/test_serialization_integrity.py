@@ -154,6 +154,12 @@ def test_symlinked_checkpoint_is_written_through_the_link(tmp_path):
     assert link.is_symlink() and tl.load(real) == {"step": 101}
 
 
+def test_longest_file_name_still_gets_a_temp_file(tmp_path):
+    path = tmp_path / ("x" * 240 + ".safetensors")  # 252 bytes: the temp name must not grow past 255
+    tl.save({"step": 1}, path)
+    assert tl.load(path) == {"step": 1} and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
 SAVE_LOOP = textwrap.dedent("""
     import sys
     import numpy as np
@@ -276,6 +282,6 @@ def test_full_disk_keeps_the_old_checkpoint(small_filesystem):
     old = path.read_bytes()
     with pytest.raises(OSError) as info:
         tl.save({"w": np.ones(100_000, np.float32), "step": 2}, path)
-    assert info.value.errno == errno.ENOSPC
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
     assert path.read_bytes() == old and tl.load(path)["step"] == 1
     assert [p.name for p in small_filesystem.iterdir()] == ["ckpt.safetensors"]

@@ -166,6 +166,8 @@ def test_bytes_io_round_trip():
     got, meta = tl.load(buf, with_metadata=True)
     _assert_same(got, obj)
     assert meta == {"note": "in memory"}
+    buf.seek(0)
+    assert serialization.load_metadata(buf) == {"note": "in memory"}
     with pytest.raises(ValueError, match=r"<BytesIO>.* is not a tinygrad_lm checkpoint"):
         tl.load(io.BytesIO(b"not a checkpoint"))
 

@@ -41,7 +41,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
         old_mode: int | None = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
         old_mode = None
-    tmp = os.path.join(folder, f".{name}.tmp-{_HOST}-{os.getpid()}-{secrets.token_hex(8)}")
+    tmp = os.path.join(folder, f".{name[:100]}.tmp-{_HOST}-{os.getpid()}-{secrets.token_hex(8)}")  # < 255 bytes
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)  # umask applies
     try:
         try:
@@ -54,9 +54,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:
+            raise type(err)(err.errno, err.strerror, path) from err  # "No space left on device: '<path>'"
         raise
     _fsync_directory(folder)
 

@@ -203,8 +203,11 @@ def _header(text: str, where: str) -> dict[str, Any]:
     if header["version"] not in READABLE_VERSIONS:
         raise ValueError(f"{where} is a tinygrad_lm checkpoint of format version {header.get('version')!r}, "
                          f"this version reads {', '.join(map(repr, READABLE_VERSIONS))}")
-    if header["version"] != "1" and not (isinstance(header.get("tensors"), dict) and "digest" in header):
-        raise ValueError(f"{corrupted}: its metadata has no checksums")
+    if header["version"] != "1":
+        tensors = header.get("tensors")
+        if not (isinstance(tensors, dict) and "digest" in header
+                and all(isinstance(v, dict) and isinstance(v.get("device"), str) for v in tensors.values())):
+            raise ValueError(f"{corrupted}: its metadata has no checksums")
     return header
 
 
