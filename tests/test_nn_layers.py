@@ -118,7 +118,7 @@ def test_layernorm_parameters_and_repr(device):
     ln = nn.LayerNorm(4, device=device)
     assert [(k, p.shape) for k, p in ln.named_parameters()] == [("weight", (4,)), ("bias", (4,))]
     assert np.all(host(ln.weight) == 1) and np.all(host(ln.bias) == 0)
-    assert repr(ln) == "LayerNorm((4,), eps=1e-05, elementwise_affine=True)"
+    assert repr(ln) == "LayerNorm((4,), eps=1e-05, elementwise_affine=True, bias=True)"  # as PyTorch
     ln2 = nn.LayerNorm([2, 3], eps=1e-3, elementwise_affine=False)
     assert list(ln2.parameters()) == [] and ln2.normalized_shape == (2, 3)
     assert repr(ln2) == "LayerNorm((2, 3), eps=0.001, elementwise_affine=False)"
@@ -152,7 +152,7 @@ def test_layernorm_shape_mismatch(device):
 # ---------------------------------------------------------------------- Dropout and activations
 def test_dropout_train_and_eval(device):
     drop = nn.Dropout(0.25)
-    assert repr(drop) == "Dropout(p=0.25)"
+    assert repr(drop) == "Dropout(p=0.25, inplace=False)"  # as PyTorch
     x = tl.ones(300, 300, device=device)
     out = drop(x).numpy()
     assert abs((out == 0).mean() - 0.25) < 0.01  # 90,000 draws: std 0.0015
