@@ -44,6 +44,7 @@ import tinygrad_lm as tl
 import tinygrad_lm.nn.functional as F
 from tinygrad_lm import nn, optim
 from tinygrad_lm.data import DataLoader, TensorDataset
+from tinygrad_lm.random import Generator
 
 
 def make_pairs(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -56,7 +57,8 @@ def train_summation(epochs: int, batch_size: int, lr: float, seed: int) -> nn.Li
     rng = np.random.default_rng(seed)
     x = make_pairs(512, rng)  # (N, 2)
     y = x.sum(axis=1, keepdims=True)  # (N, 1)
-    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=np.random.default_rng(seed))
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
+                        generator=Generator().manual_seed(seed))
     unit = nn.Linear(2, 1)
     opt = optim.SGD(unit.parameters(), lr=lr)
     print(f"summation network: start  w = {unit.weight.detach().numpy().ravel().round(3)}, "
@@ -79,7 +81,8 @@ def train_comparison(epochs: int, batch_size: int, lr: float, theta: float, seed
     rng = np.random.default_rng(seed + 1)
     x = make_pairs(1024, rng)  # (N, 2)
     y = (x.sum(axis=1, keepdims=True) > theta).astype(np.float32)  # (N, 1)
-    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=np.random.default_rng(seed))
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
+                        generator=Generator().manual_seed(seed))
     unit = nn.Linear(2, 1)
     opt = optim.SGD(unit.parameters(), lr=lr)
     for epoch in range(1, epochs + 1):

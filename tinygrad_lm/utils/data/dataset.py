@@ -208,6 +208,6 @@ def random_split(
             f"Sum of input lengths does not equal the length of the input dataset! (lengths sum to {sum(counts)}, "
             f"dataset has {n})"
         )
-    order = _random.randperm(n, generator)
+    order = _random.randperm(n, generator, "random_split")
     bounds = list(itertools.accumulate(counts))
     return [Subset(dataset, order[end - count : end]) for count, end in zip(counts, bounds)]

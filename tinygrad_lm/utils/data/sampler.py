@@ -75,11 +75,11 @@ class RandomSampler(Sampler[int]):
         n = len(self.data_source)
         generator = _random.fresh_generator(self.generator)
         if self.replacement:
-            yield from _random.randint(n, self.num_samples, generator)
+            yield from _random.randint(n, self.num_samples, generator, "RandomSampler")
             return
         for _ in range(self.num_samples // n):
-            yield from _random.randperm(n, generator)
-        yield from _random.randperm(n, generator)[: self.num_samples % n]
+            yield from _random.randperm(n, generator, "RandomSampler")
+        yield from _random.randperm(n, generator, "RandomSampler")[: self.num_samples % n]
 
     def __len__(self) -> int:
         return self.num_samples
@@ -93,7 +93,7 @@ class SubsetRandomSampler(Sampler[int]):
         self.generator = generator
 
     def __iter__(self) -> Iterator[int]:
-        for i in _random.randperm(len(self.indices), self.generator):
+        for i in _random.randperm(len(self.indices), self.generator, "SubsetRandomSampler"):
             yield self.indices[i]
 
     def __len__(self) -> int:
