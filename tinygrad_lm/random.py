@@ -593,7 +593,7 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, g
         raise RuntimeError(f"multinomial: cannot sample n_sample > prob_dist.size(-1) samples without replacement "
                            f"({n} > {V})")
     xp = input.xp
-    p = input.array.reshape(-1, V)  # (B, V)
+    p = input.array if input.ndim == 2 else input.array[None, :]  # (B, V)
     B = p.shape[0]
     if B == 0:
         idx = xp.empty((0, n), dtype="int64")
