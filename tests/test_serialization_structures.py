@@ -189,11 +189,12 @@ def test_metadata_round_trip_and_errors(tmp_path):
 
 def test_map_location_forms(tmp_path, device):
     path = tmp_path / "c.safetensors"
-    tl.save({"t": tl.tensor([1.0, 2.0]), "a": np.arange(3)}, path)
+    tl.save({"t": tl.tensor([1.0, 2.0]), "a": np.arange(3), "lr": np.float32(0.5)}, path)
     target = backend.canonical_device(device)
     for where in (device, {"cpu": device}, {"CPU": device}):
         got = tl.load(path, map_location=where)
         assert got["t"].device == target and backend.device_of(got["a"]) == target, where
+        assert type(got["lr"]) is np.float32 and got["lr"] == 0.5  # a number, on no device
         assert got["t"].tolist() == [1.0, 2.0] and backend.to_host(got["a"]).tolist() == [0, 1, 2]
     seen = []
     got = tl.load(path, map_location=lambda array, location: seen.append(location) or array * 2)

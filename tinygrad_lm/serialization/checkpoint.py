@@ -95,11 +95,13 @@ def load(f: FileLike, map_location: Any = None, *, weights_only: bool = True, al
     fetched: dict[str, Any] = {}
 
     def fetch(key: str, kind: str) -> Any:
+        if key not in arrays:
+            raise ValueError(f"{where} is a corrupted tinygrad_lm checkpoint: its metadata refers to a "
+                             f"missing tensor {key!r}")
+        if kind == "scalar":  # a NumPy scalar: a number on the host, like a Python float
+            return arrays[key]
         if key not in fetched:
-            if key not in arrays:
-                raise ValueError(f"{where} is a corrupted tinygrad_lm checkpoint: its metadata refers to a "
-                                 f"missing tensor {key!r}")
-            if kind != "scalar" and not allow_nonfinite:
+            if not allow_nonfinite:
                 _check_finite(arrays[key], key, where)
             saved = devices[key]["device"] if key in devices else "cpu"
             fetched[key] = _place(arrays[key], saved, map_location, key, where)
