@@ -121,7 +121,7 @@ def test_layernorm_parameters_and_repr(device):
     assert repr(ln) == "LayerNorm((4,), eps=1e-05, elementwise_affine=True, bias=True)"  # as PyTorch
     ln2 = nn.LayerNorm([2, 3], eps=1e-3, elementwise_affine=False)
     assert list(ln2.parameters()) == [] and ln2.normalized_shape == (2, 3)
-    assert repr(ln2) == "LayerNorm((2, 3), eps=0.001, elementwise_affine=False)"
+    assert repr(ln2) == "LayerNorm((2, 3), eps=0.001, elementwise_affine=False, bias=False)"
     ln3 = nn.LayerNorm(3, bias=False)
     assert [k for k, _ in ln3.named_parameters()] == ["weight"]
 

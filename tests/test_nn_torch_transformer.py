@@ -136,7 +136,8 @@ def test_full_transformer_matches_torch(batch_first):
     }
     _load_from_torch(ours, theirs)
     src, tgt = _inputs(rng, 6, 2, batch_first), _inputs(rng, 4, 2, batch_first)
-    out = ours(tl.tensor(src), tl.tensor(tgt), tgt_mask=nn.Transformer.generate_square_subsequent_mask(4, dtype=tl.float64))
+    out = ours(tl.tensor(src), tl.tensor(tgt),
+               tgt_mask=nn.Transformer.generate_square_subsequent_mask(4, dtype=tl.float64))
     ref = theirs(torch.tensor(src), torch.tensor(tgt),
                  tgt_mask=torch.nn.Transformer.generate_square_subsequent_mask(4, dtype=torch.float64))
     _compare(ours, theirs, out, ref)
