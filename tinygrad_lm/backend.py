@@ -36,7 +36,22 @@ SUPPORTED_DTYPES = tuple(
 )
 
 
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    """The setting in the environment variable ``name`` (case and spaces ignored; unset or empty: ``default``).
+
+    A value outside ``choices`` is an error naming the variable and the allowed values, read at import,
+    so that a typo (``TINYGRAD_LM_BLAS=mlk``) is never silently taken for the default.
+    """
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower() or default
+    if value not in choices:
+        raise ValueError(f"the environment variable {name}={raw!r} is not one of {', '.join(choices)} "
+                         f"(unset it for {default!r})")
+    return value
+
+
 _MALLOC_MMAP_THRESHOLD, _MALLOC_TRIM_THRESHOLD = -3, -1  # mallopt parameter numbers in glibc's malloc.h
+_MALLOC_CHOICES = ("auto", "system")
 
 
 def _keep_freed_arrays_in_the_heap() -> bool:
@@ -52,7 +67,7 @@ def _keep_freed_arrays_in_the_heap() -> bool:
     ``TINYGRAD_LM_MALLOC=system`` (set before the import) keeps glibc's defaults. Returns
     whether the thresholds were set.
     """
-    if os.environ.get("TINYGRAD_LM_MALLOC", "").strip().lower() == "system" or not sys.platform.startswith("linux"):
+    if env_choice("TINYGRAD_LM_MALLOC", _MALLOC_CHOICES, "auto") == "system" or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(None)
@@ -595,7 +610,7 @@ _ROW_MAJOR, _NO_TRANS, _TRANS, _PACKED, _B_MATRIX = 101, 111, 112, 151, 162
 _MKL_MIN_WORK = 1 << 20
 _BLAS_CHOICES = ("auto", "mkl", "numpy")
 _mkl: Any = None  # the loaded routines, False once looked for and not found, None before looking
-_blas_choice = os.environ.get("TINYGRAD_LM_BLAS", "auto").strip().lower() or "auto"
+_blas_choice = env_choice("TINYGRAD_LM_BLAS", _BLAS_CHOICES, "auto")
 
 
 def _find_mkl_runtime() -> str | None:

@@ -22,6 +22,9 @@ class GradcheckError(RuntimeError):
 def _outputs(result: Any) -> list[Tensor]:
     if isinstance(result, Tensor):
         result = (result,)
+    if not isinstance(result, (tuple, list)):
+        raise TypeError(f"gradcheck: fn must return a Tensor (or a tuple of Tensors) computed from the inputs, "
+                        f"got {type(result).__name__} {str(result)[:40]}")
     outs = []
     for r in result:
         if isinstance(r, Tensor) and r.dtype.kind == "f":

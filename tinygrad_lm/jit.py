@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy
 
+from .backend import env_choice
+
 _CHOICES = ("auto", "numba", "off")
-_choice = os.environ.get("TINYGRAD_LM_JIT", "auto").strip().lower() or "auto"
+_choice = env_choice("TINYGRAD_LM_JIT", _CHOICES, "auto")
 _numba: Any = None  # the module once imported, False when it is not installed
 _compiled: dict[Callable[..., Any], Any] = {}
 

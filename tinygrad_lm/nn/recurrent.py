@@ -47,8 +47,20 @@ def _uniform(bound: float, *shape: int) -> Parameter:
     return Parameter(creation.rand(*shape) * (2 * bound) - bound)
 
 
+def _check_float_input(name: str, input: Tensor) -> None:
+    """Token ids are not inputs of a recurrent layer: they become float vectors through an embedding first."""
+    if input.dtype.kind != "f":
+        raise TypeError(
+            f"{name}: input has dtype {input.dtype}, but a recurrent layer takes float vectors (e.g. embeddings "
+            f"of shape (..., input_size)); pass integer token ids through nn.Embedding first"
+        )
+
+
 def _check_dtype(name: str, what: str, t: Tensor, weight: Tensor) -> None:
     """``t`` must match the parameters' device and dtype (checked before any math on it)."""
+    if t.dtype.kind != "f":
+        raise TypeError(f"{name}: {what} has dtype {t.dtype}, but it must be a float tensor like the parameters "
+                        f"({weight.dtype})")
     if t.device != weight.device:
         raise RuntimeError(f"{name}: {what} is on {t.device} but the parameters are on {weight.device}")
     if t.dtype != weight.dtype:
@@ -83,6 +95,7 @@ class _CellBase(Module):
         name = type(self).__name__
         if not isinstance(input, Tensor):
             raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
+        _check_float_input(name, input)
         if input.ndim not in (1, 2):
             raise RuntimeError(
                 f"{name}: Expected input to be 1D or 2D, got {input.ndim}D instead (shape {input.shape})"
@@ -281,6 +294,7 @@ class _RNNBase(Module):
         name = type(self).__name__
         if not isinstance(input, Tensor):
             raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
+        _check_float_input(name, input)
         if input.ndim not in (2, 3):
             raise RuntimeError(f"{name}: Expected input to be 2D or 3D, got {input.ndim}D tensor instead "
                                f"(shape {input.shape})")
