@@ -111,7 +111,8 @@ def test_nonfinite_training_exits_with_1(capsys, tmp_path, corpus):
     assert code == 1 and "nonfinite" in out and "non-finite" in err
 
 
-def test_bad_arguments_give_one_line_and_status_2(capsys, tmp_path, corpus):
+def test_bad_arguments_give_one_line_and_status_2(capsys, tmp_path, corpus, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./runs here
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("caf\u00e9 ".encode("latin-1") * 400)
     run_dir = tmp_path / "run"
@@ -128,9 +129,13 @@ def test_bad_arguments_give_one_line_and_status_2(capsys, tmp_path, corpus):
         (["train", "--model", "transformer", "--embed", "10", "--heads", "4"], ["divisible"]),
         (["train", "--device", "tpu"], ["unknown device"]),
         (["sample", "--run", str(tmp_path / "missing_run")], ["missing_run", "does not exist"]),
-        (["sample", "--run", str(corpus)], ["does not exist"]),
+        (["sample", "--run", str(corpus)], [str(corpus), "is a file, not a run directory"]),
         (["sample", "--run", str(run_dir), "--temperature", "-1"], ["--temperature"]),
-        (["sample"], ["required: --run"]),
+        (["sample"], ["no --run given", "no trained run under", str(tmp_path / "runs")]),
+        (["eval"], ["no --run given"]),
+        (["train", "--seed", "-1"], ["--seed", "-1"]),
+        (["sample", "--run", str(run_dir), "--seed", "-3"], ["--seed"]),
+        (["ngram", "--seed", "-1"], ["--seed"]),
         (["eval", "--run", str(tmp_path)], ["no config.json"]),
         (["ngram", "--n", "0"], ["--n must be >= 1"]),
         (["nonsense"], ["invalid choice"]),

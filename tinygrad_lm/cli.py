@@ -20,6 +20,8 @@ the traceback of an unexpected error.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -40,6 +42,11 @@ DEFAULT_STEPS = 3000
 DEFAULT_TIME_LIMIT = 300.0
 MIN_CORPUS_CHARS = 1000
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+RUNTIME_TRAIN_FIELDS = ("device", "progress", "time_limit", "out_dir")  # TrainConfig fields config.json leaves out
+# What 'train --resume' may change (flag -> config.json's train field): the new value wins, announced and saved.
+# Flags that would make another model or read other data are refused when they differ from config.json.
+RESUME_CHANGES = {"steps": "max_steps", "lr": "lr", "clip": "grad_clip", "eval_interval": "eval_interval",
+                  "checkpoint_interval": "checkpoint_interval"}
 
 
 class CLIError(Exception):
@@ -125,6 +132,8 @@ def model_config_from_args(args: argparse.Namespace, vocab_size: int) -> dict[st
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
     config_path = run_dir / "config.json"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CLIError(f"{str(run_dir)!r} is a file, not a run directory (the folder that 'tinygrad-lm train' wrote)")
     if not run_dir.is_dir():
         raise CLIError(f"run directory {str(run_dir)!r} does not exist; train one with 'tinygrad-lm train --out DIR'")
     if not config_path.exists():
@@ -134,10 +143,101 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise CLIError(f"cannot read {config_path}: {err}") from None
+    if not isinstance(config, dict):
+        raise CLIError(f"{config_path} is not a tinygrad-lm run config (not a JSON object)")
     missing = [k for k in ("model", "model_config", "corpus", "tokenizer", "train") if k not in config]
     if missing:
         raise CLIError(f"{config_path} is not a tinygrad-lm run config (no {', '.join(missing)})")
+    _check_config(config, config_path)
     return config
+
+
+def _check_config(config: dict[str, Any], path: Path) -> None:
+    """Every field of a (possibly hand-edited) config.json has its type; a wrong one is named, with the file."""
+    from .lm.models import RNNLMConfig, TransformerConfig
+    from .lm.trainer import TrainConfig
+
+    if config["model"] not in MODELS:
+        raise CLIError(f"{path}: field 'model' must be one of {', '.join(MODELS)}, got {config['model']!r}")
+    if config["tokenizer"] not in ("char", "word"):
+        raise CLIError(f"{path}: field 'tokenizer' must be 'char' or 'word', got {config['tokenizer']!r}")
+    for name, kind in (("corpus", str), ("corpus_sha256", str), ("model_config", dict), ("train", dict)):
+        if name in config and not isinstance(config[name], kind):
+            raise CLIError(f"{path}: field {name!r} must be a {'JSON object' if kind is dict else 'string'}, "
+                           f"got {config[name]!r}")
+    if "split" in config and config["split"] != list(SPLIT):
+        raise CLIError(f"{path}: field 'split' must be {list(SPLIT)} (the split this version reads), "
+                       f"got {config['split']!r}")
+    model_class = TransformerConfig if config["model"] == "transformer" else RNNLMConfig
+    _check_fields(path, "model_config", model_class, config["model_config"], ())
+    _check_fields(path, "train", TrainConfig, config["train"], RUNTIME_TRAIN_FIELDS)
+    if config["model"] != "transformer" and config["model_config"]["cell"] != config["model"]:
+        raise CLIError(f"{path}: field 'model_config.cell' is {config['model_config']['cell']!r} but 'model' is "
+                       f"{config['model']!r}")
+
+
+def _check_fields(path: Path, section: str, cls: Any, values: dict[str, Any], skip: Sequence[str]) -> None:
+    fields = {f.name: str(f.type).replace(" ", "").split("|") for f in dataclasses.fields(cls) if f.name not in skip}
+    for name in values:
+        if name not in fields:
+            raise CLIError(f"{path}: unknown field '{section}.{name}' (known: {', '.join(fields)})")
+    for name, allowed in fields.items():
+        if name not in values:
+            raise CLIError(f"{path}: field '{section}.{name}' is missing")
+        if not any(_json_is(values[name], kind) for kind in allowed):
+            raise CLIError(f"{path}: field '{section}.{name}' must be {' or '.join(allowed)}, got {values[name]!r}")
+
+
+def _json_is(value: Any, kind: str) -> bool:
+    """Whether a JSON value has the dataclass field type ``kind`` ('int', 'float', 'str', 'bool', 'None')."""
+    if kind == "None":
+        return value is None
+    if kind == "bool" or isinstance(value, bool):
+        return kind == "bool" and isinstance(value, bool)
+    types: dict[str, Any] = {"int": int, "float": (int, float), "str": str}
+    return isinstance(value, types.get(kind, object))
+
+
+def _json_digest(obj: Any) -> str:
+    """The SHA-256 of a JSON value written canonically (sorted keys, no spaces): layout changes do not count."""
+    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _config_digest(config: dict[str, Any]) -> str:
+    """The digest of what config.json fixes for good: all but the settings that --resume may change."""
+    fixed = {k: v for k, v in config["train"].items() if k not in RESUME_CHANGES.values() and k != "min_lr"}
+    return _json_digest({**config, "train": fixed})
+
+
+def _run_meta(config: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
+    """What the checkpoint records about the run's other files, checked by sample, eval and --resume."""
+    return {"tokenizer": config["tokenizer"], "tokenizer_sha256": tokenizer.digest(),
+            "config_sha256": _config_digest(config)}
+
+
+def _check_run_files(run_dir: Path, config: dict[str, Any], tokenizer: Any, ckpt: dict[str, Any]) -> None:
+    """config.json, tokenizer.json and the checkpoint belong together: same files, same vocabulary, same kind."""
+    try:
+        meta = json.loads(ckpt.get("meta") or "{}")
+    except (TypeError, ValueError):
+        meta = {}
+    meta = meta if isinstance(meta, dict) else {}
+    for name, recorded, actual in (
+        ("tokenizer.json", meta.get("tokenizer_sha256"), tokenizer.digest()),
+        ("config.json", meta.get("config_sha256"), _config_digest(config)),
+    ):
+        if recorded is not None and recorded != actual:  # (checkpoints written before the digests have none)
+            raise CLIError(f"{run_dir / name} was changed after the checkpoint was written (its SHA-256 differs "
+                           "from the one the checkpoint recorded); restore the run's own file")
+    tok_path = run_dir / "tokenizer.json"
+    if tokenizer.kind != config["tokenizer"]:
+        raise CLIError(f"{tok_path} holds a {tokenizer.kind!r} tokenizer but {run_dir / 'config.json'} says "
+                       f"'tokenizer': {config['tokenizer']!r}")
+    vocab = config["model_config"]["vocab_size"]
+    if tokenizer.vocab_size != vocab:
+        raise CLIError(f"{tok_path} has {tokenizer.vocab_size} tokens but the model has {vocab} "
+                       f"(model_config.vocab_size in {run_dir / 'config.json'})")
 
 
 def _load_tokenizer(run_dir: Path) -> Any:
@@ -176,6 +276,7 @@ def load_run(run: str, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
     except (TypeError, ValueError) as err:
         raise CLIError(f"{run_dir / 'config.json'} describes no valid model: {err}") from None
     ckpt = _load_checkpoint(run_dir / "checkpoint.safetensors")
+    _check_run_files(run_dir, config, tokenizer, ckpt)
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, ValueError) as err:
@@ -194,8 +295,11 @@ def sample_text(model: Any, tokenizer: Any, prompt: str, tokens: int, temperatur
     if not ids:
         newline = tokenizer.encode("\n")
         ids = [int(newline[0])] if len(newline) else [0]
-    out = generate(model, np.asarray([ids], dtype=np.int64), tokens, temperature=temperature, top_k=top_k,
-                   greedy=greedy, seed=seed)
+    try:
+        out = generate(model, np.asarray([ids], dtype=np.int64), tokens, temperature=temperature, top_k=top_k,
+                       greedy=greedy, seed=seed)
+    except RuntimeError as err:  # non-finite logits: the weights are damaged
+        raise CLIError(f"cannot sample: {err}") from None
     return tokenizer.decode(out.numpy()[0].tolist())
 
 
@@ -229,40 +333,78 @@ def _check_train_args(args: argparse.Namespace) -> None:
     _require(args.time_limit >= 0, f"--time-limit must be >= 0 seconds (0: none), got {args.time_limit}")
     _require(args.sample_tokens >= 0, f"--sample-tokens must be >= 0, got {args.sample_tokens}")
     _require(args.temperature >= 0, f"--temperature must be >= 0, got {args.temperature}")
+    _check_seed(args.seed)
     if args.model == "transformer":
         _require(args.embed % args.heads == 0, f"--embed ({args.embed}) must be divisible by --heads ({args.heads})")
     _check_device(args.device)
 
 
-def _default_out(args: argparse.Namespace) -> Path:
-    """runs/<corpus>-<tokenizer>-<model>, numbered -2, -3, ... so that an earlier run is never overwritten."""
+def _holds_run(out: Path) -> bool:
+    return (out / "config.json").exists() or (out / "checkpoint.safetensors").exists()
+
+
+def _claim_default_out(args: argparse.Namespace, held: contextlib.ExitStack) -> Path:
+    """runs/<corpus>-<tokenizer>-<model>, numbered -2, -3, ... so that an earlier run is never overwritten.
+
+    The directory is locked before it is returned; one that another training holds is passed over.
+    """
+    from .lm.trainer import RunLockedError, run_lock
+
     base = Path("runs") / f"{Path(args.corpus).stem or 'corpus'}-{args.tokenizer}-{args.model}"
-    out, n = base, 1
-    while (out / "config.json").exists() or (out / "checkpoint.safetensors").exists():
+    n = 1
+    while True:
+        out = base if n == 1 else base.with_name(f"{base.name}-{n}")
         n += 1
-        out = base.with_name(f"{base.name}-{n}")
-    return out
+        if _holds_run(out):
+            continue
+        lock = contextlib.ExitStack()
+        try:
+            lock.enter_context(run_lock(out))
+        except RunLockedError:
+            continue
+        if _holds_run(out):  # written by a run that finished between the look and the lock
+            lock.close()
+            continue
+        held.enter_context(lock)
+        return out
+
+
+def _lock(out: Path, held: contextlib.ExitStack) -> None:
+    """Hold the run directory's lock until the command ends (another training there: one line, naming its pid)."""
+    from .lm.trainer import RunLockedError, run_lock
+
+    try:
+        held.enter_context(run_lock(out))
+    except RunLockedError as err:
+        raise CLIError(str(err)) from None
 
 
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1))
 
 
-def _start_run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], Any, tuple[np.ndarray, ...], Any]:
-    """A new run: its directory, config, tokenizer, data and model."""
+def _start_run(args: argparse.Namespace,
+               held: contextlib.ExitStack) -> tuple[Path, dict[str, Any], Any, tuple[np.ndarray, ...], Any]:
+    """A new run: its directory (locked in ``held``), config, tokenizer, data and model."""
     from .lm.trainer import TrainConfig
 
-    if args.out is None:
-        out = _default_out(args)
-    else:
-        out = Path(args.out)
-        if ((out / "config.json").exists() or (out / "checkpoint.safetensors").exists()) and not args.force:
-            raise CLIError(f"{str(out)!r} already holds a run; continue it with --resume, or start over with --force")
+    out = None if args.out is None else Path(args.out)
+    if out is not None:
         if out.exists() and not out.is_dir():
             raise CLIError(f"--out {str(out)!r} is a file, not a directory")
+        if out.is_dir():
+            _lock(out, held)  # a training running there is named before anything else
+        if _holds_run(out) and not args.force:
+            raise CLIError(f"{str(out)!r} already holds a run; continue it with --resume, or start over with --force")
     corpus = args.corpus if args.corpus == "shakespeare" else str(Path(args.corpus).resolve())
     print(f"reading the corpus ({args.corpus}) ...", flush=True)
     tokenizer, splits, digest = _prepare(corpus, args.tokenizer, None, None)
+    if out is None:
+        out = _claim_default_out(args, held)
+    else:
+        _lock(out, held)
+        if _holds_run(out) and not args.force:  # another run was written there while the corpus was read
+            raise CLIError(f"{str(out)!r} already holds a run; continue it with --resume, or start over with --force")
     model_config = model_config_from_args(args, tokenizer.vocab_size)
     model = build_model(args.model, model_config)
     train = TrainConfig(
@@ -274,45 +416,109 @@ def _start_run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], Any, tup
     for stale in ("checkpoint.safetensors", "metrics.jsonl", "loss.png"):  # --force: start over
         (out / stale).unlink(missing_ok=True)
     tokenizer.save(out / "tokenizer.json")
-    saved_train = {k: v for k, v in asdict(train).items() if k not in ("device", "progress", "time_limit", "out_dir")}
+    saved_train = {k: v for k, v in asdict(train).items() if k not in RUNTIME_TRAIN_FIELDS}
     config = {"model": args.model, "model_config": model_config, "corpus": corpus, "corpus_sha256": digest,
               "tokenizer": args.tokenizer, "split": list(SPLIT), "train": saved_train}
     _write_json(out / "config.json", config)
     return out, config, tokenizer, splits, model
 
 
-def _resume_run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], Any, tuple[np.ndarray, ...], Any]:
-    """An existing run, as config.json describes it (only --steps, --time-limit and --device can change)."""
+def _resume_conflicts(args: argparse.Namespace, config: dict[str, Any]) -> list[str]:
+    """Flags given with --resume that would change the run's model, data or schedule shape: one line each.
+
+    Flags that do not apply to this kind of model are reported as ignored on stdout.
+    """
+    given: set[str] = getattr(args, "given", set())
+    mc, train, model = config["model_config"], config["train"], config["model"]
+    transformer = model == "transformer"
+    saved: dict[str, Any] = {
+        "model": model, "tokenizer": config["tokenizer"], "corpus": config["corpus"],
+        "embed": mc.get("n_embd" if transformer else "embed_dim"), "layers": mc.get("n_layer" if transformer else
+                                                                                  "num_layers"),
+        "hidden": None if transformer else mc.get("hidden_size"), "heads": mc.get("n_head") if transformer else None,
+        "nonlinearity": mc.get("nonlinearity") if model == "rnn" else None, "dropout": mc.get("dropout"),
+        "batch_size": train.get("batch_size"), "seq_len": train.get("seq_len"), "optimizer": train.get("optimizer"),
+        "warmup": train.get("warmup_steps"), "seed": train.get("seed"),
+    }
+    conflicts = []
+    for name in sorted(given & saved.keys()):
+        flag, value = "--" + name.replace("_", "-"), getattr(args, name)
+        if name == "corpus" and value != "shakespeare":
+            value = str(Path(value).resolve())
+        if saved[name] is None:
+            print(f"{flag} does not apply to this {model} run; ignored")
+        elif value != saved[name]:
+            conflicts.append(f"{flag} {getattr(args, name)} conflicts with the run's {saved[name]!r}")
+    if args.force:
+        conflicts.append("--force starts a new run, --resume continues one")
+    return conflicts
+
+
+def _resume_run(args: argparse.Namespace,
+                held: contextlib.ExitStack) -> tuple[Path, dict[str, Any], Any, tuple[np.ndarray, ...], Any]:
+    """An existing run, as config.json describes it; only the settings in RESUME_CHANGES (and --time-limit,
+    --device) can change, and the files must be the ones its checkpoint was written with."""
     if args.out is None:
         raise CLIError("--resume needs --out, the run directory to continue")
     out = Path(args.out)
     config = _read_config(out)
+    _lock(out, held)
+    conflicts = _resume_conflicts(args, config)
+    if conflicts:
+        raise CLIError(f"cannot resume {str(out)!r} with other settings: {'; '.join(conflicts)} "
+                       "(start a new run with --out elsewhere, or drop the flag)")
     if not (out / "checkpoint.safetensors").exists():
         raise CLIError(f"{str(out)!r} has no checkpoint to resume from")
     tokenizer = _load_tokenizer(out)
+    _check_run_files(out, config, tokenizer, _load_checkpoint(out / "checkpoint.safetensors"))
     _, splits = prepare(config["corpus"], config["tokenizer"], tokenizer, config.get("corpus_sha256"))
     try:
         model = build_model(config["model"], config["model_config"])
     except (TypeError, ValueError) as err:
         raise CLIError(f"{out / 'config.json'} describes no valid model: {err}") from None
-    if args.steps is not None:
-        config["train"]["max_steps"] = args.steps
+    changed = False
+    for name, field in RESUME_CHANGES.items():
+        value = getattr(args, name)
+        if value is None or name not in getattr(args, "given", {name}) or value == config["train"][field]:
+            continue
+        print(f"--{name.replace('_', '-')} {value} replaces the run's {config['train'][field]} from here on "
+              "(saved in config.json)")
+        config["train"][field] = value
+        if name == "lr":
+            config["train"]["min_lr"] = value / 10
+        changed = True
+    if changed:
+        _check_train_args_of(config, out)
         _write_json(out / "config.json", config)
     return out, config, tokenizer, splits, model
 
 
+def _check_train_args_of(config: dict[str, Any], out: Path) -> None:
+    from .lm.trainer import TrainConfig
+
+    try:
+        TrainConfig(**config["train"])
+    except (TypeError, ValueError) as err:
+        raise CLIError(f"cannot resume {str(out)!r} with these settings: {err}") from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as held:  # the run directory stays locked until the command ends
+        return _train(args, held)
+
+
+def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     import tinygrad_lm as tl
 
     from .lm.trainer import TrainConfig, Trainer
 
     _check_train_args(args)
     tl.manual_seed(args.seed)
-    out, config, tokenizer, (train_ids, val_ids, _), model = (_resume_run if args.resume else _start_run)(args)
+    out, config, tokenizer, (train_ids, val_ids, _), model = (_resume_run if args.resume else _start_run)(args, held)
     try:
         train_config = TrainConfig(**{**config["train"], "device": args.device, "out_dir": str(out),
                                       "progress": not args.no_progress, "time_limit": args.time_limit or None})
-        trainer = Trainer(model, train_ids, val_ids, train_config, meta={"tokenizer": config["tokenizer"]})
+        trainer = Trainer(model, train_ids, val_ids, train_config, meta=_run_meta(config, tokenizer))
     except (TypeError, ValueError) as err:
         raise CLIError(f"cannot train on this corpus with these settings: {err}") from None
     n_params = sum(p.numel() for p in model.parameters())
@@ -327,11 +533,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     minutes = (time.perf_counter() - started) / 60
     print(f"\n{result.status} after {result.steps} steps ({minutes:.1f} min)")
     if result.val_loss is not None:
-        print(f"validation loss {result.val_loss:.4f} nats/token, perplexity {math.exp(min(result.val_loss, 700)):.2f},"
+        print(f"validation loss {result.val_loss:.4f} nats/token, perplexity {_ppl(result.val_loss)},"
               f" {result.val_loss / math.log(2):.3f} bits/token")
     if result.status == "nonfinite":
-        print("training stopped: the loss or the gradients became non-finite (try a lower --lr or --clip 1)",
-              file=sys.stderr)
+        lr = config["train"]["lr"]
+        print(f"training stopped: the loss diverged or became non-finite; --lr {lr:g} is probably too high "
+              f"(try --lr {lr / 10:g}), or clip the gradients with --clip 1", file=sys.stderr)
         return EXIT_ERROR
     if args.sample_tokens > 0 and result.steps > 0 and result.status != "interrupted":
         text = sample_text(model, tokenizer, args.prompt, args.sample_tokens, args.temperature, None, False, args.seed)
@@ -349,29 +556,56 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ppl(loss: float) -> str:
+    """exp(loss) for printing: 'inf' once it overflows, 1.23e+09 style when large, never 300 digits."""
+    from .lm.trainer import format_perplexity, perplexity
+
+    return format_perplexity(perplexity(loss))
+
+
+def _check_seed(seed: int | None) -> None:
+    _require(seed is None or 0 <= seed < 2**63, f"--seed must be an integer in [0, 2**63), got {seed}")
+
+
+def _run_or_latest(run: str | None) -> str:
+    """``run``, or the run under ./runs whose checkpoint was written last (said on stderr)."""
+    if run is not None:
+        return run
+    checkpoints = [p for p in Path("runs").glob("*/checkpoint.safetensors") if p.is_file()]
+    if not checkpoints:
+        raise CLIError(f"no --run given and no trained run under {str(Path('runs').resolve())!r}; "
+                       "train one with 'tinygrad-lm train', or name a run directory with --run")
+    latest = max(checkpoints, key=lambda p: p.stat().st_mtime_ns).parent
+    print(f"tinygrad-lm: using the most recent run, {latest} (choose another with --run)", file=sys.stderr)
+    return str(latest)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     _require(args.tokens >= 0, f"--tokens must be >= 0, got {args.tokens}")
     _require(args.temperature >= 0, f"--temperature must be >= 0, got {args.temperature}")
     _require(args.top_k is None or args.top_k > 0, f"--top-k must be positive, got {args.top_k}")
-    model, tokenizer, _ = load_run(args.run, _check_device(args.device))
+    _check_seed(args.seed)
+    model, tokenizer, _ = load_run(_run_or_latest(args.run), _check_device(args.device))
     print(sample_text(model, tokenizer, args.prompt, args.tokens, args.temperature, args.top_k, args.greedy,
                       args.seed))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .lm.trainer import evaluate
+    from .lm.trainer import evaluate, format_perplexity
 
     _require(args.batches is None or args.batches > 0, f"--batches must be positive, got {args.batches}")
     device = _check_device(args.device)
-    model, tokenizer, config = load_run(args.run, device)
+    model, tokenizer, config = load_run(_run_or_latest(args.run), device)
     _, (_, val_ids, test_ids) = prepare(config["corpus"], config["tokenizer"], tokenizer, config.get("corpus_sha256"))
     ids = val_ids if args.split == "val" else test_ids
     train = config["train"]
     batch_size, seq_len = int(train["batch_size"]), int(train["seq_len"])
     max_tokens = None if args.batches is None else args.batches * batch_size * seq_len
     result = evaluate(model, ids, batch_size, seq_len, max_tokens, device)
-    print(f"{args.split}: loss {result['loss']:.4f} nats/token, perplexity {result['ppl']:.2f}, "
+    if math.isnan(result["loss"]):
+        raise CLIError(f"the {args.split} loss is NaN: the checkpoint's weights are not finite")
+    print(f"{args.split}: loss {result['loss']:.4f} nats/token, perplexity {format_perplexity(result['ppl'])}, "
           f"{result['bpc']:.3f} bits/token ({result['tokens']:,} tokens)")
     return 0
 
@@ -382,6 +616,7 @@ def cmd_ngram(args: argparse.Namespace) -> int:
     _require(args.n >= 1, f"--n must be >= 1, got {args.n}")
     _require(args.k > 0, f"--k must be positive, got {args.k}")
     _require(args.sample_tokens >= 0, f"--sample-tokens must be >= 0, got {args.sample_tokens}")
+    _check_seed(args.seed)
     corpus = args.corpus if args.corpus == "shakespeare" else str(Path(args.corpus).resolve())
     tokenizer, (train_ids, val_ids, test_ids) = prepare(corpus, args.tokenizer)
     ids = val_ids if args.split == "val" else test_ids
@@ -390,7 +625,7 @@ def cmd_ngram(args: argparse.Namespace) -> int:
     fit_s = time.perf_counter() - started
     loss = model.cross_entropy(ids)
     print(f"{args.n}-gram ({args.smoothing}) on {args.corpus}/{args.tokenizer}: fitted on {len(train_ids):,} tokens "
-          f"in {fit_s:.2f} s; {args.split} loss {loss:.4f} nats/token, perplexity {math.exp(min(loss, 700)):.2f}, "
+          f"in {fit_s:.2f} s; {args.split} loss {loss:.4f} nats/token, perplexity {_ppl(loss)}, "
           f"{loss / math.log(2):.3f} bits/token")
     if args.sample_tokens > 0:
         out = model.sample(args.sample_tokens, seed=args.seed)
@@ -436,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="generate text from a trained run")
-    s.add_argument("--run", required=True, help="run directory written by 'train'")
+    s.add_argument("--run", default=None, help=LATEST_RUN_HELP)
     s.add_argument("--prompt", default="")
     s.add_argument("--tokens", type=int, default=500)
     s.add_argument("--temperature", type=float, default=0.8)
@@ -448,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="loss, perplexity and bits/token of a trained run on held-out data")
-    e.add_argument("--run", required=True)
+    e.add_argument("--run", default=None, help=LATEST_RUN_HELP)
     e.add_argument("--split", choices=("val", "test"), default="val")
     e.add_argument("--batches", type=int, default=None, help="read at most this many batches (default: all)")
     e.add_argument("--device", default="cpu")
@@ -468,6 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LATEST_RUN_HELP = "run directory written by 'train' (default: the run under ./runs with the newest checkpoint)"
 THREADS_HELP = ("BLAS threads for the matrix products (default 1; 0 keeps the library's own default). "
                 "The small products of these models gain little from more threads and lose a lot when the "
                 "cores are shared with other work")
@@ -488,6 +724,17 @@ def limit_blas_threads(threads: int | None) -> Any:
     return threadpool_limits(limits=threads, user_api="blas")
 
 
+def _given_options(argv: Sequence[str]) -> set[str]:
+    """The destinations of the options that ``argv`` spells out, as opposed to those left at their defaults."""
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                for option in sub._actions:
+                    option.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(list(argv)))) - {"command", "func"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -497,6 +744,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
+        args.given = _given_options(argv)
         limit_blas_threads(getattr(args, "threads", None))
         return int(args.func(args) or 0)
     except CLIError as err:

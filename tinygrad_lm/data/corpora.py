@@ -45,22 +45,81 @@ def cache_dir() -> Path:
     return base / "tinygrad_lm"
 
 
-def load_text(path: str | os.PathLike[str]) -> str:
-    """The text of a UTF-8 file, or of every ``.txt`` file in a folder (sorted by name, joined by a blank line)."""
+MAX_CORPUS_BYTES = 1 << 30
+MAX_CORPUS_BYTES_VAR = "TINYGRAD_LM_MAX_CORPUS_BYTES"
+
+
+def max_corpus_bytes() -> int:
+    """The most bytes :func:`load_text` reads: ``$TINYGRAD_LM_MAX_CORPUS_BYTES``, else 1 GiB."""
+    raw = os.environ.get(MAX_CORPUS_BYTES_VAR, "").strip()
+    if not raw:
+        return MAX_CORPUS_BYTES
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"the environment variable {MAX_CORPUS_BYTES_VAR}={raw!r} must be a positive number of bytes")
+    return value
+
+
+def load_text(path: str | os.PathLike[str], max_bytes: int | None = None) -> str:
+    """The text of a UTF-8 file, or of every ``.txt`` file in a folder (sorted by name, joined by a blank line).
+
+    At most ``max_bytes`` bytes are read in all (default :func:`max_corpus_bytes`, 1 GiB): a bigger
+    corpus, or an endless one such as ``/dev/zero``, is an error naming the limit. Pipes and other
+    files that are not regular files are read up to the limit as well.
+    """
     path = Path(path)
+    limit = max_corpus_bytes() if max_bytes is None else int(max_bytes)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {str(path)!r}")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+        files = _txt_files(path)
         if not files:
             raise FileNotFoundError(f"folder {str(path)!r} holds no .txt files")
-        return "\n\n".join(_read_utf8(p).rstrip("\n") for p in files) + "\n"
-    return _read_utf8(path)
+        texts, left = [], limit
+        for p in files:
+            data = _read_capped(p, left, limit)
+            left -= len(data)
+            texts.append(_decode_utf8(p, data).rstrip("\n"))
+        return "\n\n".join(texts) + "\n"
+    return _decode_utf8(path, _read_capped(path, limit, limit))
+
+
+def _txt_files(root: Path) -> list[Path]:
+    """Every ``.txt`` file under ``root``, sorted by path; a folder that cannot be listed is an error, not skipped."""
+    def fail(err: OSError) -> None:
+        raise err
+
+    found: list[Path] = []
+    for folder, _, names in os.walk(root, onerror=fail):
+        found.extend(Path(folder) / n for n in names if n.endswith(".txt"))
+    return sorted(p for p in found if p.is_file())
+
+
+def _read_capped(path: Path, left: int, limit: int) -> bytes:
+    """The bytes of ``path``, or an error when they exceed ``left`` (what remains of the corpus limit ``limit``)."""
+    too_big = ValueError(
+        f"{str(path)!r} makes the corpus larger than {limit:,} bytes, the most that is read; raise the limit "
+        f"with the environment variable {MAX_CORPUS_BYTES_VAR}=<bytes>"
+    )
+    with open(path, "rb") as f:
+        if path.is_file() and os.fstat(f.fileno()).st_size > left:  # a regular file: no need to read it
+            raise too_big
+        data = f.read(left + 1)  # pipes and devices (/dev/zero never ends): read one byte past the limit
+    if len(data) > left:
+        raise too_big
+    return data
 
 
 def _read_utf8(path: Path) -> str:
+    return _decode_utf8(path, path.read_bytes())
+
+
+def _decode_utf8(path: Path, data: bytes) -> str:
     try:
-        return path.read_bytes().decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"{str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason})") from None
 

@@ -9,6 +9,7 @@ to and load from JSON.
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import os
 import re
@@ -67,10 +68,20 @@ class Tokenizer:
     def _config(self) -> dict[str, Any]:
         return {}
 
+    def _state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "unk_token": self.unk_token, "itos": self.itos, **self._config()}
+
+    def digest(self) -> str:
+        """The SHA-256 of the kind, vocabulary and settings (what ``save`` writes, in canonical JSON).
+
+        Two tokenizers with the same digest encode every text alike; a run records it to notice a changed file.
+        """
+        text = json.dumps(self._state(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the tokenizer as JSON (atomically: a crash never leaves half a file)."""
-        state = {"kind": self.kind, "unk_token": self.unk_token, "itos": self.itos, **self._config()}
-        atomic_write_text(path, json.dumps(state, ensure_ascii=False, indent=1))
+        atomic_write_text(path, json.dumps(self._state(), ensure_ascii=False, indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
@@ -87,7 +98,16 @@ class Tokenizer:
         target = kinds[state["kind"]]
         if cls is not Tokenizer and target is not cls:
             raise ValueError(f"{str(path)!r} holds a {target.__name__}, not a {cls.__name__}")
-        return target._from_state(state)
+        itos, unk = state["itos"], state.get("unk_token", UNK)
+        if not isinstance(unk, str) or not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
+            raise ValueError(f"{str(path)!r}: 'itos' must be a list of strings and 'unk_token' a string")
+        if not itos or itos[0] != unk or len(set(itos)) != len(itos):
+            raise ValueError(f"{str(path)!r}: 'itos' must start with the unknown token {unk!r} and hold each "
+                             "token once")
+        try:
+            return target._from_state({**state, "unk_token": unk})
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{str(path)!r}: {err}") from None
 
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> Tokenizer:

@@ -31,6 +31,16 @@ def _check_sampling(temperature: float, top_k: int | None) -> None:
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
 
 
+def _check_logits(z: np.ndarray, where: str) -> None:
+    """Every row of ``z (B, V)`` must give a distribution: no NaN, no +inf, not all -inf."""
+    bad = np.isnan(z).any(axis=-1) | np.isposinf(z).any(axis=-1) | np.isneginf(z).all(axis=-1)  # (B,)
+    if bad.any():
+        row = int(bad.argmax())
+        what = "NaN" if np.isnan(z[row]).any() else "+inf" if np.isposinf(z[row]).any() else "-inf everywhere"
+        raise RuntimeError(f"{where}the logits of batch row {row} are {what}, so no token can be drawn "
+                           "(are the model's weights or inputs finite?)")
+
+
 def sample_from_logits(logits: Any, rng: np.random.Generator, temperature: float = 1.0,
                        top_k: int | None = None, greedy: bool = False) -> np.ndarray:
     """One token id per row of ``logits (B, V)`` as an int64 array ``(B,)``.
@@ -42,6 +52,7 @@ def sample_from_logits(logits: Any, rng: np.random.Generator, temperature: float
     z = np.asarray(backend.to_host(logits) if backend.is_backend_array(logits) else logits, dtype=np.float64)
     if z.ndim != 2 or z.shape[1] == 0:
         raise ValueError(f"logits must have shape (B, V) with V >= 1, got {z.shape}")
+    _check_logits(z, "sample_from_logits: ")
     if greedy or temperature == 0:
         return z.argmax(axis=-1).astype(np.int64)
     z = z / temperature
@@ -74,6 +85,8 @@ def generate(model: Any, idx: Any, max_new_tokens: int, temperature: float = 1.0
         prompt = prompt[None, :]  # (1, T)
     if prompt.ndim != 2 or prompt.shape[1] == 0:
         raise ValueError(f"the prompt must have shape (B, T) or (T,) with T >= 1, got {prompt.shape}")
+    if prompt.shape[0] == 0:
+        raise ValueError(f"the prompt batch is empty (shape {prompt.shape}); give at least one prompt")
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else "cpu"
     rng = np.random.default_rng(seed) if seed is not None else backend.generator("cpu")
@@ -84,12 +97,14 @@ def generate(model: Any, idx: Any, max_new_tokens: int, temperature: float = 1.0
     was_training = model.training
     model.eval()
     try:
-        with no_grad():
+        with no_grad(), np.errstate(all="ignore"):  # non-finite logits are caught below, not warned about
             start = 0 if block_size is None else max(0, T - block_size)
             logits, state = model.prefill(creation.tensor(tokens[:, start:T], device=device))
             length = T - start
             for n in range(T, T + max_new_tokens):
-                tokens[:, n] = sample_from_logits(backend.to_host(logits.array), rng, temperature, top_k, greedy)
+                z = backend.to_host(logits.array)  # (B, V)
+                _check_logits(z, f"generate: at step {n - T + 1} of {max_new_tokens} (token {n} of the text), ")
+                tokens[:, n] = sample_from_logits(z, rng, temperature, top_k, greedy)
                 if n + 1 == T + max_new_tokens:
                     break
                 if block_size is not None and length == block_size:  # window full: slide it by one

@@ -22,20 +22,23 @@ carried state) written atomically, from which ``train(resume=True)`` continues
 to the same parameters, bit for bit on the CPU, as a run that never stopped.
 Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves and returns
 ``'interrupted'``; a time limit saves and returns ``'time_limit'``; a non-finite
-loss or gradient stops before it touches the parameters and the last checkpoint.
+loss or gradient, or a loss far worse than a uniform guess over the vocabulary (diverged),
+stops before it touches the parameters and the last checkpoint (``'nonfinite'``).
 All losses reported here are per token, whatever the model's ``loss_reduction``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import signal
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -48,9 +51,67 @@ from ..serialization import load, save
 from ..tensor import Tensor
 from .models import RecurrentLM, detach_state
 
+try:
+    import fcntl
+except ImportError:  # Windows: run directories are not locked
+    fcntl = None  # type: ignore[assignment]
+
 LN2 = math.log(2.0)
 CHECKPOINT_FORMAT = "tinygrad_lm.trainer/1"
 MAX_SKIPPED_IN_A_ROW = 10
+LOCK_NAME = ".lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another process holds the lock of a run directory."""
+
+
+_held_locks: dict[str, list[Any]] = {}  # real path of a run directory -> [lock file descriptor or None, depth]
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold the advisory lock of ``run_dir`` (created if missing) for the block: one writer per run directory.
+
+    The lock is ``flock`` on ``run_dir/.lock``, which holds the owner's pid; the operating system
+    releases it when the process exits or dies, so a crash never leaves a run locked. A second
+    process gets :class:`RunLockedError` naming the directory and the owner's pid; in the process
+    that holds it the lock is re-entrant.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(run_dir)
+    if key not in _held_locks:
+        _held_locks[key] = [_acquire(run_dir), 0]
+    _held_locks[key][1] += 1
+    try:
+        yield run_dir
+    finally:
+        _held_locks[key][1] -= 1
+        if _held_locks[key][1] == 0:
+            fd = _held_locks.pop(key)[0]
+            if fd is not None:
+                os.close(fd)  # closing the descriptor releases the flock
+
+
+def _acquire(run_dir: Path) -> int | None:
+    if fcntl is None:
+        return None
+    path = run_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise RunLockedError(f"the run directory {str(run_dir)!r} is in use by another process (pid {holder}, "
+                             f"which holds {str(path)!r}); two trainings cannot write to one run") from None
+    except OSError:  # a file system without flock (some network mounts): go on unlocked
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
 
 
 @dataclass
@@ -106,7 +167,7 @@ class TrainResult:
     """What a call to ``Trainer.train`` did."""
 
     steps: int
-    status: str  # 'finished', 'stopped' (at ``until``), 'time_limit', 'interrupted' or 'nonfinite'
+    status: str  # 'finished', 'stopped' (at ``until``), 'time_limit', 'interrupted' or 'nonfinite' (or diverged)
     val_loss: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: Path | None = None
@@ -124,7 +185,20 @@ def _reduction(model: Any) -> str:
     return getattr(getattr(model, "config", None), "loss_reduction", "mean")
 
 
+def perplexity(loss: float) -> float:
+    """exp(loss), inf once that overflows (a diverged model), never a 300-digit number."""
+    if math.isnan(loss):
+        return math.nan
+    return math.exp(loss) if loss < 700 else math.inf
+
+
+def format_perplexity(ppl: float) -> str:
+    """Two decimals up to a million, then three significant digits (1.23e+09), or 'inf'."""
+    return f"{ppl:.2f}" if not ppl >= 1e6 else f"{ppl:.3g}"
+
+
 @no_grad()
+@np.errstate(all="ignore")  # a diverged model's overflows show as an inf or NaN loss, not as NumPy warnings
 def evaluate(model: Any, ids: Any, batch_size: int, seq_len: int, max_tokens: int | None = None,
              device: str | None = None) -> dict[str, float]:
     """Mean loss per token on the first ``max_tokens`` predictions of ``ids`` (all of them if None).
@@ -171,7 +245,7 @@ def evaluate(model: Any, ids: Any, batch_size: int, seq_len: int, max_tokens: in
     finally:
         model.train(was_training)
     mean = total / count
-    return {"loss": mean, "ppl": math.exp(min(mean, 700.0)), "bpc": mean / LN2, "tokens": count}
+    return {"loss": mean, "ppl": perplexity(mean), "bpc": mean / LN2, "tokens": count}
 
 
 def _state_to_host(state: Any) -> Any:
@@ -257,6 +331,10 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.scheduler = self._make_scheduler()
         self.rng = np.random.default_rng(config.seed)
+        vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+        # A training loss above this many nats/token has diverged: a uniform guess scores ln V.
+        self.diverged_loss = max(4 * math.log(vocab), math.log(vocab) + 10) if vocab else math.inf
+        self._bad_loss = math.nan
         self.state: Any = None  # the carried (detached) recurrent state
         self.step = 0
         self.last_val: float | None = None
@@ -352,6 +430,10 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        if any(base != self.config.lr for base in self.scheduler.base_lrs):  # a new peak rate: it rules from here on
+            self.scheduler.base_lrs = [self.config.lr] * len(self.scheduler.base_lrs)
+            for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_lr()):
+                group["initial_lr"], group["lr"] = self.config.lr, lr
         self.step = int(ckpt["step"])
         self.rng.bit_generator.state = json.loads(ckpt["rng"]["trainer"])
         backend.set_rng_state(json.loads(ckpt["rng"]["tl"]))
@@ -400,7 +482,7 @@ class Trainer:
         ev = self.evaluate()
         self.last_val = ev["loss"]
         self._log({"step": self.step, "val_loss": ev["loss"], "val_ppl": ev["ppl"], "val_bpc": ev["bpc"]})
-        bar.write(f"step {self.step}: val loss {ev['loss']:.4f}, perplexity {ev['ppl']:.2f}, "
+        bar.write(f"step {self.step}: val loss {ev['loss']:.4f}, perplexity {format_perplexity(ev['ppl'])}, "
                   f"{ev['bpc']:.3f} bits/token")
         return ev["loss"]
 
@@ -416,8 +498,9 @@ class Trainer:
         else:
             _, loss = self.model(x, y)
         value = _per_token(loss, x.numel(), _reduction(self.model))
-        if not math.isfinite(value):
+        if not math.isfinite(value) or value > self.diverged_loss:
             self._phase = "between"  # a skipped batch stays consumed
+            self._bad_loss = value
             return None, None, x.numel()
         self.optimizer.zero_grad()
         loss.backward()
@@ -442,8 +525,13 @@ class Trainer:
         ``resume=True`` first loads the run's checkpoint. ``until`` stops (saved) after that step
         without changing the schedule, which is planned for ``max_steps``: ``train(until=500)``
         then ``train()`` trains exactly as one ``train()`` does. A Trainer that has not trained
-        yet starts a new metrics log.
+        yet starts a new metrics log. The run directory is locked meanwhile (:func:`run_lock`),
+        and NumPy's overflow warnings are silenced: a non-finite loss or gradient stops the run.
         """
+        with run_lock(self.out_dir), np.errstate(all="ignore"):
+            return self._train(resume, until)
+
+    def _train(self, resume: bool, until: int | None) -> TrainResult:
         c = self.config
         stop = c.max_steps if until is None else min(int(until), c.max_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -470,16 +558,18 @@ class Trainer:
                     t0 = time.perf_counter()
                     value, norm, n_tokens = self._train_step()
                     if value is None:
-                        what = "gradient norm" if norm is not None else "loss"
+                        diverged = norm is None and math.isfinite(self._bad_loss)
+                        what = (f"loss diverged ({self._bad_loss:.4g} nats/token, above {self.diverged_loss:.3g})"
+                                if diverged else f"{'gradient norm' if norm is not None else 'loss'} became non-finite")
                         if c.stop_on_nonfinite or skipped_in_a_row + 1 >= MAX_SKIPPED_IN_A_ROW:
                             status = "nonfinite"
                             last = self.checkpoint_path if self.checkpoint_path.exists() else "not written yet"
-                            bar.write(f"the {what} became non-finite at step {self.step + 1}; stopping before "
+                            bar.write(f"the {what} at step {self.step + 1}; stopping before "
                                       f"the update. The last good checkpoint is {last}")
                             break
                         skipped, skipped_in_a_row = skipped + 1, skipped_in_a_row + 1
                         self.state = None
-                        bar.write(f"skipping a batch with a non-finite {what} at step {self.step + 1}")
+                        bar.write(f"skipping a batch: the {what} at step {self.step + 1}")
                         continue
                     skipped_in_a_row = 0
                     window["seconds"] += time.perf_counter() - t0
