@@ -299,3 +299,32 @@ def test_version_1_files_still_load(tmp_path):
     got = tl.load(tmp_path / "old.safetensors")
     assert got["step"] == 4 and got["best"] == math.inf and got["lr"] == np.float32(0.5)
     assert isinstance(got["model"]["w"], np.ndarray) and got["model"]["w"].tolist() == [0.0, 1.0, 2.0]
+
+
+def _from_torch(obj, torch):
+    """The same structure with every torch tensor as a tl.Tensor (values, dtype and requires_grad kept)."""
+    if isinstance(obj, torch.Tensor):
+        return tl.tensor(obj.detach().numpy(), requires_grad=obj.requires_grad)
+    if isinstance(obj, dict):
+        return {k: _from_torch(v, torch) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_from_torch(v, torch) for v in obj)
+    return obj
+
+
+def test_same_structure_back_as_torch_load(tmp_path):
+    """A real torch.optim.Adam state dict and a training checkpoint: tl.load gives what torch.load gives."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.99))
+    model(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3,
+            "args": {"lr": 0.01, "clip": None, "inf": float("inf"), "shape": (3, 2), "tags": ["a", 1, 2.5, True]}}
+    torch.save(ckpt, tmp_path / "torch.pt")
+    reference = _from_torch(torch.load(tmp_path / "torch.pt", weights_only=True), torch)
+    got = _round_trip(_from_torch(ckpt, torch), tmp_path)
+    _assert_same(got, reference)
+    assert got["optimizer"]["param_groups"][0]["betas"] == (0.8, 0.99) and got["epoch"] == 3
+    assert list(got["optimizer"]["state"]) == [0, 1] and isinstance(got["optimizer"]["state"][0]["step"], tl.Tensor)
