@@ -516,7 +516,8 @@ def test_multinomial_errors(device):
 def test_in_place_fills_keep_dtype_and_memory(device, dtype):
     x = tl.zeros(4, 5, dtype=dtype, device=device)
     array = x.array
-    for fill in (R.normal_, R.uniform_, R.exponential_, R.bernoulli_, R.random_):
+    for fill in (R.normal_, R.uniform_, R.exponential_, R.bernoulli_, R.random_, R.log_normal_, R.cauchy_,
+                 lambda t: R.geometric_(t, 0.5)):
         assert fill(x) is x
         assert x.array is array and x.dtype == dtype and x.shape == (4, 5)
 
@@ -541,6 +542,40 @@ def test_in_place_moments(device):
     y = host(R.bernoulli_(tl.zeros(2, N // 2, device=device), p)).astype(np.float64)
     assert_mean(y[0], 0.1, 0.3)
     assert_mean(y[1], 0.8, 0.4)
+
+
+def test_log_normal_cauchy_geometric(device):
+    x = tl.zeros(N, dtype=tl.float64, device=device)
+    logs = np.log(host(R.log_normal_(x, 1.0, 0.5)))
+    assert_mean(logs, 1.0, 0.5)
+    assert_var(logs, 0.25, 3 * 0.5**4)
+    c = host(R.cauchy_(x, 2.0, 3.0))
+    # quartiles of Cauchy(median, sigma) are median -+ sigma: the fractions below are Bernoulli means
+    for q, frac in ((-1.0, 0.25), (0.0, 0.5), (1.0, 0.75)):
+        assert_mean((c < 2.0 + 3.0 * q).astype(np.float64), frac, np.sqrt(frac * (1 - frac)))
+    k = host(R.geometric_(tl.zeros(N, dtype=tl.int64, device=device), 0.25))
+    assert k.dtype == np.int64 and k.min() >= 1
+    pmf = 0.25 * 0.75 ** np.arange(6)  # P(k = 1 .. 6)
+    counts = np.bincount(np.minimum(k, 7) - 1, minlength=7)
+    assert_frequencies(counts, np.append(pmf, 1 - pmf.sum()))
+    assert R.geometric_(tl.zeros(3, device=device), 0.5).dtype == "float32"
+
+
+def test_log_normal_cauchy_geometric_errors(device):
+    x = tl.zeros(3, device=device)
+    for std in (0, -1):
+        with pytest.raises(RuntimeError, match=f"log_normal_ expects std > 0.0, but found std={std}"):
+            R.log_normal_(x, 1, std)
+        with pytest.raises(RuntimeError, match=f"cauchy_ expects sigma > 0.0, but found sigma={std}"):
+            R.cauchy_(x, 0, std)
+    for p in (0, 1, 1.5):
+        with pytest.raises(RuntimeError, match=rf"geometric_ expects p to be in \(0, 1\), but got p={p}"):
+            R.geometric_(x, p)
+    for fill in (R.log_normal_, R.cauchy_):
+        with pytest.raises(RuntimeError, match="expects a floating point tensor, got int64"):
+            fill(tl.zeros(3, dtype=tl.int64, device=device))
+    with pytest.raises(RuntimeError, match="geometric_: not implemented for dtype bool"):
+        R.geometric_(tl.zeros(3, dtype=tl.bool, device=device), 0.5)
 
 
 def test_generator_in_in_place_fills(device):

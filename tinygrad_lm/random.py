@@ -14,7 +14,8 @@ The samplers state what they draw:
 - ``multinomial`` category i with probability p_i / sum_j p_j, by inverting the CDF
   (with replacement) or by the exponential race (without: see :func:`multinomial`);
 - in-place fills ``normal_``, ``uniform_``, ``exponential_`` (E / lambda, E ~ Exp(1)),
-  ``bernoulli_``, ``random_``, which keep the tensor's dtype and bump its version counter.
+  ``log_normal_``, ``cauchy_``, ``geometric_``, ``bernoulli_``, ``random_``, which keep the
+  tensor's dtype and bump its version counter.
 
 A sample has no gradient with respect to the parameters it was drawn with: when they
 require grad the result does too, with a zero gradient, as in PyTorch (write
@@ -22,6 +23,7 @@ require grad the result does too, with a zero gradient, as in PyTorch (write
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -649,6 +651,47 @@ def exponential_(tensor: Tensor, lambd: float = 1.0, *, generator: Generator | N
     return _fill(tensor, e)
 
 
+def log_normal_(tensor: Tensor, mean: float = 1.0, std: float = 2.0, *, generator: Generator | None = None) -> Tensor:
+    """Fill with exp(mean + std z), z ~ N(0, 1): the logarithm of each value is N(mean, std^2)."""
+    dt = _check_fill("log_normal_", tensor)
+    mean, std = _check_number("log_normal_", "mean", mean), _check_number("log_normal_", "std", std)
+    if not std > 0.0:
+        raise RuntimeError(f"log_normal_: log_normal_ expects std > 0.0, but found std={std:g}")
+    z = _standard_normal(backend_generator(generator, tensor.device, "log_normal_"), tensor.shape, dt)
+    z *= std
+    z += mean
+    tensor.xp.exp(z, out=z)
+    return _fill(tensor, z)
+
+
+def cauchy_(tensor: Tensor, median: float = 0.0, sigma: float = 1.0, *, generator: Generator | None = None) -> Tensor:
+    """Fill with median + sigma tan(pi (u - 1/2)), u ~ U[0, 1): the inverse of the Cauchy CDF."""
+    dt = _check_fill("cauchy_", tensor)
+    median, sigma = _check_number("cauchy_", "median", median), _check_number("cauchy_", "sigma", sigma)
+    if not sigma > 0.0:
+        raise RuntimeError(f"cauchy_: cauchy_ expects sigma > 0.0, but found sigma={sigma:g}")
+    u = _uniform(backend_generator(generator, tensor.device, "cauchy_"), tensor.shape,
+                 dt if dt.itemsize >= 4 else _dtype("float32"))
+    u -= 0.5
+    u *= math.pi
+    tensor.xp.tan(u, out=u)
+    u *= sigma
+    u += median
+    return _fill(tensor, u)
+
+
+def geometric_(tensor: Tensor, p: float, *, generator: Generator | None = None) -> Tensor:
+    """Fill with k in {1, 2, ...}, P(k) = (1 - p)^(k - 1) p: the number of Bernoulli(p) trials to the first success."""
+    dt = _check_fill("geometric_", tensor, floating=False)
+    if dt.kind == "b":
+        raise RuntimeError("geometric_: not implemented for dtype bool")
+    prob = _check_number("geometric_", "p", p)
+    if not 0.0 < prob < 1.0:
+        raise RuntimeError(f"geometric_: geometric_ expects p to be in (0, 1), but got p={p}")
+    k = backend_generator(generator, tensor.device, "geometric_").geometric(prob, size=tensor.shape)
+    return _fill(tensor, k)
+
+
 def bernoulli_(tensor: Tensor, p: Any = 0.5, *, generator: Generator | None = None) -> Tensor:
     """Fill with 1 where u < p, else 0, u ~ U[0, 1); ``p`` a number or a tensor broadcast to ``tensor``."""
     dt = _check_fill("bernoulli_", tensor, floating=False)
@@ -699,8 +742,8 @@ def random_(tensor: Tensor, from_: int | None = None, to: Any = _NOT_GIVEN, *,
 
 
 __all__ = [
-    "Generator", "bernoulli", "bernoulli_", "default_generator", "default_generator_for", "exponential_",
-    "get_rng_state", "initial_seed", "manual_seed", "multinomial", "normal", "normal_", "poisson", "rand",
-    "rand_like", "randint", "randint_like", "randn", "randn_like", "random_", "randperm", "seed",
+    "Generator", "bernoulli", "bernoulli_", "cauchy_", "default_generator", "default_generator_for", "exponential_",
+    "geometric_", "get_rng_state", "initial_seed", "log_normal_", "manual_seed", "multinomial", "normal", "normal_",
+    "poisson", "rand", "rand_like", "randint", "randint_like", "randn", "randn_like", "random_", "randperm", "seed",
     "set_rng_state", "uniform_",
 ]
