@@ -109,6 +109,16 @@ class Slow(Dataset):
         return i
 
 
+class SlowFirst(Dataset):
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, i: int) -> int:
+        if i == 0:
+            time.sleep(0.5)
+        return i
+
+
 class Dies(Dataset):
     def __len__(self) -> int:
         return 4
@@ -671,6 +681,29 @@ def test_workers_shut_down_on_completion_break_and_del():
         workers = list(set(multiprocessing.active_children()) - before)
         break
     assert len(workers) == 2 and not any(w.is_alive() for w in workers)  # so does leaving the loop
+
+
+def test_in_order_false_hands_out_every_batch_as_it_arrives():
+    loader = DataLoader(SlowFirst(), batch_size=1, num_workers=2, in_order=False)
+    batches = [b.item() for b in loader]
+    assert sorted(batches) == list(range(6)) and batches[0] != 0  # item 0 is slow: it does not hold the others up
+    assert [b.item() for b in DataLoader(SlowFirst(), batch_size=1, num_workers=2)] == list(range(6))
+    ranges = DataLoader(Range(0, 10), batch_size=3, num_workers=2, in_order=False)
+    assert sorted(i for b in ranges for i in b.tolist()) == list(range(10))
+
+
+def test_the_iterator_has_the_loaders_length():
+    loader = DataLoader(TensorDataset(np.arange(10)), batch_size=4, num_workers=1)
+    iterator = iter(loader)
+    assert len(iterator) == len(iter(DataLoader(TensorDataset(np.arange(10)), batch_size=4))) == len(loader) == 3
+    del iterator
+
+
+def test_a_generator_that_is_not_one_is_refused_by_name():
+    with pytest.raises(TypeError, match="RandomSampler: generator must be a tinygrad_lm.Generator, got int"):
+        list(RandomSampler(range(3), generator=5))
+    with pytest.raises(TypeError, match="random_split: generator must be a tinygrad_lm.Generator"):
+        random_split(range(3), [1, 2], generator="seed")
 
 
 def test_spawned_workers_give_the_same_batches():

@@ -50,7 +50,8 @@ class DataLoader:
     in that many processes (``multiprocessing_context``: the platform's default start
     method, or ``'spawn'``/``'forkserver'``/a context), each seeded with
     ``base_seed + worker_id``; ``persistent_workers`` keeps them between epochs.
-    ``pin_memory`` is accepted and has no effect (no page-locked host memory here).
+    ``in_order=False`` hands out batches as they arrive. ``pin_memory`` is accepted and has
+    no effect (no page-locked host memory here).
     """
 
     _frozen = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
@@ -74,6 +75,7 @@ class DataLoader:
         prefetch_factor: int | None = None,
         persistent_workers: bool = False,
         pin_memory_device: str = "",
+        in_order: bool = True,
     ) -> None:
         if not _is_int(num_workers):
             raise TypeError(f"num_workers option should be an int, but got num_workers={num_workers!r}")
@@ -148,6 +150,7 @@ class DataLoader:
             default_collate if batch_sampler is not None else default_convert
         )
         self.persistent_workers = persistent_workers
+        self.in_order = in_order
         self.multiprocessing_context = multiprocessing_context
         self._is_iterable = is_iterable
         self._iterator: _MultiProcessIter | None = None
@@ -224,7 +227,8 @@ class _SingleProcessIter:
 
     def __init__(self, loader: DataLoader) -> None:
         _random.seed(loader.generator)  # drawn as with workers, so the shuffle does not depend on num_workers
-        self._sampler_iter = iter(loader._index_sampler)
+        self._index_sampler = loader._index_sampler
+        self._sampler_iter = iter(self._index_sampler)
         self._fetcher = _fetcher(loader)
 
     def __iter__(self) -> _SingleProcessIter:
@@ -235,7 +239,7 @@ class _SingleProcessIter:
         return self._fetcher.fetch(indices)
 
     def __len__(self) -> int:
-        raise TypeError("use len(loader), not len(iter(loader))")
+        return len(self._index_sampler)
 
 
 class _MultiProcessIter:
@@ -253,6 +257,7 @@ class _MultiProcessIter:
         self._is_iterable = loader._is_iterable
         self._index_sampler = loader._index_sampler
         self._persistent = loader.persistent_workers
+        self._in_order = loader.in_order
         self._shut_down = False
         self._workers: list[Any] = []
         self._index_queues: list[Any] = []
@@ -328,38 +333,55 @@ class _MultiProcessIter:
         return self
 
     def __next__(self) -> Any:
+        if not self._in_order:
+            return self._next_arrived()
         while True:
             while self._rcvd_idx < self._send_idx and self._rcvd_idx not in self._results:
-                worker_id = self._task_worker[self._rcvd_idx]
-                if self._active[worker_id]:
+                worker_id = self._task_worker.get(self._rcvd_idx)
+                if worker_id is not None and self._active[worker_id]:
                     break
-                del self._task_worker[self._rcvd_idx]  # sent to a worker whose dataset copy ran out
+                self._task_worker.pop(self._rcvd_idx, None)  # sent to a worker whose dataset copy ran out
                 self._rcvd_idx += 1
             if self._rcvd_idx >= self._send_idx:
-                if not self._persistent:
-                    self.shutdown()
-                raise StopIteration
+                self._end_epoch()
             if self._rcvd_idx in self._results:
-                return self._hand_out(self._results.pop(self._rcvd_idx))
-            kind, task_id, worker_id, payload = self._receive()
-            if kind == "exhausted":
-                self._active[worker_id] = False
-                self._send_task()
-            elif kind != "resumed":
-                self._results[task_id] = (kind, payload)
+                self._rcvd_idx += 1
+                return self._hand_out(self._rcvd_idx - 1)
+            self._wait_for_result()
 
-    def _hand_out(self, result: tuple[str, Any]) -> Any:
-        del self._task_worker[self._rcvd_idx]
-        self._rcvd_idx += 1
+    def _next_arrived(self) -> Any:
+        """``in_order=False``: the first batch to arrive, whatever its place in the sampler's order."""
+        while not self._results:
+            if not self._task_worker:
+                self._end_epoch()
+            self._wait_for_result()
+        return self._hand_out(next(iter(self._results)))
+
+    def _wait_for_result(self) -> None:
+        kind, task_id, worker_id, payload = self._receive()
+        if kind == "exhausted":
+            self._active[worker_id] = False
+            self._task_worker.pop(task_id, None)
+            self._send_task()
+        elif kind != "resumed":  # a late acknowledgement of a reset has nothing to hand out
+            self._results[task_id] = (kind, payload)
+
+    def _end_epoch(self) -> None:
+        if not self._persistent:
+            self.shutdown()
+        raise StopIteration
+
+    def _hand_out(self, task_id: int) -> Any:
+        kind, payload = self._results.pop(task_id)
+        self._task_worker.pop(task_id, None)
         self._send_task()
-        kind, payload = result
         if kind == "error":
             assert isinstance(payload, WorkerError)
             payload.reraise()
         return pickle.loads(payload)
 
     def __len__(self) -> int:
-        raise TypeError("use len(loader), not len(iter(loader))")
+        return len(self._index_sampler)
 
     def shutdown(self) -> None:
         """Stop the workers (each gets ``None``; one that does not exit in time is terminated)."""
