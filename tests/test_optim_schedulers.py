@@ -73,6 +73,14 @@ SCHEDULES = {
         o, max_lr=0.8, epochs=12, steps_per_epoch=10, pct_start=0.25, anneal_strategy="linear", three_phase=True,
         base_momentum=[0.8, 0.7], max_momentum=0.9, div_factor=10.0, final_div_factor=100.0),
     "OneCycleLR-no-momentum": lambda L, o: L.OneCycleLR(o, max_lr=0.3, total_steps=STEPS + 5, cycle_momentum=False),
+    "CyclicLR": lambda L, o: L.CyclicLR(o, base_lr=0.01, max_lr=[0.1, 0.2], step_size_up=7),
+    "CyclicLR-triangular2": lambda L, o: L.CyclicLR(o, base_lr=[0.01, 0.02], max_lr=0.3, step_size_up=5,
+                                                    step_size_down=11, mode="triangular2", base_momentum=0.7),
+    "CyclicLR-exp_range": lambda L, o: L.CyclicLR(o, base_lr=0.05, max_lr=0.5, step_size_up=9, mode="exp_range",
+                                                  gamma=0.99, max_momentum=[0.95, 0.9]),
+    "CyclicLR-scale_fn": lambda L, o: L.CyclicLR(o, base_lr=0.05, max_lr=0.5, step_size_up=4,
+                                                 scale_fn=lambda x: 1 / (1 + 0.1 * x), scale_mode="iterations",
+                                                 cycle_momentum=False),
     "SequentialLR-warmup-cosine": lambda L, o: L.SequentialLR(
         o, [L.LinearLR(o, start_factor=0.1, total_iters=10), L.CosineAnnealingLR(o, T_max=50)], milestones=[10]),
     "SequentialLR-three": lambda L, o: L.SequentialLR(
@@ -337,6 +345,9 @@ def test_stepping_the_scheduler_before_the_optimizer_warns():
     (lambda o: lr_scheduler.ChainedScheduler([]), ValueError, "at least one scheduler"),
     (lambda o: lr_scheduler.MultiplicativeLR(o, lr_lambda=0.9), TypeError, "lr_lambda should be a function"),
     (lambda o: lr_scheduler.ExponentialLR(o, gamma=0.9, last_epoch=-2), ValueError, "last_epoch"),
+    (lambda o: lr_scheduler.CyclicLR(o, 0.1, 1.0, mode="sawtooth"), ValueError, "mode is invalid"),
+    (lambda o: lr_scheduler.CyclicLR(o, 0.1, 1.0, step_size_up=0), ValueError, "step_size_up must be a positive"),
+    (lambda o: lr_scheduler.CyclicLR(o, [0.1], 1.0), ValueError, "base_lr must have the same length"),
 ])
 def test_bad_scheduler_arguments_raise_clear_errors(call, exc, message):
     opt, _ = _optimizers()
@@ -354,7 +365,6 @@ def test_sequential_lr_rejects_a_scheduler_of_another_optimizer():
 def test_every_pytorch_scheduler_name_exists():
     names = {n for n in dir(torch.optim.lr_scheduler) if n.endswith("LR") or n in ("LRScheduler", "ChainedScheduler",
                                                                                     "ReduceLROnPlateau")}
-    names -= {"CyclicLR"}  # not written yet
     missing = sorted(n for n in names if not hasattr(lr_scheduler, n))
     assert not missing, missing
     assert issubclass(lr_scheduler.ReduceLROnPlateau, lr_scheduler.LRScheduler)

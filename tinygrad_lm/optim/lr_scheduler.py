@@ -613,6 +613,129 @@ def _is_positive_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) > 0
 
 
+class CyclicLR(LRScheduler):
+    r"""Cyclical learning rates (Smith, 2017), stepped once per batch: the rate goes from ``base_lr`` up to
+    ``max_lr`` in ``step_size_up`` steps and back down in ``step_size_down`` (default: the same), again and again.
+
+    The height of each cycle is scaled by ``mode``: ``'triangular'`` keeps it, ``'triangular2'`` halves it every
+    cycle, ``'exp_range'`` multiplies it by ``gamma^iteration``; or by ``scale_fn(x)``, with ``x`` the cycle
+    number (``scale_mode='cycle'``) or the iteration (``'iterations'``). With ``cycle_momentum`` the momentum
+    (or Adam's ``betas[0]``) moves the opposite way, between ``max_momentum`` and ``base_momentum``.
+    """
+
+    _NOT_SAVED: tuple[str, ...] = ("optimizer", "_scale_fn_custom")
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        base_lr: float | list[float],
+        max_lr: float | list[float],
+        step_size_up: int = 2000,
+        step_size_down: int | None = None,
+        mode: str = "triangular",
+        gamma: float = 1.0,
+        scale_fn: Callable[[float], float] | None = None,
+        scale_mode: str = "cycle",
+        cycle_momentum: bool = True,
+        base_momentum: float | list[float] = 0.8,
+        max_momentum: float | list[float] = 0.9,
+        last_epoch: int = -1,
+    ) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        self.optimizer = optimizer
+        base_lrs = _per_group("base_lr", optimizer, base_lr)
+        if last_epoch == -1:
+            for lr, group in zip(base_lrs, optimizer.param_groups):
+                group["lr"] = lr
+        self.max_lrs = _per_group("max_lr", optimizer, max_lr)
+        if not _is_real(step_size_up) or step_size_up <= 0:
+            raise ValueError(f"step_size_up must be a positive number of steps, got {step_size_up!r}")
+        if step_size_down is not None and (not _is_real(step_size_down) or step_size_down < 0):
+            raise ValueError(f"step_size_down must be a non-negative number of steps, got {step_size_down!r}")
+        up = float(step_size_up)
+        down = float(step_size_down) if step_size_down is not None else up
+        self.total_size = up + down
+        self.step_ratio = up / self.total_size
+        if scale_fn is None and mode not in ("triangular", "triangular2", "exp_range"):
+            raise ValueError(f"mode is invalid and scale_fn is None: mode={mode!r} is not 'triangular', "
+                             "'triangular2' or 'exp_range'")
+        if scale_mode not in ("cycle", "iterations"):
+            raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
+        self.mode = mode
+        self.gamma = gamma
+        self._scale_fn_custom = scale_fn
+        self.scale_mode = scale_mode
+        if scale_fn is None:
+            self.scale_mode = "iterations" if mode == "exp_range" else "cycle"
+        self.cycle_momentum = bool(cycle_momentum)
+        if self.cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError(
+                    f"optimizer must support momentum or beta1 with `cycle_momentum` option enabled "
+                    f"({type(optimizer).__name__} has neither; pass cycle_momentum=False)"
+                )
+            self.use_beta1 = "betas" in optimizer.defaults
+            self.base_momentums = _per_group("base_momentum", optimizer, base_momentum)
+            self.max_momentums = _per_group("max_momentum", optimizer, max_momentum)
+            if last_epoch == -1:
+                for top, base, group in zip(self.max_momentums, self.base_momentums, optimizer.param_groups):
+                    self._set_momentum(group, top)
+                    group["max_momentum"] = top
+                    group["base_momentum"] = base
+        super().__init__(optimizer, last_epoch)
+        self.base_lrs = base_lrs
+
+    def _set_momentum(self, group: dict[str, Any], value: float) -> None:
+        if self.use_beta1:
+            group["betas"] = (value, *group["betas"][1:])
+        else:
+            group["momentum"] = value
+
+    def scale_fn(self, x: float) -> float:
+        """The factor on the cycle's height at cycle (or iteration) ``x``."""
+        if self._scale_fn_custom is not None:
+            return self._scale_fn_custom(x)
+        if self.mode == "triangular":
+            return 1.0
+        if self.mode == "triangular2":
+            return 1 / (2.0 ** (x - 1))
+        return self.gamma**x
+
+    def get_lr(self) -> list[float]:
+        cycle = math.floor(1 + self.last_epoch / self.total_size)
+        x = 1.0 + self.last_epoch / self.total_size - cycle  # where in the cycle, in [0, 1)
+        if x <= self.step_ratio:
+            scale_factor = x / self.step_ratio
+        else:
+            scale_factor = (x - 1) / (self.step_ratio - 1)
+        scale = self.scale_fn(cycle if self.scale_mode == "cycle" else self.last_epoch)
+        lrs = [base_lr + (max_lr - base_lr) * scale_factor * scale
+               for base_lr, max_lr in zip(self.base_lrs, self.max_lrs)]
+        if self.cycle_momentum:
+            for group, base, top in zip(self.optimizer.param_groups, self.base_momentums, self.max_momentums):
+                self._set_momentum(group, top - (top - base) * scale_factor * scale)
+        return lrs
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        fn = self._scale_fn_custom
+        sd["_scale_fn_custom"] = (None if fn is None or isinstance(fn, types.FunctionType)
+                                  else copy.deepcopy(fn.__dict__))
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"CyclicLR.load_state_dict expects the dict that state_dict() returns, "
+                             f"got {type(state_dict).__name__}")
+        saved_fn = state_dict.get("_scale_fn_custom")
+        if saved_fn is not None and not isinstance(saved_fn, dict):
+            raise ValueError(f"'_scale_fn_custom' of the state dict must be None or a dict, got {saved_fn!r}")
+        self.__dict__.update(self._checked({k: v for k, v in state_dict.items() if k != "_scale_fn_custom"}))
+        if saved_fn is not None and self._scale_fn_custom is not None:
+            self._scale_fn_custom.__dict__.update(saved_fn)
+
+
 class ReduceLROnPlateau(LRScheduler):
     """Multiply the rate by ``factor`` once the metric passed to ``step(metric)`` stops improving.
 
