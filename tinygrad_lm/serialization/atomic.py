@@ -38,7 +38,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
     os.makedirs(folder, exist_ok=True)
     remove_stale_temp_files(folder)
     try:
-        old_mode: int | None = os.stat(path).st_mode & 0o7777
+        old_mode: int | None = os.stat(path).st_mode & 0o777  # (setuid, setgid, sticky: not carried over)
     except FileNotFoundError:
         old_mode = None
     tmp = os.path.join(folder, f".{name[:100]}.tmp-{_HOST}-{os.getpid()}-{secrets.token_hex(8)}")  # < 255 bytes
