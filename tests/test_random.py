@@ -442,6 +442,26 @@ def test_multinomial_rounding_never_picks_a_zero_weight(device):
     assert set(np.unique(draws)) <= {0, 1, 2}
 
 
+class _LargestDraws:
+    """A stand-in generator whose uniform draws are all the largest float64 below 1 (u = 1 - 2**-53)."""
+
+    def random(self, shape):
+        return np.full(shape, 1 - 2**-53)
+
+
+@pytest.mark.parametrize("V", [8, 2048])  # rows merged into one search, and one search per row
+def test_the_largest_uniform_draw_picks_the_last_positive_weight(V):
+    """u sum(p) (or u + b, for merged rows) may round up to the row's end; the draw must be its last
+    positive-weight category, never a trailing zero-weight one."""
+    p = np.zeros((3, V))
+    p[0, :2] = [1.0, 1.0]
+    p[1, :3] = [0.5, 0.0, 2.0]
+    p[2, 1] = 3.0
+    cdf = np.cumsum(p, axis=-1)
+    idx = R._with_replacement(np, _LargestDraws(), p, cdf, 2)
+    np.testing.assert_array_equal(idx, [[1, 1], [2, 2], [1, 1]])
+
+
 def test_multinomial_without_replacement_is_distinct_and_sequential(device):
     p = np.array([0.1, 0.2, 0.3, 0.4])
     n = 40_000
