@@ -37,13 +37,6 @@ _NUMBERS = ("lr", "momentum", "dampening", "weight_decay", "eps", "alpha", "lr_d
 _SWITCHES = ("nesterov", "maximize", "amsgrad", "centered", "decoupled_weight_decay")
 
 
-def _bump_version(p: Tensor) -> None:
-    """Record an in-place change of ``p`` in its version counter, where tensors have one."""
-    bump = getattr(p, "_bump_version", None)
-    if bump is not None:
-        bump()
-
-
 class Optimizer:
     """Base class of all optimizers: ``Optimizer(params, defaults)``.
 
@@ -177,7 +170,7 @@ class Optimizer:
                 for p in group["params"]:
                     if p.grad is not None:
                         self._update(p, p.grad.array, group, state[p])
-                        _bump_version(p)
+                        p._bump_version()  # a graph that saved p before this step now refuses to backward
         return loss
 
     def _update(self, p: Tensor, grad: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
