@@ -45,6 +45,7 @@ import numpy as np
 from .. import backend, creation, optim
 from ..autograd import no_grad
 from ..data import BPTTBatcher
+from ..distributed.data_parallel import TrainingGroup
 from ..files import atomic_write_text
 from ..nn.utils import clip_grad_norm_
 from ..serialization import load, save
@@ -328,6 +329,7 @@ class Trainer:
                 raise ValueError(f"the training stream has {len(self.train_ids)} tokens, fewer than seq_len + 1 = "
                                  f"{config.seq_len + 1}")
         self.params = list(model.parameters())
+        self.dp = TrainingGroup(model, config.batch_size)  # one process: dp.model is model
         self.optimizer = self._make_optimizer()
         self.scheduler = self._make_scheduler()
         self.rng = np.random.default_rng(config.seed)
@@ -398,7 +400,8 @@ class Trainer:
             raise ValueError("this Trainer has no validation stream; pass ids to evaluate")
         c = self.config
         batches = c.eval_batches if batches is None else batches
-        return evaluate(self.model, ids, c.batch_size, c.seq_len, batches * c.batch_size * c.seq_len, self.device)
+        return self.dp.evaluate(evaluate, self.model, ids, c.batch_size, c.seq_len, batches * c.batch_size * c.seq_len,
+                                self.device, self.recurrent)
 
     def state_dict(self) -> dict[str, Any]:
         """The whole training state: what ``load_state_dict`` needs to continue exactly."""
@@ -410,7 +413,7 @@ class Trainer:
             "step": self.step,
             "rng": {"trainer": json.dumps(self.rng.bit_generator.state), "tl": json.dumps(backend.rng_state())},
             "data": self.streams.state_dict() if self.streams is not None else {},
-            "carried": _state_to_host(self.state),
+            "carried": _state_to_host(self.dp.gather_state(self.state)),
             "model_config": _config_dict(getattr(self.model, "config", None)),
             "val_loss": self.last_val,
             "meta": json.dumps(self.meta),
@@ -439,13 +442,15 @@ class Trainer:
         backend.set_rng_state(json.loads(ckpt["rng"]["tl"]))
         if self.streams is not None:
             self.streams.load_state_dict(ckpt["data"])
-        self.state = _state_from_host(ckpt.get("carried"), self.device)
+        self.state = self.dp.shard_state(_state_from_host(ckpt.get("carried"), self.device))
         self.last_val = ckpt.get("val_loss")
 
     def save_checkpoint(self) -> Path:
         """Write the whole training state atomically (temporary file + rename): a crash leaves the old or the new."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        save(self.state_dict(), self.checkpoint_path)
+        state = self.state_dict()  # every rank: it gathers the carried state
+        if self.dp.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save(state, self.checkpoint_path)
         return self.checkpoint_path
 
     def load_checkpoint(self, path: str | Path | None = None) -> None:
@@ -469,12 +474,16 @@ class Trainer:
         return all(bool(p.xp.isfinite(p.array).all()) for p in self.params)
 
     def _log(self, record: dict[str, Any]) -> None:
+        if not self.dp.is_main:
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
     def _keep_metrics_up_to(self, step: int) -> None:
         """On resume: drop log lines written after the checkpoint (they will be written again)."""
+        if not self.dp.is_main:
+            return
         records = [r for r in read_metrics(self.metrics_path) if r.get("step", 0) <= step]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
 
@@ -492,12 +501,13 @@ class Trainer:
         self._mark = self._position()
         self._phase = "step"  # reading data and computing gradients: undone by rewinding to the mark
         x, y, fresh = self._batch()
+        x, y = self.dp.shard(x), self.dp.shard(y)  # this rank's rows (all of them in one process)
         if self.bptt:
             state_in = None if fresh else self.state
-            _, loss, state = self.model(x, y, state=state_in, return_state=True)
+            _, loss, state = self.dp.model(x, y, state=state_in, return_state=True)
         else:
-            _, loss = self.model(x, y)
-        value = _per_token(loss, x.numel(), _reduction(self.model))
+            _, loss = self.dp.model(x, y)
+        value = self.dp.mean(_per_token(loss, x.numel(), _reduction(self.model)))
         if not math.isfinite(value) or value > self.diverged_loss:
             self._phase = "between"  # a skipped batch stays consumed
             self._bad_loss = value
@@ -528,7 +538,7 @@ class Trainer:
         yet starts a new metrics log. The run directory is locked meanwhile (:func:`run_lock`),
         and NumPy's overflow warnings are silenced: a non-finite loss or gradient stops the run.
         """
-        with run_lock(self.out_dir), np.errstate(all="ignore"):
+        with self.dp.main_only(run_lock(self.out_dir)), np.errstate(all="ignore"):
             return self._train(resume, until)
 
     def _train(self, resume: bool, until: int | None) -> TrainResult:
@@ -542,10 +552,10 @@ class Trainer:
                 raise FileNotFoundError(f"no checkpoint to resume from at {self.checkpoint_path}")
             self.load_checkpoint()
             self._keep_metrics_up_to(self.step)
-        elif self.step == 0 and self.metrics_path.exists():
+        elif self.step == 0 and self.metrics_path.exists() and self.dp.is_main:
             self.metrics_path.unlink()
         self.model.train()
-        bar = _progress(c.progress, total=c.max_steps, initial=min(self.step, c.max_steps))
+        bar = _progress(c.progress and self.dp.is_main, total=c.max_steps, initial=min(self.step, c.max_steps))
         status, started = "finished", time.perf_counter()
         evaluated_at = -1
         skipped = skipped_in_a_row = 0
@@ -573,7 +583,7 @@ class Trainer:
                         continue
                     skipped_in_a_row = 0
                     window["seconds"] += time.perf_counter() - t0
-                    window["tokens"] += n_tokens
+                    window["tokens"] += n_tokens * self.dp.world_size
                     window["loss"] += value
                     window["norm"] += norm or 0.0
                     window["n"] += 1
@@ -597,11 +607,12 @@ class Trainer:
                                       "not overwritten")
                             break
                         self.save_checkpoint()
+                    stops.signal = self.dp.agree_signal(stops.signal)  # all ranks stop after the same step
                     if stops.signal is not None:
                         status = "interrupted"
                         bar.write(f"received {signal.Signals(stops.signal).name}: stopped after step {self.step}")
                         break
-                    if c.time_limit is not None and time.perf_counter() - started > c.time_limit:
+                    if c.time_limit is not None and self.dp.any(time.perf_counter() - started > c.time_limit):
                         status = "time_limit"
                         break
         except KeyboardInterrupt:
@@ -621,7 +632,7 @@ class Trainer:
         if status in ("finished", "stopped", "time_limit") and self.val_ids is not None and evaluated_at != self.step:
             self._eval_and_log(bar)
         history = read_metrics(self.metrics_path)
-        plot = plot_metrics(history, self.plot_path) if history else None
+        plot = plot_metrics(history, self.plot_path) if history and self.dp.is_main else None
         return TrainResult(self.step, status, self.last_val, history,
                            self.checkpoint_path if self.checkpoint_path.exists() else None, plot, skipped)
 
