@@ -35,6 +35,7 @@ from tinygrad_lm.utils.data import (
     SubsetRandomSampler,
     TensorDataset,
     WeightedRandomSampler,
+    WorkerInfo,
     default_collate,
     default_convert,
     get_worker_info,
@@ -488,6 +489,11 @@ def test_shuffle_is_reproducible_and_independent_of_num_workers():
         return [b[0].tolist() for b in loader]
 
     assert epoch(0, seeded(5)) == epoch(2, seeded(5)) == epoch(0, seeded(5)) != epoch(0, seeded(6))
+    persistent = DataLoader(TensorDataset(np.arange(12)), batch_size=4, shuffle=True, num_workers=2,
+                            persistent_workers=True, generator=seeded(5))
+    in_main = DataLoader(TensorDataset(np.arange(12)), batch_size=4, shuffle=True, generator=seeded(5))
+    for _ in range(2):
+        assert [b[0].tolist() for b in persistent] == [b[0].tolist() for b in in_main]
     tl.manual_seed(9)
     first = epoch(0)
     tl.manual_seed(9)
@@ -594,6 +600,9 @@ def test_workers_return_batches_in_order_with_their_own_seeds():
     other = list(DataLoader(WhoFetched(), batch_size=2, num_workers=2, generator=seeded(1)))
     assert [b["draw"].tolist() for b in other] != [b["draw"].tolist() for b in batches]
     assert get_worker_info() is None  # in the main process
+    info = WorkerInfo(id=0, num_workers=1, seed=3, dataset=None)
+    with pytest.raises(RuntimeError, match="Cannot assign attributes to WorkerInfo"):
+        info.id = 1
 
 
 def test_worker_init_fn_runs_in_each_worker():
@@ -723,5 +732,5 @@ def test_cuda_tensors_from_workers_raise_a_clear_error():
         pytest.skip("CUDA is not available (no CuPy or no GPU)")
     data = TensorDataset(tl.arange(4, device="cuda"))
     assert [b[0].device for b in DataLoader(data, batch_size=2)] == [data.tensors[0].device] * 2
-    with pytest.raises(RuntimeError, match="only send CPU tensors"):
+    with pytest.raises(RuntimeError, match="workers take and return only CPU tensors; got a tensor on cuda"):
         list(DataLoader(data, batch_size=2, num_workers=1, multiprocessing_context="spawn"))

@@ -252,7 +252,7 @@ class _MultiProcessIter:
 
     def __init__(self, loader: DataLoader) -> None:
         self._num_workers = loader.num_workers
-        self._prefetch = loader.prefetch_factor or 2
+        self._prefetch = max(loader.prefetch_factor or 0, 1)  # tasks in flight per worker
         self._timeout = loader.timeout
         self._is_iterable = loader._is_iterable
         self._index_sampler = loader._index_sampler
@@ -291,7 +291,12 @@ class _MultiProcessIter:
             self._send_task()
 
     def reset(self, loader: DataLoader) -> None:
-        """Start a new epoch with the same (persistent) workers, dropping what is left of the last one."""
+        """Start a new epoch with the same (persistent) workers, dropping what is left of the last one.
+
+        A seed is drawn from the loader's generator as for a new iterator (and discarded: the
+        workers keep theirs), so the shuffle is the same with or without persistent workers.
+        """
+        _random.seed(loader.generator)
         for index_queue in self._index_queues:
             index_queue.put(("resume",))
         waiting = self._num_workers

@@ -15,7 +15,6 @@ import pickle
 import queue
 import random
 import traceback
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -29,7 +28,6 @@ __all__ = ["WorkerInfo", "get_worker_info"]
 STATUS_INTERVAL = 0.5  # seconds between checks that the other side is still alive
 
 
-@dataclass(frozen=True)
 class WorkerInfo:
     """What ``get_worker_info()`` returns in a worker: its ``id``, ``num_workers``, ``seed`` and ``dataset`` copy."""
 
@@ -37,6 +35,16 @@ class WorkerInfo:
     num_workers: int
     seed: int
     dataset: Any
+
+    def __init__(self, id: int, num_workers: int, seed: int, dataset: Any) -> None:
+        for name, value in (("id", id), ("num_workers", num_workers), ("seed", seed), ("dataset", dataset)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise RuntimeError(f"Cannot assign attributes to {type(self).__name__} objects")
+
+    def __repr__(self) -> str:
+        return f"WorkerInfo(id={self.id}, num_workers={self.num_workers}, seed={self.seed}, dataset={self.dataset!r})"
 
 
 _worker_info: WorkerInfo | None = None
@@ -59,8 +67,9 @@ class _TensorPickler(pickle.Pickler):
         if isinstance(obj, Tensor):
             if obj.device != "cpu":
                 raise RuntimeError(
-                    f"DataLoader workers can only send CPU tensors, got a tensor on {obj.device}: return CPU tensors "
-                    "or NumPy arrays from the dataset and move the batch to the GPU in the main process"
+                    "Tensors cross DataLoader process boundaries as NumPy arrays, so workers take and return only "
+                    f"CPU tensors; got a tensor on {obj.device}: keep the dataset's tensors on the CPU and move "
+                    "each batch to the GPU in the main process (or use num_workers=0)"
                 )
             return _rebuild_tensor, (obj.array, obj.requires_grad)
         return NotImplemented
