@@ -282,10 +282,12 @@ def test_creation_errors(device):
         R.rand(-1, device=device)
     with pytest.raises(TypeError, match="size must be ints"):
         R.randn(2.5, device=device)
-    with pytest.raises(RuntimeError, match="expects 'from' to be less than 'to', but got from=5 >= to=5"):
+    with pytest.raises(RuntimeError, match="randint: expects 'low' to be less than 'high', but got low=5 >= high=5"):
         R.randint(5, 5, (2,), device=device)
-    with pytest.raises(RuntimeError, match="to - 1 = 299 is out of bounds for uint8"):
+    with pytest.raises(RuntimeError, match="randint: high - 1 = 299 is out of bounds for uint8"):
         R.randint(300, (2,), dtype="uint8", device=device)
+    with pytest.raises(RuntimeError, match="randint: low = -1 is out of bounds for uint8"):
+        R.randint(-1, 5, (2,), dtype="uint8", device=device)
     with pytest.raises(TypeError, match="missing the size"):
         R.randint(5, device=device)
     with pytest.raises(TypeError, match="argument 'high' must be int"):
@@ -294,7 +296,7 @@ def test_creation_errors(device):
         R.randint(5, (2,), requires_grad=True, device=device)
     with pytest.raises(RuntimeError, match="randperm: n must be non-negative, got -1"):
         R.randperm(-1, device=device)
-    with pytest.raises(RuntimeError, match="to - 1 = 2999 is out of bounds for float16"):
+    with pytest.raises(RuntimeError, match="randperm: n - 1 = 2999 is out of bounds for float16"):
         R.randperm(3000, dtype=tl.float16, device=device)
     with pytest.raises(RuntimeError, match="randperm: not implemented for dtype bool"):
         R.randperm(3, dtype=tl.bool, device=device)
@@ -643,9 +645,9 @@ def test_in_place_errors(device):
     for fill in (R.normal_, R.uniform_, R.exponential_):
         with pytest.raises(RuntimeError, match="expects a floating point tensor, got int64"):
             fill(ints)
-    with pytest.raises(RuntimeError, match="expects 'from' to be less than 'to', but got from=5 >= to=2"):
+    with pytest.raises(RuntimeError, match="random_: expects 'from' to be less than 'to', but got from=5 >= to=2"):
         R.random_(x, 5, 2)
-    with pytest.raises(RuntimeError, match="to - 1 = 299 is out of bounds for uint8"):
+    with pytest.raises(RuntimeError, match="random_: to - 1 = 299 is out of bounds for uint8"):
         R.random_(tl.zeros(3, dtype="uint8", device=device), 0, 300)
     with pytest.raises(TypeError, match="argument 'to' must be int"):
         R.random_(x, 0, 2.5)

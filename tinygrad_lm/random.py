@@ -336,10 +336,12 @@ def randn(*size: Any, generator: Generator | None = None, out: Tensor | None = N
     return _finish("randn", array, dev, requires_grad, out)
 
 
-def _int_range(name: str, low: int, high: int, dt: Any, xp: Any) -> None:
-    """[low, high) must be non-empty and representable in ``dt``."""
+def _int_range(name: str, low: int, high: int, dt: Any, xp: Any, names: tuple[str, str] = ("from", "to")) -> None:
+    """[low, high) must be non-empty and representable in ``dt``; ``names`` are the caller's for the two bounds."""
+    lo_name, hi_name = names
     if low >= high:
-        raise RuntimeError(f"{name}: random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+        raise RuntimeError(f"{name}: expects '{lo_name}' to be less than '{hi_name}', "
+                           f"but got {lo_name}={low} >= {hi_name}={high}")
     if dt.kind == "b":
         lo, hi = 0, 1
     elif dt.kind in "iu":
@@ -349,9 +351,9 @@ def _int_range(name: str, low: int, high: int, dt: Any, xp: Any) -> None:
         hi = 1 << (xp.finfo(dt).nmant + 1)  # every integer up to 2**digits is exact
         lo = -hi
     if low < lo:
-        raise RuntimeError(f"{name}: from = {low} is out of bounds for {dt} (smallest {lo})")
+        raise RuntimeError(f"{name}: {lo_name} = {low} is out of bounds for {dt} (smallest {lo})")
     if high - 1 > hi:
-        raise RuntimeError(f"{name}: to - 1 = {high - 1} is out of bounds for {dt} (largest {hi})")
+        raise RuntimeError(f"{name}: {hi_name} - 1 = {high - 1} is out of bounds for {dt} (largest {hi})")
 
 
 def _integers(rng: Any, low: int, high: int, shape: tuple[int, ...], dt: Any) -> Any:
@@ -378,7 +380,7 @@ def randint(low: Any = 0, high: Any = None, size: Any = None, *, generator: Gene
     shape = _shape("randint", tuple(size))
     dtype, dev = _target(out, dtype, device)
     dt = _dtype("int64" if dtype is None else dtype)
-    _int_range("randint", low, high, dt, Tensor._xp_of(dev))
+    _int_range("randint", low, high, dt, Tensor._xp_of(dev), ("low", "high"))
     array = _integers(backend_generator(generator, dev, "randint"), low, high, shape, dt)
     return _finish("randint", array, dev, requires_grad, out)
 
@@ -394,7 +396,7 @@ def randperm(n: int, *, generator: Generator | None = None, out: Tensor | None =
     if dt.kind == "b":
         raise RuntimeError("randperm: not implemented for dtype bool")
     if n > 0:
-        _int_range("randperm", 0, n, dt, Tensor._xp_of(dev))
+        _int_range("randperm", 0, n, dt, Tensor._xp_of(dev), ("0", "n"))
     array = backend.permutation(backend_generator(generator, dev, "randperm"), n).astype(dt, copy=False)
     return _finish("randperm", array, dev, requires_grad, out)
 
