@@ -521,6 +521,9 @@ def test_loader_takes_a_whole_batch_from_get_batch_with_the_default_collate(monk
     monkeypatch.setattr(TensorDataset, "__getitem__", per_example)
     batches = list(DataLoader(TensorDataset(np.arange(5), np.arange(5) * 2.0), batch_size=2))
     assert isinstance(batches[0], list) and [b[1].tolist() for b in batches] == [[0.0, 2.0], [4.0, 6.0], [8.0]]
+    train, _ = random_split(TensorDataset(np.arange(10)), [0.6, 0.4], generator=seeded(0))
+    assert [b[0].tolist() for b in DataLoader(train, batch_size=4)] == [train.indices[:4], train.indices[4:]]
+    assert Subset(Names(3), [0]).get_batch is None  # Names has no get_batch: examples are fetched one by one
 
 
 LOADER_ERRORS = [

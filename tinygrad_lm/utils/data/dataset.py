@@ -5,7 +5,7 @@ import bisect
 import itertools
 import math
 import warnings
-from typing import Any, Generic, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -160,6 +160,15 @@ class Subset(Dataset[T_co]):
     def __init__(self, dataset: Dataset[T_co], indices: Sequence[int]) -> None:
         self.dataset = dataset
         self.indices = indices
+
+    @property
+    def get_batch(self) -> Callable[[np.ndarray], Any] | None:
+        """The whole-batch gather of the inner dataset through ``indices``, when it has one (see ``Dataset``)."""
+        inner = getattr(self.dataset, "get_batch", None)
+        if not callable(inner):
+            return None
+        positions = np.asarray(self.indices, dtype=np.int64)
+        return lambda indices: inner(positions[np.asarray(indices, dtype=np.int64)])
 
     def __getitem__(self, idx: Any) -> Any:
         if isinstance(idx, list):
