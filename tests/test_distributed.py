@@ -163,6 +163,12 @@ def test_ddp_two_ranks_on_half_batches_equal_one_process_on_the_batch():
 
 
 @needs_mpi
+def test_trainer_on_two_ranks_resumes_on_any_world_size(tmp_path):
+    proc, _ = run_ranks("trainer_resume.py", str(tmp_path), timeout=120)
+    _ok(proc, "trainer_resume OK")
+
+
+@needs_mpi
 def test_a_rank_that_raises_ends_the_job():
     proc, seconds = run_ranks("faults.py", "raise")
     assert proc.returncode != 0, proc.stdout
