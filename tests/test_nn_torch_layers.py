@@ -1,0 +1,276 @@
+"""Activation, shape and loss layers and the new nn.functional functions, against PyTorch and by gradcheck.
+
+Forward values and input gradients are compared with PyTorch in float64 (when torch is installed);
+every new differentiable function is also checked by finite differences (``tl.gradcheck``) over
+Hypothesis-drawn shapes and values, on every backend.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pytest
+from helpers import arrays, arrays_avoiding, check_grad, host, shapes
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinygrad_lm as tl
+from tinygrad_lm import nn
+from tinygrad_lm.nn import functional as F
+
+# ---------------------------------------------------------------------- gradchecks (no torch needed)
+UNARY = {
+    "silu": (lambda x: F.silu(x), []),
+    "softplus": (lambda x: F.softplus(x), []),
+    "softplus_beta": (lambda x: F.softplus(x, beta=2.0, threshold=3.0), [1.5]),  # kink where beta x = threshold
+    "logsigmoid": (lambda x: F.logsigmoid(x), []),
+    "mish": (lambda x: F.mish(x), []),
+    "leaky_relu": (lambda x: F.leaky_relu(x, 0.2), [0.0]),
+    "elu": (lambda x: F.elu(x, alpha=1.3), [0.0]),
+}
+
+
+@given(data=st.data(), name=st.sampled_from(sorted(UNARY)))
+def test_activation_gradcheck(device, data, name):
+    fn, kinks = UNARY[name]
+    x = data.draw(arrays_avoiding(data.draw(shapes()), kinks, lo=-4, hi=4))
+    check_grad(fn, x, device=device)
+
+
+@given(data=st.data(), dim=st.sampled_from([0, -1]))
+def test_glu_gradcheck(device, data, dim):
+    shape = data.draw(shapes(min_dims=1))
+    shape = (2 * shape[0],) + shape[1:] if dim == 0 else shape[:-1] + (2 * shape[-1],)
+    check_grad(lambda x: F.glu(x, dim), data.draw(arrays(shape)), device=device)
+
+
+@given(data=st.data(), p=st.sampled_from([1.5, 2.0, 3.0]))
+def test_normalize_gradcheck(device, data, p):
+    x = data.draw(arrays_avoiding((3, 4), [0.0], margin=0.2))  # |x|^p has a kink at 0 for p < 2
+    check_grad(lambda t: F.normalize(t, p=p, dim=1), x, device=device)
+
+
+@given(data=st.data(), mode=st.sampled_from(["constant", "reflect", "replicate", "circular"]))
+def test_pad_gradcheck(device, data, mode):
+    x = data.draw(arrays((2, 3, 4)))
+    pads = data.draw(st.sampled_from([(1, 2), (2, 0, 1, 1), (0, 3, 2, 1)]))
+    check_grad(lambda t: F.pad(t, pads, mode=mode), x, device=device)
+
+
+def _pair(data, lo=-3.0, hi=3.0):
+    shape = data.draw(shapes(min_dims=1))
+    return data.draw(arrays(shape, lo, hi)), data.draw(arrays(shape, lo, hi))
+
+
+@given(data=st.data(), reduction=st.sampled_from(["mean", "sum", "none"]))
+def test_regression_losses_gradcheck(device, data, reduction):
+    x, t = _pair(data)
+    x = np.where(np.abs(x - t) < 0.1, t + 0.3, x)  # keep away from |d| = 0 and from |d| = beta / delta
+    for bad in (0.5, 1.0):
+        x = np.where(np.abs(np.abs(x - t) - bad) < 0.05, x + 0.2 * np.sign(x - t), x)
+    check_grad(lambda a, b: F.l1_loss(a, b, reduction=reduction), x, t, device=device)
+    check_grad(lambda a, b: F.smooth_l1_loss(a, b, reduction=reduction, beta=0.5), x, t, device=device)
+    check_grad(lambda a, b: F.huber_loss(a, b, reduction=reduction, delta=1.0), x, t, device=device)
+
+
+@given(data=st.data(), reduction=st.sampled_from(["mean", "sum", "none"]), weighted=st.booleans())
+def test_binary_cross_entropy_gradcheck(device, data, reduction, weighted):
+    shape = data.draw(shapes(min_dims=1))
+    x = data.draw(arrays(shape, 0.05, 0.95))
+    t = data.draw(arrays(shape, 0.0, 1.0))
+    w = data.draw(arrays(shape[-1:], 0.5, 2.0))
+    if weighted:
+        check_grad(lambda a, b, c: F.binary_cross_entropy(a, b, weight=c, reduction=reduction), x, t, w,
+                   device=device)
+    else:
+        check_grad(lambda a, b: F.binary_cross_entropy(a, b, reduction=reduction), x, t, device=device)
+
+
+@given(data=st.data(), reduction=st.sampled_from(["mean", "sum", "none"]))
+def test_binary_cross_entropy_with_logits_gradcheck(device, data, reduction):
+    shape = data.draw(shapes(min_dims=1))
+    x = data.draw(arrays(shape, -5, 5))
+    t = data.draw(arrays(shape, 0.0, 1.0))
+    pw = data.draw(arrays(shape[-1:], 0.5, 3.0))
+    check_grad(lambda a, b, c: F.binary_cross_entropy_with_logits(a, b, reduction=reduction, pos_weight=c),
+               x, t, pw, device=device)
+
+
+@given(data=st.data(), reduction=st.sampled_from(["batchmean", "sum", "none"]), log_target=st.booleans())
+def test_kl_div_gradcheck(device, data, reduction, log_target):
+    shape = data.draw(shapes(min_dims=1))
+    x = data.draw(arrays(shape, -3, 0))
+    t = data.draw(arrays(shape, -3, 0)) if log_target else data.draw(arrays(shape, 0.05, 1.0))
+    check_grad(lambda a, b: F.kl_div(a, b, reduction=reduction, log_target=log_target), x, t, device=device)
+
+
+def test_softplus_is_finite_for_large_inputs(device):
+    x = tl.tensor([-1000.0, -30.0, 0.0, 30.0, 1000.0], dtype=tl.float64, device=device, requires_grad=True)
+    y = F.softplus(x)
+    y.sum().backward()
+    assert np.all(np.isfinite(host(y))) and np.all(np.isfinite(host(x.grad)))
+    np.testing.assert_allclose(host(y)[2:], [np.log(2.0), 30.0 + np.log1p(np.exp(-30.0)), 1000.0], rtol=1e-12)
+    z = F.binary_cross_entropy_with_logits(x, tl.ones_like(x.detach()), reduction="none")
+    assert np.all(np.isfinite(host(z)))
+
+
+def test_bad_arguments_raise_clear_errors():
+    x = tl.randn(2, 3)
+    with pytest.raises(NotImplementedError, match="inplace"):
+        nn.ReLU(inplace=True)
+    with pytest.raises(NotImplementedError, match="inplace"):
+        F.silu(x, inplace=True)
+    with pytest.raises(NotImplementedError, match="inplace"):
+        nn.Dropout(0.1, inplace=True)
+    with pytest.raises(RuntimeError, match="dimension -1 is size 3"):
+        F.glu(x)
+    with pytest.raises(ValueError, match="padding length"):
+        F.pad(x, (1, 1, 1))
+    with pytest.raises(NotImplementedError, match="mode"):
+        F.pad(x, (1, 1), mode="wrap")
+    with pytest.raises(RuntimeError, match="less than the input size"):
+        F.pad(x, (3, 0), mode="reflect")
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        F.binary_cross_entropy(x, tl.zeros(2, 3))
+    with pytest.raises(ValueError, match="target size"):
+        F.binary_cross_entropy_with_logits(x, tl.zeros(3))
+    with pytest.raises(NotImplementedError, match="size_average"):
+        nn.CrossEntropyLoss(size_average=True)
+    with pytest.raises(ValueError, match="reduction"):
+        F.l1_loss(x, x, reduction="avg")
+    with pytest.raises(ValueError, match="reduction"):
+        nn.KLDivLoss(reduction="batch")(x, x)
+    with pytest.raises(NotImplementedError, match="max_norm"):
+        nn.Embedding(3, 2, max_norm=1.0)
+    with pytest.raises(NotImplementedError, match="named"):
+        nn.Unflatten("features", (2, 2))
+    with pytest.raises(IndexError, match="dim 3"):
+        nn.Unflatten(3, (1, 3))(x)
+    with pytest.warns(UserWarning, match="broadcast"):
+        F.l1_loss(x, tl.randn(3))
+
+
+def test_unflatten_flatten_round_trip(device):
+    x = tl.randn(2, 12, 3, device=device)
+    y = nn.Unflatten(1, (3, -1))(x)
+    assert y.shape == (2, 3, 4, 3)
+    assert nn.Flatten()(y).shape == (2, 36) and nn.Flatten(1, 2)(y).shape == (2, 12, 3)
+    np.testing.assert_array_equal(host(nn.Flatten(1, 2)(y)), host(x))
+    assert nn.Unflatten(-1, (1, 3))(x).shape == (2, 12, 1, 3)
+
+
+# ---------------------------------------------------------------------- against PyTorch
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _compare(ours, theirs, *arrays_, device="cpu", rtol=1e-10, atol=1e-12):
+    torch = _torch()
+    xs = [tl.tensor(a, device=device, requires_grad=np.asarray(a).dtype.kind == "f") for a in arrays_]
+    ts = [torch.tensor(a, requires_grad=np.asarray(a).dtype.kind == "f") for a in arrays_]
+    y, ref = ours(*xs), theirs(*ts)
+    np.testing.assert_allclose(host(y), ref.detach().numpy(), rtol=rtol, atol=atol)
+    g = np.cos(np.arange(ref.numel())).reshape(tuple(ref.shape))
+    (y * tl.tensor(g, device=device)).sum().backward()
+    (ref * torch.tensor(g)).sum().backward()
+    for x, t in zip(xs, ts):
+        if t.requires_grad:
+            np.testing.assert_allclose(host(x.grad), t.grad.numpy(), rtol=rtol, atol=atol)
+
+
+ACTIVATIONS = [
+    ("Tanh", {}), ("ReLU", {}), ("Sigmoid", {}), ("GELU", {}), ("GELU", {"approximate": "tanh"}), ("SiLU", {}),
+    ("Mish", {}), ("LeakyReLU", {}), ("LeakyReLU", {"negative_slope": 0.3}), ("ELU", {"alpha": 0.7}),
+    ("Softplus", {}), ("Softplus", {"beta": 2.0, "threshold": 4.0}), ("LogSigmoid", {}), ("GLU", {}),
+    ("GLU", {"dim": 0}), ("Softmax", {"dim": -1}), ("LogSoftmax", {"dim": 1}), ("Identity", {}),
+    ("Flatten", {}), ("Flatten", {"start_dim": 0, "end_dim": 1}), ("Unflatten", {"dim": 1, "unflattened_size": (2, 3)}),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", ACTIVATIONS, ids=[f"{n}{k or ''}" for n, k in ACTIVATIONS])
+def test_activation_layers_match_torch(device, name, kwargs):
+    torch = _torch()
+    x = np.random.default_rng(0).normal(size=(4, 6, 2)) * 4
+    ours, theirs = getattr(nn, name)(**kwargs), getattr(torch.nn, name)(**kwargs)
+    assert repr(ours) == repr(theirs)
+    _compare(ours, theirs, x, device=device)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("pads", [(1, 2), (2, 1, 0, 2), (-1, 2, 1, -1)])
+def test_pad_matches_torch(device, mode, pads):
+    torch = _torch()
+    if mode != "constant" and min(pads) < 0:
+        pytest.skip("negative padding crops only in constant mode")
+    x = np.random.default_rng(1).normal(size=(2, 3, 4))
+    value = {"value": 1.5} if mode == "constant" else {}
+    _compare(lambda t: F.pad(t, pads, mode=mode, **value),
+             lambda t: torch.nn.functional.pad(t, pads, mode=mode, **value), x, device=device)
+
+
+def test_normalize_matches_torch(device):
+    torch = _torch()
+    x = np.random.default_rng(2).normal(size=(3, 5))
+    for kwargs in ({}, {"p": 1.0, "dim": 0}, {"p": 3.0, "dim": -1}):
+        _compare(partial(F.normalize, **kwargs), partial(torch.nn.functional.normalize, **kwargs), x, device=device)
+
+
+def _loss_cases():
+    rng = np.random.default_rng(3)
+    x, t = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
+    probs, target01 = 1 / (1 + np.exp(-x)), rng.uniform(size=(4, 5))
+    logp = x - np.log(np.exp(x).sum(1, keepdims=True))
+    classes = rng.integers(0, 5, size=4)
+    classes[1] = 2
+    w = rng.uniform(0.5, 2.0, size=5)
+    return [
+        ("MSELoss", {}, (x, t)), ("L1Loss", {"reduction": "sum"}, (x, t)),
+        ("SmoothL1Loss", {"beta": 0.5}, (x, t)), ("HuberLoss", {"delta": 0.8, "reduction": "none"}, (x, t)),
+        ("KLDivLoss", {"reduction": "batchmean"}, (logp, target01 / target01.sum(1, keepdims=True))),
+        ("KLDivLoss", {"reduction": "sum", "log_target": True}, (logp, logp[::-1].copy())),
+        ("BCELoss", {}, (probs, target01)), ("BCELoss", {"weight": w, "reduction": "sum"}, (probs, target01)),
+        ("BCEWithLogitsLoss", {}, (x, target01)),
+        ("BCEWithLogitsLoss", {"pos_weight": w, "weight": w[::-1].copy()}, (x, target01)),
+        ("CrossEntropyLoss", {}, (x, classes)),
+        ("CrossEntropyLoss", {"weight": w, "ignore_index": 2, "label_smoothing": 0.1}, (x, classes)),
+        ("CrossEntropyLoss", {"reduction": "none"}, (x, target01)),
+        ("NLLLoss", {"weight": w, "ignore_index": 2}, (logp, classes)),
+        ("NLLLoss", {"reduction": "sum"}, (logp, classes)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_loss_cases())))
+def test_loss_layers_match_torch(device, case):
+    torch = _torch()
+    name, kwargs, inputs = _loss_cases()[case]
+    ours_kw = {k: tl.tensor(v, device=device) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    theirs_kw = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    ours, theirs = getattr(nn, name)(**ours_kw), getattr(torch.nn, name)(**theirs_kw)
+    assert repr(ours) == repr(theirs)
+    assert list(ours.state_dict()) == list(theirs.state_dict())  # class weights are buffers, as PyTorch
+    _compare(ours, theirs, *inputs, device=device)
+
+
+def test_embedding_from_pretrained_matches_torch():
+    torch = _torch()
+    w = np.random.default_rng(4).normal(size=(5, 3))
+    ours = nn.Embedding.from_pretrained(tl.tensor(w), padding_idx=1)
+    theirs = torch.nn.Embedding.from_pretrained(torch.tensor(w), padding_idx=1)
+    assert repr(ours) == repr(theirs) and not ours.weight.requires_grad
+    np.testing.assert_array_equal(host(ours.weight), w)  # the pad row is not zeroed, as PyTorch
+    trainable = nn.Embedding.from_pretrained(tl.tensor(w), freeze=False)
+    assert trainable.weight.requires_grad
+    _compare(trainable, torch.nn.Embedding.from_pretrained(torch.tensor(w), freeze=False), np.array([[0, 4], [4, 4]]))
+    with pytest.raises(ValueError, match="2-dimensional"):
+        nn.Embedding.from_pretrained(tl.tensor(w[0]))
+
+
+def test_factory_kwargs_on_layer_constructors(device):
+    layers = [
+        nn.Linear(3, 2, device=device, dtype=tl.float64), nn.Embedding(4, 2, device=device, dtype=tl.float64),
+        nn.LayerNorm(3, device=device, dtype=tl.float64),
+        nn.TransformerEncoderLayer(4, 2, dim_feedforward=8, device=device, dtype=tl.float64),
+    ]
+    for layer in layers:
+        assert all(p.dtype == tl.float64 and p.device == tl.tensor(0.0, device=device).device
+                   for p in layer.parameters())
