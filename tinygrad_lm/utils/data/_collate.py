@@ -62,8 +62,8 @@ def default_collate(batch: Sequence[Any]) -> Any:
         return Tensor(np.array(batch))
     if isinstance(elem, float):
         return Tensor(np.array(batch, dtype=np.float64))
-    if isinstance(elem, int):  # bool included: a batch of bools becomes a bool tensor
-        return Tensor(np.array(batch))
+    if isinstance(elem, int):  # as tl.tensor(batch): ints int64, bools bool, a float among them the default dtype
+        return Tensor(list(batch))
     if isinstance(elem, (str, bytes)):
         return batch
     if isinstance(elem, collections.abc.Mapping):
