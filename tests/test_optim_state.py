@@ -2,6 +2,8 @@
 hyperparameters and implementation flags, and the version bump of every updated parameter."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -348,3 +350,51 @@ def test_backward_through_a_graph_saved_before_the_step_raises(opt_cls, kw):
     fresh = (model(x).tanh() ** 2).sum()  # a graph made after the step is fine
     fresh.backward()
     np.testing.assert_array_equal(model.weight.detach().numpy(), before)
+
+
+class _SignSGD(optim.Optimizer):
+    """An optimizer written the way PyTorch's documentation writes one: its own ``step`` over the groups."""
+
+    def __init__(self, params, lr=0.1, decay=0.5):
+        super().__init__(params, dict(lr=lr, decay=decay))
+
+    @tl.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "avg" not in state:
+                    state["step"] = 0
+                    state["avg"] = tl.zeros_like(p)
+                state["step"] += 1
+                state["avg"].mul_(group["decay"]).add_(p.grad)
+                p.add_(state["avg"].sign(), alpha=-group["lr"])
+
+
+def test_a_pytorch_style_optimizer_subclass_steps_saves_loads_and_schedules(tmp_path):
+    def run(opt, p, n):
+        for _ in range(n):
+            opt.zero_grad()
+            ((p - 3.0) ** 2).sum().backward()
+            opt.step()
+
+    p = nn.Parameter(tl.tensor([0.0, 5.0]))
+    opt = _SignSGD([p], lr=0.5)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    run(opt, p, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the subclass's own step counts as the optimizer's step
+        sched.step()
+    tl.save({"opt": opt.state_dict(), "p": p.detach()}, tmp_path / "ckpt")
+    run(opt, p, 2)
+
+    checkpoint = tl.load(tmp_path / "ckpt")
+    q = nn.Parameter(tl.tensor(checkpoint["p"]))
+    opt2 = _SignSGD([q])
+    opt2.load_state_dict(checkpoint["opt"])
+    assert opt2.param_groups[0]["lr"] == 0.25 and opt2.state[q]["step"] == 2
+    assert isinstance(opt2.state[q]["avg"], tl.Tensor)  # a Tensor, as the subclass's step expects
+    run(opt2, q, 2)
+    np.testing.assert_array_equal(q.detach().numpy(), p.detach().numpy())

@@ -18,6 +18,7 @@ with every buffer a host copy (a CPU ``Tensor``), so ``tl.save`` stores it as is
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import numbers
 from typing import Any, Callable, Iterable
@@ -43,11 +44,29 @@ class Optimizer:
     Subclasses name the per-parameter state they keep: ``_state_buffers`` (arrays shaped like the
     parameter), ``_state_scalars`` (numbers such as ``step``) and, of those, ``_required_state``
     (what a non-empty state must hold); ``load_state_dict`` checks a saved state against them.
+    An optimizer written PyTorch's way (a subclass with its own ``step``) declares nothing, and its
+    state loads as PyTorch loads it: arrays onto the parameter's device, floating ones in its dtype.
     """
 
-    _state_buffers: tuple[str, ...] = ()
+    _state_buffers: tuple[str, ...] | None = None
     _state_scalars: tuple[str, ...] = ()
     _required_state: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass with its own ``step`` (PyTorch's way of writing an optimizer) still records that it
+        stepped, so that a scheduler stepped first can warn, as PyTorch's do."""
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is None or getattr(step, "_records_call", False):
+            return
+
+        @functools.wraps(step)
+        def recorded_step(self: Optimizer, *args: Any, **kw: Any) -> Any:
+            self._opt_called = True
+            return step(self, *args, **kw)
+
+        recorded_step._records_call = True  # type: ignore[attr-defined]
+        cls.step = recorded_step  # type: ignore[method-assign]
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         if isinstance(params, Tensor):
@@ -193,10 +212,7 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 if self.state.get(p):  # (an empty entry is no state: SGD without momentum keeps none)
-                    state[index[id(p)]] = {
-                        k: Tensor._wrap(backend.to_host(v).copy(), "cpu") if backend.is_backend_array(v) else v
-                        for k, v in self.state[p].items()
-                    }
+                    state[index[id(p)]] = {k: _snapshot(v) for k, v in self.state[p].items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -249,7 +265,9 @@ class Optimizer:
         restored = {}
         for name, value in entries.items():
             where = f"state[{idx}][{name!r}] of the loaded state dict"
-            if name in self._state_scalars:
+            if self._state_buffers is None:
+                restored[name] = _restore_any(value, p, name)
+            elif name in self._state_scalars:
                 restored[name] = _restore_scalar(value, where)
             elif name in self._state_buffers and value is None:
                 continue  # PyTorch's SGD once saved ``momentum_buffer: None`` for "not made yet"
@@ -316,6 +334,27 @@ def _restore_scalar(value: Any, where: str) -> Any:
     if not _is_number(value) or not math.isfinite(value) or value < 0 or value != int(value):
         raise ValueError(f"{where} must be a non-negative whole number, got {value!r}")
     return int(value)
+
+
+def _restore_any(value: Any, p: Tensor, name: str) -> Any:
+    """State of an optimizer that does not declare its own: arrays become Tensors on ``p``'s device (floating
+    ones, but for ``step``, in ``p``'s dtype), as PyTorch's code expects; anything else is kept."""
+    if isinstance(value, Tensor):
+        value = value.array
+    if not backend.is_backend_array(value):
+        return value
+    if value.dtype.kind == "f" and name != "step":
+        value = value.astype(p.dtype, copy=False)
+    return Tensor._wrap(backend.to_device(value, p.device).copy(), p.device)
+
+
+def _snapshot(value: Any) -> Any:
+    """A state entry as ``state_dict()`` gives it: arrays and Tensors as host-copy Tensors, the rest as is."""
+    if isinstance(value, Tensor):
+        value = value.array
+    if backend.is_backend_array(value):
+        return Tensor._wrap(backend.to_host(value).copy(), "cpu")
+    return value
 
 
 def _restore_buffer(value: Any, p: Tensor, where: str, idx: int) -> Any:
