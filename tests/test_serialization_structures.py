@@ -271,9 +271,7 @@ def test_nesting_depth_limit_on_save_and_load(tmp_path):
         tl.save(_nested(MAX_DEPTH + 1), tmp_path / "deep.pt")
 
     for levels, name in ((MAX_DEPTH + 5, "deeper.safetensors"), (100_000, "deepest.safetensors")):
-        tree = "[]"
-        for _ in range(levels):
-            tree = '{"list": [' + tree + "]}" if tree != "[]" else '{"list": []}'
+        tree = '{"list": [' * (levels - 1) + '{"list": []}' + "]}" * (levels - 1)
         meta = '{"version": "1", "tree": ' + tree + "}"
         safetensors.numpy.save_file({}, tmp_path / name, metadata={"tinygrad_lm": meta})
         with pytest.raises(ValueError, match=rf"{name}.*nested (more than {MAX_DEPTH} levels deep|too deeply)"):
