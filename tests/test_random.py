@@ -157,6 +157,42 @@ def test_default_generator_of_one_device_reseeds_only_that_device(device):
     assert R.default_generator_for(device).initial_seed() == 99
 
 
+def test_fork_rng_puts_the_default_streams_back(device):
+    tl.manual_seed(4)
+    expected = host(R.rand(3, device=device)), host(R.rand(3))
+    tl.manual_seed(4)
+    with R.fork_rng():
+        R.rand(10, device=device)
+        R.rand(10)
+        R.manual_seed(99)
+        R.randn(5, device=device)
+    assert R.initial_seed() == 4
+    got = host(R.rand(3, device=device)), host(R.rand(3))
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    before = host(R.get_rng_state())
+    with pytest.raises(KeyError):  # restored on an exception too
+        with R.fork_rng():
+            R.rand(10)
+            raise KeyError("x")
+    np.testing.assert_array_equal(host(R.get_rng_state()), before)
+
+
+def test_fork_rng_disabled_and_device_lists():
+    tl.manual_seed(6)
+    with R.fork_rng(enabled=False):
+        R.rand(5)
+    moved = host(R.rand(3))
+    tl.manual_seed(6)
+    R.rand(5)
+    np.testing.assert_array_equal(host(R.rand(3)), moved)
+    tl.manual_seed(6)
+    with R.fork_rng(devices=[]):  # the CPU is always forked
+        R.rand(5)
+    tl.manual_seed(6)
+    np.testing.assert_array_equal(host(R.rand(3)), host(R.rand(3, generator=R.Generator().manual_seed(6))))
+
+
 def test_seed_is_random_and_reported():
     g = R.Generator()
     s = g.seed()

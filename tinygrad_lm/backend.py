@@ -450,6 +450,36 @@ def search_cdf_rows(cdf: Any, u: Any) -> Any:
     return (flat - xp.arange(0, B * V, V, dtype=flat.dtype)[:, None]).astype(numpy.int64, copy=False)
 
 
+def rng_snapshot(devices: list[str] | None = None) -> tuple[Any, ...]:
+    """What the default generators are now (of ``devices`` only, when given): for :func:`rng_restore`."""
+    states = {dev: generator_state(gen) for dev, gen in _generators.items() if devices is None or dev in devices}
+    return _seed, dict(_device_seeds), states, devices
+
+
+def rng_restore(snapshot: tuple[Any, ...]) -> None:
+    """Put the default generators back as :func:`rng_snapshot` saw them (``fork_rng``'s exit).
+
+    A generator the snapshot did not have is dropped, so that it starts afresh from its seed next time.
+    """
+    global _seed
+    seed, seeds, states, devices = snapshot
+    if devices is None:
+        _seed = seed
+    for dev in set(_generators) | set(_device_seeds) | set(seeds):
+        if devices is not None and dev not in devices:
+            continue
+        if dev in states:
+            gen = new_generator(dev, seeds[dev])
+            set_generator_state(gen, states[dev])
+            _device_seeds[dev], _generators[dev] = seeds[dev], gen
+            continue
+        _generators.pop(dev, None)
+        if dev in seeds:
+            _device_seeds[dev] = seeds[dev]
+        else:
+            _device_seeds.pop(dev, None)
+
+
 def rng_state() -> dict[str, Any]:
     """The CPU generator's state as a plain dict (for checkpoints)."""
     return generator("cpu").bit_generator.state

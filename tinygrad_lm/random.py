@@ -23,8 +23,10 @@ require grad the result does too, with a zero gradient, as in PyTorch (write
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+from collections.abc import Iterator
 from typing import Any
 
 from . import autograd, backend
@@ -162,6 +164,25 @@ def get_rng_state() -> Tensor:
 def set_rng_state(new_state: Tensor) -> None:
     """Put back a state from :func:`get_rng_state`."""
     default_generator.set_state(new_state)
+
+
+@contextlib.contextmanager
+def fork_rng(devices: Any = None, enabled: bool = True) -> Iterator[None]:
+    """Inside, draw as you like; on leaving, the default generators are back where they were.
+
+    As ``torch.random.fork_rng``: the CPU's is always forked, and the GPUs' in ``devices``
+    (indices or device strings), or every device's when ``devices`` is None.
+    """
+    if not enabled:
+        yield
+        return
+    listed = None if devices is None else ["cpu"] + [
+        backend.canonical_device(f"cuda:{d}" if isinstance(d, int) else d) for d in devices]
+    snapshot = backend.rng_snapshot(listed)
+    try:
+        yield
+    finally:
+        backend.rng_restore(snapshot)
 
 
 def backend_generator(generator: Generator | None, device: str, name: str) -> Any:
@@ -745,7 +766,7 @@ def random_(tensor: Tensor, from_: int | None = None, to: Any = _NOT_GIVEN, *,
 
 __all__ = [
     "Generator", "bernoulli", "bernoulli_", "cauchy_", "default_generator", "default_generator_for", "exponential_",
-    "geometric_", "get_rng_state", "initial_seed", "log_normal_", "manual_seed", "multinomial", "normal", "normal_",
-    "poisson", "rand", "rand_like", "randint", "randint_like", "randn", "randn_like", "random_", "randperm", "seed",
-    "set_rng_state", "uniform_",
+    "fork_rng", "geometric_", "get_rng_state", "initial_seed", "log_normal_", "manual_seed", "multinomial", "normal",
+    "normal_", "poisson", "rand", "rand_like", "randint", "randint_like", "randn", "randn_like", "random_", "randperm",
+    "seed", "set_rng_state", "uniform_",
 ]
