@@ -633,6 +633,10 @@ def test_worker_exceptions_reraise_in_the_main_process_naming_the_worker():
 def test_a_worker_that_dies_or_stalls_raises():
     with pytest.raises(RuntimeError, match=r"DataLoader worker \(pid\(s\) \d+.*exited unexpectedly"):
         list(DataLoader(Dies(), num_workers=1))
+    persistent = DataLoader(Dies(), num_workers=1, persistent_workers=True)
+    for _ in range(2):  # the second epoch starts new workers in place of the dead one
+        with pytest.raises(RuntimeError, match="exited unexpectedly"):
+            list(persistent)
     start = time.monotonic()
     with pytest.raises(RuntimeError, match="DataLoader timed out after 0.3 seconds"):
         list(DataLoader(Slow(), num_workers=1, timeout=0.3))

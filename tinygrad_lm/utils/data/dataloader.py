@@ -201,7 +201,7 @@ class DataLoader:
             return _SingleProcessIter(self)
         if not self.persistent_workers:
             return _MultiProcessIter(self)
-        if self._iterator is None:
+        if self._iterator is None or self._iterator.is_shut_down:  # first epoch, or a worker died
             self._iterator = _MultiProcessIter(self)
         else:
             self._iterator.reset(self)
@@ -368,7 +368,7 @@ class _MultiProcessIter:
             self._active[worker_id] = False
             self._task_worker.pop(task_id, None)
             self._send_task()
-        elif kind != "resumed":  # a late acknowledgement of a reset has nothing to hand out
+        else:
             self._results[task_id] = (kind, payload)
 
     def _end_epoch(self) -> None:
@@ -387,6 +387,10 @@ class _MultiProcessIter:
 
     def __len__(self) -> int:
         return len(self._index_sampler)
+
+    @property
+    def is_shut_down(self) -> bool:
+        return self._shut_down
 
     def shutdown(self) -> None:
         """Stop the workers (each gets ``None``; one that does not exit in time is terminated)."""
