@@ -190,9 +190,9 @@ class ModuleDict(Module):
 
 
 def _as_parameter(value: Any) -> Any:
-    """Tensors become Parameters (sharing memory) as PyTorch's parameter containers do; others pass through."""
+    """Tensors become Parameters (sharing memory, requiring grad) as in PyTorch's containers; others pass through."""
     if isinstance(value, Tensor) and not isinstance(value, Parameter):
-        return Parameter(value, requires_grad=value.requires_grad)
+        return Parameter(value)
     return value
 
 
