@@ -398,3 +398,13 @@ def test_a_pytorch_style_optimizer_subclass_steps_saves_loads_and_schedules(tmp_
     assert isinstance(opt2.state[q]["avg"], tl.Tensor)  # a Tensor, as the subclass's step expects
     run(opt2, q, 2)
     np.testing.assert_array_equal(q.detach().numpy(), p.detach().numpy())
+
+
+def test_zeroing_a_gradient_in_place_counts_as_a_change_and_leaves_its_graph():
+    p = nn.Parameter(tl.tensor([1.0, 2.0]))
+    opt = optim.SGD([p])
+    p.grad = tl.tensor([1.0, 2.0], requires_grad=True) * 3.0  # as backward(create_graph=True) leaves it
+    assert p.grad.grad_fn is not None
+    version = p.grad._version
+    opt.zero_grad(set_to_none=False)
+    assert p.grad.grad_fn is None and p.grad.tolist() == [0.0, 0.0] and p.grad._version > version

@@ -174,7 +174,10 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
+                    if p.grad.grad_fn is not None:  # a gradient made with create_graph=True leaves its graph
+                        p.grad = p.grad.detach()
                     p.grad.array[...] = 0
+                    p.grad._bump_version()
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; ``closure`` re-evaluates the loss first."""
