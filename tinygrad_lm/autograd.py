@@ -91,6 +91,48 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
+class inference_mode(contextlib.ContextDecorator):
+    """PyTorch's ``inference_mode(mode=True)``: no graph inside, as ``no_grad`` (``mode=False``: no change).
+
+    Usable as ``with inference_mode():``, ``@inference_mode()``, ``@inference_mode(False)`` and bare ``@inference_mode``.
+    """
+
+    _enabled: bool
+    _prev: list[bool]
+
+    def __new__(cls, mode: Any = True) -> Any:
+        self = super().__new__(cls)
+        self._prev = []
+        if callable(mode):  # bare @inference_mode
+            self._enabled = True
+            return self(mode)
+        self._enabled = bool(mode)
+        return self
+
+    def __init__(self, mode: Any = True) -> None:
+        pass
+
+    def __enter__(self) -> None:
+        global _grad_enabled, _inference_mode
+        self._prev.append(_grad_enabled)
+        if self._enabled:
+            _grad_enabled = False
+            _inference_mode += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        global _grad_enabled, _inference_mode
+        _grad_enabled = self._prev.pop()
+        if self._enabled:
+            _inference_mode -= 1
+
+
+_inference_mode = 0  # how many inference_mode blocks are open
+
+
+def is_inference_mode_enabled() -> bool:
+    return _inference_mode > 0
+
+
 class AnomalyError(RuntimeError):
     """Raised in anomaly mode when an op produces NaN or Inf."""
 
@@ -258,10 +300,6 @@ def _wrap_outputs(ctx: Function, outs: tuple[Any, ...], inputs: tuple[Any, ...],
 _NDARRAY = backend.numpy_ndarray_type()
 
 
-def _is_device_array(v: Any) -> bool:
-    return getattr(type(v), "__cuda_array_interface__", None) is not None
-
-
 def _root(array: Any) -> Any:
     """The array that owns the memory ``array`` looks into (itself when it owns it)."""
     while array.base is not None:
@@ -285,31 +323,62 @@ def _record_saved_versions(ctx: Function, inputs: tuple[Any, ...], results: tupl
 
     Backward checks them (:func:`_check_saved_versions`): an in-place change in between would make
     the gradient silently wrong. Only what was saved is checked, as in PyTorch: ``y = x + 1`` saves
-    nothing, so ``x.add_(1)`` before ``y.backward()`` is fine.
+    nothing, so ``x.add_(1)`` before ``y.backward()`` is fine. Ops mostly save their inputs' or
+    output's arrays themselves, found by identity; other saved arrays are compared by the memory
+    they look into. This runs for every recorded op, so it is written for speed: the record is one
+    flat list ``[counter, version, saved array, counter, version, saved array, ...]``.
     """
-    saved = [v for v in ctx.__dict__.values() if type(v) is _NDARRAY or _is_device_array(v)]
-    if not saved:
-        return
-    roots = [_root(v) for v in saved]
-    versions = []
-    for t in inputs + results:
-        if not isinstance(t, Tensor):
+    versions = None
+    for v in ctx.__dict__.values():
+        if type(v) is not _NDARRAY and not _is_cupy_array(v):
             continue
-        a = t.array
-        if any(r is a for r in roots) or (a.base is not None and any(r is _root(a) for r in roots)):
-            counter = t._counter()
-            versions.append((counter, counter[0], t.shape))
-    if versions:
+        found = None
+        for t in inputs:
+            if type(t) is not float and isinstance(t, Tensor) and t.array is v:
+                found = t
+                break
+        else:
+            for t in results:
+                if t.array is v:
+                    found = t
+                    break
+            else:
+                found = _viewed(v, inputs + results)
+        if found is not None:
+            counter = found._vc
+            if counter is None:
+                counter = found._vc = [0, False]
+            if versions is None:
+                versions = [counter, counter[0], v]
+            else:
+                versions += (counter, counter[0], v)
+    if versions is not None:
         ctx.__dict__["_saved_versions"] = versions
 
 
+def _is_cupy_array(v: Any) -> bool:
+    cupy = backend._cupy
+    return cupy is not None and type(v) is cupy.ndarray
+
+
+def _viewed(v: Any, tensors: tuple[Any, ...]) -> Any:
+    """The tensor among ``tensors`` whose memory the saved array ``v`` looks into, or None."""
+    root = _root(v)
+    for t in tensors:
+        if isinstance(t, Tensor) and _root(t.array) is root:
+            return t
+    return None
+
+
 def _check_saved_versions(node: Function, versions: list[Any]) -> None:
-    for counter, expected, shape in versions:
+    for i in range(0, len(versions), 3):
+        counter, expected, saved = versions[i], versions[i + 1], versions[i + 2]
         if counter[0] != expected:
             raise RuntimeError(
                 "one of the variables needed for gradient computation has been modified by an inplace operation: "
-                f"[tensor of shape {shape}] is at version {counter[0]}; expected version {expected} instead. "
-                f"It was saved for the backward of {type(node).__name__}; use an out-of-place op or clone() it first."
+                f"[tensor of shape {tuple(saved.shape)}] is at version {counter[0]}; expected version {expected} "
+                f"instead. It was saved for the backward of {type(node).__name__}; use an out-of-place op or "
+                "clone() it first."
             )
 
 
@@ -569,7 +638,7 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
                     reduced = unbroadcast(gx, shape)
                     private = private or reduced.size != gx.size  # a sum made a new array
                     gx = reduced
-                if gx.dtype != x.dtype:
+                if gx.dtype != (x.dtype if type(x) is _Edge else x.array.dtype):  # (Tensor.dtype: a DType)
                     raise RuntimeError(
                         f"{type(node).__name__}.backward returned a {gx.dtype} gradient for a {x.dtype} input"
                     )

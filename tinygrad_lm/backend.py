@@ -157,7 +157,7 @@ class Device(str):
         return self.partition(":")[0]
 
     @property
-    def index(self) -> int | None:
+    def index(self) -> int | None:  # type: ignore[override]  # PyTorch's device.index, not str.index
         number = self.partition(":")[2]
         return int(number) if number else None
 

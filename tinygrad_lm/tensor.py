@@ -634,13 +634,13 @@ class Tensor:
         _check_same_device("equal", self, other)
         return self.shape == other.shape and _bool(self.xp.array_equal(self.array, other.array))
 
-    def isclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: _bool = False) -> Tensor:
+    def isclose(self, other: Any, rtol: Any = 1e-05, atol: Any = 1e-08, equal_nan: _bool = False) -> Tensor:
         other = _tensor_like(other, self)
         _check_same_device("isclose", self, other)
         return Tensor._wrap(self.xp.isclose(self.array, other.array, rtol=rtol, atol=atol, equal_nan=equal_nan),
                             self.device)
 
-    def allclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: _bool = False) -> _bool:
+    def allclose(self, other: Any, rtol: Any = 1e-05, atol: Any = 1e-08, equal_nan: _bool = False) -> _bool:
         return _bool(self.isclose(other, rtol, atol, equal_nan).array.all())
 
     def isnan(self) -> Tensor:
@@ -1045,6 +1045,9 @@ class Tensor:
 
     # ------------------------------------------------------------------ shape
     def reshape(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and not isinstance(shape[0], (tuple, list, numbers.Integral)):
+            raise TypeError(f"reshape/view: expected a shape, got {type(shape[0]).__name__} {shape[0]!r} "
+                            "(view(dtype) is not supported)")
         shape = _shape_arg(shape)
         n = self.numel()
         if min(shape, default=0) < -1 or shape.count(-1) > 1:  # one -1 at most, no other negative size
@@ -1173,6 +1176,336 @@ class Tensor:
         _check_index_range("gather", index.array, self.shape[d], self.xp)
         _check_same_device("gather", self, index)
         return _ops.Gather.apply(self, index=index.array, axis=d)
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return self.reshape(other.shape)
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        return self.reshape(other.shape)
+
+    def unflatten(self, dim: _int, sizes: Any) -> Tensor:
+        """Dim ``dim`` split into ``sizes`` (one of them may be -1)."""
+        d = _axis(dim, self.ndim)
+        sizes = tuple(sizes)
+        n = self.shape[d]
+        if sizes.count(-1) == 1:
+            known = _prod(s for s in sizes if s != -1)
+            sizes = tuple(n // known if s == -1 else s for s in sizes) if known and n % known == 0 else sizes
+        if _prod(sizes) != n or min(sizes, default=0) < 0:
+            raise RuntimeError(f"unflatten: sizes {tuple(sizes)} don't multiply up to the size of dim {dim} ({n}) "
+                               f"of a tensor of shape {self.shape}")
+        return self.reshape(self.shape[:d] + sizes + self.shape[d + 1 :])
+
+    def narrow(self, dim: _int, start: Any, length: _int) -> Tensor:
+        """Elements ``start`` to ``start + length`` of dim ``dim`` (a view)."""
+        d = _axis(dim, self.ndim)
+        n = self.shape[d]
+        start = _int(start)
+        if start < 0:
+            start += n
+        if not 0 <= start <= n or length < 0 or start + length > n:
+            raise IndexError(f"narrow: start ({start}) + length ({length}) exceeds dim {dim} of size {n}")
+        return self[(slice(None),) * d + (slice(start, start + length),)]
+
+    def select(self, dim: _int, index: _int) -> Tensor:
+        d = _axis(dim, self.ndim)
+        n = self.shape[d]
+        if not -n <= index < n:
+            raise IndexError(f"select: index {index} is out of range for dim {dim} of size {n}")
+        return self[(slice(None),) * d + (index,)]
+
+    def movedim(self, source: Any, destination: Any) -> Tensor:
+        src: list[Any] = [source] if isinstance(source, numbers.Integral) else list(source)
+        dst: list[Any] = [destination] if isinstance(destination, numbers.Integral) else list(destination)
+        if len(src) != len(dst):
+            raise ValueError(f"movedim: source {source} and destination {destination} name different numbers of dims")
+        src = [_axis(d, self.ndim) for d in src]
+        dst = [_axis(d, self.ndim) for d in dst]
+        if len(set(src)) != len(src) or len(set(dst)) != len(dst):
+            raise ValueError(f"movedim: repeated dim in source {source} or destination {destination}")
+        order = [d for d in range(self.ndim) if d not in src]
+        for d, s in sorted(zip(dst, src)):
+            order.insert(d, s)
+        return self.permute(*order)
+
+    moveaxis = movedim
+
+    def swapaxes(self, axis0: _int, axis1: _int) -> Tensor:
+        return self.transpose(axis0, axis1)
+
+    swapdims = swapaxes
+
+    def t(self) -> Tensor:
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
+        return self.transpose(0, 1) if self.ndim == 2 else self
+
+    def flip(self, *dims: Any) -> Tensor:
+        axes = _axes(_shape_arg(dims) if dims else (), self.ndim) or ()
+        return self[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(self.ndim))]
+
+    def fliplr(self) -> Tensor:
+        if self.ndim < 2:
+            raise RuntimeError(f"fliplr: input must be >= 2-d, got shape {self.shape}")
+        return self.flip(1)
+
+    def flipud(self) -> Tensor:
+        if self.ndim < 1:
+            raise RuntimeError("flipud: input must be >= 1-d")
+        return self.flip(0)
+
+    def roll(self, shifts: Any, dims: Any = None) -> Tensor:
+        """Elements shifted along ``dims`` (over the flattened tensor when None), wrapping around."""
+        if dims is None:
+            if not isinstance(shifts, numbers.Integral):
+                raise RuntimeError("roll: with dims=None, shifts must be a single int")
+            return self.flatten().roll(shifts, 0).reshape(self.shape)
+        shift_list: list[Any] = [shifts] if isinstance(shifts, numbers.Integral) else list(shifts)
+        dim_list: list[Any] = [dims] if isinstance(dims, numbers.Integral) else list(dims)
+        if len(shift_list) != len(dim_list):
+            raise RuntimeError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+        out = self
+        for shift, dim in zip(shift_list, dim_list):
+            d = _axis(dim, self.ndim)
+            n = self.shape[d]
+            k = _int(shift) % n if n else 0
+            if k:
+                from .creation import cat
+
+                out = cat([out.narrow(d, n - k, k), out.narrow(d, 0, n - k)], d)
+        return out
+
+    def repeat(self, *sizes: Any) -> Tensor:
+        """The tensor tiled ``sizes[i]`` times along each dim (new leading dims where there are more sizes)."""
+        sizes = _shape_arg(sizes)
+        if len(sizes) < self.ndim:
+            raise RuntimeError(f"repeat: the number of repeat dims ({len(sizes)}) can not be smaller than the number "
+                               f"of dims of the tensor ({self.ndim})")
+        if min(sizes, default=0) < 0:
+            raise RuntimeError(f"repeat: negative repeats {sizes}")
+        shape = (1,) * (len(sizes) - self.ndim) + self.shape
+        x = self.reshape(shape)
+        interleaved = tuple(v for pair in ((1, n) for n in shape) for v in pair)
+        target = tuple(v for pair in zip(sizes, shape) for v in pair)
+        return x.reshape(interleaved).expand(*target).reshape(tuple(r * n for r, n in zip(sizes, shape)))
+
+    def tile(self, *dims: Any) -> Tensor:
+        dims_t = _shape_arg(dims)
+        return self.repeat((1,) * (self.ndim - len(dims_t)) + dims_t)
+
+    def repeat_interleave(self, repeats: Any, dim: _int | None = None, *, output_size: _int | None = None) -> Tensor:
+        """Each element repeated ``repeats`` times (an int, or a tensor of one count per element) along ``dim``."""
+        x = self.flatten() if dim is None else self
+        d = 0 if dim is None else _axis(dim, self.ndim)
+        n = x.shape[d]
+        xp = self.xp
+        counts = repeats.array if isinstance(repeats, Tensor) else xp.asarray(repeats)
+        if counts.dtype.kind not in "iu" or (counts.ndim and counts.shape != (n,)) or counts.ndim > 1:
+            raise RuntimeError(f"repeat_interleave: repeats must be an int or {n} ints, "
+                               f"got shape {tuple(counts.shape)}")
+        if bool((counts < 0).any()):
+            raise RuntimeError("repeat_interleave: repeats can not be negative")
+        index = xp.repeat(xp.arange(n), counts)
+        return x[(slice(None),) * d + (index,)]
+
+    def unbind(self, dim: _int = 0) -> tuple[Tensor, ...]:
+        d = _axis(dim, self.ndim)
+        if self.shape[d] == 0:
+            return ()
+        return tuple(p.squeeze(d) for p in self.split(1, d))
+
+    def index_select(self, dim: _int, index: Tensor) -> Tensor:
+        index = _tensor_like(index, self)
+        if index.dtype.kind not in "iu" or index.ndim > 1:
+            raise RuntimeError(f"index_select: index must be a 1-D integer tensor, got {index.dtype} of shape "
+                               f"{index.shape}")
+        d = _axis(dim, self.ndim)
+        _check_index_range("index_select", index.array, self.shape[d] if self.ndim else 1, self.xp)
+        if self.ndim == 0:
+            return self.reshape(1)[index.reshape(-1)].reshape(index.shape)
+        return self[(slice(None),) * d + (index.reshape(-1),)]
+
+    def take_along_dim(self, indices: Tensor, dim: _int | None = None) -> Tensor:
+        """``gather`` with the index broadcast against the tensor outside ``dim`` (flattened when None)."""
+        if dim is None:
+            return self.flatten().gather(0, indices.flatten())
+        d = _axis(dim, self.ndim)
+        if indices.ndim != self.ndim:
+            raise RuntimeError(f"take_along_dim: indices have {indices.ndim} dims, the tensor {self.ndim}")
+        shape = []
+        for i, (a, b) in enumerate(zip(self.shape, indices.shape)):
+            if i != d and a != b and 1 not in (a, b):
+                raise RuntimeError(f"take_along_dim: shapes {self.shape} and {indices.shape} do not broadcast "
+                                   f"outside dim {dim}")
+            shape.append(max(a, b))
+        src_shape = tuple(self.shape[i] if i == d else n for i, n in enumerate(shape))
+        idx_shape = tuple(indices.shape[i] if i == d else n for i, n in enumerate(shape))
+        src = self if src_shape == self.shape else self.expand(src_shape)
+        idx = Tensor._wrap(self.xp.broadcast_to(indices.array, idx_shape), self.device)
+        return src.gather(d, idx)
+
+    def masked_select(self, mask: Tensor) -> Tensor:
+        mask = _tensor_like(mask, self)
+        if mask.dtype.kind != "b":
+            raise RuntimeError(f"masked_select: expected a bool mask, got {mask.dtype}")
+        _check_same_device("masked_select", self, mask)
+        x = self
+        if mask.shape != self.shape:
+            shape = _broadcast_shapes("masked_select", self.shape, mask.shape)
+            x = self.expand(shape) if shape != self.shape else self
+            mask = Tensor._wrap(self.xp.broadcast_to(mask.array, shape), self.device)
+        return x[mask]
+
+    def nonzero(self, *, as_tuple: _bool = False) -> Any:
+        """The indices of the non-zero elements: an (n, ndim) int64 tensor, or one 1-D tensor per dim."""
+        found = self.xp.nonzero(self.array) if self.ndim else self.xp.nonzero(self.array.reshape(1))
+        if as_tuple:
+            return tuple(Tensor._wrap(i.astype("int64", copy=False), self.device) for i in found)
+        stacked = self.xp.stack(found, axis=1) if found else self.xp.zeros((0, 0), dtype="int64")
+        if self.ndim == 0:
+            stacked = stacked[:, :0]
+        return Tensor._wrap(stacked.astype("int64", copy=False), self.device)
+
+    argwhere = nonzero
+
+    def where(self, condition: Tensor, other: Any) -> Tensor:
+        from .creation import where
+
+        return where(condition, self, other)
+
+    def _scatter_args(self, name: str, dim: _int, index: Tensor) -> tuple[_int, Tensor]:
+        index = _tensor_like(index, self)
+        if index.dtype.kind not in "iu":
+            raise RuntimeError(f"{name}: index must be an integer tensor, got {index.dtype}")
+        if index.ndim != self.ndim:
+            raise RuntimeError(f"{name}: index has {index.ndim} dims but the tensor has {self.ndim} (shape "
+                               f"{self.shape})")
+        d = _axis(dim, self.ndim)
+        for i, (m, n) in enumerate(zip(index.shape, self.shape)):
+            if i != d and m > n:
+                raise RuntimeError(f"{name}: index shape {index.shape} exceeds the tensor's {self.shape} in dim {i}")
+        _check_same_device(name, self, index)
+        _check_index_range(name, index.array, self.shape[d] if self.ndim else 1, self.xp)
+        return d, index
+
+    def scatter(self, dim: _int, index: Tensor, src: Any = None, *, value: Any = None, reduce: Any = None) -> Tensor:
+        """A copy with ``src`` (a tensor, or the number ``value``) written at ``index`` along ``dim``."""
+        if reduce is not None:
+            if reduce == "add":
+                if not isinstance(src, Tensor):
+                    src = self.new_full(_tensor_like(index, self).shape, src if value is None else value)
+                return self.scatter_add(dim, index, src)
+            raise ValueError(f"scatter: reduce={reduce!r} is not supported (use scatter_add, or reduce='add')")
+        if src is None and value is None:
+            raise TypeError("scatter: give src (a Tensor) or value (a number)")
+        d, index = self._scatter_args("scatter", dim, index)
+        if isinstance(src if src is not None else value, Tensor):
+            src = src if src is not None else value
+            _check_same_device("scatter", self, src)
+            if any(m > n for m, n in zip(index.shape, src.shape)) or src.ndim != index.ndim:
+                raise RuntimeError(f"scatter: src shape {src.shape} is smaller than index shape {index.shape}")
+            if src.array.dtype != self.array.dtype:
+                src = src.to(self.dtype)
+            return _ops.Scatter.apply(self, src, index=index.array, axis=d)
+        return _ops.Scatter.apply(self, _scalar_value(src if src is not None else value), index=index.array, axis=d)
+
+    def scatter_add(self, dim: _int, index: Tensor, src: Tensor) -> Tensor:
+        """A copy with ``src`` added at ``index`` along ``dim`` (repeated indices add up)."""
+        d, index = self._scatter_args("scatter_add", dim, index)
+        if not isinstance(src, Tensor):
+            raise TypeError(f"scatter_add: src must be a Tensor, got {type(src).__name__}")
+        _check_same_device("scatter_add", self, src)
+        if any(m > n for m, n in zip(index.shape, src.shape)) or src.ndim != index.ndim:
+            raise RuntimeError(f"scatter_add: src shape {src.shape} is smaller than index shape {index.shape}")
+        if src.array.dtype != self.array.dtype:
+            src = src.to(self.dtype)
+        return _ops.ScatterAdd.apply(self, src, index=index.array, axis=d)
+
+    def scatter_(self, dim: _int, index: Tensor, src: Any = None, *, value: Any = None, reduce: Any = None) -> Tensor:
+        return _inplace(self, "scatter_", lambda: self.scatter(dim, index, src, value=value, reduce=reduce))
+
+    def scatter_add_(self, dim: _int, index: Tensor, src: Tensor) -> Tensor:
+        return _inplace(self, "scatter_add_", lambda: self.scatter_add(dim, index, src))
+
+    def index_add(self, dim: _int, index: Tensor, source: Tensor, *, alpha: Any = 1) -> Tensor:
+        """A copy with ``alpha * source[..., i, ...]`` added at ``index[i]`` along ``dim``."""
+        index = _tensor_like(index, self)
+        d = _axis(dim, self.ndim)
+        if index.ndim != 1 or index.dtype.kind not in "iu" or source.shape[d] != index.shape[0]:
+            raise RuntimeError(f"index_add: index must be a 1-D integer tensor with one entry per slice of source "
+                               f"along dim {dim}, got {index.shape} for source {source.shape}")
+        shape = [1] * self.ndim
+        shape[d] = -1
+        full = Tensor._wrap(self.xp.broadcast_to(index.array.reshape(shape), source.shape), self.device)
+        return self.scatter_add(d, full, source if alpha == 1 else source * alpha)
+
+    def index_add_(self, dim: _int, index: Tensor, source: Tensor, *, alpha: Any = 1) -> Tensor:
+        return _inplace(self, "index_add_", lambda: self.index_add(dim, index, source, alpha=alpha))
+
+    def diag(self, diagonal: _int = 0) -> Tensor:
+        """A 1-D tensor as the ``diagonal``-th diagonal of a square matrix, or that diagonal of a 2-D tensor."""
+        xp = self.xp
+        k = diagonal
+        if self.ndim == 1:
+            n = self.shape[0] + abs(k)
+            rows = xp.arange(self.shape[0]) + max(-k, 0)
+            cols = xp.arange(self.shape[0]) + max(k, 0)
+            base = Tensor._wrap(xp.zeros((n, n), dtype=self.array.dtype), self.device)
+            return _ops.IndexPut.apply(base, self, index=(rows, cols))
+        if self.ndim == 2:
+            return self.diagonal(k)
+        raise RuntimeError(f"diag: expected a 1-D or 2-D tensor, got shape {self.shape}")
+
+    def diagonal(self, offset: _int = 0, dim1: _int = 0, dim2: _int = 1) -> Tensor:
+        d1, d2 = _axis(dim1, self.ndim), _axis(dim2, self.ndim)
+        x = self.movedim((d1, d2), (-2, -1))
+        rows, cols = x.shape[-2], x.shape[-1]
+        n = max(0, min(rows - max(-offset, 0), cols - max(offset, 0)))
+        r = self.xp.arange(n) + max(-offset, 0)
+        c = self.xp.arange(n) + max(offset, 0)
+        return x[..., r, c]
+
+    def trace(self) -> Tensor:
+        if self.ndim != 2:
+            raise RuntimeError(f"trace: expected a matrix, got shape {self.shape}")
+        return self.diagonal().sum()
+
+    def new_tensor(self, data: Any, dtype: Any = None, device: Any = None, requires_grad: _bool = False) -> Tensor:
+        from .creation import tensor
+
+        return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_zeros(self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: _bool = False) -> Tensor:
+        from .creation import zeros
+
+        return zeros(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: _bool = False) -> Tensor:
+        from .creation import ones
+
+        return ones(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_full(self, size: Any, fill_value: Any, dtype: Any = None, device: Any = None,
+                 requires_grad: _bool = False) -> Tensor:
+        from .creation import full
+
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_empty(self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: _bool = False) -> Tensor:
+        return self.new_zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def is_floating_point(self) -> _bool:
+        return self.array.dtype.kind == "f"
+
+    def is_contiguous(self, memory_format: Any = None) -> _bool:
+        return True
+
+    def element_size(self) -> _int:
+        return int(self.array.dtype.itemsize)
+
+    def nelement(self) -> _int:
+        return int(self.array.size)
 
     def __getitem__(self, index: Any) -> Tensor:
         index, advanced = _normalise_index(index, self)
@@ -1391,6 +1724,14 @@ def _pick_sorted(t: Tensor, d: int, position: int, keepdim: bool, kind: Any) -> 
     if not keepdim:
         values, index = values.squeeze(d), index.squeeze(d)
     return kind(values, Tensor._wrap(index, t.device))
+
+
+def _broadcast_shapes(name: str, a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    if any(x != y and 1 not in (x, y) for x, y in zip(a, b)):
+        raise RuntimeError(f"{name}: shapes {a} and {b} do not broadcast")
+    return tuple(max(x, y) if 0 not in (x, y) else 0 for x, y in zip(a, b))
 
 
 def _check_nonempty(name: str, t: Tensor) -> None:

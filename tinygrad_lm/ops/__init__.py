@@ -52,6 +52,8 @@ from .movement import (
     MaskedFill,
     Permute,
     Reshape,
+    Scatter,
+    ScatterAdd,
     Split,
     Stack,
     ToDevice,
@@ -65,6 +67,6 @@ __all__ = [
     "CumSum", "Div", "Erf", "Exp", "Exp2", "Expand", "Expm1", "FloorDivide", "Fmod", "Gather", "Gelu", "GetItem",
     "IndexPut", "Log", "Log10", "Log1p", "Log2", "LogSoftmax", "LogSumExp", "MaskedFill", "Matmul", "Max", "Maximum",
     "Mean", "Min", "Minimum", "Mul", "Neg", "Norm", "Permute", "Piecewise", "Pow", "Prod", "Reciprocal", "Relu",
-    "Remainder", "Reshape", "Rsqrt", "Sigmoid", "Sin", "Sinh", "Softmax", "Split", "Sqrt", "Stack", "Sub", "Sum",
-    "Tan", "Tanh", "ToDevice", "Tril", "Triu", "Where",
+    "Remainder", "Reshape", "Rsqrt", "Scatter", "ScatterAdd", "Sigmoid", "Sin", "Sinh", "Softmax", "Split", "Sqrt",
+    "Stack", "Sub", "Sum", "Tan", "Tanh", "ToDevice", "Tril", "Triu", "Where",
 ]

@@ -206,3 +206,56 @@ class ToDevice(Function):
 
     def backward(self, g: Any) -> Any:
         return backend.to_device(g, self.source)
+
+
+def _src_part(src: Any, shape: tuple[int, ...]) -> Any:
+    """The leading ``shape`` block of ``src`` (scatter reads src only where index has entries)."""
+    if src.shape == shape:
+        return src
+    return src[tuple(slice(0, n) for n in shape)]
+
+
+class Scatter(Function):
+    """out = x with out[..., index[..., i, ...], ...] = src[..., i, ...] along ``axis``; dx = dy with zeros at the
+    written places, dsrc = dy read back at them (zeros where src was not read)"""
+
+    def forward(self, x: Any, src: Any, index: Any = None, axis: int = 0) -> Any:
+        self.shape, self.src_shape = x.shape, getattr(src, "shape", ())
+        self.full_index = _scatter_index(self.xp, index, axis)
+        out = x.copy()
+        out[self.full_index] = _src_part(src, index.shape) if self.src_shape else src
+        return out
+
+    def backward(self, g: Any) -> tuple[Any, Any]:
+        gx = gsrc = None
+        if self.needs_grad[0]:
+            gx = g.copy()
+            gx[self.full_index] = 0
+        if self.needs_grad[1]:
+            gsrc = _place(self.xp, g[self.full_index], self.src_shape)
+        return gx, gsrc
+
+
+class ScatterAdd(Function):
+    """out = x, then out[..., index[..., i, ...], ...] += src[..., i, ...] along ``axis`` (repeated indices add up);
+    dx = dy, dsrc = dy read back at the places each element went to"""
+
+    def forward(self, x: Any, src: Any, index: Any = None, axis: int = 0) -> Any:
+        self.src_shape = src.shape
+        self.full_index = _scatter_index(self.xp, index, axis)
+        out = x.copy()
+        backend.scatter_add(out, self.full_index, _src_part(src, index.shape))
+        return out
+
+    def backward(self, g: Any) -> tuple[Any, Any]:
+        gsrc = _place(self.xp, g[self.full_index], self.src_shape) if self.needs_grad[1] else None
+        return g, gsrc
+
+
+def _place(xp: Any, part: Any, shape: tuple[int, ...]) -> Any:
+    """``part`` as the leading block of a zero array of ``shape`` (the gradient of :func:`_src_part`)."""
+    if part.shape == shape:
+        return part
+    out = xp.zeros(shape, dtype=part.dtype)
+    out[tuple(slice(0, n) for n in part.shape)] = part
+    return out
