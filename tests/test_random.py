@@ -706,6 +706,21 @@ def test_in_place_fill_and_autograd(device):
     R.uniform_(y)
     (y * 5).sum().backward()
     np.testing.assert_array_equal(host(x.grad), [0.0, 0.0, 0.0])
+    # an op that saved the old values still differentiates with them
+    x = tl.tensor([1.0, 2.0, 3.0], device=device, requires_grad=True)
+    y = x * 2
+    z = y * y  # saves y = 2x: dz/dx = 8x
+    R.normal_(y)
+    (z.sum() + y.sum()).backward()
+    np.testing.assert_array_equal(host(x.grad), [8.0, 16.0, 24.0])
+
+
+def test_in_place_fill_of_an_expanded_tensor_is_refused(device):
+    x = tl.zeros(1, device=device).expand(3)
+    if getattr(x.array.flags, "writeable", True):
+        pytest.skip("this backend's expand() gives a writable array")
+    with pytest.raises(RuntimeError, match="normal_: the tensor is read-only"):
+        R.normal_(x)
 
 
 def test_in_place_fill_bumps_the_version_counter(device):

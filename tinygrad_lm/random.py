@@ -287,18 +287,25 @@ def _check_fill(name: str, tensor: Any, floating: bool = True) -> Any:
     return dt
 
 
-def _fill(tensor: Tensor, values: Any) -> Tensor:
-    """Write ``values`` into ``tensor``'s memory; record the change for autograd."""
+def _fill(name: str, tensor: Tensor, values: Any) -> Tensor:
+    """Make ``values`` (broadcast to its shape) ``tensor``'s values, in place; record the change for autograd."""
+    if tensor.grad_fn is not None and autograd.is_grad_enabled():
+        # In a graph, the tensor becomes a sample held in new memory (Tensor._rebind, as its in-place ops do):
+        # ops that saved the old values keep them, and backward gives what it was made from zero gradient.
+        sample = tensor.xp.broadcast_to(values, tensor.shape).astype(tensor.array.dtype)
+        result = Sample.apply(tensor, sample=sample)
+        rebind = getattr(tensor, "_rebind", None)
+        if rebind is not None:
+            return rebind(name, result)
+        tensor.array, tensor.grad_fn, tensor._output_nr = sample, result.grad_fn, 0
+        return tensor
+    if not getattr(tensor.array.flags, "writeable", True):  # CuPy arrays have no such flag
+        raise RuntimeError(f"{name}: the tensor is read-only (an expand()ed tensor shares one memory location "
+                           "among several elements); clone() it first")
     tensor.array[...] = values
     bump = getattr(tensor, "_bump_version", None)
     if bump is not None:
         bump()
-    if tensor.grad_fn is not None and autograd.is_grad_enabled():
-        # The tensor is now a sample: backward through it gives its old value zero gradient (as PyTorch).
-        old = Tensor._wrap(tensor.array, tensor.device)
-        old.grad_fn, old._output_nr, old.requires_grad = tensor.grad_fn, tensor._output_nr, True
-        tensor.grad_fn = Sample.apply(old, sample=tensor.array).grad_fn
-        tensor._output_nr = 0
     return tensor
 
 
@@ -647,7 +654,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, *, generator: G
     z = _standard_normal(backend_generator(generator, tensor.device, "normal_"), tensor.shape, dt)
     z *= std
     z += mean
-    return _fill(tensor, z)
+    return _fill("normal_", tensor, z)
 
 
 def uniform_(tensor: Tensor, from_: float = 0.0, to: float = 1.0, *, generator: Generator | None = None) -> Tensor:
@@ -660,7 +667,7 @@ def uniform_(tensor: Tensor, from_: float = 0.0, to: float = 1.0, *, generator: 
                  dt if dt.itemsize >= 4 else _dtype("float32"))
     u *= hi - lo
     u += lo
-    return _fill(tensor, u)
+    return _fill("uniform_", tensor, u)
 
 
 def exponential_(tensor: Tensor, lambd: float = 1.0, *, generator: Generator | None = None) -> Tensor:
@@ -671,7 +678,7 @@ def exponential_(tensor: Tensor, lambd: float = 1.0, *, generator: Generator | N
         raise RuntimeError(f"exponential_: exponential_ expects lambda > 0.0, but found lambda={lambd}")
     e = _standard_exponential(backend_generator(generator, tensor.device, "exponential_"), tensor.shape, dt)
     e /= lam
-    return _fill(tensor, e)
+    return _fill("exponential_", tensor, e)
 
 
 def log_normal_(tensor: Tensor, mean: float = 1.0, std: float = 2.0, *, generator: Generator | None = None) -> Tensor:
@@ -684,7 +691,7 @@ def log_normal_(tensor: Tensor, mean: float = 1.0, std: float = 2.0, *, generato
     z *= std
     z += mean
     tensor.xp.exp(z, out=z)
-    return _fill(tensor, z)
+    return _fill("log_normal_", tensor, z)
 
 
 def cauchy_(tensor: Tensor, median: float = 0.0, sigma: float = 1.0, *, generator: Generator | None = None) -> Tensor:
@@ -700,7 +707,7 @@ def cauchy_(tensor: Tensor, median: float = 0.0, sigma: float = 1.0, *, generato
     tensor.xp.tan(u, out=u)
     u *= sigma
     u += median
-    return _fill(tensor, u)
+    return _fill("cauchy_", tensor, u)
 
 
 def geometric_(tensor: Tensor, p: float, *, generator: Generator | None = None) -> Tensor:
@@ -712,7 +719,7 @@ def geometric_(tensor: Tensor, p: float, *, generator: Generator | None = None) 
     if not 0.0 < prob < 1.0:
         raise RuntimeError(f"geometric_: geometric_ expects p to be in (0, 1), but got p={p}")
     k = backend_generator(generator, tensor.device, "geometric_").geometric(prob, size=tensor.shape)
-    return _fill(tensor, k)
+    return _fill("geometric_", tensor, k)
 
 
 def bernoulli_(tensor: Tensor, p: Any = 0.5, *, generator: Generator | None = None) -> Tensor:
@@ -737,7 +744,7 @@ def bernoulli_(tensor: Tensor, p: Any = 0.5, *, generator: Generator | None = No
         draw_dt = dt if dt.kind == "f" else _dtype("float64")
     u = _uniform(backend_generator(generator, tensor.device, "bernoulli_"), tensor.shape,
                  draw_dt if draw_dt.itemsize >= 4 else _dtype("float32"))
-    return _fill(tensor, u < prob)
+    return _fill("bernoulli_", tensor, u < prob)
 
 
 def random_(tensor: Tensor, from_: int | None = None, to: Any = _NOT_GIVEN, *,
@@ -761,7 +768,8 @@ def random_(tensor: Tensor, from_: int | None = None, to: Any = _NOT_GIVEN, *,
         low = 0 if from_ is None else _check_int("random_", "from", from_)
         high = top + 1 if to is None else _check_int("random_", "to", to)
     _int_range("random_", low, high, dt, xp)
-    return _fill(tensor, _integers(backend_generator(generator, tensor.device, "random_"), low, high, tensor.shape, dt))
+    k = _integers(backend_generator(generator, tensor.device, "random_"), low, high, tensor.shape, dt)
+    return _fill("random_", tensor, k)
 
 
 __all__ = [
