@@ -322,6 +322,11 @@ class Module:
             dt = backend.check_dtype(dtype)
             if dt.kind != "f":
                 raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dt}")
+            if dt.itemsize < 4:
+                raise TypeError(
+                    f"nn.Module.to({dt}): float16 modules are not supported (not every op computes in float16); "
+                    "use .float() or .double()"
+                )
         for t in list(self.parameters()) + list(self.buffers()):
             _move_in_place(t, dev, dt)
             if t.grad is not None:
@@ -343,7 +348,7 @@ class Module:
         return self.to(dtype="float64")
 
     def half(self) -> Module:
-        """Cast floating point parameters and buffers to float16 (storage only: most ops compute in it slowly)."""
+        """Raises ``TypeError``: float16 modules are not supported (see ``to``)."""
         return self.to(dtype="float16")
 
     def bfloat16(self) -> Module:
