@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tinygrad_lm as tl
 from tinygrad_lm import nn, optim
@@ -369,3 +371,57 @@ def test_every_pytorch_scheduler_name_exists():
     assert not missing, missing
     assert issubclass(lr_scheduler.ReduceLROnPlateau, lr_scheduler.LRScheduler)
     assert math.isclose(lr_scheduler.StepLR(_optimizers()[0], 2).base_lrs[1], 0.2)
+
+
+_factor = st.floats(0.05, 1.0)
+RANDOM_SCHEDULES = {
+    "StepLR": st.fixed_dictionaries(dict(step_size=st.integers(1, 30), gamma=st.floats(0.1, 1.0))),
+    "MultiStepLR": st.fixed_dictionaries(dict(milestones=st.lists(st.integers(1, 80), max_size=5),
+                                              gamma=st.floats(0.1, 1.0))),
+    "ExponentialLR": st.fixed_dictionaries(dict(gamma=st.floats(0.5, 1.0))),
+    "ConstantLR": st.fixed_dictionaries(dict(factor=_factor, total_iters=st.integers(0, 50))),
+    "LinearLR": st.fixed_dictionaries(dict(start_factor=_factor, end_factor=st.floats(0.0, 1.0),
+                                           total_iters=st.integers(1, 60))),
+    "PolynomialLR": st.fixed_dictionaries(dict(total_iters=st.integers(1, 60), power=st.floats(0.5, 3.0))),
+    "CosineAnnealingLR": st.fixed_dictionaries(dict(T_max=st.integers(1, 40), eta_min=st.floats(0.0, 0.05))),
+    "CosineAnnealingWarmRestarts": st.fixed_dictionaries(dict(T_0=st.integers(1, 20), T_mult=st.integers(1, 3),
+                                                              eta_min=st.floats(0.0, 0.05))),
+    "OneCycleLR": st.fixed_dictionaries(dict(
+        max_lr=st.floats(0.01, 2.0), total_steps=st.integers(STEPS, 2 * STEPS), pct_start=st.floats(0.0, 1.0),
+        anneal_strategy=st.sampled_from(["cos", "linear"]), cycle_momentum=st.booleans(),
+        base_momentum=st.floats(0.5, 0.85), max_momentum=st.floats(0.86, 0.99), div_factor=st.floats(1.0, 100.0),
+        final_div_factor=st.floats(1.0, 1e4), three_phase=st.booleans())),
+    "CyclicLR": st.fixed_dictionaries(dict(
+        base_lr=st.floats(1e-4, 0.1), max_lr=st.floats(0.1, 1.0), step_size_up=st.integers(1, 30),
+        step_size_down=st.one_of(st.none(), st.integers(0, 30)),
+        mode=st.sampled_from(["triangular", "triangular2", "exp_range"]), gamma=st.floats(0.9, 1.0),
+        cycle_momentum=st.booleans())),
+}
+
+
+@given(data=st.data(), name=st.sampled_from(sorted(RANDOM_SCHEDULES)), opt_name=st.sampled_from(["SGD", "Adam"]))
+def test_any_hyperparameters_give_pytorchs_rates(data, name, opt_name):
+    kw = data.draw(RANDOM_SCHEDULES[name], label="kw")
+    opt, topt = _optimizers(opt_name)
+    try:
+        theirs = getattr(torch.optim.lr_scheduler, name)(topt, **kw)
+    except ZeroDivisionError:  # OneCycleLR with a warm-up of exactly one step: ours says so
+        with pytest.raises(ValueError, match="has no steps"):
+            getattr(lr_scheduler, name)(opt, **kw)
+        return
+    ours = getattr(lr_scheduler, name)(opt, **kw)
+    steps = min(STEPS, kw.get("total_steps", STEPS))
+    _assert_traces_equal(_trace(opt, ours, steps), _trace(topt, theirs, steps))
+
+
+@given(metrics=st.lists(st.floats(-10.0, 10.0), min_size=1, max_size=60),
+       kw=st.fixed_dictionaries(dict(mode=st.sampled_from(["min", "max"]), factor=st.floats(0.0, 0.9),
+                                     patience=st.integers(0, 5), threshold=st.floats(0.0, 0.5),
+                                     threshold_mode=st.sampled_from(["rel", "abs"]), cooldown=st.integers(0, 4),
+                                     min_lr=st.floats(0.0, 0.05), eps=st.floats(0.0, 1e-3))))
+def test_reduce_lr_on_plateau_for_any_metrics_gives_pytorchs_rates(metrics, kw):
+    opt, topt = _optimizers()
+    ours = lr_scheduler.ReduceLROnPlateau(opt, **kw)
+    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **kw)
+    _assert_traces_equal(_trace(opt, ours, len(metrics), metrics),
+                         _trace(topt, theirs, len(metrics), [torch.tensor(m, dtype=torch.float64) for m in metrics]))
