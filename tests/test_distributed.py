@@ -7,6 +7,7 @@ The engine hooks DDP relies on are tested in this process.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -284,3 +285,35 @@ def test_distributed_sampler_drives_a_dataloader():
         loader = DataLoader(data, batch_size=2, sampler=DistributedSampler(data, 2, rank, seed=1))
         seen += [float(v) for (batch,) in loader for v in batch.tolist()]
     assert sorted(seen) == [float(i) for i in range(10)]
+
+
+# ---------------------------------------------------------------------------------------------- the command line
+@needs_mpi
+def test_cli_train_nproc_then_resume_on_one_process(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler"]
+    (tmp_path / "corpus.txt").write_text(" ".join(rng.choice(words, size=1500)) + "\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TINYGRAD_LM_JIT="off", OMP_NUM_THREADS="1")
+    common = ["--corpus", str(tmp_path / "corpus.txt"), "--model", "lstm", "--batch-size", "4", "--seq-len", "8",
+              "--embed", "8", "--hidden", "16", "--eval-interval", "2", "--sample-tokens", "0", "--no-progress",
+              "--time-limit", "0"]
+
+    def train(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "tinygrad_lm", "train", *common, *args], capture_output=True,
+                              text=True, timeout=120, env=env, cwd=tmp_path)
+        assert proc.returncode == 0, f"{args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    two = train("--steps", "4", "--out", "two", "--nproc", "2")
+    assert two.stdout.count("validation loss") == 1, two.stdout  # rank 0 alone prints
+    records = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_loss" in r] == [2, 4]  # rank 0 alone logs, once per evaluation
+    assert [r["step"] for r in records if "train_loss" in r] == [4]
+    train("--steps", "6", "--out", "two", "--resume")  # written by 2 ranks, continued by 1
+    train("--steps", "4", "--out", "one")  # the same in one process
+    train("--steps", "6", "--out", "one", "--resume")
+    a = tl.load(tmp_path / "two" / "checkpoint.safetensors")
+    b = tl.load(tmp_path / "one" / "checkpoint.safetensors")
+    assert a["step"] == b["step"] == 6
+    for name, value in b["model"].items():  # float32: the 2-rank average rounds differently from the whole batch
+        np.testing.assert_allclose(a["model"][name], value, rtol=1e-5, atol=1e-6, err_msg=name)

@@ -503,6 +503,14 @@ def _check_train_args_of(config: dict[str, Any], out: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .distributed import data_parallel
+
+    nproc = getattr(args, "nproc", None)
+    if nproc is not None:
+        _require(nproc >= 1, f"--nproc must be >= 1, got {nproc}")
+        if nproc > 1 and data_parallel.launched_world_size() <= 1:  # start the ranks; this process only waits
+            argv = getattr(args, "argv", sys.argv[1:])
+            return data_parallel.relaunch(nproc, data_parallel.without_option(argv, "--nproc"))
     with contextlib.ExitStack() as held:  # the run directory stays locked until the command ends
         return _train(args, held)
 
@@ -514,7 +522,17 @@ def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
 
     _check_train_args(args)
     tl.manual_seed(args.seed)
-    out, config, tokenizer, (train_ids, val_ids, _), model = (_resume_run if args.resume else _start_run)(args, held)
+    from .distributed import data_parallel
+
+    group = data_parallel.join_launched_job(args.device)  # under mpiexec -n N; None in one process
+    start = _resume_run if args.resume else _start_run
+    if group is None:
+        out, config, tokenizer, (train_ids, val_ids, _), model = start(args, held)
+    else:  # rank 0 sets the run up and writes its files; the others get its directory, config, tokenizer, data
+        out, config, tokenizer, (train_ids, val_ids, _), model = data_parallel.set_up_on_main(
+            lambda: start(args, held), shared=4, size=5)
+        if model is None:  # the same model: DDP gives it rank 0's weights
+            model = build_model(config["model"], config["model_config"])
     try:
         train_config = TrainConfig(**{**config["train"], "device": args.device, "out_dir": str(out),
                                       "progress": not args.no_progress, "time_limit": args.time_limit or None})
@@ -668,6 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--prompt", default="ROMEO:\n")
     t.add_argument("--temperature", type=float, default=0.8)
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--nproc", type=int, default=None,
+                   help="data-parallel processes on this machine: runs mpiexec -n N (leave it out under mpiexec)")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="generate text from a trained run")
@@ -745,6 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 0
         args.given = _given_options(argv)
+        args.argv = argv
         limit_blas_threads(getattr(args, "threads", None))
         return int(args.func(args) or 0)
     except CLIError as err:

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Callable, Iterator
+import os
+import signal
+import subprocess
+import sys
+from typing import Any, Callable
 
 import numpy as np
 
-from . import ReduceOp, all_gather, all_reduce, get_rank, get_world_size, is_initialized
 from ..tensor import Tensor
+from . import ReduceOp, all_gather, all_reduce, get_rank, get_world_size, is_initialized
 
 
 class TrainingGroup:
@@ -137,15 +141,97 @@ def _split(n: int, parts: int, index: int) -> tuple[int, int]:
     return index * n // parts, (index + 1) * n // parts
 
 
-@contextlib.contextmanager
-def quiet_unless_main(group: TrainingGroup) -> Iterator[None]:
-    """Send ``stdout`` of every rank but 0 to nowhere for the block (errors still reach ``stderr``)."""
-    if group.is_main:
-        yield
-        return
-    import os
-    import sys
+# ---------------------------------------------------------------------------------------------- the command line
+_LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")  # MPICH/Intel MPI, Open MPI, PMIx
 
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        yield
-        sys.stdout.flush()
+
+def launched_world_size() -> int:
+    """How many ranks the MPI launcher started, from its environment (1 when not started by one)."""
+    for name in _LAUNCHER_SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def join_launched_job(device: str = "cpu") -> TrainingGroup | None:
+    """Under ``mpiexec -n N`` (N > 1): join the job (MPI, and NCCL for CUDA) and return the group; else None.
+
+    From here on, ``stdout`` of every rank but 0 goes nowhere, so the job prints one progress bar.
+    """
+    from . import init_process_group
+    from . import is_initialized as initialized
+
+    if launched_world_size() <= 1 and not initialized():
+        return None
+    if not initialized():
+        init_process_group("nccl" if str(device).startswith("cuda") else "mpi")
+    if get_world_size() <= 1:
+        return None
+    group = TrainingGroup.__new__(TrainingGroup)
+    group.world_size, group.rank, group.active = get_world_size(), get_rank(), True
+    group.is_main = group.rank == 0
+    if not group.is_main:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
+    return group
+
+
+def share_from_main(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on rank 0 only and give every rank its result, or raise its exception on every rank."""
+    from . import _get, broadcast_object_list
+
+    pg = _get()
+    box: list[Any] = [None]
+    if pg.rank == 0:
+        try:
+            box[0] = ("ok", fn())
+        except Exception as err:  # every rank raises it, so none is left waiting
+            box[0] = ("error", err)
+    broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise value
+    return value
+
+
+def set_up_on_main(setup: Callable[[], tuple[Any, ...]], shared: int, size: int) -> tuple[Any, ...]:
+    """``setup()`` on rank 0, which creates the run's files; returns its ``size`` results there. The other
+    ranks get the first ``shared`` of them (pickled over MPI) and None for the rest, to build themselves."""
+    result: tuple[Any, ...] | None = None
+
+    def main_part() -> tuple[Any, ...]:
+        nonlocal result
+        result = tuple(setup())
+        return result[:shared]
+
+    head = share_from_main(main_part)
+    return result if result is not None else tuple(head) + (None,) * (size - shared)
+
+
+def relaunch(nproc: int, argv: list[str]) -> int:
+    """``tinygrad-lm ARGV`` again as ``nproc`` ranks under ``mpiexec`` on this machine; their exit status.
+
+    Ctrl-C reaches the ranks (they finish the step, save once and stop); this process only waits.
+    """
+    from .launch import mpiexec_command
+
+    cmd = mpiexec_command(nproc, [sys.executable, "-m", "tinygrad_lm", *argv])
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return subprocess.call(cmd)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``--option VALUE`` / ``--option=VALUE``."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
