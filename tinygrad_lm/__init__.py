@@ -1,49 +1,87 @@
 """tinygrad_lm: a small, fast, readable reverse-mode autodiff framework for language models."""
-from . import backend, distributed  # distributed imports MPI only in init_process_group
-from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from .backend import cuda_is_available, get_default_device, get_default_dtype, set_default_device, set_default_dtype
+from . import autograd, backend, cuda, distributed  # distributed imports MPI only in init_process_group
+from .autograd import (
+    Function,
+    detect_anomaly,
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+from .backend import Device as device
+from .backend import DType as dtype
+from .backend import cuda_is_available, get_default_device, set_default_device, set_default_dtype
 from .creation import (
     arange,
     cat,
+    contiguous_format,
+    empty,
+    empty_like,
     eye,
     from_numpy,
     full,
     full_like,
+    linspace,
+    logspace,
     manual_seed,
     maximum,
     minimum,
     ones,
     ones_like,
+    preserve_format,
     rand,
     randint,
     randn,
     stack,
+    strided,
     tensor,
     where,
     zeros,
     zeros_like,
 )
+from .functions import *  # noqa: F403 - PyTorch's function forms (tl.exp(x), tl.max(x, 1), ...): see functions.py
+from .functions import __all__ as _function_names
+from .functions import get_default_dtype
 from .gradcheck import GradcheckError, gradcheck
+from .random import Generator, bernoulli, multinomial, normal, rand_like, randint_like, randn_like, randperm
 from .serialization import load, save
-from .tensor import Tensor
+from .tensor import Tensor, return_types
 
-float16 = backend.check_dtype("float16")
-float32 = backend.check_dtype("float32")
-float64 = backend.check_dtype("float64")
-int32 = backend.check_dtype("int32")
-int64 = backend.check_dtype("int64")
-bool = backend.check_dtype("bool")  # noqa: A001 - PyTorch's name for the dtype
+concat = concatenate = cat
+
+# dtypes (tl.float32 == numpy.float32 == "float32"; see backend.DType)
+float16 = backend.as_dtype("float16")
+float32 = backend.as_dtype("float32")
+float64 = backend.as_dtype("float64")
+int8 = backend.as_dtype("int8")
+int16 = backend.as_dtype("int16")
+int32 = backend.as_dtype("int32")
+int64 = backend.as_dtype("int64")
+uint8 = backend.as_dtype("uint8")
+bool = backend.as_dtype("bool")  # noqa: A001 - PyTorch's name for the dtype
+half = float16
 float = float32  # noqa: A001
 double = float64
+short = int16
+int = int32  # noqa: A001
 long = int64
 
 __version__ = "0.1.0"
 
+# The subpackages PyTorch programs reach as attributes (tl.nn, tl.optim, tl.utils.data), imported last:
+# they build on everything above.
+from . import nn, optim, utils  # noqa: E402
+
 __all__ = [
-    "GradcheckError", "Tensor", "arange", "backend", "bool", "cat", "cuda_is_available", "detect_anomaly", "double",
-    "distributed",
-    "enable_grad", "eye", "float", "float16", "float32", "float64", "from_numpy", "full", "full_like",
-    "get_default_device", "get_default_dtype", "gradcheck", "int32", "int64", "is_grad_enabled", "load", "long",
-    "manual_seed", "maximum", "minimum", "no_grad", "ones", "ones_like", "rand", "randint", "randn", "save",
-    "set_default_device", "set_default_dtype", "set_grad_enabled", "stack", "tensor", "where", "zeros", "zeros_like",
+    "Function", "Generator", "GradcheckError", "Tensor", "arange", "autograd", "backend", "bernoulli", "bool", "cat",
+    "concat", "concatenate", "contiguous_format", "cuda", "cuda_is_available", "detect_anomaly", "device",
+    "distributed", "double", "dtype", "empty", "empty_like", "enable_grad", "eye", "float", "float16", "float32",
+    "float64", "from_numpy", "full", "full_like", "get_default_device", "get_default_dtype", "gradcheck", "half",
+    "inference_mode", "int16", "int32", "int64", "int8", "is_grad_enabled", "is_inference_mode_enabled", "linspace",
+    "load", "logspace", "long", "manual_seed", "maximum", "minimum", "multinomial", "nn", "no_grad", "normal", "ones",
+    "ones_like", "optim", "preserve_format", "rand", "rand_like", "randint", "randint_like", "randn", "randn_like",
+    "randperm", "return_types", "save", "set_default_device", "set_default_dtype", "set_grad_enabled", "short",
+    "stack", "strided", "tensor", "uint8", "utils", "where", "zeros", "zeros_like", *_function_names,
 ]

@@ -1,6 +1,7 @@
 """Functions that make tensors: from data, filled, ranges, random."""
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Sequence
 
@@ -26,6 +27,28 @@ def _new_shape(name: str, shape: Any) -> tuple[int, ...]:
     for n in shape:
         if n < 0:
             raise ValueError(f"{name}: negative dimension {n} in shape {shape}")
+    return shape
+
+
+# PyTorch's layout and memory-format markers; only the dense (strided) layout exists here.
+strided = "strided"
+contiguous_format = "contiguous_format"
+preserve_format = "preserve_format"
+
+
+def _check_unsupported(name: str, layout: Any = None, memory_format: Any = None) -> None:
+    """Refuse, naming it, what would be silently different here (``pin_memory`` is accepted: on CPUs it is a no-op)."""
+    if layout is not None and str(layout).replace("torch.", "") not in (strided, "tinygrad_lm.strided"):
+        raise TypeError(f"{name}: layout={layout} is not supported (only the dense, strided layout exists)")
+    if memory_format is not None and memory_format not in (contiguous_format, preserve_format):
+        raise ValueError(f"{name}: memory_format={memory_format} is not supported (tensors are always contiguous)")
+
+
+def _size_arg(shape: tuple[Any, ...], size: Any) -> Any:
+    if size is not None:
+        if shape:
+            raise TypeError("give the shape either positionally or as size=, not both")
+        return (size,) if isinstance(size, int) else tuple(size)
     return shape
 
 
@@ -60,54 +83,141 @@ def from_numpy(array: Any) -> Tensor:
     return Tensor._wrap(array, "cpu")
 
 
-def zeros(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def zeros(*shape: Any, size: Any = None, out: Any = None, dtype: Any = None, layout: Any = None, device: Any = None,
+          requires_grad: bool = False, pin_memory: bool = False) -> Tensor:
+    _check_unsupported("zeros", layout)
     dev = _device(device)
-    return _finish(Tensor._xp_of(dev).zeros(_new_shape("zeros", shape), dtype=_float_dtype(dtype)), dev, requires_grad)
+    shape = _new_shape("zeros", _size_arg(shape, size))
+    return _out(out, _finish(Tensor._xp_of(dev).zeros(shape, dtype=_float_dtype(dtype)), dev, requires_grad))
 
 
-def ones(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def ones(*shape: Any, size: Any = None, out: Any = None, dtype: Any = None, layout: Any = None, device: Any = None,
+         requires_grad: bool = False, pin_memory: bool = False) -> Tensor:
+    _check_unsupported("ones", layout)
     dev = _device(device)
-    return _finish(Tensor._xp_of(dev).ones(_new_shape("ones", shape), dtype=_float_dtype(dtype)), dev, requires_grad)
+    shape = _new_shape("ones", _size_arg(shape, size))
+    return _out(out, _finish(Tensor._xp_of(dev).ones(shape, dtype=_float_dtype(dtype)), dev, requires_grad))
 
 
-def full(shape: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def empty(*shape: Any, size: Any = None, out: Any = None, dtype: Any = None, layout: Any = None, device: Any = None,
+          requires_grad: bool = False, pin_memory: bool = False, memory_format: Any = None) -> Tensor:
+    """A tensor whose values are not set (zeros here: NumPy's uninitialised memory buys nothing at this scale)."""
+    _check_unsupported("empty", layout, memory_format)
     dev = _device(device)
+    shape = _new_shape("empty", _size_arg(shape, size))
+    return _out(out, _finish(Tensor._xp_of(dev).zeros(shape, dtype=_float_dtype(dtype)), dev, requires_grad))
+
+
+def full(size: Any, fill_value: Any, *, out: Any = None, dtype: Any = None, layout: Any = None, device: Any = None,
+         requires_grad: bool = False, pin_memory: bool = False) -> Tensor:
+    _check_unsupported("full", layout)
+    dev = _device(device)
+    if isinstance(fill_value, Tensor):
+        fill_value = fill_value.item()
     if dtype is None:
         if isinstance(fill_value, bool):
             dtype = "bool"
         elif isinstance(fill_value, numbers.Integral):
             dtype = "int64"
-    shape = _new_shape("full", shape if isinstance(shape, (tuple, list)) else (shape,))
+    shape = _new_shape("full", size if isinstance(size, (tuple, list)) else (size,))
     array = Tensor._xp_of(dev).full(shape, fill_value, dtype=_float_dtype(dtype))
-    return _finish(array, dev, requires_grad)
+    return _out(out, _finish(array, dev, requires_grad))
 
 
-def zeros_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def _out(out: Any, result: Tensor) -> Tensor:
+    """PyTorch's ``out=`` of a creation function: ``out`` takes the result's shape, dtype and values."""
+    if out is None:
+        return result
+    if not isinstance(out, Tensor):
+        raise TypeError(f"out must be a Tensor, got {type(out).__name__}")
+    out.array = backend.to_device(result.array, out.device)
+    out._bump_version()
+    return out
+
+
+def _like(name: str, t: Any, layout: Any, memory_format: Any) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(t).__name__}")
+    _check_unsupported(name, layout, memory_format)
+
+
+def zeros_like(t: Tensor, *, dtype: Any = None, layout: Any = None, device: Any = None, requires_grad: bool = False,
+               memory_format: Any = None) -> Tensor:
+    _like("zeros_like", t, layout, memory_format)
     return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
-def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def ones_like(t: Tensor, *, dtype: Any = None, layout: Any = None, device: Any = None, requires_grad: bool = False,
+              memory_format: Any = None) -> Tensor:
+    _like("ones_like", t, layout, memory_format)
     return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
-def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None) -> Tensor:
-    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device)
+def empty_like(t: Tensor, *, dtype: Any = None, layout: Any = None, device: Any = None, requires_grad: bool = False,
+               memory_format: Any = None) -> Tensor:
+    _like("empty_like", t, layout, memory_format)
+    return empty(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
-def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None, device: Any = None) -> Tensor:
+def full_like(t: Tensor, fill_value: Any, *, dtype: Any = None, layout: Any = None, device: Any = None,
+              requires_grad: bool = False, memory_format: Any = None) -> Tensor:
+    _like("full_like", t, layout, memory_format)
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def linspace(start: Any, end: Any, steps: int, *, out: Any = None, dtype: Any = None, layout: Any = None,
+             device: Any = None, requires_grad: bool = False) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive (computed in float64, then cast)."""
+    _check_unsupported("linspace", layout)
+    if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 0:
+        raise RuntimeError(f"linspace: number of steps must be a non-negative int, got {steps!r}")
+    start, end = _real(start), _real(end)
+    dev = _device(device)
+    values = Tensor._xp_of(dev).linspace(start, end, int(steps), dtype="float64")
+    return _out(out, _finish(values.astype(_float_dtype(dtype)), dev, requires_grad))
+
+
+def logspace(start: Any, end: Any, steps: int, base: float = 10.0, *, out: Any = None, dtype: Any = None,
+             layout: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """``base ** linspace(start, end, steps)``."""
+    _check_unsupported("logspace", layout)
+    exponents = linspace(start, end, steps, dtype="float64", device=device)
+    values = Tensor._xp_of(exponents.device).power(float(base), exponents.array)
+    return _out(out, _finish(values.astype(_float_dtype(dtype)), exponents.device, requires_grad))
+
+
+def _real(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.item()
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
+    return value
+
+
+def arange(start: Any, stop: Any = None, step: Any = 1, *, out: Any = None, dtype: Any = None, layout: Any = None,
+           device: Any = None, requires_grad: bool = False) -> Tensor:
     """Values from ``start`` to ``stop`` (exclusive); int64 for integer arguments, else float32."""
+    _check_unsupported("arange", layout)
     if stop is None:
         start, stop = 0, start
+    start, stop, step = (v.item() if isinstance(v, Tensor) else v for v in (start, stop, step))
     for v in (start, stop, step):
         if not isinstance(v, numbers.Real) or isinstance(v, bool):
             raise TypeError(f"arange: start, stop and step must be numbers, got {type(v).__name__} {v!r}")
     if step == 0:
         raise ValueError("arange: step must be non-zero")
+    ints = all(isinstance(v, numbers.Integral) for v in (start, stop, step))
     if dtype is None:
-        ints = all(isinstance(v, numbers.Integral) for v in (start, stop, step))
         dtype = "int64" if ints else backend.get_default_dtype()
     dev = _device(device)
-    return Tensor._wrap(Tensor._xp_of(dev).arange(start, stop, step, dtype=backend.check_dtype(dtype)), dev)
+    xp = Tensor._xp_of(dev)
+    dt = backend.check_dtype(dtype)
+    if ints:
+        values = xp.arange(start, stop, step, dtype=dt)
+    else:  # start + i * step in float64, then cast (as PyTorch), not float32 steps added up
+        n = max(0, math.ceil((stop - start) / step))
+        values = (start + xp.arange(n, dtype="float64") * step).astype(dt)
+    return _out(out, _finish(values, dev, requires_grad))
 
 
 def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -178,8 +288,17 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     return _ops.Stack.apply(*tensors, axis=_axis(dim, first.ndim + 1))
 
 
-def where(condition: Tensor, input: Any, other: Any) -> Tensor:
-    """``input`` where ``condition`` holds, else ``other`` (broadcast); gradients flow to both."""
+def where(condition: Tensor, input: Any = None, other: Any = None) -> Any:
+    """``input`` where ``condition`` holds, else ``other`` (broadcast); gradients flow to both.
+
+    ``where(condition)`` alone is ``condition.nonzero(as_tuple=True)``, as PyTorch.
+    """
+    if input is None and other is None:
+        if not isinstance(condition, Tensor):
+            raise TypeError(f"where(): argument 'condition' must be Tensor, not {type(condition).__name__}")
+        return condition.nonzero(as_tuple=True)
+    if input is None or other is None:
+        raise TypeError("where(): give both input and other, or neither")
     like = input if isinstance(input, Tensor) else other
     if not isinstance(like, Tensor):
         raise TypeError("where: at least one of input and other must be a Tensor")

@@ -388,6 +388,36 @@ class Tensor:
     def matmul(self, other: Tensor) -> Tensor:
         return self @ other
 
+    def absolute(self) -> Tensor:
+        return self.abs()
+
+    def negative(self) -> Tensor:
+        return -self
+
+    def subtract(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        return self.sub(other, alpha=alpha)
+
+    def multiply(self, other: Any) -> Tensor:
+        return self * other
+
+    def divide(self, other: Any, *, rounding_mode: Any = None) -> Tensor:
+        """``self / other``; ``rounding_mode`` 'trunc' or 'floor' rounds the quotient (no gradient then)."""
+        if rounding_mode is None:
+            return self / other
+        if rounding_mode == "floor":
+            return self.floor_divide(other)
+        if rounding_mode == "trunc":
+            return (self / other).trunc().to(_promoted_dtype(self.array.dtype, _tensor_like(other, self).array.dtype))
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+
+    def true_divide(self, other: Any) -> Tensor:
+        return self / other
+
+    def mm(self, other: Tensor) -> Tensor:
+        if self.ndim != 2 or other.ndim != 2:
+            raise RuntimeError(f"mm: expected two 2-D tensors, got shapes {self.shape} and {other.shape}")
+        return self @ other
+
     def add(self, other: Any, *, alpha: Any = 1) -> Tensor:
         """``self + alpha * other``."""
         return self + (other if alpha == 1 else other * alpha)
@@ -399,8 +429,8 @@ class Tensor:
     def mul(self, other: Any) -> Tensor:
         return self * other
 
-    def div(self, other: Any) -> Tensor:
-        return self / other
+    def div(self, other: Any, *, rounding_mode: Any = None) -> Tensor:
+        return self / other if rounding_mode is None else self.divide(other, rounding_mode=rounding_mode)
 
     def pow(self, exponent: Any) -> Tensor:
         return self**exponent
@@ -1906,7 +1936,9 @@ def _as_array(data: Any, dtype: Any, device: Any) -> tuple[Any, str]:
     else:
         try:
             array = backend.host_asarray(data)
-        except (ValueError, TypeError) as err:
+        except ValueError as err:  # ragged nested lists, as PyTorch's ValueError
+            raise ValueError(f"cannot make a tensor from {type(data).__name__}: {err}") from None
+        except TypeError as err:
             raise TypeError(f"cannot make a tensor from {type(data).__name__}: {err}") from None
         if array.dtype.kind == "O" or array.dtype.kind in "USV":
             raise TypeError(f"cannot make a tensor from {type(data).__name__} (got NumPy dtype {array.dtype})")
