@@ -108,22 +108,6 @@ def cuda_is_available() -> bool:
     return _load_cupy() is not None
 
 
-def canonical_device(device: Any) -> str:
-    """Normalise ``"cpu"``, ``"cuda"``, ``"cuda:N"`` to ``"cpu"`` or ``"cuda:N"``."""
-    if device is None:
-        return _default_device
-    dev = str(device).strip().lower()
-    known = _DEVICES.get(dev)
-    if known is not None:
-        return known
-    if dev == "cuda":
-        dev = "cuda:0"
-    if dev.startswith("cuda:") and dev[5:].isdigit():
-        if not cuda_is_available():
-            raise RuntimeError(
-                f"device {device!r} was requested but CUDA is not available "
-                "(install the 'gpu' extra, e.g. pip install 'tinygrad_lm[gpu]', on a machine with an NVIDIA GPU)"
-            )
 class Device(str):
     """PyTorch's ``torch.device``: ``Device("cuda")``, ``Device("cuda:1")``, ``Device("cuda", 1)``, ``Device(1)``.
 
@@ -172,6 +156,7 @@ class Device(str):
 
 _DEVICES: dict[str, Device] = {}
 
+
 def canonical_device(device: Any) -> str:
     """Normalise ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (or a :class:`Device`) to the Device ``"cpu"`` or ``"cuda:N"``."""
     if device is None:
@@ -188,7 +173,6 @@ def canonical_device(device: Any) -> str:
                 f"device {device!r} was requested but CUDA is not available "
                 "(install the 'gpu' extra, e.g. pip install 'tinygrad_lm[gpu]', on a machine with an NVIDIA GPU)"
             )
-
     elif dev != "cpu":
         raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
     known = _DEVICES[str(device).strip().lower()] = _DEVICES[dev] = Device(dev)
@@ -510,21 +494,6 @@ def get_default_dtype() -> numpy.dtype:
     return _default_dtype
 
 
-def check_dtype(dtype: Any) -> numpy.dtype:
-    """Turn a dtype-like into a NumPy dtype, rejecting the ones tinygrad_lm does not support."""
-    try:
-        dt = numpy.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"unsupported dtype {dtype!r}") from None
-    if dt not in SUPPORTED_DTYPES:
-        raise TypeError(f"unsupported dtype {dt}: tinygrad_lm supports {', '.join(str(d) for d in SUPPORTED_DTYPES)}")
-    return dt
-
-
-def host_asarray(data: Any, dtype: Any = None) -> numpy.ndarray:
-    """Turn Python data (scalars, nested lists) into a NumPy array."""
-    return numpy.asarray(data, dtype=dtype)
-
 class DType:
     """PyTorch's ``torch.dtype`` (``tl.float32``, ``tensor.dtype``), over a NumPy dtype.
 
@@ -590,6 +559,21 @@ def as_dtype(dtype: Any) -> DType:
     return known
 
 
+def check_dtype(dtype: Any) -> numpy.dtype:
+    """Turn a dtype-like into a NumPy dtype, rejecting the ones tinygrad_lm does not support."""
+    try:
+        dt = numpy.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"unsupported dtype {dtype!r}") from None
+    if dt not in SUPPORTED_DTYPES:
+        raise TypeError(f"unsupported dtype {dt}: tinygrad_lm supports {', '.join(str(d) for d in SUPPORTED_DTYPES)}")
+    return dt
+
+
+def host_asarray(data: Any, dtype: Any = None) -> numpy.ndarray:
+    """Turn Python data (scalars, nested lists) into a NumPy array."""
+    return numpy.asarray(data, dtype=dtype)
+
 
 def numpy_ndarray_type() -> type:
     return numpy.ndarray
@@ -603,6 +587,22 @@ def ensure_array(obj: Any) -> Any:
     """NumPy scalars (what NumPy's reductions return) as 0-d arrays; arrays unchanged."""
     if isinstance(obj, numpy.generic):
         return numpy.asarray(obj)
+    return obj
+
+
+def result_type(a: Any, b: Any) -> numpy.dtype:
+    return numpy.result_type(a, b)
+
+
+def generator_for_check(seed: int) -> numpy.random.Generator:
+    """A private host generator (gradcheck's projection weights must not disturb the user's seed)."""
+    return numpy.random.default_rng(seed)
+
+
+def unravel_index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in numpy.unravel_index(flat, shape)) if shape else ()
+
+
 _PRINT_PROFILES = {
     "default": {"precision": 4, "threshold": 1000, "edgeitems": 3, "max_line_width": 80},
     "short": {"precision": 2, "threshold": 1000, "edgeitems": 2, "max_line_width": 80},
@@ -626,22 +626,6 @@ def set_print_options(precision: int | None = None, threshold: int | None = None
     if sci_mode is not None:
         _print_options["floatmode"] = "maxprec" if sci_mode is False else "fixed"
         _print_options["suppress"] = not sci_mode
-
-
-    return obj
-
-
-def result_type(a: Any, b: Any) -> numpy.dtype:
-    return numpy.result_type(a, b)
-
-
-def generator_for_check(seed: int) -> numpy.random.Generator:
-    """A private host generator (gradcheck's projection weights must not disturb the user's seed)."""
-    return numpy.random.default_rng(seed)
-
-
-def unravel_index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(int(i) for i in numpy.unravel_index(flat, shape)) if shape else ()
 
 
 def format_array(array: Any, prefix: str) -> str:
