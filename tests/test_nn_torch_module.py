@@ -319,3 +319,31 @@ def test_nn_parallel_is_exported_lazily():
         assert nn.parallel.__name__ == "tinygrad_lm.nn.parallel"
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         nn.nonexistent  # noqa: B018
+
+
+def _hook_trace(nn_, tensor):
+    seen = []
+    lin = nn_.Linear(2, 2)
+    net = nn_.Sequential(lin, nn_.ReLU())
+    h1 = lin.register_forward_hook(lambda m, args, out: seen.append(("fwd", type(m).__name__, len(args))))
+    h2 = net.register_forward_pre_hook(lambda m, args: (args[0] * 0,))  # replaces the input
+    h3 = net.register_forward_hook(lambda m, args, out: out + 1)  # replaces the output
+    h4 = lin.register_forward_pre_hook(lambda m, args: seen.append("pre-first"), prepend=True)
+    h5 = lin.register_forward_pre_hook(lambda m, args, kwargs: seen.append(("pre-kw", sorted(kwargs))),
+                                       with_kwargs=True)
+    x = tensor([[1.0, -2.0]])
+    out = net(x)
+    expected = lin.bias.detach().numpy().clip(0) + 1  # the input was zeroed, then +1
+    np.testing.assert_allclose(out.detach().numpy()[0], expected, rtol=1e-6)
+    for handle in (h1, h2, h3, h4):
+        handle.remove()
+    with h5:
+        net(x)
+    net(x)
+    return seen
+
+
+def test_forward_hooks_match_torch():
+    torch = _torch()
+    ours, theirs = _hook_trace(nn, tl.tensor), _hook_trace(torch.nn, torch.tensor)
+    assert ours == theirs == ["pre-first", ("pre-kw", []), ("fwd", "Linear", 1), ("pre-kw", [])]

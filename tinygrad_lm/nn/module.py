@@ -52,6 +52,29 @@ class _IncompatibleKeys(NamedTuple):
         return self.__repr__()
 
 
+class RemovableHandle:
+    """What ``register_forward_hook`` returns: ``remove()`` (or leaving a ``with`` block) unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: OrderedDict[int, Any], entry: Any, prepend: bool = False) -> None:
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+        self._hooks = hooks
+        hooks[self.id] = entry
+        if prepend:
+            hooks.move_to_end(self.id, last=False)
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
 def _check_name(kind: str, name: Any) -> None:
     if not isinstance(name, str):
         raise TypeError(f"{kind} name should be a string, got {type(name).__name__}")
@@ -81,6 +104,8 @@ class Module:
     _buffers: OrderedDict[str, Tensor | None]
     _non_persistent: set[str]
     _modules: OrderedDict[str, Any]  # a slot may hold None, as in PyTorch
+    _forward_pre_hooks: OrderedDict[int, Any]
+    _forward_hooks: OrderedDict[int, Any]
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -88,6 +113,8 @@ class Module:
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name: str, value: Any) -> None:
@@ -206,7 +233,43 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        if not (self._forward_pre_hooks or self._forward_hooks):
+            return self.forward(*args, **kwargs)
+        for hook, with_kwargs in list(self._forward_pre_hooks.values()):
+            if with_kwargs:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError(
+                            f"forward pre-hook must return None or a tuple of (new_args, new_kwargs), but got {result}"
+                        )
+                    args, kwargs = result
+            else:
+                result = hook(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args, **kwargs)
+        for hook, with_kwargs in list(self._forward_hooks.values()):
+            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
+
+    def register_forward_pre_hook(
+        self, hook: Callable[..., Any], *, prepend: bool = False, with_kwargs: bool = False
+    ) -> RemovableHandle:
+        """Call ``hook(module, args)`` before ``forward`` (``hook(module, args, kwargs)`` with ``with_kwargs``);
+        a non-None result replaces the arguments. Returns a handle whose ``remove()`` unregisters it."""
+        return RemovableHandle(self._forward_pre_hooks, (hook, with_kwargs), prepend)
+
+    def register_forward_hook(
+        self, hook: Callable[..., Any], *, prepend: bool = False, with_kwargs: bool = False, always_call: bool = False
+    ) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after ``forward`` (``hook(module, args, kwargs, output)`` with
+        ``with_kwargs``); a non-None result replaces the output. Returns a handle with ``remove()``."""
+        if always_call:
+            raise NotImplementedError("register_forward_hook: always_call=True is not supported")
+        return RemovableHandle(self._forward_hooks, (hook, with_kwargs), prepend)
 
     # ------------------------------------------------------------------ traversal
     def named_modules(
