@@ -14,7 +14,8 @@ For each configuration (``benchmarks/models.py``) at the same global batch it re
   started during backward; the overlap is the share of the all-reduce's cost that DDP hides:
   ``1 - (t_ddp - t_local) / (t_blocking - t_local)``.
 
-Each measurement is the median of the steps' times. The ranks run the workers of this very file
+The modes run interleaved, step by step (each after a barrier), and each figure is the median over
+the steps of the slowest rank's time. The ranks run the workers of this very file
 (``--worker``); rank 0 prints one JSON line the launcher reads.
 """
 from __future__ import annotations
@@ -56,10 +57,10 @@ def _limit_threads(n: int) -> None:
 
 def _setup(cfg_name: str, rows: slice, seed: int = 0) -> tuple[Any, Any, Any, Any, Any]:
     import numpy as np
+    from models import build, get_config
 
     import tinygrad_lm as tl
     import tinygrad_lm.nn.functional as F
-    from models import build, get_config
 
     cfg = get_config(cfg_name)
     tl.manual_seed(seed)
@@ -155,14 +156,22 @@ def worker_ddp(args: argparse.Namespace) -> dict[str, Any] | None:
     def allreduce_only() -> None:
         dist.all_reduce(tl.from_numpy(flat), op=dist.ReduceOp.AVG)
 
+    modes = {"local": step_local, "blocking": step_blocking, "ddp": step_ddp, "allreduce": allreduce_only}
+    for fn in modes.values():
+        for _ in range(args.warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    for _ in range(args.steps):  # interleaved, so that the machine's moods hit every mode alike
+        for name, fn in modes.items():
+            dist.barrier()
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
     results = {}
-    for name, fn in (("local", step_local), ("blocking", step_blocking), ("ddp", step_ddp),
-                     ("allreduce", allreduce_only)):
-        dist.barrier()
-        mine = _median_step(fn, args.steps, args.warmup)
+    for name, mine in times.items():
         every: list[Any] = [None] * world
         dist.all_gather_object(every, mine)
-        results[name] = max(every)  # a step ends when its slowest rank does
+        results[name] = statistics.median(max(step) for step in zip(*every))  # a step ends with its slowest rank
     if rank != 0:
         return None
     hidden = results["blocking"] - results["ddp"]

@@ -87,15 +87,17 @@ class Work:
             for r in self._requests:
                 r.Wait() if hasattr(r, "Wait") else r.wait()
         else:  # test (which also drives MPI's progress) until done or out of time
-            deadline = time.monotonic() + limit
+            started = time.monotonic()
             pause = 0.0
             while not all(_test(r) for r in self._requests):
-                if time.monotonic() > deadline:
+                waited = time.monotonic() - started
+                if waited > limit:
                     raise RuntimeError(f"{self._what} did not complete within {limit:g} s: another rank has not "
                                        "joined it (it may have failed, be running different code, or have run "
                                        "out of data before the others)")
-                time.sleep(pause)
-                pause = min(1e-3, pause + 2e-5)
+                if waited > 2e-3:  # spin through the first milliseconds, then sleep between tests (shared cores)
+                    time.sleep(pause)
+                    pause = min(1e-3, pause + 2e-5)
             for r in self._requests:
                 if not hasattr(r, "Test"):
                     r.wait()  # NCCL: the current stream waits for the collective's stream
