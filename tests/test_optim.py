@@ -53,6 +53,43 @@ def ref_adam(theta, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, a
     return theta
 
 
+def ref_rmsprop(theta, grads, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                maximize=False):
+    """PyTorch's RMSprop, out of place in float64."""
+    theta = theta.copy()
+    v, a, b = np.zeros_like(theta), np.zeros_like(theta), np.zeros_like(theta)
+    for grad in grads:
+        g = -grad if maximize else grad
+        if weight_decay:
+            g = g + weight_decay * theta
+        v = alpha * v + (1 - alpha) * g * g
+        if centered:
+            a = alpha * a + (1 - alpha) * g
+            denom = np.sqrt(np.maximum(v - a * a, 0.0)) + eps
+        else:
+            denom = np.sqrt(v) + eps
+        if momentum > 0:
+            b = momentum * b + g / denom
+            theta = theta - lr * b
+        else:
+            theta = theta - lr * g / denom
+    return theta
+
+
+def ref_adagrad(theta, grads, lr, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+                maximize=False):
+    """PyTorch's Adagrad, out of place in float64."""
+    theta = theta.copy()
+    s = np.full_like(theta, initial_accumulator_value)
+    for t, grad in enumerate(grads, start=1):
+        g = -grad if maximize else grad
+        if weight_decay:
+            g = g + weight_decay * theta
+        s = s + g * g
+        theta = theta - lr / (1 + (t - 1) * lr_decay) * g / (np.sqrt(s) + eps)
+    return theta
+
+
 def run_steps(opt_cls, theta, grads, device, **kw):
     """Apply ``opt_cls`` to one parameter, feeding the given gradients; returns the final host array."""
     p = nn.Parameter(tl.tensor(theta, device=device))
@@ -89,6 +126,34 @@ ADAM_CONFIGS = [
     dict(lr=0.01, amsgrad=True),
     dict(lr=0.01, maximize=True, weight_decay=0.05, amsgrad=True),
 ]
+
+
+RMSPROP_CONFIGS = [
+    dict(lr=0.01),
+    dict(lr=0.01, alpha=0.9, eps=1e-6, momentum=0.5),
+    dict(lr=0.01, centered=True, weight_decay=0.1),
+    dict(lr=0.01, centered=True, momentum=0.9, maximize=True),
+]
+
+ADAGRAD_CONFIGS = [
+    dict(lr=0.1),
+    dict(lr=0.1, lr_decay=0.05, initial_accumulator_value=0.3),
+    dict(lr=0.1, weight_decay=0.1, eps=1e-6, maximize=True),
+]
+
+
+@pytest.mark.parametrize("kw", RMSPROP_CONFIGS)
+def test_rmsprop_matches_reference(device, kw):
+    theta, grads = random_problem(seed=5)
+    got, _ = run_steps(optim.RMSprop, theta, grads, device, **kw)
+    np.testing.assert_allclose(got, ref_rmsprop(theta, grads, **kw), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kw", ADAGRAD_CONFIGS)
+def test_adagrad_matches_reference(device, kw):
+    theta, grads = random_problem(seed=6)
+    got, _ = run_steps(optim.Adagrad, theta, grads, device, **kw)
+    np.testing.assert_allclose(got, ref_adagrad(theta, grads, **kw), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("kw", SGD_CONFIGS)
@@ -181,7 +246,11 @@ ALL_OPTIMIZERS = [
     (optim.SGD, dict(lr=0.1, momentum=0.9, dampening=0.1)),
     (optim.Adam, dict(lr=0.01, weight_decay=0.01, amsgrad=True, maximize=True)),
     (optim.AdamW, dict(lr=0.01, weight_decay=0.05, amsgrad=True)),
+    (optim.RMSprop, dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.01)),
+    (optim.Adagrad, dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, maximize=True)),
 ]
+REFERENCES = {optim.SGD: ref_sgd, optim.Adam: ref_adam, optim.RMSprop: ref_rmsprop, optim.Adagrad: ref_adagrad,
+              optim.AdamW: lambda *a, **kw: ref_adam(*a, decoupled=True, **kw)}
 
 
 @pytest.mark.parametrize("opt_cls, kw", ALL_OPTIMIZERS)
@@ -198,10 +267,7 @@ def test_float32_stays_float32_and_updates_in_place(device, opt_cls, kw):
         if backend.is_backend_array(value):
             assert value.dtype == np.float32, name
             assert backend.device_of(value) == p.device, name
-    ref = (ref_sgd if opt_cls is optim.SGD else ref_adam)(
-        theta.astype(np.float64), [g.astype(np.float64) for g in grads], **kw,
-        **({"decoupled": True} if opt_cls is optim.AdamW else {}),
-    )
+    ref = REFERENCES[opt_cls](theta.astype(np.float64), [g.astype(np.float64) for g in grads], **kw)
     np.testing.assert_allclose(backend.to_host(p.array), ref, rtol=1e-4, atol=1e-5)
 
 

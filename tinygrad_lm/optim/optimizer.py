@@ -45,7 +45,7 @@ class Optimizer:
     parameter), ``_state_scalars`` (numbers such as ``step``) and, of those, ``_required_state``
     (what a non-empty state must hold); ``load_state_dict`` checks a saved state against them.
     An optimizer written PyTorch's way (a subclass with its own ``step``) declares nothing, and its
-    state loads as PyTorch loads it: arrays onto the parameter's device, floating ones in its dtype.
+    state loads as PyTorch loads it: arrays as Tensors on the parameter's device, floating ones in its dtype.
     """
 
     _state_buffers: tuple[str, ...] | None = None
