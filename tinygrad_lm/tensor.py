@@ -507,6 +507,15 @@ class Tensor:
     def clamp(self, min: Any = None, max: Any = None) -> Tensor:
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
+        if isinstance(min, Tensor) or isinstance(max, Tensor):  # bounds per element: gradients reach them too
+            from .creation import where
+
+            out = self
+            if min is not None:
+                out = where(out < min, _tensor_like(min, self).to(self.dtype), out)
+            if max is not None:
+                out = where(out > max, _tensor_like(max, self).to(self.dtype), out)
+            return out
         return _ops.Clamp.apply(self, min=_scalar_value(min), max=_scalar_value(max))
 
     clip = clamp
