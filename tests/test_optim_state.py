@@ -320,6 +320,7 @@ class _Counted(nn.Parameter):
     """A parameter that counts the version bumps the optimizer reports."""
 
     __slots__ = ("bumps",)
+    bumps: int
 
     def _bump_version(self) -> None:
         self.bumps += 1
