@@ -317,3 +317,32 @@ def test_cli_train_nproc_then_resume_on_one_process(tmp_path):
     assert a["step"] == b["step"] == 6
     for name, value in b["model"].items():  # float32: the 2-rank average rounds differently from the whole batch
         np.testing.assert_allclose(a["model"][name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@needs_mpi
+def test_ctrl_c_on_the_launcher_saves_once_and_exits(tmp_path):
+    import re
+    import signal
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "corpus.txt").write_text(" ".join(rng.choice(["a", "bc", "def", "gh"], size=2000)) + "\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TINYGRAD_LM_JIT="off", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "tinygrad_lm", "train", "--corpus", "corpus.txt", "--model", "lstm", "--batch-size",
+           "4", "--seq-len", "8", "--embed", "8", "--hidden", "16", "--steps", "1000000", "--eval-interval", "20",
+           "--sample-tokens", "0", "--no-progress", "--time-limit", "0", "--out", "run", "--nproc", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                            start_new_session=True)  # its own process group, as a terminal's foreground job
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "run" / "checkpoint.safetensors").exists():  # training has made progress
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, f"exit {proc.returncode}\n{out}\n{err}"
+    stopped = re.findall(r"received SIGINT: stopped after step (\d+)", out)
+    assert len(stopped) == 1, out  # one rank reports, once
+    assert tl.load(tmp_path / "run" / "checkpoint.safetensors")["step"] == int(stopped[0])
