@@ -10,6 +10,9 @@ import tinygrad_lm as tl
 from tinygrad_lm import nn
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.filterwarnings(  # PyTorch's own advice about its fast paths
+    "ignore:Support for mismatched:UserWarning", "ignore:enable_nested_tensor is True:UserWarning"
+)
 
 E, H, FF = 8, 2, 12
 
