@@ -526,6 +526,8 @@ def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
 
     group = data_parallel.join_launched_job(args.device)  # under mpiexec -n N; None in one process
     start = _resume_run if args.resume else _start_run
+    if group is not None:
+        args.device = group.device  # 'cuda' is this rank's own GPU
     if group is None:
         out, config, tokenizer, (train_ids, val_ids, _), model = start(args, held)
     else:  # rank 0 sets the run up and writes its files; the others get its directory, config, tokenizer, data

@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -154,12 +154,25 @@ def launched_world_size() -> int:
     return 1
 
 
-def join_launched_job(device: str = "cpu") -> TrainingGroup | None:
-    """Under ``mpiexec -n N`` (N > 1): join the job (MPI, and NCCL for CUDA) and return the group; else None.
+class LaunchedJob(NamedTuple):
+    """This process in a job that ``mpiexec`` started: its rank, the world size and the device it trains on."""
 
-    From here on, ``stdout`` of every rank but 0 goes nowhere, so the job prints one progress bar.
+    rank: int
+    world_size: int
+    device: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def join_launched_job(device: str = "cpu") -> LaunchedJob | None:
+    """Under ``mpiexec -n N`` (N > 1): join the job (MPI, and NCCL for CUDA) and say where; else None.
+
+    ``"cuda"`` becomes this rank's own GPU (the one NCCL was set up on). From here on, ``stdout`` of
+    every rank but 0 goes nowhere, so the job prints one progress bar.
     """
-    from . import init_process_group
+    from . import _get, init_process_group
     from . import is_initialized as initialized
 
     if launched_world_size() <= 1 and not initialized():
@@ -168,12 +181,12 @@ def join_launched_job(device: str = "cpu") -> TrainingGroup | None:
         init_process_group("nccl" if str(device).startswith("cuda") else "mpi")
     if get_world_size() <= 1:
         return None
-    group = TrainingGroup.__new__(TrainingGroup)
-    group.world_size, group.rank, group.active = get_world_size(), get_rank(), True
-    group.is_main = group.rank == 0
-    if not group.is_main:
+    if str(device).startswith("cuda"):
+        device = f"cuda:{_get().nccl().device}"
+    job = LaunchedJob(get_rank(), get_world_size(), str(device))
+    if not job.is_main:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
-    return group
+    return job
 
 
 def share_from_main(fn: Callable[[], Any]) -> Any:
