@@ -94,7 +94,7 @@ def is_grad_enabled() -> bool:
 class inference_mode(contextlib.ContextDecorator):
     """PyTorch's ``inference_mode(mode=True)``: no graph inside, as ``no_grad`` (``mode=False``: no change).
 
-    Usable as ``with inference_mode():``, ``@inference_mode()``, ``@inference_mode(False)`` and bare ``@inference_mode``.
+    Usable as ``with inference_mode():``, ``@inference_mode()``, ``@inference_mode(False)``, bare ``@inference_mode``.
     """
 
     _enabled: bool
@@ -312,10 +312,25 @@ def _share_version(result: Any, inputs: tuple[Any, ...]) -> None:
     root = _root(result.array)
     for x in inputs:
         if isinstance(x, Tensor) and (x.array is root or _root(x.array) is root):
-            counter = x._counter()
-            counter[1] = True  # the memory now has several tensors: see Tensor._rebind
-            result._vc = counter
+            result._vc = share_counter(x, result)
             return
+
+
+def share_counter(source: Any, view: Any) -> list[Any]:
+    """``source``'s version counter, noting that ``view`` now shares it (and the memory).
+
+    The counter is ``[version, tensors]``, ``tensors`` weak references to the tensors sharing
+    the memory (None while only one does): ``Tensor._rebind`` refuses to redirect a tensor
+    whose memory another live tensor sees.
+    """
+    counter = source._counter()
+    refs = counter[1]
+    if refs is None:
+        refs = counter[1] = [weakref.ref(source)]
+    elif len(refs) >= 64:  # drop the references of tensors that are gone
+        refs[:] = [r for r in refs if r() is not None]
+    refs.append(weakref.ref(view))
+    return counter
 
 
 def _record_saved_versions(ctx: Function, inputs: tuple[Any, ...], results: tuple[Any, ...]) -> None:
@@ -347,7 +362,7 @@ def _record_saved_versions(ctx: Function, inputs: tuple[Any, ...], results: tupl
         if found is not None:
             counter = found._vc
             if counter is None:
-                counter = found._vc = [0, False]
+                counter = found._vc = [0, None]
             if versions is None:
                 versions = [counter, counter[0], v]
             else:

@@ -32,8 +32,9 @@ class Tensor:
 
     __slots__ = ("array", "_grad", "grad_fn", "requires_grad", "device", "_output_nr", "_vc", "__weakref__")
     _output_nr: int  # which output of its grad_fn this is: 0, except for the outputs of split/chunk
-    # The version counter, [version, shared], created when first needed: every in-place change bumps it,
-    # and tensors viewing the same memory (detach(), reshape, slices) share it; ``shared`` says they do.
+    # The version counter, [version, sharers], created when first needed: every in-place change bumps it,
+    # and tensors viewing the same memory (detach(), reshape, slices) share it; ``sharers`` holds weak
+    # references to them (see autograd.share_counter).
     _vc: list[Any] | None
     __array_priority__ = 1000
     __array_ufunc__ = None  # make NumPy defer to our reflected operators (ndarray + Tensor -> Tensor)
@@ -124,7 +125,7 @@ class Tensor:
         """The version counter, made on first use."""
         vc = self._vc
         if vc is None:
-            vc = self._vc = [0, False]
+            vc = self._vc = [0, None]
         return vc
 
     def _bump_version(self) -> None:
@@ -134,7 +135,7 @@ class Tensor:
         """
         vc = self._vc
         if vc is None:
-            self._vc = [1, False]
+            self._vc = [1, None]
         else:
             vc[0] += 1
 
@@ -288,8 +289,7 @@ class Tensor:
         It shares this tensor's memory and version counter, as in PyTorch.
         """
         t = Tensor._wrap(self.array, self.device)
-        vc = t._vc = self._counter()
-        vc[1] = True
+        t._vc = autograd.share_counter(self, t)
         return t
 
     def detach_(self) -> Tensor:
@@ -841,7 +841,7 @@ class Tensor:
         history too), so that raises instead of giving a silently different result.
         """
         vc = self._vc
-        if vc is not None and vc[1]:
+        if vc is not None and vc[1] is not None and any(_alive_other(r, self) for r in vc[1]):
             raise RuntimeError(
                 f"{name}: in-place operation on a tensor that shares memory with other tensors (a view, or one "
                 f"with views or detach()ed copies) while recording the graph is not supported; use the "
@@ -1577,6 +1577,11 @@ _new = object.__new__
 
 
 # ---------------------------------------------------------------------- in-place helpers
+def _alive_other(ref: Any, t: Tensor) -> bool:
+    other = ref()
+    return other is not None and other is not t
+
+
 def _check_leaf_inplace(name: str, t: Tensor) -> None:
     if t.requires_grad and t.grad_fn is None and autograd._grad_enabled:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place operation "
