@@ -222,6 +222,13 @@ def test_every_collective_on_nccl():
     _ok(proc, "collectives OK")
 
 
+@needs_mpi
+@pytest.mark.skipif(not _nccl_ready(), reason="needs CuPy with NCCL and a GPU")
+def test_ddp_on_nccl_equals_one_process():
+    proc, _ = run_ranks("ddp_equivalence.py", "cuda", n=min(_gpus(), 2), timeout=300)
+    _ok(proc, "ddp_equivalence OK")
+
+
 # ---------------------------------------------------------------------------------------------- DistributedSampler
 @pytest.mark.parametrize("n, replicas, drop_last", [(10, 3, False), (10, 3, True), (12, 4, False), (2, 3, False),
                                                     (7, 1, True)])

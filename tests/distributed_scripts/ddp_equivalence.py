@@ -3,9 +3,11 @@
 Rank r>0 builds its replica from other random weights: DDP must broadcast rank 0's. Covered: the
 RNN, LSTM and Transformer LMs, SGD with momentum and Adam, several buckets and one, a truncated-BPTT
 state carried between steps, and gradient accumulation with ``no_sync``.
-Run as ``mpiexec -n N python ddp_equivalence.py``; prints ``ddp_equivalence OK`` on rank 0.
+Run as ``mpiexec -n N python ddp_equivalence.py [cpu|cuda]``; prints ``ddp_equivalence OK`` on rank 0.
 """
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -17,15 +19,18 @@ from tinygrad_lm.nn.parallel import DistributedDataParallel as DDP
 
 V, B, T, STEPS = 11, 4, 6, 3
 TOL = 1e-10
+DEVICE = sys.argv[1] if len(sys.argv) > 1 else "cpu"
 
 
 def build(kind: str, seed: int) -> tl.nn.Module:
     tl.manual_seed(seed)
     if kind == "rnn":
-        return RNNLM(RNNLMConfig(V, embed_dim=5, hidden_size=7, num_layers=2, cell="rnn"))
-    if kind == "lstm":
-        return LSTMLM(RNNLMConfig(V, embed_dim=5, hidden_size=7, num_layers=1, cell="lstm"))
-    return TransformerLM(TransformerConfig(V, block_size=T, n_layer=2, n_head=2, n_embd=8, mlp_hidden=16))
+        model = RNNLM(RNNLMConfig(V, embed_dim=5, hidden_size=7, num_layers=2, cell="rnn"))
+    elif kind == "lstm":
+        model = LSTMLM(RNNLMConfig(V, embed_dim=5, hidden_size=7, num_layers=1, cell="lstm"))
+    else:
+        model = TransformerLM(TransformerConfig(V, block_size=T, n_layer=2, n_head=2, n_embd=8, mlp_hidden=16))
+    return model.to(DEVICE)
 
 
 def make_optimizer(name: str, params: list) -> optim.Optimizer:
@@ -44,9 +49,10 @@ def batches(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def forward(model: tl.nn.Module, kind: str, x: np.ndarray, y: np.ndarray, state: object) -> tuple:
+    x, y = tl.tensor(x, device=DEVICE), tl.tensor(y, device=DEVICE)
     if kind == "transformer":
-        return model(tl.tensor(x), tl.tensor(y))[1], None
-    _, loss, state = model(tl.tensor(x), tl.tensor(y), state=state, return_state=True)
+        return model(x, y)[1], None
+    _, loss, state = model(x, y, state=state, return_state=True)
     return loss, detach_state(state)
 
 
@@ -104,9 +110,10 @@ def run(kind: str, opt: str, bucket_cap_mb: float) -> None:
 
 
 def main() -> None:
-    dist.init_process_group("mpi")
+    dist.init_process_group("mpi" if DEVICE == "cpu" else "nccl")
     tl.set_default_dtype(tl.float64)
-    assert dist.get_world_size() >= 2 and B % dist.get_world_size() == 0
+    world = dist.get_world_size()
+    assert (world >= 2 or DEVICE != "cpu") and B % world == 0, "run with mpiexec -n 2 (or 4)"
     for kind, opt, cap in (("rnn", "sgd", 0.001), ("rnn", "adam", 25), ("lstm", "sgd", 25),
                            ("lstm", "adam", 0.001), ("transformer", "sgd", 0.001), ("transformer", "adam", 25)):
         run(kind, opt, cap)
