@@ -179,3 +179,14 @@ def test_bad_arguments_raise_clear_errors():
     layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=8)
     with pytest.raises(RuntimeError, match="is_causal"):
         layer(tl.randn(5, 2, 8), is_causal=True)  # PyTorch: the hint needs the mask itself
+
+
+def test_unbatched_encoder_layer_with_padding_matches_torch():
+    x = np.random.default_rng(4).normal(size=(5, E))
+    pad = np.array([False, False, False, False, True])
+    theirs = torch.nn.TransformerEncoderLayer(E, H, FF, dropout=0.0).double()
+    ours = nn.TransformerEncoderLayer(E, H, FF, dropout=0.0).double()
+    _load_from_torch(ours, theirs)
+    out = ours(tl.tensor(x), src_key_padding_mask=tl.tensor(pad))
+    assert out.shape == (5, E)
+    _compare(ours, theirs, out, theirs(torch.tensor(x), src_key_padding_mask=torch.tensor(pad)))
