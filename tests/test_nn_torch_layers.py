@@ -128,6 +128,9 @@ def test_bad_arguments_raise_clear_errors():
         F.pad(x, (1, 1, 1))
     with pytest.raises(NotImplementedError, match="mode"):
         F.pad(x, (1, 1), mode="wrap")
+    with pytest.raises(RuntimeError, match="negative output size"):
+        F.pad(x, (-2, -2))
+    assert F.pad(x, (-1, -2)).shape == (2, 0)
     with pytest.raises(RuntimeError, match="less than the input size"):
         F.pad(x, (3, 0), mode="reflect")
     with pytest.raises(RuntimeError, match="between 0 and 1"):

@@ -475,8 +475,11 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
 def _pad_constant(x: Tensor, d: int, left: int, right: int, value: float | None) -> Tensor:
     n = x.shape[d]
     start, stop = max(-left, 0), n - max(-right, 0)
-    if stop - start + max(left, 0) + max(right, 0) < 0 or stop < start:
-        raise RuntimeError(f"pad: cropping {-min(left, 0)} and {-min(right, 0)} from dim {d} of size {n} is too much")
+    if stop < start:
+        raise RuntimeError(
+            f"pad: the input size {n} of dim {d}, plus negative padding {left} and {right}, "
+            "resulted in a negative output size"
+        )
     x = x[(slice(None),) * d + (slice(start, stop),)]
     parts = []
     for size in (left, right):
