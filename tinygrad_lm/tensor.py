@@ -982,7 +982,7 @@ class Tensor:
         d = () if dim is None else dim
         return return_types.aminmax(self.amin(d, keepdim), self.amax(d, keepdim))
 
-    def sort(self, dim: _int = -1, descending: _bool = False, stable: _bool = False) -> Any:
+    def sort(self, dim: _int = -1, descending: _bool = False, *, stable: _bool = False) -> Any:
         """``(values, indices)`` sorted along ``dim``: stable (ties keep their order), NaN counts as largest."""
         d = _axis(dim, self.ndim)
         if self.ndim == 0:
@@ -990,7 +990,7 @@ class Tensor:
         index = _sort_index(self.xp, self.array, d, descending)
         return return_types.sort(_ops.Gather.apply(self, index=index, axis=d), Tensor._wrap(index, self.device))
 
-    def argsort(self, dim: _int = -1, descending: _bool = False, stable: _bool = False) -> Tensor:
+    def argsort(self, dim: _int = -1, descending: _bool = False, *, stable: _bool = False) -> Tensor:
         if self.ndim == 0:
             return Tensor._wrap(self.xp.zeros((), dtype="int64"), self.device)
         return Tensor._wrap(_sort_index(self.xp, self.array, _axis(dim, self.ndim), descending), self.device)
