@@ -16,6 +16,10 @@ EVERY_OPTIMIZER = [
     (optim.AdamW, dict(lr=0.01, maximize=True)),
     (optim.RMSprop, dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.01)),
     (optim.Adagrad, dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1)),
+    (optim.Adadelta, dict(lr=1.0, rho=0.8, weight_decay=0.01)),
+    (optim.Adamax, dict(lr=0.01, maximize=True)),
+    (optim.NAdam, dict(lr=0.01, decoupled_weight_decay=True, weight_decay=0.1)),
+    (optim.RAdam, dict(lr=0.01, betas=(0.9, 0.9), weight_decay=0.1)),
 ]
 IDS = [f"{cls.__name__}-{i}" for i, (cls, _) in enumerate(EVERY_OPTIMIZER)]
 
@@ -72,10 +76,13 @@ def test_state_dict_is_a_snapshot_of_host_tensors(opt_cls, kw):
         for name, value in entry.items():
             if name == "step":
                 assert value == 2
+            elif name == "mu_product":
+                assert isinstance(value, float)
             else:
                 assert isinstance(value, tl.Tensor) and value.device == "cpu", name
                 assert value.shape == params[idx].shape and value.dtype == params[idx].dtype, name
-    before = {(i, k): v.numpy().copy() for i, e in sd["state"].items() for k, v in e.items() if k != "step"}
+    before = {(i, k): v.numpy().copy() for i, e in sd["state"].items() for k, v in e.items()
+              if isinstance(v, tl.Tensor)}
     _train(model, opt, seed=1, steps=1)
     for (i, k), value in before.items():
         np.testing.assert_array_equal(sd["state"][i][k].numpy(), value)
@@ -195,6 +202,20 @@ def test_malformed_state_dicts_raise_value_error_naming_the_key(sd, message):
         opt.load_state_dict(sd)
 
 
+def test_nadams_mu_product_is_a_number_and_loads_from_pytorchs_0d_tensor():
+    p = nn.Parameter(tl.zeros(2))
+    opt = optim.NAdam([p])
+    p.grad = tl.ones(2)
+    opt.step()
+    sd = opt.state_dict()
+    assert isinstance(sd["state"][0]["mu_product"], float) and 0 < sd["state"][0]["mu_product"] < 1
+    sd["state"][0]["mu_product"] = np.array(sd["state"][0]["mu_product"], dtype=np.float32)
+    optim.NAdam([p]).load_state_dict(sd)
+    sd["state"][0]["mu_product"] = "0.9"
+    with pytest.raises(ValueError, match=r"state\[0\]\['mu_product'\].*must be a finite number"):
+        optim.NAdam([p]).load_state_dict(sd)
+
+
 def test_malformed_step_counter():
     p = nn.Parameter(tl.zeros(2))
     good = {"step": 1, "exp_avg": np.zeros(2), "exp_avg_sq": np.zeros(2)}
@@ -219,6 +240,11 @@ BAD_HYPERPARAMETERS = [
     (optim.Adagrad, dict(weight_decay=-0.1), "Invalid weight_decay value: -0.1"),
     (optim.Adagrad, dict(initial_accumulator_value=-1.0), "Invalid initial_accumulator_value value: -1.0"),
     (optim.Adagrad, dict(eps=-1.0), "Invalid epsilon value: -1.0"),
+    (optim.Adadelta, dict(rho=1.5), "Invalid rho value: 1.5"),
+    (optim.Adadelta, dict(lr=-0.5), "Invalid learning rate: -0.5"),
+    (optim.Adamax, dict(betas=(1.0, 0.9)), "Invalid beta parameter at index 0: 1.0"),
+    (optim.NAdam, dict(momentum_decay=-1.0), "Invalid momentum_decay value: -1.0"),
+    (optim.RAdam, dict(eps=-1.0), "Invalid epsilon value: -1.0"),
     (optim.SGD, dict(lr=-1), "Invalid learning rate: -1"),
     (optim.Adam, dict(betas=(0.9, 1.0)), "Invalid beta parameter at index 1: 1.0"),
     (optim.Adam, dict(lr=float("nan")), "Invalid learning rate: nan"),
@@ -250,6 +276,10 @@ FLAGS = {
     optim.AdamW: ("foreach", "capturable", "differentiable", "fused"),
     optim.RMSprop: ("foreach", "capturable", "differentiable"),
     optim.Adagrad: ("foreach", "differentiable", "fused"),
+    optim.Adadelta: ("foreach", "capturable", "differentiable"),
+    optim.Adamax: ("foreach", "capturable", "differentiable"),
+    optim.NAdam: ("foreach", "capturable", "differentiable"),
+    optim.RAdam: ("foreach", "capturable", "differentiable"),
 }
 
 

@@ -19,7 +19,7 @@ from tinygrad_lm import nn, optim
 
 torch = pytest.importorskip("torch")
 
-STEPS = 8
+STEPS = 12
 SHAPES = [(3, 4), (4,)]
 
 
@@ -41,6 +41,14 @@ RMSPROP_COMBOS = _combos(alpha=[0.99, 0.3], weight_decay=[0.0, 0.1], momentum=[0
 ADAGRAD_COMBOS = _combos(lr_decay=[0.0, 0.1], weight_decay=[0.0, 0.1], initial_accumulator_value=[0.0, 0.5],
                          eps=[1e-10, 1e-3], maximize=[False, True])
 
+ADADELTA_COMBOS = _combos(rho=[0.9, 0.3], eps=[1e-6, 1e-3], weight_decay=[0.0, 0.1], maximize=[False, True])
+ADAMAX_COMBOS = _combos(betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0.0, 0.1], maximize=[False, True])
+NADAM_COMBOS = _combos(betas=[(0.9, 0.999), (0.3, 0.9)], weight_decay=[0.0, 0.1], momentum_decay=[4e-3, 0.1],
+                       decoupled_weight_decay=[False, True], maximize=[False, True])
+# (beta2 = 0.99 makes rho_t pass 5 at step 7: both branches of the rectification run)
+RADAM_COMBOS = _combos(betas=[(0.9, 0.999), (0.3, 0.99)], weight_decay=[0.0, 0.1],
+                       decoupled_weight_decay=[False, True], maximize=[False, True])
+
 # (optimizer, its options for the first group, what the second group overrides)
 CASES = (
     [("SGD", dict(lr=0.05, **kw), dict(lr=0.02, maximize=not kw["maximize"])) for kw in SGD_COMBOS]
@@ -53,7 +61,20 @@ CASES = (
     # second group does not override it here; test_optim_state.py checks a group's own value)
     + [("Adagrad", dict(lr=0.1, **kw), dict(lr=0.05, lr_decay=0.5, maximize=not kw["maximize"]))
        for kw in ADAGRAD_COMBOS]
+    + [("Adadelta", dict(lr=0.5, **kw), dict(lr=1.0, rho=0.5)) for kw in ADADELTA_COMBOS]
+    + [("Adamax", dict(lr=0.01, **kw), dict(lr=0.03, eps=1e-3)) for kw in ADAMAX_COMBOS]
+    + [("NAdam", dict(lr=0.01, **kw), dict(momentum_decay=0.5, maximize=not kw["maximize"])) for kw in NADAM_COMBOS]
+    + [("RAdam", dict(lr=0.01, **kw), dict(betas=(0.5, 0.95), weight_decay=0.2)) for kw in RADAM_COMBOS]
 )
+
+
+@pytest.fixture(autouse=True)
+def _torch_float64_scalars():
+    """PyTorch keeps NAdam's ``mu_product`` (and the step counters) in the default dtype: float64 here, as ours."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
 
 
 def _case_id(case):
@@ -144,7 +165,10 @@ def test_adagrad_matches_pytorch_for_any_hyperparameters(seed, lr, lr_decay, wei
     _assert_same(*_run_both("Adagrad", kw, dict(lr_decay=lr_decay / 2), seed=seed))
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+EVERY_NAME = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam"]
+
+
+@pytest.mark.parametrize("name", EVERY_NAME)
 def test_defaults_and_state_dict_before_any_step_match_pytorch(name):
     p, q = nn.Parameter(tl.zeros(3, dtype=tl.float64)), torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
     opt, topt = getattr(optim, name)([p]), getattr(torch.optim, name)([q])
@@ -154,7 +178,7 @@ def test_defaults_and_state_dict_before_any_step_match_pytorch(name):
     assert {i: set(e) for i, e in sd["state"].items()} == {i: set(e) for i, e in tsd["state"].items()}
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+@pytest.mark.parametrize("name", EVERY_NAME)
 def test_named_parameters_as_pytorch(name):
     ours = nn.Linear(3, 2)
     theirs = torch.nn.Linear(3, 2)

@@ -54,18 +54,7 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        if not group["lr"] >= 0.0:
-            raise ValueError(f"Invalid learning rate: {group['lr']} (must be >= 0)")
-        if not group["eps"] >= 0.0:
-            raise ValueError(f"Invalid epsilon value: {group['eps']} (must be >= 0)")
-        betas = group["betas"]
-        if len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        for i, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {beta} (must be in [0, 1))")
-        if not group["weight_decay"] >= 0.0:
-            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']} (must be >= 0)")
+        check_adam_group(group)
 
     def _update(self, p: Tensor, grad: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
         xp = p.xp
@@ -111,6 +100,22 @@ class Adam(Optimizer):
         update = xp.divide(m, denom, out=scratch)
         update *= lr / bias_correction1
         p.array -= update
+
+
+def check_adam_group(group: dict[str, Any]) -> None:
+    """The checks every Adam-like optimizer makes, with PyTorch's messages: lr, eps, betas, weight_decay."""
+    if not group["lr"] >= 0.0:
+        raise ValueError(f"Invalid learning rate: {group['lr']} (must be >= 0)")
+    if not group["eps"] >= 0.0:
+        raise ValueError(f"Invalid epsilon value: {group['eps']} (must be >= 0)")
+    betas = group["betas"]
+    if len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    for i, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {beta} (must be in [0, 1))")
+    if not group["weight_decay"] >= 0.0:
+        raise ValueError(f"Invalid weight_decay value: {group['weight_decay']} (must be >= 0)")
 
 
 class AdamW(Adam):

@@ -34,7 +34,8 @@ _IMPLEMENTATION_FLAGS: dict[str, tuple[Any, ...]] = {
     "capturable": (False,),
     "differentiable": (False,),
 }
-_NUMBERS = ("lr", "momentum", "dampening", "weight_decay", "eps", "alpha", "lr_decay", "initial_accumulator_value")
+_NUMBERS = ("lr", "momentum", "dampening", "weight_decay", "eps", "alpha", "lr_decay", "initial_accumulator_value",
+            "rho", "momentum_decay")
 _SWITCHES = ("nesterov", "maximize", "amsgrad", "centered", "decoupled_weight_decay")
 
 
@@ -42,7 +43,8 @@ class Optimizer:
     """Base class of all optimizers: ``Optimizer(params, defaults)``.
 
     Subclasses name the per-parameter state they keep: ``_state_buffers`` (arrays shaped like the
-    parameter), ``_state_scalars`` (numbers such as ``step``) and, of those, ``_required_state``
+    parameter), ``_state_scalars`` (numbers: the count ``step``, NAdam's ``mu_product``) and, of those,
+    ``_required_state``
     (what a non-empty state must hold); ``load_state_dict`` checks a saved state against them.
     An optimizer written PyTorch's way (a subclass with its own ``step``) declares nothing, and its
     state loads as PyTorch loads it: arrays as Tensors on the parameter's device, floating ones in its dtype.
@@ -271,7 +273,7 @@ class Optimizer:
             if self._state_buffers is None:
                 restored[name] = _restore_any(value, p, name)
             elif name in self._state_scalars:
-                restored[name] = _restore_scalar(value, where)
+                restored[name] = _restore_scalar(value, where, whole=name == "step")
             elif name in self._state_buffers and value is None:
                 continue  # PyTorch's SGD once saved ``momentum_buffer: None`` for "not made yet"
             elif name in self._state_buffers:
@@ -325,8 +327,9 @@ def _is_index(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 0
 
 
-def _restore_scalar(value: Any, where: str) -> Any:
-    """A saved counter such as ``step``: an integer-valued number (PyTorch saves it as a 0-d float tensor)."""
+def _restore_scalar(value: Any, where: str, whole: bool) -> Any:
+    """A saved number such as ``step`` (``whole``: a count) or NAdam's ``mu_product``; PyTorch saves them as
+    0-d float tensors."""
     if isinstance(value, Tensor):
         value = value.array
     if backend.is_backend_array(value) or hasattr(value, "__array__"):
@@ -334,6 +337,10 @@ def _restore_scalar(value: Any, where: str) -> Any:
         if host.size != 1:
             raise ValueError(f"{where} must be a number, got an array of shape {tuple(host.shape)}")
         value = host.reshape(()).item()
+    if not whole:
+        if not _is_number(value) or not math.isfinite(value):
+            raise ValueError(f"{where} must be a finite number, got {value!r}")
+        return float(value)
     if not _is_number(value) or not math.isfinite(value) or value < 0 or value != int(value):
         raise ValueError(f"{where} must be a non-negative whole number, got {value!r}")
     return int(value)
@@ -382,3 +389,16 @@ def _is_number(value: Any) -> bool:
     if isinstance(value, Tensor):
         return value.numel() == 1
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def lerp_(xp: Any, start: Any, end: Any, weight: float, scratch: Any) -> None:
+    """``start += weight * (end - start)`` in place (``scratch``: an array of the same shape to use), rounded as
+    PyTorch's ``lerp_``: for ``weight >= 0.5`` it computes ``end - (end - start) * (1 - weight)``, so that
+    ``weight = 1`` gives ``end`` exactly."""
+    xp.subtract(end, start, out=scratch)
+    if weight < 0.5:
+        scratch *= weight
+        start += scratch
+    else:
+        scratch *= 1.0 - weight
+        xp.subtract(end, scratch, out=start)

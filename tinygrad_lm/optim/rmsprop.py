@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..tensor import Tensor
-from .optimizer import Optimizer
+from .optimizer import Optimizer, lerp_
 
 
 class RMSprop(Optimizer):
@@ -84,16 +84,7 @@ class RMSprop(Optimizer):
             grad_avg = state.get("grad_avg")
             if grad_avg is None:
                 grad_avg = state["grad_avg"] = xp.zeros_like(p.array)
-            # a = a + w (g - a) with w = 1 - alpha, written as PyTorch's lerp: for w >= 0.5 as g - (g - a)(1 - w),
-            # so that alpha = 0 gives a = g exactly and v - a^2 = 0, not a rounding error below 0 (sqrt: NaN)
-            weight = 1.0 - alpha
-            xp.subtract(g, grad_avg, out=scratch)
-            if weight < 0.5:
-                scratch *= weight
-                grad_avg += scratch
-            else:
-                scratch *= 1.0 - weight
-                xp.subtract(g, scratch, out=grad_avg)
+            lerp_(xp, grad_avg, g, 1.0 - alpha, scratch)  # (alpha = 0: a = g exactly, and v - a^2 = 0 below)
             xp.multiply(grad_avg, grad_avg, out=scratch)
             xp.subtract(square_avg, scratch, out=scratch)
             # v - a^2 >= 0 in exact arithmetic (an average of squares is at least the square of the average);
