@@ -179,6 +179,15 @@ def test_a_rank_that_raises_ends_the_job():
 
 
 @needs_mpi
+def test_an_error_caught_on_one_rank_still_ends_the_job():
+    proc, seconds = run_ranks("faults.py", "caught")
+    assert proc.returncode != 0, proc.stdout
+    assert "rank 0 got: bad settings" in proc.stdout, proc.stdout
+    assert "rank 1 fails inside the command" in proc.stderr and "aborting the job" in proc.stderr, proc.stderr
+    assert seconds < 30
+
+
+@needs_mpi
 def test_uneven_data_times_out_instead_of_hanging():
     proc, seconds = run_ranks("faults.py", "uneven")
     assert proc.returncode != 0, proc.stdout

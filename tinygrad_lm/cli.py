@@ -511,7 +511,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if nproc > 1 and data_parallel.launched_world_size() <= 1:  # start the ranks; this process only waits
             argv = getattr(args, "argv", sys.argv[1:])
             return data_parallel.relaunch(nproc, data_parallel.without_option(argv, "--nproc"))
-    with contextlib.ExitStack() as held:  # the run directory stays locked until the command ends
+    # the run directory stays locked until the command ends; an error on one rank ends every rank
+    with contextlib.ExitStack() as held, data_parallel.abort_on_error():
         return _train(args, held)
 
 

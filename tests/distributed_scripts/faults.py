@@ -5,6 +5,8 @@
 - ``mismatch``: rank 1's model has another shape: DDP's constructor raises on every rank, naming it.
 - ``unused``: a parameter without a gradient is an error naming it; with ``find_unused_parameters``
   it counts as zero (its ``.grad`` stays None where no rank used it).
+- ``caught``: inside ``abort_on_error`` (the command line), an error on one rank aborts the job even
+  when it is caught and turned into an exit status; one raised on every rank alike does not.
 """
 from __future__ import annotations
 
@@ -86,5 +88,30 @@ def case_unused() -> None:
         print("unused OK", flush=True)
 
 
+def case_caught() -> None:
+    """As the command line does: errors are caught and turned into an exit status."""
+    from tinygrad_lm.distributed.data_parallel import abort_on_error, share_from_main
+
+    dist.init_process_group("mpi")
+    rank = dist.get_rank()
+
+    def bad_settings() -> None:
+        raise ValueError("bad settings")
+
+    try:
+        with abort_on_error():
+            share_from_main(bad_settings)  # raised on every rank alike: no abort, every rank handles it
+    except ValueError as err:
+        print(f"rank {rank} got: {err}", flush=True)
+    try:
+        with abort_on_error():
+            if rank == 1:
+                raise RuntimeError("rank 1 fails inside the command")
+            dist.all_reduce(tl.ones(2))  # rank 1 never joins
+    except RuntimeError:
+        sys.exit(1)  # without the abort, rank 0 would wait for rank 1 until the timeout
+
+
 if __name__ == "__main__":
-    {"raise": case_raise, "uneven": case_uneven, "mismatch": case_mismatch, "unused": case_unused}[sys.argv[1]]()
+    {"raise": case_raise, "uneven": case_uneven, "mismatch": case_mismatch, "unused": case_unused,
+     "caught": case_caught}[sys.argv[1]]()

@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -203,8 +203,24 @@ def share_from_main(fn: Callable[[], Any]) -> Any:
     broadcast_object_list(box, src=0)
     kind, value = box[0]
     if kind == "error":
+        value.on_every_rank = True  # see abort_on_error
         raise value
     return value
+
+
+@contextlib.contextmanager
+def abort_on_error() -> Iterator[None]:
+    """An exception that leaves the block on one rank of a job ends the whole job (MPI abort, non-zero exit)
+    instead of leaving the other ranks waiting for this one; an error raised on every rank alike passes."""
+    try:
+        yield
+    except BaseException as err:
+        clean_exit = isinstance(err, SystemExit) and not err.code
+        if is_initialized() and get_world_size() > 1 and not clean_exit and not getattr(err, "on_every_rank", False):
+            from . import _abort_on_uncaught
+
+            _abort_on_uncaught(type(err), err, err.__traceback__)
+        raise
 
 
 def set_up_on_main(setup: Callable[[], tuple[Any, ...]], shared: int, size: int) -> tuple[Any, ...]:
