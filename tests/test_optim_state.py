@@ -439,3 +439,23 @@ def test_zeroing_a_gradient_in_place_counts_as_a_change_and_leaves_its_graph():
     version = p.grad._version
     opt.zero_grad(set_to_none=False)
     assert p.grad.grad_fn is None and p.grad.tolist() == [0.0, 0.0] and p.grad._version > version
+
+
+@pytest.mark.parametrize("opt_cls, kw", EVERY_OPTIMIZER, ids=IDS)
+def test_float32_stays_float32_in_place_on_every_backend(device, opt_cls, kw):
+    rng = np.random.default_rng(0)
+    p = nn.Parameter(tl.tensor(rng.standard_normal((3, 4)).astype(np.float32), device=device))
+    q = nn.Parameter(tl.tensor(p.detach().numpy().astype(np.float64), device=device))
+    array = p.array
+    opt, opt64 = opt_cls([p], **kw), opt_cls([q], **kw)
+    for _ in range(4):
+        g = rng.standard_normal((3, 4))
+        p.grad = tl.tensor(g.astype(np.float32), device=device)
+        q.grad = tl.tensor(g, device=device)
+        opt.step()
+        opt64.step()
+    assert p.array is array and p.dtype == np.float32
+    for name, value in opt.state[p].items():
+        if backend.is_backend_array(value):
+            assert value.dtype == np.float32 and backend.device_of(value) == p.device, name
+    np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-4, atol=1e-5)

@@ -168,6 +168,27 @@ def test_adagrad_matches_pytorch_for_any_hyperparameters(seed, lr, lr_decay, wei
 EVERY_NAME = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam"]
 
 
+@given(seed=st.integers(0, 2**16), name=st.sampled_from(["Adamax", "NAdam", "RAdam"]), lr=st.floats(1e-4, 0.1),
+       beta1=st.floats(0.0, 0.99), beta2=st.floats(0.0, 0.9999), eps=st.floats(1e-10, 1e-2),
+       weight_decay=st.floats(0.0, 0.5), decoupled=st.booleans(), maximize=st.booleans(),
+       momentum_decay=st.floats(0.0, 1.0))
+def test_adam_variants_match_pytorch_for_any_hyperparameters(seed, name, lr, beta1, beta2, eps, weight_decay, decoupled,
+                                                             maximize, momentum_decay):
+    kw = dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, maximize=maximize)
+    if name != "Adamax":
+        kw["decoupled_weight_decay"] = decoupled
+    if name == "NAdam":
+        kw["momentum_decay"] = momentum_decay
+    _assert_same(*_run_both(name, kw, dict(lr=lr / 3), seed=seed))
+
+
+@given(seed=st.integers(0, 2**16), lr=st.floats(1e-3, 2.0), rho=st.floats(0.0, 1.0), eps=st.floats(1e-8, 1e-2),
+       weight_decay=st.floats(0.0, 0.5), maximize=st.booleans())
+def test_adadelta_matches_pytorch_for_any_hyperparameters(seed, lr, rho, eps, weight_decay, maximize):
+    kw = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+    _assert_same(*_run_both("Adadelta", kw, dict(rho=rho / 2), seed=seed))
+
+
 @pytest.mark.parametrize("name", EVERY_NAME)
 def test_defaults_and_state_dict_before_any_step_match_pytorch(name):
     p, q = nn.Parameter(tl.zeros(3, dtype=tl.float64)), torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
