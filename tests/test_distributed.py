@@ -105,6 +105,21 @@ def test_queue_callback_runs_after_backward_and_not_after_an_error():
     assert ("final", 9.0) not in order and not any(isinstance(o, tuple) for o in order)
 
 
+def test_removing_the_last_hook_leaves_backward_as_without_hooks():
+    before = len(autograd._post_accumulate_grad_hooks)
+    w = nn.Parameter(tl.ones(2))
+    handles = [w.register_post_accumulate_grad_hook(lambda p: None) for _ in range(2)]
+    handles[0].remove()
+    assert len(autograd._post_accumulate_grad_hooks) == before + 1
+    handles[1].remove()
+    handles[1].remove()  # twice is harmless
+    assert len(autograd._post_accumulate_grad_hooks) == before
+    seen = []
+    w.register_post_accumulate_grad_hook(seen.append)  # registering again works
+    (w * 2).sum().backward()
+    assert seen == [w]
+
+
 def test_hooks_are_dropped_with_their_tensor():
     before = len(autograd._post_accumulate_grad_hooks)
     w = nn.Parameter(tl.ones(2))

@@ -526,13 +526,17 @@ class RemovableHandle:
 
     _next_id = 0
 
-    def __init__(self, hooks: dict[int, Any]) -> None:
+    def __init__(self, hooks: dict[int, Any], key: int | None = None) -> None:
         self.id = RemovableHandle._next_id
         RemovableHandle._next_id += 1
         self._hooks = hooks
+        self._key = key  # the tensor's entry in the registry, dropped with its last hook
 
     def remove(self) -> None:
         self._hooks.pop(self.id, None)
+        entry = _post_accumulate_grad_hooks.get(self._key) if self._key is not None else None
+        if not self._hooks and entry is not None and entry[1] is self._hooks:
+            del _post_accumulate_grad_hooks[self._key]  # no hook left: backward skips the search again
 
 
 def register_post_accumulate_grad_hook(tensor: Any, hook: Callable[[Any], None]) -> RemovableHandle:
@@ -543,12 +547,12 @@ def register_post_accumulate_grad_hook(tensor: Any, hook: Callable[[Any], None])
     entry = _post_accumulate_grad_hooks.get(key)
     if entry is None or entry[0]() is not tensor:
 
-        def forget(_: Any, key: int = key) -> None:
-            _post_accumulate_grad_hooks.pop(key, None)
+        def forget(_: Any, key: int = key, registry: dict[int, Any] = _post_accumulate_grad_hooks) -> None:
+            registry.pop(key, None)  # (the registry itself: at exit, module globals may already be None)
 
         entry = (weakref.ref(tensor, forget), {})
         _post_accumulate_grad_hooks[key] = entry
-    handle = RemovableHandle(entry[1])
+    handle = RemovableHandle(entry[1], key)
     entry[1][handle.id] = hook
     return handle
 
