@@ -809,7 +809,9 @@ class ReduceLROnPlateau(LRScheduler):
         try:
             current = float(metrics)
         except (TypeError, ValueError):
-            raise TypeError(f"ReduceLROnPlateau.step(metrics) needs a number, got {type(metrics).__name__}") from None
+            shape = f" of shape {tuple(metrics.shape)}" if hasattr(metrics, "shape") else ""
+            raise TypeError(f"ReduceLROnPlateau.step(metrics) needs a number (or a one-element Tensor), "
+                            f"got {type(metrics).__name__}{shape}") from None
         if epoch is None:
             epoch = self.last_epoch + 1
         else:
