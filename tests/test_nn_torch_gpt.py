@@ -20,7 +20,10 @@ import tinygrad_lm as tl
 import tinygrad_lm.nn  # noqa: F401  (tl.nn and tl.optim: the package does not import them itself yet)
 import tinygrad_lm.optim  # noqa: F401
 
-torch = pytest.importorskip("torch")
+try:
+    import torch
+except ImportError:  # the tinygrad_lm half of the program still runs
+    torch = None
 
 TORCH_IMPORTS = """import torch
 import torch.nn as nn
@@ -208,6 +211,7 @@ def _build(flash: bool, bias: bool):
     return ours, theirs
 
 
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
 @pytest.mark.parametrize("flash", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 def test_gpt_program_matches_torch(flash, bias):
