@@ -236,8 +236,13 @@ class Tensor:
     def tolist(self) -> Any:
         return backend.to_host(self.array).tolist()
 
-    def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Tensor:
-        """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``: differentiable copy (no copy if nothing changes)."""
+    def to(self, *args: Any, dtype: Any = None, device: Any = None, non_blocking: _bool = False, copy: _bool = False,
+           memory_format: Any = None) -> Tensor:
+        """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``: differentiable copy (no copy if nothing changes,
+        unless ``copy=True``)."""
+        _check_memory_format("to", memory_format)
+        if copy:
+            return self.to(*args, dtype=dtype, device=device).clone()
         for a in args:
             if isinstance(a, str) and (a.startswith("cpu") or a.startswith("cuda")):
                 device = a
@@ -692,10 +697,10 @@ class Tensor:
         return Tensor._wrap(self.xp.isfinite(self.array), self.device)
 
     def isposinf(self) -> Tensor:
-        return Tensor._wrap(self.xp.isposinf(self.array), self.device)
+        return Tensor._wrap(self.array == float("inf"), self.device)
 
     def isneginf(self) -> Tensor:
-        return Tensor._wrap(self.xp.isneginf(self.array), self.device)
+        return Tensor._wrap(self.array == -float("inf"), self.device)
 
     def logical_not(self) -> Tensor:
         return Tensor._wrap(self.xp.logical_not(self.array), self.device)
@@ -821,6 +826,36 @@ class Tensor:
         from . import random
 
         return random.normal_(self, mean, std, generator=generator)
+
+    def exponential_(self, lambd: Any = 1.0, *, generator: Any = None) -> Tensor:
+        from . import random
+
+        return random.exponential_(self, lambd, generator=generator)
+
+    def log_normal_(self, mean: Any = 1.0, std: Any = 2.0, *, generator: Any = None) -> Tensor:
+        from . import random
+
+        return random.log_normal_(self, mean, std, generator=generator)
+
+    def cauchy_(self, median: Any = 0.0, sigma: Any = 1.0, *, generator: Any = None) -> Tensor:
+        from . import random
+
+        return random.cauchy_(self, median, sigma, generator=generator)
+
+    def geometric_(self, p: Any, *, generator: Any = None) -> Tensor:
+        from . import random
+
+        return random.geometric_(self, p, generator=generator)
+
+    def bernoulli_(self, p: Any = 0.5, *, generator: Any = None) -> Tensor:
+        from . import random
+
+        return random.bernoulli_(self, p, generator=generator)
+
+    def random_(self, *args: Any, generator: Any = None) -> Tensor:
+        from . import random
+
+        return random.random_(self, *args, generator=generator)
 
     def multinomial(self, num_samples: _int, replacement: _bool = False, *, generator: Any = None) -> Tensor:
         from . import random
@@ -1102,10 +1137,12 @@ class Tensor:
 
     view = reshape
 
-    def contiguous(self) -> Tensor:
+    def contiguous(self, memory_format: Any = None) -> Tensor:
+        _check_memory_format("contiguous", memory_format)
         return self
 
-    def clone(self) -> Tensor:
+    def clone(self, *, memory_format: Any = None) -> Tensor:
+        _check_memory_format("clone", memory_format)
         return _ops.Clone.apply(self)
 
     def transpose(self, dim0: _int, dim1: _int) -> Tensor:
@@ -1344,7 +1381,7 @@ class Tensor:
                                f"got shape {tuple(counts.shape)}")
         if bool((counts < 0).any()):
             raise RuntimeError("repeat_interleave: repeats can not be negative")
-        index = xp.repeat(xp.arange(n), counts)
+        index = xp.repeat(xp.arange(n), counts.tolist() if counts.ndim else int(counts))  # (CuPy takes no array)
         return x[(slice(None),) * d + (index,)]
 
     def unbind(self, dim: _int = 0) -> tuple[Tensor, ...]:
@@ -1577,6 +1614,11 @@ _new = object.__new__
 
 
 # ---------------------------------------------------------------------- in-place helpers
+def _check_memory_format(name: str, memory_format: Any) -> None:
+    if memory_format is not None and memory_format not in ("contiguous_format", "preserve_format"):
+        raise ValueError(f"{name}: memory_format={memory_format} is not supported (tensors are always contiguous)")
+
+
 def _alive_other(ref: Any, t: Tensor) -> bool:
     other = ref()
     return other is not None and other is not t
