@@ -3,9 +3,11 @@
 ``PROGRAM`` below is plain PyTorch code (custom LayerNorm with an optional bias, causal self-attention
 by hand with ``masked_fill`` + softmax or through ``F.scaled_dot_product_attention``, an MLP with GELU,
 weight tying, ``model.apply(self._init_weights)`` with ``isinstance`` checks and ``torch.nn.init``,
-parameter groups by ``p.dim() >= 2`` for AdamW). It is executed twice: as written, and with its
+parameter groups by ``p.dim() >= 2`` for AdamW, ``generate`` under ``@torch.no_grad()`` with
+``torch.topk`` and ``torch.multinomial``). It is executed twice: as written, and with its
 three import lines swapped for tinygrad_lm's. After loading PyTorch's state_dict, the two models
-must agree in float64 on logits, loss, every parameter gradient and a few AdamW steps.
+must agree in float64 on logits, loss, every parameter gradient, a few AdamW steps and greedy
+(top_k=1) generation.
 '''
 from __future__ import annotations
 
@@ -17,8 +19,6 @@ import numpy as np
 import pytest
 
 import tinygrad_lm as tl
-import tinygrad_lm.nn  # noqa: F401  (tl.nn and tl.optim: the package does not import them itself yet)
-import tinygrad_lm.optim  # noqa: F401
 
 try:
     import torch
@@ -64,8 +64,8 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.flash = config.flash and hasattr(torch.nn.functional, "scaled_dot_product_attention")
         if not self.flash:
-            mask = torch.ones(config.block_size, config.block_size).tril()
-            self.register_buffer("bias", mask.view(1, 1, config.block_size, config.block_size))
+            self.register_buffer("bias", torch.tril(torch.ones(config.block_size, config.block_size))
+                                 .view(1, 1, config.block_size, config.block_size))
 
     def forward(self, x):
         B, T, C = x.size()
@@ -176,6 +176,20 @@ class GPT(nn.Module):
             loss = None
         return logits, loss
 
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+        for _ in range(max_new_tokens):
+            idx_cond = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size:]
+            logits, _ = self(idx_cond)
+            logits = logits[:, -1, :] / temperature
+            if top_k is not None:
+                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                logits[logits < v[:, [-1]]] = -float("Inf")
+            probs = F.softmax(logits, dim=-1)
+            idx_next = torch.multinomial(probs, num_samples=1)
+            idx = torch.cat((idx, idx_next), dim=1)
+        return idx
+
     def configure_optimizers(self, weight_decay, learning_rate, betas):
         param_dict = {pn: p for pn, p in self.named_parameters()}
         param_dict = {pn: p for pn, p in param_dict.items() if p.requires_grad}
@@ -256,6 +270,11 @@ def test_gpt_program_matches_torch(flash, bias):
         )
     logits, loss = ours(tl.tensor(idx))
     assert loss is None and logits.shape == (3, 1, 11)
+    # generation with top_k=1 is greedy, so both frameworks must pick the same tokens (past block_size too)
+    out = ours.generate(tl.tensor(idx[:, :3]), max_new_tokens=7, temperature=0.8, top_k=1)
+    ref = theirs.generate(torch.tensor(idx[:, :3]), max_new_tokens=7, temperature=0.8, top_k=1)
+    assert out.shape == (3, 10) and not out.requires_grad
+    np.testing.assert_array_equal(out.numpy(), ref.numpy())
 
 
 def test_gpt_program_init_follows_the_program():
