@@ -897,8 +897,11 @@ class Tensor:
         return self
 
     # ------------------------------------------------------------------ reductions
-    def sum(self, dim: Any = None, keepdim: _bool = False) -> Tensor:
-        return _ops.Sum.apply(self, axis=_axes(dim, self.ndim), keepdims=keepdim)
+    def sum(self, dim: Any = None, keepdim: _bool = False, *, dtype: Any = None) -> Tensor:
+        x = self if dtype is None else self.to(dtype)
+        if dtype is None and x.array.dtype.kind in "bi" and x.array.dtype.itemsize < 8:
+            x = x.long()  # as PyTorch: integer and bool sums are int64
+        return _ops.Sum.apply(x, axis=_axes(dim, self.ndim), keepdims=keepdim)
 
     def mean(self, dim: Any = None, keepdim: _bool = False, *, dtype: Any = None) -> Tensor:
         x = self if dtype is None else self.to(dtype)
