@@ -369,7 +369,11 @@ def test_ctrl_c_on_the_launcher_saves_once_and_exits(tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # mpiexec takes its ranks down with it
         out, err = proc.communicate(timeout=30)
+        pytest.fail(f"the job did not stop within 60 s of Ctrl-C:\n{out}\n{err}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

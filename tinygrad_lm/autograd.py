@@ -534,9 +534,11 @@ class RemovableHandle:
 
     def remove(self) -> None:
         self._hooks.pop(self.id, None)
-        entry = _post_accumulate_grad_hooks.get(self._key) if self._key is not None else None
-        if not self._hooks and entry is not None and entry[1] is self._hooks:
-            del _post_accumulate_grad_hooks[self._key]  # no hook left: backward skips the search again
+        key = self._key
+        if key is not None and not self._hooks:
+            entry = _post_accumulate_grad_hooks.get(key)
+            if entry is not None and entry[1] is self._hooks:
+                del _post_accumulate_grad_hooks[key]  # no hook left: backward skips the search again
 
 
 def register_post_accumulate_grad_hook(tensor: Any, hook: Callable[[Any], None]) -> RemovableHandle:

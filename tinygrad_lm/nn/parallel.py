@@ -61,18 +61,27 @@ class DistributedDataParallel(Module):
     has the same names, shapes and dtypes). ``forward`` calls ``module``. Inside ``no_sync()``
     gradients only accumulate locally. A parameter that got no gradient in a backward is an
     error naming it, unless ``find_unused_parameters=True``: it then counts as a zero gradient.
-    ``device_ids``, ``output_device``, ``dim``, ``check_reduction``, ``static_graph`` and
-    ``gradient_as_bucket_view`` are accepted for PyTorch's signature; with
-    ``gradient_as_bucket_view=True`` each ``.grad`` after the reduction is a view of its bucket.
+    ``init_sync=False`` skips the broadcast (the check stays). ``device_ids``, ``output_device``,
+    ``dim``, ``check_reduction``, ``static_graph`` and ``skip_all_reduce_unused_params`` are
+    accepted for PyTorch's signature and change nothing here; with ``gradient_as_bucket_view=True``
+    each ``.grad`` after the reduction is a view of its bucket (no copy).
     """
 
     def __init__(self, module: Module, device_ids: Any = None, output_device: Any = None, dim: int = 0,
-                 broadcast_buffers: bool = True, process_group: Any = None, bucket_cap_mb: float | None = None,
-                 find_unused_parameters: bool = False, check_reduction: bool = False,
-                 gradient_as_bucket_view: bool = False, static_graph: bool = False, **kwargs: Any) -> None:
+                 broadcast_buffers: bool = True, init_sync: bool = True, process_group: Any = None,
+                 bucket_cap_mb: float | None = None, find_unused_parameters: bool = False,
+                 check_reduction: bool = False, gradient_as_bucket_view: bool = False, static_graph: bool = False,
+                 delay_all_reduce_named_params: Any = None, param_to_hook_all_reduce: Any = None,
+                 mixed_precision: Any = None, device_mesh: Any = None,
+                 skip_all_reduce_unused_params: bool = False) -> None:
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel wraps an nn.Module, got {type(module).__name__}")
+        for name, value in (("delay_all_reduce_named_params", delay_all_reduce_named_params),
+                            ("param_to_hook_all_reduce", param_to_hook_all_reduce),
+                            ("mixed_precision", mixed_precision), ("device_mesh", device_mesh)):
+            if value is not None:
+                raise NotImplementedError(f"DistributedDataParallel: {name} is not supported")
         self.process_group = dist._get(process_group)
         self.module = module
         self.broadcast_buffers = broadcast_buffers
@@ -87,13 +96,13 @@ class DistributedDataParallel(Module):
             raise RuntimeError("DistributedDataParallel is not needed when a module has no parameter that "
                                "requires a gradient")
         self._check_same_model(module)
-        self._sync_from_rank0(module)
+        if init_sync:
+            self._sync_from_rank0(module)
         self._buckets = self._make_buckets(named)
         self._where: dict[int, tuple[_Bucket, int]] = {}
         for b in self._buckets:
             for i, p in enumerate(b.params):
                 self._where[id(p)] = (b, i)
-        self._named = named
         self._expect_hooks = False  # set by a forward that will be followed by a synchronising backward
         self._callback_queued = False
         self._next_bucket = 0
@@ -101,6 +110,10 @@ class DistributedDataParallel(Module):
         self.last_wait_seconds = 0.0  # time the last backward spent waiting for communication at its end
         ref = weakref.ref(self)
         self._handles = [p.register_post_accumulate_grad_hook(_hook(ref)) for _, p in named]
+
+    def __del__(self) -> None:
+        for handle in self.__dict__.get("_handles", ()):  # the parameters outlive their wrapper
+            handle.remove()
 
     # ------------------------------------------------------------------ construction
     def _check_same_model(self, module: Module) -> None:
