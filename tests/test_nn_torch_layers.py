@@ -27,6 +27,15 @@ UNARY = {
     "mish": (lambda x: F.mish(x), []),
     "leaky_relu": (lambda x: F.leaky_relu(x, 0.2), [0.0]),
     "elu": (lambda x: F.elu(x, alpha=1.3), [0.0]),
+    "hardtanh": (lambda x: F.hardtanh(x, -0.5, 2.0), [-0.5, 2.0]),
+    "relu6": (lambda x: F.relu6(x * 3), [0.0, 2.0]),
+    "hardsigmoid": (lambda x: F.hardsigmoid(x), [-3.0, 3.0]),
+    "hardswish": (lambda x: F.hardswish(x), [-3.0, 3.0]),
+    "selu": (lambda x: F.selu(x), [0.0]),
+    "celu": (lambda x: F.celu(x, alpha=0.7), [0.0]),
+    "softsign": (lambda x: F.softsign(x), [0.0]),
+    "tanhshrink": (lambda x: F.tanhshrink(x), []),
+    "threshold": (lambda x: F.threshold(x, 0.5, -2.0), [0.5]),
 }
 
 
@@ -48,6 +57,26 @@ def test_glu_gradcheck(device, data, dim):
 def test_normalize_gradcheck(device, data, p):
     x = data.draw(arrays_avoiding((3, 4), [0.0], margin=0.2))  # |x|^p has a kink at 0 for p < 2
     check_grad(lambda t: F.normalize(t, p=p, dim=1), x, device=device)
+
+
+@given(data=st.data(), affine=st.booleans(), eps=st.sampled_from([None, 1e-5]))
+def test_rms_norm_gradcheck(device, data, affine, eps):
+    x = data.draw(arrays_avoiding((2, 3, 4), [0.0], margin=0.3))  # RMS >= 0.3: well conditioned
+    w = data.draw(arrays((3, 4), 0.5, 2.0))
+    if affine:
+        check_grad(lambda t, g: F.rms_norm(t, (3, 4), g, eps), x, w, device=device)
+    else:
+        check_grad(lambda t: F.rms_norm(t, 4, eps=eps), x, device=device)
+
+
+@given(data=st.data())
+def test_distances_gradcheck(device, data):
+    x1 = data.draw(arrays_avoiding((3, 4), [0.0], margin=0.2))  # norms well away from 0 (sqrt's kink)
+    x2 = data.draw(arrays_avoiding((1, 4), [0.0], margin=0.2))
+    x1 = np.where(np.abs(x1 - x2) < 0.1, x2 + 0.3, x1)  # nonzero differences (|d|^p kinks)
+    check_grad(lambda a, b: F.cosine_similarity(a, b, dim=1), x1, x2, device=device)
+    check_grad(lambda a, b: F.pairwise_distance(a, b), x1, x2, device=device)
+    check_grad(lambda a, b: F.pairwise_distance(a, b, p=3.0, keepdim=True), x1, x2, device=device)
 
 
 @given(data=st.data(), mode=st.sampled_from(["constant", "reflect", "replicate", "circular"]))
@@ -187,6 +216,8 @@ ACTIVATIONS = [
     ("Softplus", {}), ("Softplus", {"beta": 2.0, "threshold": 4.0}), ("LogSigmoid", {}), ("GLU", {}),
     ("GLU", {"dim": 0}), ("Softmax", {"dim": -1}), ("LogSoftmax", {"dim": 1}), ("Identity", {}),
     ("Flatten", {}), ("Flatten", {"start_dim": 0, "end_dim": 1}), ("Unflatten", {"dim": 1, "unflattened_size": (2, 3)}),
+    ("Hardtanh", {}), ("Hardtanh", {"min_val": -2.0, "max_val": 0.5}), ("ReLU6", {}), ("SELU", {}),
+    ("CELU", {"alpha": 0.5}), ("Softsign", {}), ("Tanhshrink", {}), ("Threshold", {"threshold": 0.3, "value": -1.0}),
 ]
 
 
@@ -277,3 +308,49 @@ def test_factory_kwargs_on_layer_constructors(device):
     for layer in layers:
         assert all(p.dtype == tl.float64 and p.device == tl.tensor(0.0, device=device).device
                    for p in layer.parameters())
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"eps": 1e-5}, {"elementwise_affine": False}])
+def test_rms_norm_matches_torch(device, kwargs):
+    torch = _torch()
+    ours, theirs = nn.RMSNorm((3, 4), **kwargs, dtype=tl.float64, device=device), torch.nn.RMSNorm((3, 4), **kwargs)
+    assert repr(ours) == repr(theirs)
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == [
+        (n, tuple(p.shape)) for n, p in theirs.named_parameters()
+    ]
+    theirs = theirs.double()
+    x = np.random.default_rng(5).normal(size=(2, 3, 4))
+    _compare(ours, theirs, x, device=device)
+    if kwargs.get("elementwise_affine", True):
+        ours.weight.grad = None
+        w = np.random.default_rng(6).uniform(0.5, 2, size=(3, 4))
+        ours.load_state_dict({"weight": w})
+        theirs.load_state_dict({"weight": torch.tensor(w)})
+        _compare(ours, theirs, x, device=device)
+
+
+@pytest.mark.parametrize("name,kwargs", [("CosineSimilarity", {}), ("CosineSimilarity", {"dim": -1}),
+                                         ("PairwiseDistance", {}), ("PairwiseDistance", {"p": 1.5, "keepdim": True})])
+def test_distance_layers_match_torch(device, name, kwargs):
+    torch = _torch()
+    rng = np.random.default_rng(7)
+    ours, theirs = getattr(nn, name)(**kwargs), getattr(torch.nn, name)(**kwargs)
+    assert repr(ours) == repr(theirs)
+    _compare(ours, theirs, rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), device=device)
+
+
+def test_hardsigmoid_and_hardswish_are_exact(device):
+    """PyTorch's float64 kernels use a float32 1/6 (relative error 3e-8), so these are checked against the formula."""
+    torch = _torch()
+    x = np.random.default_rng(8).normal(size=(4, 6)) * 4
+    expected = np.clip(x + 3, 0, 6) / 6
+    for name, ref in (("Hardsigmoid", expected), ("Hardswish", x * expected)):
+        assert repr(getattr(nn, name)()) == repr(getattr(torch.nn, name)())
+        t = tl.tensor(x, device=device, requires_grad=True)
+        y = getattr(nn, name)()(t)
+        np.testing.assert_allclose(host(y), ref, rtol=1e-15, atol=1e-15)
+        np.testing.assert_allclose(host(y), getattr(torch.nn, name)()(torch.tensor(x)).numpy(), rtol=1e-7)
+        y.sum().backward()
+        slope = np.where(np.abs(x) < 3, 1 / 6, 0.0)
+        want = slope if name == "Hardsigmoid" else expected + x * slope
+        np.testing.assert_allclose(host(t.grad), want, rtol=1e-15, atol=1e-15)

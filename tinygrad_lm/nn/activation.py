@@ -177,6 +177,110 @@ class LogSoftmax(Module):
         return f"dim={self.dim}"
 
 
+class Hardtanh(Module):
+    """y = clamp(x, min_val, max_val)."""
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        if min_val > max_val:
+            raise ValueError(f"Hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
+        self.min_val, self.max_val = min_val, max_val
+        self.inplace = _no_inplace(type(self).__name__, inplace)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.hardtanh(input, self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}"
+
+
+class ReLU6(Hardtanh):
+    """y = min(max(x, 0), 6)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(0.0, 6.0, inplace)
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class Hardsigmoid(Module):
+    """y = relu6(x + 3) / 6."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = _no_inplace("Hardsigmoid", inplace)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.hardsigmoid(input)
+
+
+class Hardswish(Module):
+    """y = x relu6(x + 3) / 6."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = _no_inplace("Hardswish", inplace)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.hardswish(input)
+
+
+class SELU(Module):
+    """y = scale * elu(x, alpha) (self-normalising constants)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = _no_inplace("SELU", inplace)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.selu(input)
+
+
+class CELU(Module):
+    """y = x for x > 0, else alpha (exp(x / alpha) - 1)."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.inplace = _no_inplace("CELU", inplace)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.celu(input, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class Softsign(Module):
+    """y = x / (1 + |x|)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.softsign(input)
+
+
+class Tanhshrink(Module):
+    """y = x - tanh(x)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.tanhshrink(input)
+
+
+class Threshold(Module):
+    """y = x where x > threshold, else value."""
+
+    def __init__(self, threshold: float, value: float, inplace: bool = False) -> None:
+        super().__init__()
+        self.threshold, self.value = threshold, value
+        self.inplace = _no_inplace("Threshold", inplace)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.threshold(input, self.threshold, self.value)
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.threshold}, value={self.value}"
+
+
 def get_activation(activation: Any, where: str) -> Any:
     """``"relu"`` / ``"gelu"`` as the functions, a callable as is (the Transformer layers' ``activation``)."""
     if activation == "relu":
@@ -189,6 +293,7 @@ def get_activation(activation: Any, where: str) -> Any:
 
 
 __all__ = [
-    "ELU", "GELU", "GLU", "LeakyReLU", "LogSigmoid", "LogSoftmax", "Mish", "ReLU", "SiLU", "Sigmoid", "Softmax",
-    "Softplus", "Tanh",
+    "CELU", "ELU", "GELU", "GLU", "SELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU", "LogSigmoid",
+    "LogSoftmax", "Mish", "ReLU", "ReLU6", "SiLU", "Sigmoid", "Softmax", "Softplus", "Softsign", "Tanh", "Tanhshrink",
+    "Threshold",
 ]

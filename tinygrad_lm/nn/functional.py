@@ -442,6 +442,114 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, o
     return input / norm.clamp(min=eps)
 
 
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
+    """clamp(x, min_val, max_val); d/dx = 1 between the bounds, 0 outside."""
+    _check_tensor("hardtanh", "input", input)
+    _no_inplace("hardtanh", inplace)
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
+    return input.clamp(min_val, max_val)
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """min(max(x, 0), 6)."""
+    _no_inplace("relu6", inplace)
+    return hardtanh(input, 0.0, 6.0)
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """relu6(x + 3) / 6, a piecewise-linear sigmoid."""
+    _no_inplace("hardsigmoid", inplace)
+    return relu6(_check_tensor("hardsigmoid", "input", input) + 3.0) / 6.0
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x relu6(x + 3) / 6."""
+    _no_inplace("hardswish", inplace)
+    return input * hardsigmoid(_check_tensor("hardswish", "input", input))
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    """scale * elu(x, alpha) with Klambauer et al.'s constants (self-normalising)."""
+    _no_inplace("selu", inplace)
+    return elu(input, _SELU_ALPHA) * _SELU_SCALE
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x where x > 0, else alpha (exp(x / alpha) - 1)."""
+    _check_tensor("celu", "input", input)
+    _no_inplace("celu", inplace)
+    if alpha == 0:
+        raise ValueError("celu: alpha cannot be 0")
+    return _creation.where(input > 0, input, ((input.clamp(max=0.0) / alpha).exp() - 1.0) * alpha)
+
+
+def softsign(input: Tensor) -> Tensor:
+    """x / (1 + |x|); d/dx = 1 / (1 + |x|)^2."""
+    return input / (_check_tensor("softsign", "input", input).abs() + 1.0)
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    """x - tanh(x); d/dx = tanh(x)^2."""
+    return input - _check_tensor("tanhshrink", "input", input).tanh()
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    """x where x > threshold, else ``value``."""
+    _check_tensor("threshold", "input", input)
+    _no_inplace("threshold", inplace)
+    return _creation.where(input > threshold, input, value)
+
+
+def rms_norm(
+    input: Tensor, normalized_shape: int | Sequence[int], weight: Tensor | None = None, eps: float | None = None
+) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) * weight over the trailing ``normalized_shape`` dims (Zhang & Sennrich, 2019).
+
+    ``eps=None`` uses the machine epsilon of the input's dtype, as PyTorch.
+    """
+    _check_tensor("rms_norm", "input", input)
+    _check_float("rms_norm", "input", input)
+    shape = _normalized_shape(normalized_shape)
+    if len(shape) == 0 or input.ndim < len(shape) or input.shape[input.ndim - len(shape) :] != shape:
+        raise ValueError(f"rms_norm: input shape {input.shape} does not end in normalized_shape {shape}")
+    if weight is not None:
+        _check_tensor("rms_norm", "weight", weight)
+        if weight.shape != shape:
+            raise ValueError(f"rms_norm: weight shape {weight.shape} does not match normalized_shape {shape}")
+        _check_device("rms_norm", input, weight)
+    if eps is None:
+        eps = float(input.xp.finfo(input.dtype).eps)
+    dims = tuple(range(-len(shape), 0))
+    rms = ((input * input).mean(dims, keepdim=True) + eps).sqrt()  # (..., 1, ..., 1)
+    out = input / rms
+    return out if weight is None else out * weight
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps)) along ``dim`` (the inputs broadcast)."""
+    _check_tensor("cosine_similarity", "x1", x1)
+    _check_tensor("cosine_similarity", "x2", x2)
+    if _broadcast_shape(x1.shape, x2.shape) is None:
+        raise ValueError(f"cosine_similarity: x1 shape {x1.shape} and x2 shape {x2.shape} do not broadcast")
+    n1 = (x1 * x1).sum(dim, keepdim=True).sqrt().clamp(min=eps)
+    n2 = (x2 * x2).sum(dim, keepdim=True).sqrt().clamp(min=eps)
+    return ((x1 / n1) * (x2 / n2)).sum(dim)
+
+
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
+    """||x1 - x2 + eps||_p over the last dim."""
+    _check_tensor("pairwise_distance", "x1", x1)
+    _check_tensor("pairwise_distance", "x2", x2)
+    d = x1 - x2 + eps
+    if p == 2:
+        return (d * d).sum(-1, keepdim=keepdim).sqrt()
+    return (d.abs() ** p).sum(-1, keepdim=keepdim) ** (1.0 / p)
+
 _PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
 
@@ -683,10 +791,12 @@ def kl_div(
     return _reduce(loss, reduction)
 
 __all__ = [
-    "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "dropout", "elu", "embedding",
-    "gelu", "glu", "huber_loss", "kl_div", "l1_loss", "layer_norm", "leaky_relu", "linear", "log_softmax",
-    "logsigmoid", "mish", "mse_loss", "nll_loss", "normalize", "one_hot", "pad", "relu",
-    "scaled_dot_product_attention", "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "tanh",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "cosine_similarity", "cross_entropy",
+    "dropout", "elu", "embedding", "gelu", "glu", "hardsigmoid", "hardswish", "hardtanh", "huber_loss", "kl_div",
+    "l1_loss", "layer_norm", "leaky_relu", "linear", "log_softmax", "logsigmoid", "mish", "mse_loss", "nll_loss",
+    "normalize", "one_hot", "pad", "pairwise_distance", "relu", "relu6", "rms_norm", "scaled_dot_product_attention",
+    "selu", "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "softsign", "tanh", "tanhshrink",
+    "threshold",
 ]
 
 # Defined with MultiheadAttention (attention.py imports the layers, which import this module).
