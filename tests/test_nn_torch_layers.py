@@ -354,3 +354,14 @@ def test_hardsigmoid_and_hardswish_are_exact(device):
         slope = np.where(np.abs(x) < 3, 1 / 6, 0.0)
         want = slope if name == "Hardsigmoid" else expected + x * slope
         np.testing.assert_allclose(host(t.grad), want, rtol=1e-15, atol=1e-15)
+
+
+def test_zero_vectors_give_finite_gradients_as_torch(device):
+    torch = _torch()
+    x = np.array([[0.0, 0.0, 0.0], [1.0, -2.0, 0.5]])
+    y = np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    _compare(lambda t: F.normalize(t, dim=1), lambda t: torch.nn.functional.normalize(t, dim=1), x, device=device)
+    _compare(lambda t: F.normalize(t, p=3.0, dim=1), lambda t: torch.nn.functional.normalize(t, p=3.0, dim=1), x,
+             device=device)
+    _compare(lambda a, b: F.cosine_similarity(a, b), lambda a, b: torch.nn.functional.cosine_similarity(a, b), x, y,
+             device=device)

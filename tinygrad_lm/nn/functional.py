@@ -435,11 +435,12 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, o
     _check_float("normalize", "input", input)
     if out is not None:
         raise NotImplementedError("normalize: out= is not supported; use the returned tensor")
+    # max(||x||_p, eps) = max(sum |x|^p, eps^p)^(1/p): clamping before the root keeps a zero vector's gradient finite
     if p == 2:
-        norm = (input * input).sum(dim, keepdim=True).sqrt()
+        norm = (input * input).sum(dim, keepdim=True).clamp(min=eps * eps).sqrt()
     else:
-        norm = (input.abs() ** p).sum(dim, keepdim=True) ** (1.0 / p)
-    return input / norm.clamp(min=eps)
+        norm = (input.abs() ** p).sum(dim, keepdim=True).clamp(min=eps**p) ** (1.0 / p)
+    return input / norm
 
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
@@ -536,8 +537,8 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
     _check_tensor("cosine_similarity", "x2", x2)
     if _broadcast_shape(x1.shape, x2.shape) is None:
         raise ValueError(f"cosine_similarity: x1 shape {x1.shape} and x2 shape {x2.shape} do not broadcast")
-    n1 = (x1 * x1).sum(dim, keepdim=True).sqrt().clamp(min=eps)
-    n2 = (x2 * x2).sum(dim, keepdim=True).sqrt().clamp(min=eps)
+    n1 = (x1 * x1).sum(dim, keepdim=True).clamp(min=eps * eps).sqrt()  # max(||x1||, eps), finite gradient at 0
+    n2 = (x2 * x2).sum(dim, keepdim=True).clamp(min=eps * eps).sqrt()
     return ((x1 / n1) * (x2 / n2)).sum(dim)
 
 
