@@ -470,12 +470,12 @@ def _resume_run(args: argparse.Namespace,
     if not (out / "checkpoint.safetensors").exists():
         raise CLIError(f"{str(out)!r} has no checkpoint to resume from")
     tokenizer = _load_tokenizer(out)
-    _check_run_files(out, config, tokenizer, _load_checkpoint(out / "checkpoint.safetensors"))
-    _, splits = prepare(config["corpus"], config["tokenizer"], tokenizer, config.get("corpus_sha256"))
     try:
         model = build_model(config["model"], config["model_config"])
     except (TypeError, ValueError) as err:
         raise CLIError(f"{out / 'config.json'} describes no valid model: {err}") from None
+    _check_run_files(out, config, tokenizer, _load_checkpoint(out / "checkpoint.safetensors"))
+    _, splits = prepare(config["corpus"], config["tokenizer"], tokenizer, config.get("corpus_sha256"))
     changed = False
     for name, field in RESUME_CHANGES.items():
         value = getattr(args, name)
