@@ -201,11 +201,12 @@ class Function:
     of each output (``None`` for the outputs no gradient reached).
     """
 
-    __slots__ = ("inputs", "needs_grad", "xp", "device", "__dict__")
+    __slots__ = ("inputs", "needs_grad", "xp", "device", "_epoch", "__dict__")
     inputs: Any  # the positional inputs (tensors and constants); None once backward has freed the node
     needs_grad: tuple[bool, ...]
     xp: Any  # numpy or cupy
     device: str
+    _epoch: int  # the value of autograd._epoch when the node was recorded (see note_inplace)
 
     differentiable = True
     n_outputs: int | None = None  # the number of outputs of a node whose forward returned a tuple
@@ -260,8 +261,7 @@ class Function:
             ctx.needs_grad = tuple(needs_grad)
             result.grad_fn = ctx
             result.requires_grad = True
-            if ctx.__dict__:
-                _record_saved_versions(ctx, inputs, (result,))
+            ctx._epoch = _epoch
             if _anomaly_mode:
                 ctx.__dict__["_created_at"] = _creation_site()
         if _anomaly_mode:
@@ -287,8 +287,7 @@ def _wrap_outputs(ctx: Function, outs: tuple[Any, ...], inputs: tuple[Any, ...],
             result.grad_fn = ctx
             result.requires_grad = True
             result._output_nr = i
-        if ctx.__dict__:
-            _record_saved_versions(ctx, inputs, results)
+        ctx._epoch = _epoch
         if _anomaly_mode:
             ctx.__dict__["_created_at"] = _creation_site()
     if _anomaly_mode:
@@ -301,9 +300,11 @@ _NDARRAY = backend.numpy_ndarray_type()
 
 
 def _root(array: Any) -> Any:
-    """The array that owns the memory ``array`` looks into (itself when it owns it)."""
-    while array.base is not None:
-        array = array.base
+    """The array that owns the memory ``array`` looks into (itself when it owns it, or when it views a
+    non-array buffer such as bytes or an mmap)."""
+    base = array.base
+    while base is not None and hasattr(base, "base"):
+        array, base = base, base.base
     return array
 
 
@@ -333,68 +334,69 @@ def share_counter(source: Any, view: Any) -> list[Any]:
     return counter
 
 
-def _record_saved_versions(ctx: Function, inputs: tuple[Any, ...], results: tuple[Any, ...]) -> None:
-    """Note the version of every input and output whose array (or a view of it) ``forward`` saved on ``ctx``.
+# In-place changes and the arrays ops saved for backward. Every change of a tensor's memory in place
+# (Tensor._bump_version) counts up ``_epoch`` and notes, under the id of the array that owns the memory,
+# when it happened and the tensor's new version. A node remembers ``_epoch`` as it was when recorded
+# (one integer, all the forward pass pays). Backward looks at what a node saved only when something
+# was changed in place since (``node._epoch < _epoch``), and raises PyTorch's error if an array it
+# saved, or the memory that array views, was among the things changed: the gradient would be silently
+# wrong. What an op did not save is never checked, as in PyTorch (``y = x + 1`` saves nothing, so
+# ``x.add_(1)`` before ``y.backward()`` is fine).
+_epoch = 0
+_changed: dict[int, list[tuple[int, int]]] = {}  # id(owner array) -> its recent changes: (epoch, version)
+_HISTORY = 16  # changes kept per array: enough to name the version a node expected
 
-    Backward checks them (:func:`_check_saved_versions`): an in-place change in between would make
-    the gradient silently wrong. Only what was saved is checked, as in PyTorch: ``y = x + 1`` saves
-    nothing, so ``x.add_(1)`` before ``y.backward()`` is fine. Ops mostly save their inputs' or
-    output's arrays themselves, found by identity; other saved arrays are compared by the memory
-    they look into. This runs for every recorded op, so it is written for speed: the record is one
-    flat list ``[counter, version, saved array, counter, version, saved array, ...]``.
-    """
-    versions = None
-    for v in ctx.__dict__.values():
-        if type(v) is not _NDARRAY and not _is_cupy_array(v):
+
+def note_inplace(array: Any, version: int) -> None:
+    """Record that ``array``'s memory was just changed in place, its tensor now at ``version``."""
+    global _epoch
+    _epoch += 1
+    owner = _root(array)
+    key = id(owner)
+    history = _changed.get(key)
+    if history is None:
+        history = _changed[key] = []
+        try:  # forget the array when it is freed (its id may then be reused)
+            weakref.finalize(owner, _changed.pop, key, None)
+        except TypeError:  # no weak references to this array type: the entry stays; a reused id is harmless,
+            pass  # as its changes happened before anything saved the new array
+    history.append((_epoch, version))
+    if len(history) > _HISTORY:
+        del history[0]
+
+
+def _saved_arrays(node: Function) -> Any:
+    """The backend arrays ``node``'s forward saved (attributes, and arrays inside saved tuples and lists)."""
+    for v in node.__dict__.values():
+        if type(v) is _NDARRAY or _is_cupy_array(v):
+            yield v
+        elif type(v) in (tuple, list):
+            for item in v:
+                if type(item) is _NDARRAY or _is_cupy_array(item):
+                    yield item
+
+
+def _check_saved(node: Function) -> None:
+    """Raise PyTorch's error if memory ``node`` saved for its backward was changed in place after it was recorded."""
+    created = getattr(node, "_epoch", 0)
+    for saved in _saved_arrays(node):
+        history = _changed.get(id(_root(saved)))
+        if history is None or history[-1][0] <= created:
             continue
-        found = None
-        for t in inputs:
-            if type(t) is not float and isinstance(t, Tensor) and t.array is v:
-                found = t
-                break
-        else:
-            for t in results:
-                if t.array is v:
-                    found = t
-                    break
-            else:
-                found = _viewed(v, inputs + results)
-        if found is not None:
-            counter = found._vc
-            if counter is None:
-                counter = found._vc = [0, None]
-            if versions is None:
-                versions = [counter, counter[0], v]
-            else:
-                versions += (counter, counter[0], v)
-    if versions is not None:
-        ctx.__dict__["_saved_versions"] = versions
+        now = history[-1][1]
+        before = [version for epoch, version in history if epoch <= created]
+        expected = before[-1] if before else history[0][1] - 1
+        raise RuntimeError(
+            "one of the variables needed for gradient computation has been modified by an inplace operation: "
+            f"[tensor of shape {tuple(saved.shape)}] is at version {now}; expected version {expected} instead. "
+            f"It was saved for the backward of {type(node).__name__}; use an out-of-place op, or clone() it "
+            "before changing it."
+        )
 
 
 def _is_cupy_array(v: Any) -> bool:
     cupy = backend._cupy
     return cupy is not None and type(v) is cupy.ndarray
-
-
-def _viewed(v: Any, tensors: tuple[Any, ...]) -> Any:
-    """The tensor among ``tensors`` whose memory the saved array ``v`` looks into, or None."""
-    root = _root(v)
-    for t in tensors:
-        if isinstance(t, Tensor) and _root(t.array) is root:
-            return t
-    return None
-
-
-def _check_saved_versions(node: Function, versions: list[Any]) -> None:
-    for i in range(0, len(versions), 3):
-        counter, expected, saved = versions[i], versions[i + 1], versions[i + 2]
-        if counter[0] != expected:
-            raise RuntimeError(
-                "one of the variables needed for gradient computation has been modified by an inplace operation: "
-                f"[tensor of shape {tuple(saved.shape)}] is at version {counter[0]}; expected version {expected} "
-                f"instead. It was saved for the backward of {type(node).__name__}; use an out-of-place op or "
-                "clone() it first."
-            )
 
 
 def _creation_site() -> str:
@@ -631,9 +633,8 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
             ref = node.__dict__.get("_retain_ref")  # set by Tensor.retain_grad() on this node's output
             if ref is not None:
                 _keep_retained(ref, g)
-            versions = node.__dict__.get("_saved_versions")
-            if versions is not None:
-                _check_saved_versions(node, versions)
+            if getattr(node, "_epoch", 0) < _epoch:  # memory was changed in place since this node was recorded
+                _check_saved(node)
             if not retain_graph:
                 node.last_backward = True
             in_grads = node.backward(g)

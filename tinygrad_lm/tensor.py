@@ -32,9 +32,9 @@ class Tensor:
 
     __slots__ = ("array", "_grad", "grad_fn", "requires_grad", "device", "_output_nr", "_vc", "__weakref__")
     _output_nr: int  # which output of its grad_fn this is: 0, except for the outputs of split/chunk
-    # The version counter, [version, sharers], created when first needed: every in-place change bumps it,
-    # and tensors viewing the same memory (detach(), reshape, slices) share it; ``sharers`` holds weak
-    # references to them (see autograd.share_counter).
+    # The version counter, [version, sharers, tracked], created when first needed: every in-place change
+    # bumps it, and tensors viewing the same memory (detach(), reshape, slices) share it; ``sharers`` holds
+    # weak references to them (see autograd.share_counter); ``tracked`` is False for ``.data``.
     _vc: list[Any] | None
     __array_priority__ = 1000
     __array_ufunc__ = None  # make NumPy defer to our reflected operators (ndarray + Tensor -> Tensor)
@@ -80,7 +80,9 @@ class Tensor:
 
         Changes made through it are not seen by autograd, as in PyTorch: ``p.data -= lr * p.grad`` updates ``p``.
         """
-        return Tensor._wrap(self.array, self.device)
+        t = Tensor._wrap(self.array, self.device)
+        t._vc = [0, None, False]  # its own counter, untracked: changes through .data are not seen by autograd
+        return t
 
     @data.setter
     def data(self, value: Tensor) -> None:
@@ -125,19 +127,22 @@ class Tensor:
         """The version counter, made on first use."""
         vc = self._vc
         if vc is None:
-            vc = self._vc = [0, None]
+            vc = self._vc = [0, None, True]
         return vc
 
     def _bump_version(self) -> None:
         """Record an in-place change of this tensor's memory (made through ``.array``, by an optimizer, say).
 
-        Backward then refuses to use the old values wherever an op saved them for its gradient.
+        Backward then refuses to use the old values wherever an op saved them for its gradient
+        (``autograd.note_inplace``); changes through ``.data`` are not tracked, as in PyTorch.
         """
         vc = self._vc
         if vc is None:
-            self._vc = [1, None]
+            vc = self._vc = [1, None, True]
         else:
             vc[0] += 1
+        if vc[2]:
+            autograd.note_inplace(self.array, vc[0])
 
     @property
     def shape(self) -> tuple[int, ...]:
