@@ -381,3 +381,15 @@ def test_ctrl_c_on_the_launcher_saves_once_and_exits(tmp_path):
     stopped = re.findall(r"received SIGINT: stopped after step (\d+)", out)
     assert len(stopped) == 1, out  # one rank reports, once
     assert tl.load(tmp_path / "run" / "checkpoint.safetensors")["step"] == int(stopped[0])
+
+
+@needs_mpi
+def test_the_distributed_benchmark_runs_at_a_tiny_size():
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TINYGRAD_LM_JIT="off")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_distributed.py"), "--configs", "tiny",
+                           "--steps", "2", "--warmup", "1", "--timeout", "60"], capture_output=True, text=True,
+                          timeout=150, env=env, cwd=ROOT)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    row = proc.stdout.splitlines()[-1].split()
+    assert row[0] == "tiny" and len(row) == 11, proc.stdout
+    assert float(row[4]) > 0 and int(row[5]) == 1  # the gradient's megabytes, one bucket
