@@ -287,3 +287,39 @@ def test_creation_functions_match_torch():
         np.testing.assert_allclose(host(ours), theirs.numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="inhomogeneous"):
         tl.tensor([[1, 2], [3]])
+
+
+def test_an_optimizer_update_through_array_is_seen_once_bumped(device):
+    w = tl.tensor([1.0, 2.0], device=device, requires_grad=True)
+    y = (w * w).sum()
+    w.array[0] = 5.0  # what an optimizer does in place, then it bumps the version
+    w._bump_version()
+    with pytest.raises(RuntimeError, match="is at version 1; expected version 0 instead"):
+        y.backward()
+
+
+def test_changes_through_data_are_not_seen_as_in_pytorch(device):
+    w = tl.tensor([1.0, 2.0], device=device, requires_grad=True)
+    y = (w * w).sum()
+    w.data.mul_(3)
+    y.backward()  # PyTorch too: .data is outside autograd, the gradient uses the changed values
+    assert host(w.grad).tolist() == [6.0, 12.0]
+
+
+def test_versions_in_the_message_count_every_change(device):
+    x = tl.tensor([1.0, 2.0, 3.0], device=device)
+    x.add_(1)
+    w = tl.ones(3, device=device, requires_grad=True)
+    y = (x * w).sum()
+    x.mul_(2)
+    with pytest.raises(RuntimeError, match="is at version 2; expected version 1 instead"):
+        y.backward()
+
+
+def test_saved_index_tensors_are_checked_too(device):
+    x = tl.tensor([[1.0, 2.0], [3.0, 4.0]], device=device, requires_grad=True)
+    index = tl.tensor([[1], [0]], device=device)
+    y = x.gather(1, index).sum()
+    index[0, 0] = 0
+    with pytest.raises(RuntimeError, match="Gather"):
+        y.backward()
