@@ -551,6 +551,59 @@ def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
         return (d * d).sum(-1, keepdim=keepdim).sqrt()
     return (d.abs() ** p).sum(-1, keepdim=keepdim) ** (1.0 / p)
 
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """y = (x - mean) / sqrt(var + eps) * weight + bias per channel (dim 1), statistics over every other dim.
+
+    With ``training=True`` mean and var are the batch's (var biased), and the running statistics, when
+    given, are updated in place: r = (1 - momentum) r + momentum s, with the unbiased variance (Ioffe &
+    Szegedy, 2015). Otherwise ``running_mean`` and ``running_var`` are used.
+    """
+    name = "batch_norm"
+    _check_tensor(name, "input", input)
+    _check_float(name, "input", input)
+    if input.ndim < 2:
+        raise ValueError(f"{name}: input must be (N, C, ...), got shape {input.shape}")
+    c = input.shape[1]
+    for arg, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        if t is not None:
+            _check_tensor(name, arg, t)
+            if t.shape != (c,):
+                raise RuntimeError(f"{name}: {arg} should contain {c} elements, got shape {t.shape}")
+            _check_device(name, input, t)
+            _check_same_dtype(name, input, t, "input", arg)
+    shape = (1, c) + (1,) * (input.ndim - 2)  # broadcasts over (N, C, ...)
+    if training:
+        dims = (0,) + tuple(range(2, input.ndim))
+        n = input.numel() // c if c else 0
+        if n <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.shape}")
+        mean = input.mean(dims, keepdim=True)  # (1, C, 1, ...)
+        var = input.var(dims, keepdim=True, correction=0)  # (1, C, 1, ...)
+        if running_mean is not None:
+            running_mean.array = (1 - momentum) * running_mean.array + momentum * mean.array.reshape(c)
+        if running_var is not None:
+            unbiased = var.array.reshape(c) * (n / (n - 1))
+            running_var.array = (1 - momentum) * running_var.array + momentum * unbiased
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{name}: running_mean and running_var are required when training=False")
+        mean, var = running_mean.reshape(shape), running_var.reshape(shape)
+    out = (input - mean) / (var + eps).sqrt()
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
 _PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
 
@@ -792,12 +845,12 @@ def kl_div(
     return _reduce(loss, reduction)
 
 __all__ = [
-    "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "cosine_similarity", "cross_entropy",
-    "dropout", "elu", "embedding", "gelu", "glu", "hardsigmoid", "hardswish", "hardtanh", "huber_loss", "kl_div",
-    "l1_loss", "layer_norm", "leaky_relu", "linear", "log_softmax", "logsigmoid", "mish", "mse_loss", "nll_loss",
-    "normalize", "one_hot", "pad", "pairwise_distance", "relu", "relu6", "rms_norm", "scaled_dot_product_attention",
-    "selu", "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "softsign", "tanh", "tanhshrink",
-    "threshold",
+    "batch_norm", "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "cosine_similarity",
+    "cross_entropy", "dropout", "elu", "embedding", "gelu", "glu", "hardsigmoid", "hardswish", "hardtanh",
+    "huber_loss", "kl_div", "l1_loss", "layer_norm", "leaky_relu", "linear", "log_softmax", "logsigmoid", "mish",
+    "mse_loss", "nll_loss", "normalize", "one_hot", "pad", "pairwise_distance", "relu", "relu6", "rms_norm",
+    "scaled_dot_product_attention", "selu", "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "softsign",
+    "tanh", "tanhshrink", "threshold",
 ]
 
 # Defined with MultiheadAttention (attention.py imports the layers, which import this module).
