@@ -34,7 +34,7 @@ from typing import Any, NoReturn, Sequence
 
 import numpy as np
 
-from .files import atomic_write_text
+from .serialization import atomic_write_text
 
 SPLIT = (0.9, 0.05, 0.05)
 MODELS = ("lstm", "rnn", "gru", "transformer")
@@ -210,24 +210,21 @@ def _config_digest(config: dict[str, Any]) -> str:
     return _json_digest({**config, "train": fixed})
 
 
-def _run_meta(config: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
-    """What the checkpoint records about the run's other files, checked by sample, eval and --resume."""
-    return {"tokenizer": config["tokenizer"], "tokenizer_sha256": tokenizer.digest(),
-            "config_sha256": _config_digest(config)}
+def _run_digests(config: dict[str, Any], tokenizer: Any) -> dict[str, str]:
+    """What the checkpoint's metadata records about the run's other files, checked by sample, eval and --resume."""
+    return {"tokenizer_sha256": tokenizer.digest(), "config_sha256": _config_digest(config)}
 
 
-def _check_run_files(run_dir: Path, config: dict[str, Any], tokenizer: Any, ckpt: dict[str, Any]) -> None:
-    """config.json, tokenizer.json and the checkpoint belong together: same files, same vocabulary, same kind."""
-    try:
-        meta = json.loads(ckpt.get("meta") or "{}")
-    except (TypeError, ValueError):
-        meta = {}
-    meta = meta if isinstance(meta, dict) else {}
-    for name, recorded, actual in (
-        ("tokenizer.json", meta.get("tokenizer_sha256"), tokenizer.digest()),
-        ("config.json", meta.get("config_sha256"), _config_digest(config)),
+def _check_run_files(run_dir: Path, config: dict[str, Any], tokenizer: Any, recorded: dict[str, str]) -> None:
+    """config.json, tokenizer.json and the checkpoint belong together: same files, same vocabulary, same kind.
+
+    ``recorded`` is the checkpoint's metadata (its digests of tokenizer.json and config.json).
+    """
+    for name, expected, actual in (
+        ("tokenizer.json", recorded.get("tokenizer_sha256"), tokenizer.digest()),
+        ("config.json", recorded.get("config_sha256"), _config_digest(config)),
     ):
-        if recorded is not None and recorded != actual:  # (checkpoints written before the digests have none)
+        if expected is not None and expected != actual:  # (checkpoints written before the digests have none)
             raise CLIError(f"{run_dir / name} was changed after the checkpoint was written (its SHA-256 differs "
                            "from the one the checkpoint recorded); restore the run's own file")
     tok_path = run_dir / "tokenizer.json"
@@ -252,18 +249,29 @@ def _load_tokenizer(run_dir: Path) -> Any:
         raise CLIError(f"cannot read {path}: {err}") from None
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any]:
+def _load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The checkpoint and its file metadata."""
     from .serialization import load
 
     if not path.exists():
         raise CLIError(f"{str(path.parent)!r} has no checkpoint.safetensors yet")
     try:
-        ckpt = load(path)
+        ckpt, metadata = load(path, with_metadata=True)
     except (OSError, ValueError) as err:
         raise CLIError(f"cannot read the checkpoint: {err}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CLIError(f"{path} holds no model weights")
-    return ckpt
+    return ckpt, metadata
+
+
+def _checkpoint_metadata(path: Path) -> dict[str, str]:
+    """The checkpoint file's metadata, without loading its tensors."""
+    from .serialization import load_metadata
+
+    try:
+        return load_metadata(path)
+    except (OSError, ValueError) as err:
+        raise CLIError(f"cannot read the checkpoint: {err}") from None
 
 
 def load_run(run: str, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
@@ -275,8 +283,8 @@ def load_run(run: str, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
         model = build_model(config["model"], config["model_config"])
     except (TypeError, ValueError) as err:
         raise CLIError(f"{run_dir / 'config.json'} describes no valid model: {err}") from None
-    ckpt = _load_checkpoint(run_dir / "checkpoint.safetensors")
-    _check_run_files(run_dir, config, tokenizer, ckpt)
+    ckpt, recorded = _load_checkpoint(run_dir / "checkpoint.safetensors")
+    _check_run_files(run_dir, config, tokenizer, recorded)
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, ValueError) as err:
@@ -474,7 +482,7 @@ def _resume_run(args: argparse.Namespace,
         model = build_model(config["model"], config["model_config"])
     except (TypeError, ValueError) as err:
         raise CLIError(f"{out / 'config.json'} describes no valid model: {err}") from None
-    _check_run_files(out, config, tokenizer, _load_checkpoint(out / "checkpoint.safetensors"))
+    _check_run_files(out, config, tokenizer, _checkpoint_metadata(out / "checkpoint.safetensors"))
     _, splits = prepare(config["corpus"], config["tokenizer"], tokenizer, config.get("corpus_sha256"))
     changed = False
     for name, field in RESUME_CHANGES.items():
@@ -539,7 +547,8 @@ def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     try:
         train_config = TrainConfig(**{**config["train"], "device": args.device, "out_dir": str(out),
                                       "progress": not args.no_progress, "time_limit": args.time_limit or None})
-        trainer = Trainer(model, train_ids, val_ids, train_config, meta=_run_meta(config, tokenizer))
+        trainer = Trainer(model, train_ids, val_ids, train_config, meta={"tokenizer": config["tokenizer"]},
+                          file_metadata=_run_digests(config, tokenizer))
     except (TypeError, ValueError) as err:
         raise CLIError(f"cannot train on this corpus with these settings: {err}") from None
     n_params = sum(p.numel() for p in model.parameters())

@@ -22,7 +22,7 @@ import os
 import re
 from pathlib import Path
 
-from ..files import atomic_write_text
+from ..serialization import atomic_write_text
 
 CONVERTER_VERSION = 1
 

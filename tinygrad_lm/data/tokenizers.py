@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..files import atomic_write_text
+from ..serialization import atomic_write_text
 
 UNK = "<unk>"
 

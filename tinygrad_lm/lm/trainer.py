@@ -46,9 +46,8 @@ from .. import backend, creation, optim
 from ..autograd import no_grad
 from ..data import BPTTBatcher
 from ..distributed.data_parallel import TrainingGroup
-from ..files import atomic_write_text
 from ..nn.utils import clip_grad_norm_
-from ..serialization import load, save
+from ..serialization import atomic_write_text, load, remove_stale_temp_files, save
 from ..tensor import Tensor
 from .models import RecurrentLM, detach_state
 
@@ -298,16 +297,20 @@ class _StopRequests:
 class Trainer:
     """Trains ``model`` on the token ids ``train_ids``, evaluating on ``val_ids`` (None: no evaluation).
 
-    ``meta`` is any JSON-serialisable dict kept in the checkpoint (e.g. the tokenizer's name).
+    ``meta`` is any JSON-serialisable dict kept in the checkpoint (e.g. the tokenizer's name);
+    ``file_metadata`` are strings stored as the checkpoint file's own metadata, which
+    ``tinygrad_lm.serialization.load_metadata`` reads without loading the tensors (e.g. digests
+    of the files the run belongs with).
     """
 
     def __init__(self, model: Any, train_ids: Any, val_ids: Any, config: TrainConfig,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, file_metadata: dict[str, str] | None = None) -> None:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
         self.model = model
         self.config = config
         self.meta = dict(meta or {})
+        self.file_metadata = dict(file_metadata or {})
         self.train_ids = np.asarray(train_ids, dtype=np.int64)
         self.val_ids = None if val_ids is None else np.asarray(val_ids, dtype=np.int64)
         if self.train_ids.ndim != 1 or (self.val_ids is not None and self.val_ids.ndim != 1):
@@ -450,7 +453,7 @@ class Trainer:
         state = self.state_dict()  # every rank: it gathers the carried state
         if self.dp.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            save(state, self.checkpoint_path)
+            save(state, self.checkpoint_path, metadata=self.file_metadata)
         return self.checkpoint_path
 
     def load_checkpoint(self, path: str | Path | None = None) -> None:
@@ -545,8 +548,8 @@ class Trainer:
         c = self.config
         stop = c.max_steps if until is None else min(int(until), c.max_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.out_dir.glob(f".{self.checkpoint_path.name}.*.tmp"):  # left by a process killed mid-save
-            stale.unlink(missing_ok=True)
+        if self.dp.is_main:
+            remove_stale_temp_files(self.out_dir)  # left by a process killed mid-save
         if resume:
             if not self.checkpoint_path.exists():
                 raise FileNotFoundError(f"no checkpoint to resume from at {self.checkpoint_path}")
