@@ -323,3 +323,36 @@ def test_saved_index_tensors_are_checked_too(device):
     index[0, 0] = 0
     with pytest.raises(RuntimeError, match="Gather"):
         y.backward()
+
+
+# ---------------------------------------------------------------------- autograd.grad, backward(inputs=)
+def test_autograd_grad_matches_torch_and_leaves_grad_alone(device):
+    torch = pytest.importorskip("torch")
+    x0, w0 = np.array([1.0, 2.0, 3.0]), np.array([0.5, -1.0, 0.25])
+    x, w = tl.tensor(x0, device=device, requires_grad=True), tl.tensor(w0, device=device, requires_grad=True)
+    X, W = torch.tensor(x0, requires_grad=True), torch.tensor(w0, requires_grad=True)
+    h, H = x * w, X * W
+    y, Y = (h.tanh() * x).sum(), (H.tanh() * X).sum()
+    ours = tl.autograd.grad(y, [x, h], retain_graph=True)
+    theirs = torch.autograd.grad(Y, [X, H], retain_graph=True)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(host(a), b.numpy(), rtol=1e-12)
+    assert x.grad is None and w.grad is None
+    y.backward(inputs=[w])
+    Y.backward(inputs=[W])
+    assert x.grad is None
+    np.testing.assert_allclose(host(w.grad), W.grad.numpy(), rtol=1e-12)
+
+
+def test_autograd_grad_errors_and_unused_inputs(device):
+    x = tl.ones(2, device=device, requires_grad=True)
+    other = tl.ones(2, device=device, requires_grad=True)
+    y = (x * 2).sum()
+    assert tl.autograd.grad(y, [x, other], retain_graph=True, allow_unused=True)[1] is None
+    assert host(tl.autograd.grad(y, other, retain_graph=True, materialize_grads=True)[0]).tolist() == [0.0, 0.0]
+    with pytest.raises(RuntimeError, match="appears to not have been used in the graph"):
+        tl.autograd.grad(y, [other], retain_graph=True)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tl.autograd.grad(y, [tl.ones(2, device=device)], retain_graph=True)
+    with pytest.raises(NotImplementedError, match="create_graph=True is not supported"):
+        tl.autograd.grad(y, [x], create_graph=True)

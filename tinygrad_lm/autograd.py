@@ -610,11 +610,11 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
     if root is None:
         if tensor.requires_grad:
             _accumulate_leaf(tensor, grad)
-            if _post_accumulate_grad_hooks:
+            if _post_accumulate_grad_hooks and not _captures:
                 _run_post_accumulate_grad_hooks([tensor])
         return
     order = _topological_order(root)
-    last_uses = _last_uses(order) if _post_accumulate_grad_hooks else None
+    last_uses = _last_uses(order) if _post_accumulate_grad_hooks and not _captures else None
     grads: dict[Function, Any] = {root: grad}  # the gradient of each node's output, until the node is reached
     if root.n_outputs is not None:
         grads[root] = [None] * root.n_outputs
@@ -633,6 +633,8 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
             ref = node.__dict__.get("_retain_ref")  # set by Tensor.retain_grad() on this node's output
             if ref is not None:
                 _keep_retained(ref, g)
+            if _captures:
+                _capture_node_gradient(node, g)
             if getattr(node, "_epoch", 0) < _epoch:  # memory was changed in place since this node was recorded
                 _check_saved(node)
             if not retain_graph:
@@ -728,7 +730,70 @@ def _accumulate_leaf(x: Any, g: Any, private: bool = False) -> None:
     C-contiguous and writable; otherwise ``.grad`` gets a copy, as backward results may be views of,
     or shared with, other gradients.
     """
+    if _captures:  # inside autograd.grad: the gradient goes to its result, never to .grad
+        slot = _captures[-1].get(id(x))
+        if slot is not None and slot[0] is x:
+            slot[1] = g.copy() if slot[1] is None else slot[1] + g
+        return
     if x._grad is None:  # the engine's own write: no need for the checks of the .grad setter
         x._grad = Tensor._wrap(g if private and _writable(g) else g.copy(), x.device)
     else:
         x._grad.array += g
+
+
+# autograd.grad's results while it runs backward: id(input) -> [input, gradient array or None]
+# (non-leaf inputs under the key of their node and output number); a stack, as grad may nest in hooks.
+_captures: list[dict[Any, list[Any]]] = []
+
+
+def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool | None = None,
+         materialize_grads: bool = False) -> tuple[Any, ...]:
+    """PyTorch's ``torch.autograd.grad``: the gradients of ``outputs`` with respect to ``inputs``, returned
+    (a tuple, one per input), leaving every ``.grad`` untouched. ``create_graph=True`` is not supported yet."""
+    if create_graph:
+        raise NotImplementedError("autograd.grad: create_graph=True is not supported (backward records no graph)")
+    outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = (grad_outputs,) * len(outputs) if grad_outputs is None else (grad_outputs,)
+    grad_outputs = tuple(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise RuntimeError(f"grad: got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    capture: dict[Any, list[Any]] = {}
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"grad: inputs must be Tensors, input {i} is a {type(x).__name__}")
+        if not x.requires_grad:
+            raise RuntimeError(f"One of the differentiated Tensors does not require grad (input {i})")
+        key = id(x) if x.grad_fn is None else (x.grad_fn, x._output_nr)
+        capture[key] = [x, None]
+    _captures.append(capture)
+    try:
+        for k, (out, g) in enumerate(zip(outputs, grad_outputs)):
+            out.backward(g, retain_graph=bool(retain_graph) or k < len(outputs) - 1)
+    finally:
+        _captures.pop()
+    results = []
+    for i, x in enumerate(inputs):
+        g = capture[id(x) if x.grad_fn is None else (x.grad_fn, x._output_nr)][1]
+        if g is None:
+            if not (allow_unused or materialize_grads):
+                raise RuntimeError(f"One of the differentiated Tensors (input {i}) appears to not have been used in "
+                                   "the graph. Set allow_unused=True if this is the desired behavior.")
+            results.append(Tensor._wrap(x.xp.zeros(x.shape, dtype=x.array.dtype), x.device)
+                           if materialize_grads else None)
+        else:
+            results.append(Tensor._wrap(g, x.device))
+    return tuple(results)
+
+
+def _capture_node_gradient(node: Function, g: Any) -> None:
+    """Inside autograd.grad: keep the gradient reaching ``node``'s output(s) when one is a non-leaf input."""
+    capture = _captures[-1]
+    for nr in range(node.n_outputs or 1):
+        slot = capture.get((node, nr))
+        if slot is not None:
+            part = g if node.n_outputs is None else g[nr]
+            if part is not None:
+                slot[1] = part.copy() if slot[1] is None else slot[1] + part

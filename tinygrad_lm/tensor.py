@@ -331,8 +331,26 @@ class Tensor:
         """Call ``hook(self)`` in each backward once this leaf's ``.grad`` is complete; returns a removable handle."""
         return autograd.register_post_accumulate_grad_hook(self, hook)
 
-    def backward(self, gradient: Any = None, retain_graph: _bool = False) -> None:
-        """Accumulate the gradient of this tensor into ``.grad`` of every leaf that requires it."""
+    def backward(self, gradient: Any = None, retain_graph: Any = None, create_graph: _bool = False,
+                 inputs: Any = None) -> None:
+        """Accumulate the gradient of this tensor into ``.grad`` of every leaf that requires it
+        (only of ``inputs``, leaves or not, when given). ``create_graph=True`` is not supported yet."""
+        if create_graph:
+            raise NotImplementedError("backward: create_graph=True is not supported (backward records no graph)")
+        if inputs is not None:
+            inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+            if not inputs:
+                raise RuntimeError("backward: 'inputs' argument to backward() cannot be empty.")
+            grads = autograd.grad(self, inputs, gradient, retain_graph=retain_graph, allow_unused=True)
+            with autograd.no_grad():
+                for x, g in zip(inputs, grads):
+                    if g is not None:
+                        if x._grad is None:
+                            x._grad = g
+                        else:
+                            x._grad.array += g.array
+            return
+        retain_graph = _bool(retain_graph)
         if not self.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
         if gradient is None:
@@ -341,7 +359,7 @@ class Tensor:
                     f"grad can be implicitly created only for scalar outputs; this output has shape {self.shape}, "
                     "pass backward(gradient=...) of that shape"
                 )
-            g = self.xp.ones(self.shape, dtype=self.dtype)
+            g = self.xp.ones(self.shape, dtype=self.array.dtype)
         else:
             g = gradient.array if isinstance(gradient, Tensor) else gradient
             g = backend.to_device(self.xp.asarray(g) if not backend.is_backend_array(g) else g, self.device)
@@ -349,7 +367,7 @@ class Tensor:
                 raise RuntimeError(
                     f"backward: gradient has shape {tuple(g.shape)} but the output has shape {self.shape}"
                 )
-            g = g.astype(self.dtype, copy=False)
+            g = g.astype(self.array.dtype, copy=False)
         autograd.backward(self, g, retain_graph=retain_graph)
 
     # ------------------------------------------------------------------ arithmetic
