@@ -218,6 +218,7 @@ ACTIVATIONS = [
     ("Flatten", {}), ("Flatten", {"start_dim": 0, "end_dim": 1}), ("Unflatten", {"dim": 1, "unflattened_size": (2, 3)}),
     ("Hardtanh", {}), ("Hardtanh", {"min_val": -2.0, "max_val": 0.5}), ("ReLU6", {}), ("SELU", {}),
     ("CELU", {"alpha": 0.5}), ("Softsign", {}), ("Tanhshrink", {}), ("Threshold", {"threshold": 0.3, "value": -1.0}),
+    ("Softmin", {"dim": 1}), ("Softmax2d", {}),
 ]
 
 
@@ -365,3 +366,81 @@ def test_zero_vectors_give_finite_gradients_as_torch(device):
              device=device)
     _compare(lambda a, b: F.cosine_similarity(a, b), lambda a, b: torch.nn.functional.cosine_similarity(a, b), x, y,
              device=device)
+
+
+@given(data=st.data(), shared=st.booleans())
+def test_prelu_gradcheck(device, data, shared):
+    x = data.draw(arrays_avoiding((2, 3, 2), [0.0]))
+    w = data.draw(arrays((1,) if shared else (3,), -1.0, 1.0))
+    check_grad(lambda t, a: F.prelu(t, a), x, w, device=device)
+
+
+@given(data=st.data(), groups=st.sampled_from([1, 2, 4]), affine=st.booleans())
+def test_group_norm_gradcheck(device, data, groups, affine):
+    x = data.draw(arrays((2, 4, 3)))
+    x = x + np.arange(x.size).reshape(x.shape) * 0.1  # no group is constant
+    if affine:
+        check_grad(lambda t, g, b: F.group_norm(t, groups, g, b), x, data.draw(arrays((4,), 0.5, 2.0)),
+                   data.draw(arrays((4,))), device=device)
+    else:
+        check_grad(lambda t: F.group_norm(t, groups), x, device=device)
+
+
+@pytest.mark.parametrize("num_parameters", [1, 3])
+def test_prelu_matches_torch(device, num_parameters):
+    torch = _torch()
+    ours = nn.PReLU(num_parameters, init=0.1, device=device, dtype=tl.float64)
+    theirs = torch.nn.PReLU(num_parameters, init=0.1).double()
+    assert repr(ours) == repr(theirs)
+    np.testing.assert_allclose(host(ours.weight), theirs.weight.detach().numpy(), rtol=1e-7)  # torch's init is float32
+    ours.load_state_dict(theirs.state_dict())
+    x = np.random.default_rng(9).normal(size=(4, 3, 2))
+    _compare(ours, theirs, x, device=device)
+    np.testing.assert_allclose(host(ours.weight.grad), theirs.weight.grad.numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"affine": False}, {"bias": False, "eps": 1e-3}])
+def test_group_norm_matches_torch(device, kwargs):
+    torch = _torch()
+    ours = nn.GroupNorm(2, 4, **kwargs, device=device, dtype=tl.float64)
+    theirs = torch.nn.GroupNorm(2, 4, **kwargs).double()
+    assert repr(ours) == repr(theirs)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    if ours.weight is not None:
+        w = np.random.default_rng(10).uniform(0.5, 2, size=4)
+        ours.load_state_dict({**{k: v for k, v in ours.state_dict().items()}, "weight": w})
+        theirs.weight.data.copy_(torch.tensor(w))
+    _compare(ours, theirs, np.random.default_rng(11).normal(size=(3, 4, 5)), device=device)
+    with pytest.raises(ValueError, match="divisible"):
+        nn.GroupNorm(3, 4)
+
+
+PADDINGS = [
+    ("ZeroPad1d", ((1, 2),), (2, 3, 4)), ("ZeroPad2d", (2,), (2, 3, 4)),
+    ("ZeroPad3d", ((1, 0, 0, 1, 2, 0),), (2, 3, 4)),
+    ("ConstantPad1d", (2, 3.5), (3, 4)), ("ConstantPad2d", ((1, 0, 2, 1), -1.0), (2, 3, 4)),
+    ("ConstantPad3d", (1, 0.5), (2, 3, 4)),
+    ("ReflectionPad1d", ((1, 2),), (2, 3, 4)), ("ReflectionPad2d", ((1, 1, 2, 0),), (1, 2, 3, 4)),
+    ("ReflectionPad3d", (1,), (1, 2, 3, 4)), ("ReplicationPad1d", (3,), (3, 4)),
+    ("ReplicationPad2d", ((0, 2, 1, 1),), (2, 3, 4)), ("ReplicationPad3d", ((1, 0, 0, 1, 2, 0),), (1, 2, 3, 4)),
+    ("CircularPad1d", ((2, 1),), (2, 3, 4)), ("CircularPad2d", (1,), (2, 3, 4)), ("CircularPad3d", (1,), (1, 2, 3, 4)),
+]
+
+
+@pytest.mark.parametrize("name,args,shape", PADDINGS, ids=[p[0] for p in PADDINGS])
+def test_padding_layers_match_torch(device, name, args, shape):
+    torch = _torch()
+    ours, theirs = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
+    assert repr(ours) == repr(theirs)
+    _compare(ours, theirs, np.random.default_rng(12).normal(size=shape), device=device)
+
+
+def test_padding_layers_reject_bad_arguments():
+    with pytest.raises(ValueError, match="tuple of 4 ints"):
+        nn.ZeroPad2d((1, 2))
+    with pytest.raises(ValueError, match="expected 2D or 3D input"):
+        nn.ReflectionPad1d(1)(tl.randn(1, 2, 3, 4))
+    with pytest.raises(ValueError, match="3D or 4D"):
+        nn.Softmax2d()(tl.randn(2, 3))
+    with pytest.raises(RuntimeError, match="3 slopes"):
+        F.prelu(tl.randn(2, 4), tl.ones(3))

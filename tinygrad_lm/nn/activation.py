@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import creation
 from ..tensor import Tensor
 from . import functional as F
-from .module import Module
+from . import init as nn_init
+from .module import Module, Parameter
 
 
 def _no_inplace(layer: str, inplace: bool) -> bool:
@@ -281,6 +283,47 @@ class Threshold(Module):
         return f"threshold={self.threshold}, value={self.value}"
 
 
+class Softmin(Module):
+    """y = softmax(-x) along ``dim``."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.softmin(input, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Softmax2d(Module):
+    """Softmax over the channels (dim -3) of (N, C, H, W) or (C, H, W) input."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        if input.ndim not in (3, 4):
+            raise ValueError(f"Softmax2d: expected 3D or 4D input (got {input.ndim}D input)")
+        return F.softmax(input, -3)
+
+
+class PReLU(Module):
+    """y = x for x > 0, else a x, with learned slopes ``weight (num_parameters,)`` starting at ``init``."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        self.num_parameters, self.init = num_parameters, init
+        self.weight = Parameter(creation.full((num_parameters,), float(init), dtype=dtype, device=device))
+
+    def reset_parameters(self) -> None:
+        nn_init.constant_(self.weight, self.init)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.prelu(input, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+
 def get_activation(activation: Any, where: str) -> Any:
     """``"relu"`` / ``"gelu"`` as the functions, a callable as is (the Transformer layers' ``activation``)."""
     if activation == "relu":
@@ -293,7 +336,7 @@ def get_activation(activation: Any, where: str) -> Any:
 
 
 __all__ = [
-    "CELU", "ELU", "GELU", "GLU", "SELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU", "LogSigmoid",
-    "LogSoftmax", "Mish", "ReLU", "ReLU6", "SiLU", "Sigmoid", "Softmax", "Softplus", "Softsign", "Tanh", "Tanhshrink",
-    "Threshold",
+    "CELU", "ELU", "GELU", "GLU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU", "LogSigmoid", "LogSoftmax",
+    "Mish", "PReLU", "ReLU", "ReLU6", "SELU", "SiLU", "Sigmoid", "Softmax", "Softmax2d", "Softmin", "Softplus",
+    "Softsign", "Tanh", "Tanhshrink", "Threshold",
 ]

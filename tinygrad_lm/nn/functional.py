@@ -604,6 +604,64 @@ def batch_norm(
         out = out + bias.reshape(shape)
     return out
 
+def softmin(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
+    """softmax(-x) along ``dim``."""
+    _check_tensor("softmin", "input", input)
+    if dim is None:
+        dim = _implicit_dim("softmin", input.ndim)
+    return softmax(-input, dim, dtype)
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    """x where x > 0, else a x, with one learned slope a per channel (dim 1; dim 0 for 1-D input) or one shared."""
+    _check_tensor("prelu", "input", input)
+    _check_tensor("prelu", "weight", weight)
+    _check_device("prelu", input, weight)
+    if weight.ndim != 1:
+        raise RuntimeError(f"prelu: weight must be 1-D (num_parameters,), got shape {weight.shape}")
+    channel = 1 if input.ndim >= 2 else 0
+    if weight.shape[0] != 1:
+        if input.ndim == 0 or input.shape[channel] != weight.shape[0]:
+            raise RuntimeError(
+                f"prelu: weight has {weight.shape[0]} slopes but input of shape {input.shape} has "
+                f"{input.shape[channel] if input.ndim else 0} channels in dim {channel}"
+            )
+        weight = weight.reshape(weight.shape[0], *([1] * (input.ndim - channel - 1)))  # (C, 1, ...)
+    return _creation.where(input > 0, input, input * weight)
+
+
+def group_norm(
+    input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5
+) -> Tensor:
+    """Normalise each of ``num_groups`` groups of channels of every sample (Wu & He, 2018), then a per-channel
+    affine map: x (N, C, ...) -> (N, G, C/G * ...) -> (x - mean) / sqrt(var + eps) -> (N, C, ...) * weight + bias."""
+    name = "group_norm"
+    _check_tensor(name, "input", input)
+    _check_float(name, "input", input)
+    if input.ndim < 2:
+        raise ValueError(f"{name}: input must be (N, C, ...), got shape {input.shape}")
+    n, c = input.shape[0], input.shape[1]
+    if num_groups <= 0 or c % num_groups:
+        raise RuntimeError(
+            f"{name}: expected the {c} channels of input {input.shape} to divide into {num_groups} groups"
+        )
+    shape = (1, c) + (1,) * (input.ndim - 2)
+    x = input.reshape(n, num_groups, -1)  # (N, G, C/G * ...)
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, keepdim=True, correction=0)
+    out = ((x - mean) / (var + eps).sqrt()).reshape(input.shape)  # (N, C, ...)
+    for arg, t in (("weight", weight), ("bias", bias)):
+        if t is not None:
+            _check_tensor(name, arg, t)
+            if t.shape != (c,):
+                raise RuntimeError(f"{name}: {arg} should have shape ({c},), got {t.shape}")
+            _check_same_dtype(name, input, t, "input", arg)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
 _PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
 
@@ -846,11 +904,11 @@ def kl_div(
 
 __all__ = [
     "batch_norm", "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "cosine_similarity",
-    "cross_entropy", "dropout", "elu", "embedding", "gelu", "glu", "hardsigmoid", "hardswish", "hardtanh",
-    "huber_loss", "kl_div", "l1_loss", "layer_norm", "leaky_relu", "linear", "log_softmax", "logsigmoid", "mish",
-    "mse_loss", "nll_loss", "normalize", "one_hot", "pad", "pairwise_distance", "relu", "relu6", "rms_norm",
-    "scaled_dot_product_attention", "selu", "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "softsign",
-    "tanh", "tanhshrink", "threshold",
+    "cross_entropy", "dropout", "elu", "embedding", "gelu", "glu", "group_norm", "hardsigmoid", "hardswish",
+    "hardtanh", "huber_loss", "kl_div", "l1_loss", "layer_norm", "leaky_relu", "linear", "log_softmax", "logsigmoid",
+    "mish", "mse_loss", "nll_loss", "normalize", "one_hot", "pad", "pairwise_distance", "prelu", "relu", "relu6",
+    "rms_norm", "scaled_dot_product_attention", "selu", "sigmoid", "silu", "smooth_l1_loss", "softmax", "softmin",
+    "softplus", "softsign", "tanh", "tanhshrink", "threshold",
 ]
 
 # Defined with MultiheadAttention (attention.py imports the layers, which import this module).

@@ -206,6 +206,45 @@ class RMSNorm(Module):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
+class GroupNorm(Module):
+    """Normalise groups of channels per sample: ``num_groups`` groups of ``num_channels / num_groups`` channels,
+    then a per-channel ``weight`` (ones) and ``bias`` (zeros) of shape ``(num_channels,)``."""
+
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError("num_channels must be divisible by num_groups")
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
+        if affine:
+            self.weight = Parameter(creation.ones(num_channels, dtype=dtype, device=device))
+            if bias:
+                self.bias = Parameter(creation.zeros(num_channels, dtype=dtype, device=device))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+            f"bias={self.bias is not None}"
+        )
+
+
 class Dropout(Module):
     """In training, y = x m / (1 - p) with m ~ Bernoulli(1 - p) per element; in eval mode, y = x."""
 
@@ -292,6 +331,6 @@ class PairwiseDistance(Module):
 
 
 __all__ = [
-    "CosineSimilarity", "Dropout", "Embedding", "Flatten", "Identity", "LayerNorm", "Linear", "PairwiseDistance",
-    "RMSNorm", "Unflatten",
+    "CosineSimilarity", "Dropout", "Embedding", "Flatten", "GroupNorm", "Identity", "LayerNorm", "Linear",
+    "PairwiseDistance", "RMSNorm", "Unflatten",
 ]
