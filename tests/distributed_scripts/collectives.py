@@ -93,6 +93,10 @@ def main(device: str) -> None:
             dist.reduce_scatter(out, mine, op=op)
             want = expected_reduce([pieces[r * world + rank] for r in range(world)], op)
             check(host(out), want, f"reduce_scatter {dtype} {op.name}")
+            t = make(inputs[rank], device)  # reduce: only rank dst gets the result
+            dist.reduce(t, dst=world - 1, op=op)
+            reduced = expected_reduce(inputs, op) if rank == world - 1 else inputs[rank]
+            check(host(t), reduced, f"reduce {dtype} {op.name}")
             flat = make(np.concatenate([p.reshape(-1) for p in pieces[rank * world:(rank + 1) * world]]), device)
             out2 = make(np.zeros((2, 3), dtype), device)
             dist.reduce_scatter_tensor(out2, flat, op=op)
@@ -104,6 +108,21 @@ def main(device: str) -> None:
         dist.all_gather(outs, make(inputs[rank], device))
         for r in range(world):
             check(host(outs[r]), inputs[r], f"all_gather {dtype} [{r}]")
+        if device == "cpu":  # gather and scatter: MPI only (NCCL has all_gather and broadcast)
+            outs = [make(np.zeros((3, 4), dtype), device) for _ in range(world)] if rank == 0 else None
+            dist.gather(make(inputs[rank], device), outs, dst=0)
+            for r in range(world if rank == 0 else 0):
+                check(host(outs[r]), inputs[r], f"gather {dtype} [{r}]")
+            t = make(np.zeros((3, 4), dtype), device)
+            dist.scatter(t, [make(x, device) for x in inputs] if rank == world - 1 else None, src=world - 1)
+            check(host(t), inputs[rank], f"scatter {dtype}")
+        if world > 1:  # a ring of point-to-point messages
+            received = make(np.zeros((3, 4), dtype), device)
+            works = [dist.isend(make(inputs[rank], device), (rank + 1) % world),
+                     dist.irecv(received, (rank - 1) % world)]
+            for w in works:
+                w.wait()
+            check(host(received), inputs[(rank - 1) % world], f"isend/irecv {dtype}")
         big = make(np.zeros((world * 3, 4), dtype), device)
         dist.all_gather_into_tensor(big, make(inputs[rank], device))
         check(host(big), np.concatenate(inputs), f"all_gather_into_tensor {dtype}")

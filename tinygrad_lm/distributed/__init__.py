@@ -34,9 +34,10 @@ from ..tensor import Tensor
 
 __all__ = [
     "Backend", "ReduceOp", "Work", "all_gather", "all_gather_into_tensor", "all_gather_object", "all_reduce",
-    "barrier", "broadcast", "broadcast_object_list", "default_pg_timeout", "destroy_process_group", "get_backend",
-    "get_rank", "get_world_size", "group", "init_process_group", "is_available", "is_initialized", "is_mpi_available",
-    "is_nccl_available", "reduce_scatter", "reduce_scatter_tensor",
+    "barrier", "broadcast", "broadcast_object_list", "default_pg_timeout", "destroy_process_group", "gather",
+    "get_backend", "get_rank", "get_world_size", "group", "init_process_group", "irecv", "is_available",
+    "is_initialized", "is_mpi_available", "is_nccl_available", "isend", "recv", "reduce", "reduce_scatter",
+    "reduce_scatter_tensor", "scatter", "send",
 ]
 
 
@@ -303,6 +304,11 @@ def _reduce_buffer(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 
+def _move_dtype(dtype: np.dtype) -> np.dtype:
+    """The type collectives that only move data send ``dtype`` as: itself, or uint16 for half precision."""
+    return np.dtype(np.uint16) if dtype == _FLOAT16 else dtype
+
+
 def _move_buffer(array: np.ndarray) -> Any:
     """A contiguous buffer with a type every MPI has, for collectives that move data without combining it."""
     buf = array if array.flags.c_contiguous else np.ascontiguousarray(array)
@@ -456,6 +462,121 @@ def _reduce_scatter_cpu(pg: _ProcessGroup, target: np.ndarray, source: np.ndarra
         target[...] = recv.reshape(target.shape)
 
     return _run(pg, [request], finish, async_op, what)
+
+
+def reduce(tensor: Tensor, dst: int, op: ReduceOp = ReduceOp.SUM, group: Any = None,
+           async_op: bool = False) -> Work | None:
+    """Combine ``tensor`` over all ranks with ``op`` into ``tensor`` on rank ``dst`` (the others keep theirs)."""
+    pg = _get(group)
+    t = _tensor(tensor, "reduce")
+    _check_rank(pg, dst, "dst")
+    if _all_cuda([t], "reduce"):
+        return pg.nccl().reduce(t.array, dst, op, async_op)
+    array = _cpu_array(t, "reduce")
+    buf = _reduce_buffer(array)
+    mpi_op = _mpi_op(pg, op, array.dtype)
+    if pg.rank == dst:
+        request = pg.comm.Ireduce(pg.MPI.IN_PLACE, buf, op=mpi_op, root=dst)
+    else:
+        request = pg.comm.Ireduce(buf, None, op=mpi_op, root=dst)
+
+    def finish() -> None:
+        if pg.rank != dst:
+            return
+        if op is ReduceOp.AVG:
+            _divide(buf, pg.size)
+        if buf is not array:
+            array[...] = buf
+
+    return _run(pg, [request], finish, async_op, "reduce")
+
+
+def gather(tensor: Tensor, gather_list: list[Tensor] | None = None, dst: int = 0, group: Any = None,
+           async_op: bool = False) -> Work | None:
+    """``gather_list[r]`` <- rank r's ``tensor``, on rank ``dst`` only (the others pass no list)."""
+    pg = _get(group)
+    t = _tensor(tensor, "gather")
+    _check_rank(pg, dst, "dst")
+    outs = [_tensor(o, "gather") for o in gather_list or []]
+    if pg.rank == dst:
+        _check_list(pg, outs, t, "gather", "gather_list")
+    elif outs:
+        raise ValueError(f"gather: only the destination rank {dst} passes a gather_list")
+    if _all_cuda(outs + [t], "gather"):
+        raise NotImplementedError("gather of CUDA tensors (NCCL): use all_gather")
+    send = _move_buffer(_cpu_array(t, "gather"))
+    recv = np.empty((pg.size,) + send.shape, dtype=send.dtype) if pg.rank == dst else None
+    request = pg.comm.Igather(send, recv, root=dst)
+
+    def finish() -> None:
+        if recv is not None:
+            for r, o in enumerate(outs):
+                o.array[...] = recv[r].view(o.dtype)
+
+    return _run(pg, [request], finish, async_op, "gather")
+
+
+def scatter(tensor: Tensor, scatter_list: list[Tensor] | None = None, src: int = 0, group: Any = None,
+            async_op: bool = False) -> Work | None:
+    """``tensor`` on rank r <- ``scatter_list[r]`` of rank ``src`` (the others pass no list)."""
+    pg = _get(group)
+    t = _tensor(tensor, "scatter")
+    _check_rank(pg, src, "src")
+    ins = [_tensor(i, "scatter") for i in scatter_list or []]
+    if pg.rank == src:
+        _check_list(pg, ins, t, "scatter", "scatter_list")
+    elif ins:
+        raise ValueError(f"scatter: only the source rank {src} passes a scatter_list")
+    if _all_cuda(ins + [t], "scatter"):
+        raise NotImplementedError("scatter of CUDA tensors (NCCL): use broadcast")
+    target = _cpu_array(t, "scatter")
+    send = _move_buffer(np.stack([i.array for i in ins])) if pg.rank == src else None
+    recv = np.empty(target.shape, dtype=_move_dtype(target.dtype))
+    request = pg.comm.Iscatter(send, recv, root=src)
+
+    def finish() -> None:
+        target[...] = recv.view(target.dtype)
+
+    return _run(pg, [request], finish, async_op, "scatter")
+
+
+def isend(tensor: Tensor, dst: int, group: Any = None, tag: int = 0) -> Work:
+    """Start sending ``tensor`` to rank ``dst``; ``wait()`` the returned Work before changing the tensor."""
+    pg = _get(group)
+    t = _tensor(tensor, "isend")
+    _check_rank(pg, dst, "dst")
+    if _all_cuda([t], "isend"):
+        return pg.nccl().send(t.array, dst)
+    buf = _move_buffer(_cpu_array(t, "isend"))
+    return Work([pg.comm.Isend(buf, dest=dst, tag=tag)], None, pg.timeout, "isend")
+
+
+def irecv(tensor: Tensor, src: int, group: Any = None, tag: int = 0) -> Work:
+    """Start receiving into ``tensor`` from rank ``src``; the data is there once ``wait()`` returns."""
+    pg = _get(group)
+    t = _tensor(tensor, "irecv")
+    _check_rank(pg, src, "src")
+    if _all_cuda([t], "irecv"):
+        return pg.nccl().recv(t.array, src)
+    target = _cpu_array(t, "irecv")
+    buf = _move_buffer(target) if target.flags.c_contiguous else np.empty(target.size, _move_dtype(target.dtype))
+
+    def finish() -> None:
+        if not target.flags.c_contiguous:
+            target[...] = buf.view(target.dtype).reshape(target.shape)
+
+    return Work([pg.comm.Irecv(buf, source=src, tag=tag)], finish, pg.timeout, "irecv")
+
+
+def send(tensor: Tensor, dst: int, group: Any = None, tag: int = 0) -> None:
+    """Send ``tensor`` to rank ``dst`` (returns once it may be changed)."""
+    isend(tensor, dst, group, tag).wait()
+
+
+def recv(tensor: Tensor, src: int, group: Any = None, tag: int = 0) -> int:
+    """Receive into ``tensor`` from rank ``src``; returns ``src``."""
+    irecv(tensor, src, group, tag).wait()
+    return src
 
 
 def barrier(group: Any = None, async_op: bool = False, device_ids: Any = None) -> Work | None:

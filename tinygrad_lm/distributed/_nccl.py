@@ -53,6 +53,7 @@ class NcclGroup:
         uid = comm.bcast(uid, root=0)
         self.comm = self.nccl.NcclCommunicator(size, uid, rank)
         self.size = size
+        self.rank = rank
         self.stream = cp.cuda.Stream(non_blocking=True)
         n = self.nccl
         self.types = {"float16": n.NCCL_FLOAT16, "float32": n.NCCL_FLOAT32, "float64": n.NCCL_FLOAT64,
@@ -167,3 +168,42 @@ class NcclGroup:
             out[...] = recv.reshape(out.shape).astype(out.dtype, copy=False)
 
         return self._launch((send, recv, out), call, finish, async_op, "reduce_scatter")
+
+    def reduce(self, array: Any, root: int, op: Any, async_op: bool) -> Any:
+        from . import ReduceOp, _divide
+
+        buf, dtype, nop = self._reduce_type(array, op)
+        size, mine = self.size, self.rank == root
+
+        def call(stream: int) -> None:
+            self.comm.reduce(buf.data.ptr, buf.data.ptr, buf.size, dtype, nop, root, stream)
+
+        def finish() -> None:
+            if not mine:
+                return
+            if op is ReduceOp.AVG:
+                _divide(buf, size)
+            if buf.data.ptr != array.data.ptr or buf.dtype != array.dtype:
+                array[...] = buf.astype(array.dtype, copy=False)
+
+        return self._launch((buf, array), call, finish, async_op, "reduce")
+
+    def send(self, array: Any, peer: int) -> Any:
+        buf = self._bytes(array)
+
+        def call(stream: int) -> None:
+            self.comm.send(buf.data.ptr, buf.size, self.nccl.NCCL_UINT8, peer, stream)
+
+        return self._launch((buf, array), call, None, True, "isend")
+
+    def recv(self, array: Any, peer: int) -> Any:
+        buf = self._bytes(array)
+
+        def call(stream: int) -> None:
+            self.comm.recv(buf.data.ptr, buf.size, self.nccl.NCCL_UINT8, peer, stream)
+
+        def finish() -> None:
+            if not array.flags.c_contiguous:
+                array[...] = buf.view(array.dtype).reshape(array.shape)
+
+        return self._launch((buf, array), call, finish, True, "irecv")
