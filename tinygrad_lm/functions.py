@@ -8,6 +8,7 @@ The few that are not plain method calls (``pow`` with a number base, ``numel``, 
 """
 from __future__ import annotations
 
+import builtins
 from typing import Any, Callable, Sequence
 
 from . import autograd, backend
@@ -116,9 +117,9 @@ def broadcast_shapes(*shapes: Any) -> tuple[int, ...]:
     result: tuple[int, ...] = ()
     for shape in shapes:
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        n = max(len(result), len(shape))
+        n = builtins.max(len(result), len(shape))  # (this module's max and any are PyTorch's: see _METHOD_FORMS)
         a, b = (1,) * (n - len(result)) + result, (1,) * (n - len(shape)) + shape
-        if any(x != y and 1 not in (x, y) for x, y in zip(a, b)):
+        if builtins.any(x != y and 1 not in (x, y) for x, y in zip(a, b)):
             raise RuntimeError(f"broadcast_shapes: shapes {result} and {shape} do not broadcast")
         result = tuple(y if x == 1 else x for x, y in zip(a, b))
     return result

@@ -289,6 +289,29 @@ class Tensor:
     def bool(self) -> Tensor:
         return self.to(dtype="bool")
 
+    def half(self) -> Tensor:
+        return self.to(dtype="float16")
+
+    def type(self, dtype: Any = None) -> Any:
+        """The type name (``'torch.FloatTensor'``, as PyTorch names it) without ``dtype``; else ``to(dtype)``."""
+        if dtype is None:
+            names = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long", "int32": "Int",
+                     "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+            prefix = "torch.cuda." if self.device != "cpu" else "torch."
+            return f"{prefix}{names.get(self.array.dtype.name, self.array.dtype.name)}Tensor"
+        return self.to(dtype=dtype)
+
+    @property
+    def is_cuda(self) -> _bool:
+        return self.device != "cpu"
+
+    def get_device(self) -> _int:
+        """The GPU index, -1 on the CPU (PyTorch's)."""
+        return -1 if self.device == "cpu" else _int(self.device.partition(":")[2] or 0)
+
+    def ndimension(self) -> _int:
+        return self.array.ndim
+
     def type_as(self, other: Tensor) -> Tensor:
         return self.to(dtype=other.dtype)
 
