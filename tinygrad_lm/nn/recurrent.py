@@ -47,12 +47,13 @@ def _uniform(bound: float, *shape: int) -> Parameter:
     return Parameter(creation.rand(*shape) * (2 * bound) - bound)
 
 
-def _check_float_input(name: str, input: Tensor) -> None:
+def _check_float_input(name: str, input: Tensor, weight: Tensor) -> None:
     """Token ids are not inputs of a recurrent layer: they become float vectors through an embedding first."""
     if input.dtype.kind != "f":
         raise TypeError(
-            f"{name}: input has dtype {input.dtype}, but a recurrent layer takes float vectors (e.g. embeddings "
-            f"of shape (..., input_size)); pass integer token ids through nn.Embedding first"
+            f"{name}: input has dtype {input.dtype}, but a recurrent layer takes float vectors like its "
+            f"{weight.dtype} parameters (e.g. embeddings of shape (..., input_size)); pass integer token ids "
+            "through nn.Embedding first"
         )
 
 
@@ -95,7 +96,7 @@ class _CellBase(Module):
         name = type(self).__name__
         if not isinstance(input, Tensor):
             raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
-        _check_float_input(name, input)
+        _check_float_input(name, input, self.weight_ih)
         if input.ndim not in (1, 2):
             raise RuntimeError(
                 f"{name}: Expected input to be 1D or 2D, got {input.ndim}D instead (shape {input.shape})"
@@ -294,7 +295,7 @@ class _RNNBase(Module):
         name = type(self).__name__
         if not isinstance(input, Tensor):
             raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
-        _check_float_input(name, input)
+        _check_float_input(name, input, self._layer_weights(0)[0])
         if input.ndim not in (2, 3):
             raise RuntimeError(f"{name}: Expected input to be 2D or 3D, got {input.ndim}D tensor instead "
                                f"(shape {input.shape})")
