@@ -9,8 +9,9 @@ For each configuration (``benchmarks/models.py``) at the same global batch it re
 - tokens/s of ``nproc`` ranks under ``mpiexec`` with ``--threads`` each, DDP averaging the gradients
   (each rank reads batch / nproc rows);
 - the gradient bytes each rank all-reduces per step and the time of that all-reduce alone;
-- the time DDP still waits for communication when backward has finished ("exposed"), and the
-  overlap: the share of the all-reduce's time hidden behind backward, ``1 - exposed / allreduce``;
+- the time DDP still waits for communication when backward has finished ("exposed", on the rank
+  that finished backward last, so that waiting for a slower rank does not count), and the overlap:
+  the share of the all-reduce's time hidden behind backward, ``1 - exposed / allreduce``;
 - the step time of the ranks without any all-reduce (``no_sync``), with one blocking all-reduce
   of every gradient after backward (no overlap), and with DDP's buckets started during backward.
 
@@ -173,7 +174,10 @@ def worker_ddp(args: argparse.Namespace) -> dict[str, Any] | None:
     for name, mine in times.items():
         every: list[Any] = [None] * world
         dist.all_gather_object(every, mine)
-        results[name] = statistics.median(max(step) for step in zip(*every))  # a step ends with its slowest rank
+        # A step ends with its slowest rank. The wait after backward is taken on the rank that finished
+        # backward last: the others' waits include the time they waited for it, not only communication.
+        pick = min if name == "exposed" else max
+        results[name] = statistics.median(pick(step) for step in zip(*every))
     if rank != 0:
         return None
     return {"step_s": results["ddp"], "tokens_per_s": cfg.batch * cfg.seq / results["ddp"],
