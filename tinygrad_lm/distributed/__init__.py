@@ -12,8 +12,9 @@ Processes are started by an MPI launcher (``mpiexec -n 4 python train.py``); eac
 CPU tensors go through MPI (``mpi4py``: the buffers are the tensors' NumPy arrays, no copies when
 they are contiguous), CUDA tensors through NCCL (``cupy.cuda.nccl``, its unique id shared over MPI).
 With ``async_op=True`` a collective returns a :class:`Work` at once (MPI's non-blocking ``Iallreduce``
-and friends; NCCL on a side stream) and ``work.wait()`` completes it: this is how DDP overlaps the
-gradient all-reduce with the rest of backward.
+and friends; NCCL on a side stream) and ``work.wait()`` completes it: this is how DDP starts the
+gradient all-reduce while backward goes on (how much of it moves meanwhile is up to the MPI library's
+progress engine: see benchmarks/README.md).
 
 Once initialised with more than one rank, an uncaught exception on any rank calls ``MPI_Abort``, so
 the whole job ends with a non-zero exit instead of the other ranks waiting forever in a collective.
@@ -137,14 +138,6 @@ class _ProcessGroup:
 
             self._nccl = NcclGroup(self.comm, self.rank, self.size)
         return self._nccl
-
-    def local_rank(self) -> int:
-        """This process's place among the ranks on its machine."""
-        local = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
-        try:
-            return int(local.Get_rank())
-        finally:
-            local.Free()
 
 
 _world: _ProcessGroup | None = None
