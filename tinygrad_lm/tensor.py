@@ -7,6 +7,7 @@ dtype, integers meeting floats become floats, float32 stays float32.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from collections import namedtuple
 from typing import Any, Iterator
@@ -684,6 +685,171 @@ class Tensor:
         quot = tensor1 / tensor2
         return self + (quot if value == 1 else quot * value)
 
+    def asinh(self) -> Tensor:
+        return _ops.Asinh.apply(_floating(self))
+
+    def acosh(self) -> Tensor:
+        return _ops.Acosh.apply(_floating(self))
+
+    def atanh(self) -> Tensor:
+        return _ops.Atanh.apply(_floating(self))
+
+    arcsinh, arccosh, arctanh = asinh, acosh, atanh
+
+    def deg2rad(self) -> Tensor:
+        return _floating(self) * (math.pi / 180.0)
+
+    def rad2deg(self) -> Tensor:
+        return _floating(self) * (180.0 / math.pi)
+
+    def sgn(self) -> Tensor:
+        return self.sign()
+
+    def signbit(self) -> Tensor:
+        return Tensor._wrap(self.xp.signbit(self.array), self.device)
+
+    def positive(self) -> Tensor:
+        return self
+
+    def erfc(self) -> Tensor:
+        """1 - erf(x)."""
+        return 1.0 - self.erf()
+
+    def logit(self, eps: Any = None) -> Tensor:
+        """log(x / (1 - x)), with x clamped to [eps, 1 - eps] when ``eps`` is given."""
+        x = _floating(self) if eps is None else _floating(self).clamp(eps, 1 - eps)
+        return (x / (1 - x)).log()
+
+    def xlogy(self, other: Any) -> Tensor:
+        """x log(y), 0 where x is 0."""
+        other = _tensor_like(other, self)
+        from .creation import where
+
+        return where(self == 0, 0.0, _floating(self) * _floating(other).log())
+
+    def hypot(self, other: Any) -> Tensor:
+        return (self * self + other * other).sqrt()
+
+    def logaddexp(self, other: Any) -> Tensor:
+        """log(e^x + e^y), shifted by the larger so exp never overflows."""
+        other = _tensor_like(other, self)
+        m = _binary(_ops.Maximum, self, other).detach()
+        m = m.masked_fill(~m.isfinite(), 0)
+        return m + ((self - m).exp() + (other - m).exp()).log()
+
+    def logaddexp2(self, other: Any) -> Tensor:
+        """log2(2^x + 2^y)."""
+        return (self * math.log(2.0)).logaddexp(_tensor_like(other, self) * math.log(2.0)) / math.log(2.0)
+
+    def copysign(self, other: Any) -> Tensor:
+        """|x| with the sign of ``other`` (no gradient reaches ``other``, as in PyTorch)."""
+        other = _tensor_like(other, self)
+        negative = Tensor._wrap(self.xp.signbit(other.array), self.device)
+        from .creation import where
+
+        magnitude = _floating(self).abs()
+        return where(negative, -magnitude, magnitude)
+
+    def heaviside(self, values: Tensor) -> Tensor:
+        from .creation import where
+
+        return where(self == 0, values, (self > 0).to(self.dtype)).detach()
+
+    def nan_to_num(self, nan: Any = 0.0, posinf: Any = None, neginf: Any = None) -> Tensor:
+        """NaN, +inf and -inf replaced (by 0 and the dtype's largest and smallest finite values by default)."""
+        if self.array.dtype.kind != "f":
+            return self.clone()
+        info = self.xp.finfo(self.array.dtype)
+        out = self.masked_fill(self.isnan(), nan)
+        out = out.masked_fill(self.isposinf(), float(info.max) if posinf is None else posinf)
+        return out.masked_fill(self.isneginf(), float(info.min) if neginf is None else neginf)
+
+    def sinc(self) -> Tensor:
+        """sin(pi x) / (pi x), 1 at 0."""
+        x = _floating(self)
+        zero = x == 0
+        safe = x.masked_fill(zero, 1.0) * math.pi
+        return (safe.sin() / safe).masked_fill(zero, 1.0)
+
+    def float_power(self, exponent: Any) -> Tensor:
+        """``self ** exponent`` in float64."""
+        return self.double() ** (exponent.double() if isinstance(exponent, Tensor) else exponent)
+
+    def fmax(self, other: Tensor) -> Tensor:
+        """The elementwise maximum, ignoring NaN (the other value wins)."""
+        from .creation import where
+
+        both = _binary(_ops.Maximum, self, other)
+        return where(self.isnan(), other, where(other.isnan(), self, both))
+
+    def fmin(self, other: Tensor) -> Tensor:
+        from .creation import where
+
+        both = _binary(_ops.Minimum, self, other)
+        return where(self.isnan(), other, where(other.isnan(), self, both))
+
+    def ldexp(self, other: Any) -> Tensor:
+        """``self * 2 ** other``."""
+        return _floating(self) * (2.0 ** _floating(_tensor_like(other, self)))
+
+    def gcd(self, other: Any) -> Tensor:
+        return _integer_op("gcd", self, other)
+
+    def lcm(self, other: Any) -> Tensor:
+        return _integer_op("lcm", self, other)
+
+    def nextafter(self, other: Any) -> Tensor:
+        return Tensor._wrap(self.xp.nextafter(self.array, _tensor_like(other, self).array), self.device)
+
+    def frexp(self) -> Any:
+        mantissa, exponent = self.xp.frexp(self.array)
+        return return_types.frexp(Tensor._wrap(mantissa, self.device),
+                                  Tensor._wrap(exponent.astype("int32"), self.device))
+
+    # products beyond @ (PyTorch's BLAS-style names)
+    def mv(self, vec: Tensor) -> Tensor:
+        if self.ndim != 2 or vec.ndim != 1:
+            raise RuntimeError(f"mv: expected a matrix and a vector, got shapes {self.shape} and {vec.shape}")
+        return self @ vec
+
+    def addmm(self, mat1: Tensor, mat2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+        """``beta * self + alpha * (mat1 @ mat2)``."""
+        return _scaled_sum(self, beta, mat1.mm(mat2), alpha)
+
+    def addmv(self, mat: Tensor, vec: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+        return _scaled_sum(self, beta, mat.mv(vec), alpha)
+
+    def addbmm(self, batch1: Tensor, batch2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+        """``beta * self + alpha * sum_b batch1[b] @ batch2[b]``."""
+        return _scaled_sum(self, beta, (batch1 @ batch2).sum(0), alpha)
+
+    def baddbmm(self, batch1: Tensor, batch2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+        return _scaled_sum(self, beta, batch1 @ batch2, alpha)
+
+    def addr(self, vec1: Tensor, vec2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+        return _scaled_sum(self, beta, vec1.reshape(-1, 1) * vec2.reshape(1, -1), alpha)
+
+    def outer(self, vec2: Tensor) -> Tensor:
+        return self.reshape(-1, 1) * vec2.reshape(1, -1)
+
+    ger = outer
+
+    def inner(self, other: Tensor) -> Tensor:
+        """The sum over the last dims: ``self[..., k] * other[..., k]`` for every pair of leading indices."""
+        if self.ndim == 0 or other.ndim == 0:
+            return self * other
+        return self @ other.movedim(-1, 0) if other.ndim > 1 else self @ other
+
+    def vdot(self, other: Tensor) -> Tensor:
+        if self.ndim != 1 or other.ndim != 1:
+            raise RuntimeError(f"vdot: 1D tensors expected, got {self.ndim}D and {other.ndim}D")
+        return self @ other
+
+    def dot(self, other: Tensor) -> Tensor:
+        if self.ndim != 1 or other.ndim != 1:
+            raise RuntimeError(f"dot: 1D tensors expected, but got {self.ndim}D and {other.ndim}D tensors")
+        return self @ other
+
     def maximum(self, other: Tensor) -> Tensor:
         return _binary(_ops.Maximum, self, other)
 
@@ -1302,6 +1468,243 @@ class Tensor:
         _check_same_device("gather", self, index)
         return _ops.Gather.apply(self, index=index.array, axis=d)
 
+    def ravel(self) -> Tensor:
+        return self.reshape(-1)
+
+    def tensor_split(self, indices_or_sections: Any, dim: _int = 0) -> tuple[Tensor, ...]:
+        """Pieces along ``dim``: ``n`` nearly equal ones (the first ``size % n`` one longer), or cut at indices."""
+        d = _axis(dim, self.ndim)
+        size = self.shape[d]
+        if isinstance(indices_or_sections, Tensor):
+            indices_or_sections = indices_or_sections.tolist()
+        if isinstance(indices_or_sections, numbers.Integral):
+            n = _int(indices_or_sections)
+            if n <= 0:
+                raise RuntimeError(f"tensor_split: number of sections must be larger than 0, got {n}")
+            sizes = [size // n + (1 if i < size % n else 0) for i in range(n)]
+        else:
+            cuts = [min(max(_int(c) + (size if c < 0 else 0), 0), size) for c in indices_or_sections]
+            bounds = [0, *cuts, size]
+            sizes = [max(0, b - a) for a, b in zip(bounds, bounds[1:])]
+        return _Split.apply(self, sizes=tuple(sizes), axis=d) if len(sizes) > 1 else (self[(slice(None),) * d],)
+
+    def hsplit(self, sections: Any) -> tuple[Tensor, ...]:
+        return self.tensor_split(sections, 1 if self.ndim > 1 else 0)
+
+    def vsplit(self, sections: Any) -> tuple[Tensor, ...]:
+        return self.tensor_split(sections, 0)
+
+    def dsplit(self, sections: Any) -> tuple[Tensor, ...]:
+        return self.tensor_split(sections, 2)
+
+    def split_with_sizes(self, split_sizes: Any, dim: _int = 0) -> tuple[Tensor, ...]:
+        return self.split(list(split_sizes), dim)
+
+    unsafe_split, unsafe_split_with_sizes = split, split_with_sizes
+
+    def unsafe_chunk(self, chunks: _int, dim: _int = 0) -> tuple[Tensor, ...]:
+        return self.chunk(chunks, dim)
+
+    def rot90(self, k: _int = 1, dims: Any = (0, 1)) -> Tensor:
+        """Rotated by 90 degrees ``k`` times in the plane of ``dims``, from the first dim towards the second."""
+        d0, d1 = (_axis(d, self.ndim) for d in dims)
+        if d0 == d1:
+            raise RuntimeError(f"rot90: the two dims must differ, got {tuple(dims)}")
+        k %= 4
+        if k == 1:
+            return self.flip(d1).transpose(d0, d1)
+        if k == 2:
+            return self.flip(d0, d1)
+        if k == 3:
+            return self.transpose(d0, d1).flip(d1)
+        return self.clone()
+
+    def diff(self, n: _int = 1, dim: _int = -1, prepend: Any = None, append: Any = None) -> Tensor:
+        """The ``n``-th forward difference along ``dim`` (after joining ``prepend`` and ``append``)."""
+        from .creation import cat
+
+        d = _axis(dim, self.ndim)
+        x = self
+        if prepend is not None or append is not None:
+            parts = [p for p in (prepend, self, append) if p is not None]
+            x = cat([_tensor_like(p, self) for p in parts], d)
+        for _ in range(n):
+            m = x.shape[d]
+            x = x.narrow(d, 1, max(m - 1, 0)) - x.narrow(d, 0, max(m - 1, 0))
+        return x
+
+    def cummax(self, dim: _int) -> Any:
+        """Running maxima along ``dim`` and where they were reached (the latest index among equal values)."""
+        return self._running("cummax", dim)
+
+    def cummin(self, dim: _int) -> Any:
+        return self._running("cummin", dim)
+
+    def _running(self, name: str, dim: _int) -> Any:
+        d = _axis(dim, self.ndim)
+        kind = getattr(return_types, name)
+        if self.ndim == 0:
+            return kind(self.clone(), Tensor._wrap(self.xp.zeros((), dtype="int64"), self.device))
+        xp = self.xp
+        a = xp.moveaxis(self.array, d, 0)
+        index = xp.zeros(a.shape, dtype="int64")
+        best = a[0].copy() if a.shape[0] else a[:0]
+        for i in range(1, a.shape[0]):  # better = at least as large (small): PyTorch keeps the latest index
+            better = (a[i] >= best) if name == "cummax" else (a[i] <= best)
+            better = better | xp.isnan(a[i])
+            best = xp.where(better, a[i], best)
+            index[i] = xp.where(better, i, index[i - 1])
+        index = xp.moveaxis(index, 0, d)
+        return kind(_ops.Gather.apply(self, index=index, axis=d), Tensor._wrap(index, self.device))
+
+    def index_fill(self, dim: _int, index: Tensor, value: Any) -> Tensor:
+        """A copy with ``value`` at positions ``index`` along ``dim``."""
+        d = _axis(dim, self.ndim)
+        index = _tensor_like(index, self)
+        mask = self.xp.zeros(self.shape[d] if self.ndim else 1, dtype=bool)
+        mask[index.array.reshape(-1)] = True
+        shape = [1] * self.ndim
+        if self.ndim:
+            shape[d] = -1
+        return self.masked_fill(Tensor._wrap(mask.reshape(shape) if self.ndim else mask.reshape(()), self.device),
+                                value)
+
+    def index_copy(self, dim: _int, index: Tensor, source: Tensor) -> Tensor:
+        """A copy with ``source[..., i, ...]`` written at ``index[i]`` along ``dim``."""
+        d = _axis(dim, self.ndim)
+        index = _tensor_like(index, self)
+        shape = [1] * self.ndim
+        shape[d] = -1
+        full = Tensor._wrap(self.xp.broadcast_to(index.array.reshape(shape), source.shape), self.device)
+        return self.scatter(d, full, source)
+
+    def index_put(self, indices: Any, values: Any, accumulate: _bool = False) -> Tensor:
+        """A copy with ``self[indices] = values`` (``+=`` when ``accumulate``: repeated indices add up)."""
+        index, _ = _normalise_index(tuple(indices), self)
+        values = _tensor_like(values, self).to(self.dtype)
+        if accumulate:
+            return _ops.IndexAccumulate.apply(self, values, index=index)
+        return _ops.IndexPut.apply(self, values, index=index)
+
+    def index_put_(self, indices: Any, values: Any, accumulate: _bool = False) -> Tensor:
+        return _inplace(self, "index_put_", lambda: self.index_put(indices, values, accumulate))
+
+    def masked_scatter(self, mask: Tensor, source: Tensor) -> Tensor:
+        """A copy with the first elements of ``source``, in order, written where ``mask`` is True."""
+        mask = _tensor_like(mask, self)
+        shape = _broadcast_shapes("masked_scatter", self.shape, mask.shape)
+        x = self if shape == self.shape else self.expand(shape)
+        m = self.xp.broadcast_to(mask.array, shape)
+        count = int(m.sum())
+        if source.numel() < count:
+            raise RuntimeError(f"masked_scatter: source has {source.numel()} elements, the mask selects {count}")
+        return _ops.IndexPut.apply(x, source.reshape(-1)[:count], index=m)
+
+    def take(self, index: Tensor) -> Tensor:
+        """Elements of the flattened tensor at ``index`` (the result has index's shape)."""
+        index = _tensor_like(index, self)
+        n = self.numel()
+        _check_index_range("take", self.xp.where(index.array < 0, index.array + n, index.array), n, self.xp)
+        return self.reshape(-1)[self.xp.where(index.array < 0, index.array + n, index.array)]
+
+    def dist(self, other: Tensor, p: Any = 2) -> Tensor:
+        return (self - other).norm(p)
+
+    def unique(self, sorted: _bool = True, return_inverse: _bool = False, return_counts: _bool = False,
+               dim: Any = None) -> Any:
+        """The distinct values (sorted), and optionally where each element went and how often each occurs."""
+        if dim is not None:
+            raise NotImplementedError("unique: dim= is not supported")
+        values, inverse, counts = self.xp.unique(self.array, return_inverse=True, return_counts=True)
+        out = [Tensor._wrap(values, self.device)]
+        if return_inverse:
+            out.append(Tensor._wrap(inverse.reshape(self.shape).astype("int64"), self.device))
+        if return_counts:
+            out.append(Tensor._wrap(counts.astype("int64"), self.device))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def bincount(self, weights: Any = None, minlength: _int = 0) -> Tensor:
+        if self.ndim != 1 or self.array.dtype.kind not in "iu":
+            raise RuntimeError(f"bincount only supports 1-d non-negative integral inputs, got {self.dtype} "
+                               f"of shape {self.shape}")
+        w = None if weights is None else _tensor_like(weights, self).array
+        return Tensor._wrap(self.xp.bincount(self.array, weights=w, minlength=minlength), self.device)
+
+    def is_nonzero(self) -> _bool:
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {'no' if self.numel() == 0 else 'more than one'} "
+                               "value is ambiguous")
+        return _bool(self.array.reshape(()))
+
+    def is_same_size(self, other: Tensor) -> _bool:
+        return self.shape == other.shape
+
+    def is_signed(self) -> _bool:
+        return self.array.dtype.kind in "fi"
+
+    def is_complex(self) -> _bool:
+        return False
+
+    def is_conj(self) -> _bool:
+        return False
+
+    def is_neg(self) -> _bool:
+        return False
+
+    def is_inference(self) -> _bool:
+        return False
+
+    def isreal(self) -> Tensor:
+        return Tensor._wrap(self.xp.ones(self.shape, dtype=bool), self.device)
+
+    def conj(self) -> Tensor:
+        return self
+
+    conj_physical = resolve_conj = resolve_neg = real = conj
+
+    @property
+    def H(self) -> Tensor:  # noqa: N802 - PyTorch's name
+        if self.ndim != 2:
+            raise RuntimeError(f"tensor.H is only supported on matrices (2-D tensors), got {self.ndim}-D")
+        return self.transpose(0, 1)
+
+    @property
+    def mH(self) -> Tensor:  # noqa: N802 - PyTorch's name
+        return self.mT
+
+    def adjoint(self) -> Tensor:
+        return self.mT
+
+    @property
+    def is_cpu(self) -> _bool:
+        return self.device == "cpu"
+
+    @property
+    def itemsize(self) -> _int:
+        return _int(self.array.dtype.itemsize)
+
+    @property
+    def nbytes(self) -> _int:
+        return _int(self.array.nbytes)
+
+    @property
+    def output_nr(self) -> _int:
+        return self._output_nr
+
+    def is_pinned(self) -> _bool:
+        return False
+
+    def pin_memory(self) -> Tensor:
+        return self
+
+    def share_memory_(self) -> Tensor:
+        return self
+
+    def stride(self, dim: Any = None) -> Any:
+        """Element strides (NumPy's byte strides divided by the item size), as PyTorch reports them."""
+        strides = tuple(_int(s) // self.array.dtype.itemsize for s in self.array.strides)
+        return strides if dim is None else strides[_axis(dim, self.ndim)]
+
     def view_as(self, other: Tensor) -> Tensor:
         return self.reshape(other.shape)
 
@@ -1668,6 +2071,21 @@ def _check_memory_format(name: str, memory_format: Any) -> None:
         raise ValueError(f"{name}: memory_format={memory_format} is not supported (tensors are always contiguous)")
 
 
+def _integer_op(name: str, a: Tensor, b: Any) -> Tensor:
+    other = _tensor_like(b, a)
+    if a.array.dtype.kind not in "iu" or other.array.dtype.kind not in "iu":
+        raise RuntimeError(f"{name}: expected integer tensors, got {a.dtype} and {other.dtype}")
+    return Tensor._wrap(getattr(a.xp, name)(a.array, other.array), a.device)
+
+
+def _scaled_sum(a: Tensor, beta: Any, b: Tensor, alpha: Any) -> Tensor:
+    """``beta * a + alpha * b`` (beta = 0 ignores a, NaN included, as PyTorch)."""
+    b = b if alpha == 1 else b * alpha
+    if beta == 0:
+        return b
+    return (a if beta == 1 else a * beta) + b
+
+
 def _alive_other(ref: Any, t: Tensor) -> bool:
     other = ref()
     return other is not None and other is not t
@@ -1808,6 +2226,9 @@ class return_types:  # noqa: N801 - PyTorch's torch.return_types
     median = namedtuple("median", ["values", "indices"])
     mode = namedtuple("mode", ["values", "indices"])
     aminmax = namedtuple("aminmax", ["min", "max"])
+    frexp = namedtuple("frexp", ["mantissa", "exponent"])
+    cummax = namedtuple("cummax", ["values", "indices"])
+    cummin = namedtuple("cummin", ["values", "indices"])
 
 
 def _check_reduction_dims(name: str, t: Tensor, axes: tuple[int, ...] | None) -> None:
@@ -2069,7 +2490,13 @@ for _name in ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "neg", "si
               "log2", "log10", "log1p", "rsqrt", "reciprocal", "tan", "asin", "acos", "atan", "sinh", "cosh", "erf",
               "floor", "ceil", "round", "trunc", "sign", "frac", "fmod", "remainder", "floor_divide", "lerp",
               "addcmul", "addcdiv", "atan2", "clamp_min", "clamp_max", "logical_not", "logical_and", "logical_or",
-              "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "gelu"):
+              "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "gelu", "asinh", "acosh",
+              "atanh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "arctan2", "deg2rad", "rad2deg",
+              "sgn", "logit", "xlogy", "hypot", "copysign", "heaviside", "nan_to_num", "sinc", "float_power",
+              "ldexp", "gcd", "lcm", "nextafter", "fix", "negative", "absolute", "subtract", "multiply", "divide",
+              "true_divide", "addmm", "addmv", "addbmm", "baddbmm", "addr", "index_fill", "index_copy",
+              "masked_scatter", "tril", "triu", "eq", "ne", "lt", "le", "gt", "ge", "greater", "greater_equal",
+              "less", "less_equal", "not_equal", "cumsum", "cumprod", "erfc"):
     setattr(Tensor, _name + "_", _unary_inplace(_name))
 
 autograd.Tensor = Tensor

@@ -2,10 +2,13 @@
 from .elementwise import (
     Abs,
     Acos,
+    Acosh,
     Add,
     Asin,
+    Asinh,
     Atan,
     Atan2,
+    Atanh,
     Cast,
     Clamp,
     Cos,
@@ -41,13 +44,14 @@ from .elementwise import (
     Tanh,
     Where,
 )
-from .matmul import Matmul
+from .matmul import Einsum, Matmul
 from .movement import (
     Cat,
     Clone,
     Expand,
     Gather,
     GetItem,
+    IndexAccumulate,
     IndexPut,
     MaskedFill,
     Permute,
@@ -63,10 +67,11 @@ from .movement import (
 from .reduce import CumProd, CumSum, LogSoftmax, LogSumExp, Max, Mean, Min, Norm, Prod, Softmax, Sum
 
 __all__ = [
-    "Abs", "Acos", "Add", "Asin", "Atan", "Atan2", "Cast", "Cat", "Clamp", "Clone", "Cos", "Cosh", "CumProd",
-    "CumSum", "Div", "Erf", "Exp", "Exp2", "Expand", "Expm1", "FloorDivide", "Fmod", "Gather", "Gelu", "GetItem",
-    "IndexPut", "Log", "Log10", "Log1p", "Log2", "LogSoftmax", "LogSumExp", "MaskedFill", "Matmul", "Max", "Maximum",
-    "Mean", "Min", "Minimum", "Mul", "Neg", "Norm", "Permute", "Piecewise", "Pow", "Prod", "Reciprocal", "Relu",
-    "Remainder", "Reshape", "Rsqrt", "Scatter", "ScatterAdd", "Sigmoid", "Sin", "Sinh", "Softmax", "Split", "Sqrt",
-    "Stack", "Sub", "Sum", "Tan", "Tanh", "ToDevice", "Tril", "Triu", "Where",
+    "Abs", "Acos", "Acosh", "Add", "Asin", "Asinh", "Atan", "Atan2", "Atanh", "Cast", "Cat", "Clamp", "Clone", "Cos",
+    "Cosh", "CumProd", "CumSum", "Div", "Einsum", "Erf", "Exp", "Exp2", "Expand", "Expm1", "FloorDivide", "Fmod",
+    "Gather", "Gelu", "GetItem", "IndexAccumulate", "IndexPut", "Log", "Log10", "Log1p", "Log2", "LogSoftmax",
+    "LogSumExp", "MaskedFill", "Matmul", "Max", "Maximum", "Mean", "Min", "Minimum", "Mul", "Neg", "Norm", "Permute",
+    "Piecewise", "Pow", "Prod", "Reciprocal", "Relu", "Remainder", "Reshape", "Rsqrt", "Scatter", "ScatterAdd",
+    "Sigmoid", "Sin", "Sinh", "Softmax", "Split", "Sqrt", "Stack", "Sub", "Sum", "Tan", "Tanh", "ToDevice", "Tril",
+    "Triu", "Where",
 ]

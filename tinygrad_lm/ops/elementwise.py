@@ -637,3 +637,36 @@ class FloorDivide(Function):
     def backward(self, g: Any) -> tuple[Any, Any]:
         zero = self.xp.zeros_like(g)
         return zero, zero
+
+
+class Asinh(Function):
+    """d asinh(x) = dx / sqrt(x^2 + 1)"""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.xp.arcsinh(x)
+
+    def backward(self, g: Any) -> Any:
+        return g / self.xp.sqrt(self.x * self.x + 1)
+
+
+class Acosh(Function):
+    """d acosh(x) = dx / sqrt(x^2 - 1)"""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.xp.arccosh(x)
+
+    def backward(self, g: Any) -> Any:
+        return g / self.xp.sqrt(self.x * self.x - 1)
+
+
+class Atanh(Function):
+    """d atanh(x) = dx / (1 - x^2)"""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.xp.arctanh(x)
+
+    def backward(self, g: Any) -> Any:
+        return g / (1 - self.x * self.x)

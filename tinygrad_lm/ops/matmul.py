@@ -46,3 +46,36 @@ class Matmul(Function):
             else:
                 gb = matmul(a.swapaxes(-1, -2), g)
         return ga, gb
+
+
+class Einsum(Function):
+    """y = einsum("a,b,...->o", x_1, x_2, ...); dx_i = einsum("o,<the others>->a_i", dy, <the others>),
+    broadcast over the letters of x_i that appear nowhere else (they were summed over x_i alone).
+
+    ``subscripts`` arrive expanded by the Tensor function: explicit output, no ellipsis, and no letter
+    repeated within one operand.
+    """
+
+    def forward(self, *xs: Any, subscripts: tuple[tuple[str, ...], str] = ((), "")) -> Any:
+        self.xs, (self.ins, self.out) = xs, subscripts
+        return self.xp.asarray(self.xp.einsum(",".join(self.ins) + "->" + self.out, *xs))
+
+    def backward(self, g: Any) -> tuple[Any, ...]:
+        xp = self.xp
+        grads: list[Any] = []
+        for i, (x, sub) in enumerate(zip(self.xs, self.ins)):
+            if not self.needs_grad[i]:
+                grads.append(None)
+                continue
+            others = [(s, o) for j, (s, o) in enumerate(zip(self.ins, self.xs)) if j != i]
+            seen = set(self.out).union(*(set(s) for s, _ in others))
+            kept = "".join(c for c in sub if c in seen)
+            eq = ",".join([self.out] + [s for s, _ in others]) + "->" + kept
+            gx = xp.einsum(eq, g, *[o for _, o in others])
+            kept_sizes = [n for c, n in zip(sub, x.shape) if c in seen]
+            wide = tuple(a for a, (m, n) in enumerate(zip(gx.shape, kept_sizes)) if n == 1 and m != 1)
+            if wide:  # a size-1 dim of x that einsum broadcast: sum the gradient back over it
+                gx = gx.sum(axis=wide, keepdims=True)
+            shape = tuple(n if c in seen else 1 for c, n in zip(sub, x.shape))
+            grads.append(xp.ascontiguousarray(xp.broadcast_to(gx.reshape(shape), x.shape)).astype(x.dtype, copy=False))
+        return tuple(grads)

@@ -259,3 +259,16 @@ def _place(xp: Any, part: Any, shape: tuple[int, ...]) -> Any:
     out = xp.zeros(shape, dtype=part.dtype)
     out[tuple(slice(0, n) for n in part.shape)] = part
     return out
+
+
+class IndexAccumulate(Function):
+    """out = x, then out[idx] += v (repeated indices add up); dx = dy, dv = dy[idx]"""
+
+    def forward(self, x: Any, v: Any, index: Any = None) -> Any:
+        self.index = index
+        out = x.copy()
+        backend.scatter_add(out, index, self.xp.broadcast_to(v, out[index].shape))
+        return out
+
+    def backward(self, g: Any) -> tuple[Any, Any]:
+        return g, (g[self.index] if self.needs_grad[1] else None)
