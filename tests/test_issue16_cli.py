@@ -214,6 +214,7 @@ def test_ngram_mle_prints_an_infinite_perplexity_as_inf(corpus):
     proc = cli("ngram", "--corpus", str(corpus), "--n", "5", "--smoothing", "mle", "--sample-tokens", "0")
     assert proc.returncode == 0, proc.stderr
     assert "perplexity inf," in proc.stdout and not re.search(r"\d{20}", proc.stdout)
+    assert proc.stderr == ""  # no NumPy warning either
 
 
 # Corpora: endless, huge, unreadable

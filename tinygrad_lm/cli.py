@@ -11,6 +11,14 @@ or sample later:
     runs/<name>/checkpoint.safetensors  model, optimizer, RNG and data position
     runs/<name>/metrics.jsonl           one JSON line per log/eval point
     runs/<name>/loss.png                the loss curve
+    runs/<name>/.lock                   locked (flock) while a training writes the run; holds its pid
+
+A second training on a locked run stops with an error naming the pid that holds it.
+The checkpoint's metadata records the SHA-256 of tokenizer.json and config.json
+(config.json without the settings --resume may change), and config.json the
+corpus's: sample, eval and --resume refuse files that do not belong together.
+``sample`` and ``eval`` without --run take the run under ./runs with the newest
+checkpoint. A corpus is read up to 1 GiB ($TINYGRAD_LM_MAX_CORPUS_BYTES).
 
 Every mistake in the arguments or the files gives one line on stderr and exit
 status 2; a stopped run (Ctrl-C, SIGTERM) saves its checkpoint and exits with 130;
