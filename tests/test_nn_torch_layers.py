@@ -196,17 +196,19 @@ def _torch():
     return pytest.importorskip("torch")
 
 
-def _compare(ours, theirs, *arrays_, device="cpu", rtol=1e-10, atol=1e-12):
+def _compare(ours, theirs, *arrays_, device="cpu", rtol=1e-10, atol=1e-12, labels=()):
+    """Same values and input gradients; float inputs get gradients unless their position is in ``labels``."""
     torch = _torch()
-    xs = [tl.tensor(a, device=device, requires_grad=np.asarray(a).dtype.kind == "f") for a in arrays_]
-    ts = [torch.tensor(a, requires_grad=np.asarray(a).dtype.kind == "f") for a in arrays_]
+    grad = [np.asarray(a).dtype.kind == "f" and i not in labels for i, a in enumerate(arrays_)]
+    xs = [tl.tensor(a, device=device, requires_grad=g) for a, g in zip(arrays_, grad)]
+    ts = [torch.tensor(a, requires_grad=g) for a, g in zip(arrays_, grad)]
     y, ref = ours(*xs), theirs(*ts)
     np.testing.assert_allclose(host(y), ref.detach().numpy(), rtol=rtol, atol=atol)
     g = np.cos(np.arange(ref.numel())).reshape(tuple(ref.shape))
     (y * tl.tensor(g, device=device)).sum().backward()
     (ref * torch.tensor(g)).sum().backward()
     for x, t in zip(xs, ts):
-        if t.requires_grad:
+        if t.requires_grad and t.grad is not None:  # None: torch does not differentiate that input (a label)
             np.testing.assert_allclose(host(x.grad), t.grad.numpy(), rtol=rtol, atol=atol)
 
 
@@ -258,6 +260,7 @@ def _loss_cases():
     classes = rng.integers(0, 5, size=4)
     classes[1] = 2
     w = rng.uniform(0.5, 2.0, size=5)
+    signs = np.where(rng.uniform(size=(4, 5)) < 0.5, -1.0, 1.0)
     return [
         ("MSELoss", {}, (x, t)), ("L1Loss", {"reduction": "sum"}, (x, t)),
         ("SmoothL1Loss", {"beta": 0.5}, (x, t)), ("HuberLoss", {"delta": 0.8, "reduction": "none"}, (x, t)),
@@ -271,6 +274,16 @@ def _loss_cases():
         ("CrossEntropyLoss", {"reduction": "none"}, (x, target01)),
         ("NLLLoss", {"weight": w, "ignore_index": 2}, (logp, classes)),
         ("NLLLoss", {"reduction": "sum"}, (logp, classes)),
+        ("MarginRankingLoss", {"margin": 0.3}, (x[:, 0].copy(), t[:, 0].copy(), signs[:, 0].copy())),
+        ("HingeEmbeddingLoss", {"margin": 0.5, "reduction": "sum"}, (np.abs(x), signs)),
+        ("SoftMarginLoss", {}, (x, signs)),
+        ("MultiLabelSoftMarginLoss", {}, (x, (target01 > 0.5).astype(np.float64))),
+        ("MultiLabelSoftMarginLoss", {"weight": w, "reduction": "none"}, (x, target01)),
+        ("CosineEmbeddingLoss", {"margin": 0.1}, (x, t, signs[:, 0].copy())),
+        ("TripletMarginLoss", {}, (x, t, x[::-1].copy())),
+        ("TripletMarginLoss", {"p": 1.5, "swap": True, "margin": 2.0}, (x, t, x[::-1].copy())),
+        ("PoissonNLLLoss", {}, (x, np.abs(t) * 3)),
+        ("PoissonNLLLoss", {"log_input": False, "full": True}, (np.abs(x) + 0.1, np.abs(t) * 3)),
     ]
 
 
@@ -283,7 +296,13 @@ def test_loss_layers_match_torch(device, case):
     ours, theirs = getattr(nn, name)(**ours_kw), getattr(torch.nn, name)(**theirs_kw)
     assert repr(ours) == repr(theirs)
     assert list(ours.state_dict()) == list(theirs.state_dict())  # class weights are buffers, as PyTorch
-    _compare(ours, theirs, *inputs, device=device)
+    _compare(ours, theirs, *inputs, device=device, labels=LABEL_ARGS.get(name, ()))
+
+
+LABEL_ARGS = {  # the positions of +-1 / 0-1 label inputs that PyTorch does not differentiate
+    "SoftMarginLoss": (1,), "HingeEmbeddingLoss": (1,), "MarginRankingLoss": (2,), "CosineEmbeddingLoss": (2,),
+    "MultiLabelSoftMarginLoss": (1,),
+}
 
 
 def test_embedding_from_pretrained_matches_torch():
@@ -444,3 +463,23 @@ def test_padding_layers_reject_bad_arguments():
         nn.Softmax2d()(tl.randn(2, 3))
     with pytest.raises(RuntimeError, match="3 slopes"):
         F.prelu(tl.randn(2, 4), tl.ones(3))
+
+
+@given(data=st.data(), reduction=st.sampled_from(["mean", "sum", "none"]))
+def test_margin_losses_gradcheck(device, data, reduction):
+    x1 = data.draw(arrays_avoiding((3, 4), [0.0], margin=0.3))  # norms away from 0 (cosine's sqrt)
+    x2 = data.draw(arrays_avoiding((3, 4), [0.0], margin=0.3))
+    x2 = np.where(np.abs(x1 - x2) < 0.2, x1 + 0.5, x2)  # distances and differences away from kinks
+    y = np.where(data.draw(arrays((3, 4), 0, 1)) < 0.5, -1.0, 1.0)
+    y = tl.tensor(y, device=device)  # labels: no gradient
+    check_grad(lambda a: F.soft_margin_loss(a, y, reduction=reduction), x1, device=device)
+    check_grad(lambda a: F.multilabel_soft_margin_loss(a, (y > 0).to(tl.float64), reduction=reduction), x1,
+               device=device)
+    far = tl.full((3, 4), 10.0, dtype=tl.float64, device=device)  # a negative far from both: no kinks
+    check_grad(lambda a, b: F.triplet_margin_loss(a, b, far, margin=50.0, reduction=reduction), x1, x2,
+               device=device)
+    # margin -2 keeps max(0, cos - margin) on its linear side, away from its kink
+    check_grad(lambda a, b: F.cosine_embedding_loss(a, b, y[:, 0], margin=-2.0, reduction=reduction), x1, x2,
+               device=device)
+    check_grad(lambda a: F.poisson_nll_loss(a, tl.tensor(np.abs(x2), device=device), reduction=reduction), x1,
+               device=device)

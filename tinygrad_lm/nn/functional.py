@@ -7,6 +7,7 @@ they are wrong.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from typing import Any, Sequence
@@ -870,6 +871,129 @@ def binary_cross_entropy_with_logits(
     return _reduce(loss, reduction)
 
 
+def margin_ranking_loss(
+    input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, size_average: Any = None, reduce: Any = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """max(0, -y (x1 - x2) + margin) for labels y in {1, -1} (y = 1: x1 should rank higher)."""
+    name = "margin_ranking_loss"
+    _deprecated_reduction_args(name, size_average, reduce)
+    _check_reduction(name, reduction)
+    for arg, t in (("input1", input1), ("input2", input2), ("target", target)):
+        _check_tensor(name, arg, t)
+    if not (input1.ndim == input2.ndim == target.ndim):
+        raise RuntimeError(
+            f"{name}: all input tensors should have the same number of dims, got {input1.shape}, {input2.shape} "
+            f"and {target.shape}"
+        )
+    return _reduce((-target * (input1 - input2) + margin).relu(), reduction)
+
+
+def hinge_embedding_loss(
+    input: Tensor, target: Tensor, margin: float = 1.0, size_average: Any = None, reduce: Any = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """x where y = 1, max(0, margin - x) where y = -1 (x is usually a distance)."""
+    name = "hinge_embedding_loss"
+    _deprecated_reduction_args(name, size_average, reduce)
+    _check_reduction(name, reduction)
+    target = _check_pair(name, input, target)
+    zeros = _creation.zeros_like(input.detach())
+    loss = _creation.where(target != 1, (margin - input).relu(), zeros) + _creation.where(target != -1, input, zeros)
+    return _reduce(loss, reduction)
+
+
+def soft_margin_loss(
+    input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean"
+) -> Tensor:
+    """log(1 + exp(-y x)) for labels y in {1, -1} (a smooth hinge)."""
+    name = "soft_margin_loss"
+    _deprecated_reduction_args(name, size_average, reduce)
+    _check_reduction(name, reduction)
+    target = _check_pair(name, input, target, same_shape=True)
+    return _reduce(softplus(-target * input), reduction)
+
+
+def multilabel_soft_margin_loss(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: Any = None, reduce: Any = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """-mean_c w_c (y_c log sigmoid(x_c) + (1 - y_c) log sigmoid(-x_c)) per sample, for (N, C) or (C,) input."""
+    name = "multilabel_soft_margin_loss"
+    _deprecated_reduction_args(name, size_average, reduce)
+    _check_reduction(name, reduction)
+    target = _check_pair(name, input, target, same_shape=True)
+    _check_weight(name, "weight", weight, input)
+    loss = -(target * logsigmoid(input) + (1.0 - target) * logsigmoid(-input))  # (N, C)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss.mean(-1), reduction)  # (N,) before the reduction
+
+
+def cosine_embedding_loss(
+    input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, size_average: Any = None, reduce: Any = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1; cos over the last dim."""
+    name = "cosine_embedding_loss"
+    _deprecated_reduction_args(name, size_average, reduce)
+    _check_reduction(name, reduction)
+    for arg, t in (("input1", input1), ("input2", input2), ("target", target)):
+        _check_tensor(name, arg, t)
+    if input1.shape != input2.shape or input1.ndim not in (1, 2) or target.shape != input1.shape[:-1]:
+        raise RuntimeError(
+            f"{name}: expected input1 and input2 of one shape (N, D) or (D,) and target (N,) or (), got "
+            f"{input1.shape}, {input2.shape} and {target.shape}"
+        )
+    eps = 1e-12  # PyTorch's, added to both squared norms
+    dot = (input1 * input2).sum(-1)
+    cos = dot / (((input1 * input1).sum(-1) + eps) * ((input2 * input2).sum(-1) + eps)).sqrt()
+    zeros = _creation.zeros_like(cos.detach())
+    loss = _creation.where(target == 1, 1.0 - cos, zeros) + _creation.where(target == -1, (cos - margin).relu(), zeros)
+    return _reduce(loss, reduction)
+
+
+def triplet_margin_loss(
+    anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6,
+    swap: bool = False, size_average: Any = None, reduce: Any = None, reduction: str = "mean",
+) -> Tensor:
+    """max(d(a, p) - d(a, n) + margin, 0) with d the pairwise p-norm distance (``swap``: d(a, n) becomes
+    min(d(a, n), d(p, n)), Balntas et al., 2016)."""
+    name = "triplet_margin_loss"
+    _deprecated_reduction_args(name, size_average, reduce)
+    _check_reduction(name, reduction)
+    for arg, t in (("anchor", anchor), ("positive", positive), ("negative", negative)):
+        _check_tensor(name, arg, t)
+    if not (anchor.ndim == positive.ndim == negative.ndim) or anchor.ndim not in (1, 2):
+        raise RuntimeError(
+            f"{name}: anchor, positive and negative must all be (N, D) or (D,), got {anchor.shape}, "
+            f"{positive.shape} and {negative.shape}"
+        )
+    d_pos = pairwise_distance(anchor, positive, p, eps)
+    d_neg = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_neg = _creation.minimum(d_neg, pairwise_distance(positive, negative, p, eps))
+    return _reduce((d_pos - d_neg + margin).relu(), reduction)
+
+
+def poisson_nll_loss(
+    input: Tensor, target: Tensor, log_input: bool = True, full: bool = False, size_average: Any = None,
+    eps: float = 1e-8, reduce: Any = None, reduction: str = "mean",
+) -> Tensor:
+    """exp(x) - t x (``log_input``: x is the log-rate) or x - t log(x + eps); ``full`` adds Stirling's
+    t log t - t + 0.5 log(2 pi t) where t > 1."""
+    name = "poisson_nll_loss"
+    _deprecated_reduction_args(name, size_average, reduce)
+    _check_reduction(name, reduction)
+    target = _check_pair(name, input, target)
+    loss = input.exp() - target * input if log_input else input - target * (input + eps).log()
+    if full:
+        big = target > 1
+        safe = _creation.where(big, target, 2.0)
+        stirling = safe * safe.log() - safe + 0.5 * (safe * (2 * math.pi)).log()
+        loss = loss + _creation.where(big, stirling, 0.0)
+    return _reduce(loss, reduction)
+
 def kl_div(
     input: Tensor,
     target: Tensor,
@@ -903,12 +1027,13 @@ def kl_div(
     return _reduce(loss, reduction)
 
 __all__ = [
-    "batch_norm", "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "cosine_similarity",
-    "cross_entropy", "dropout", "elu", "embedding", "gelu", "glu", "group_norm", "hardsigmoid", "hardswish",
-    "hardtanh", "huber_loss", "kl_div", "l1_loss", "layer_norm", "leaky_relu", "linear", "log_softmax", "logsigmoid",
-    "mish", "mse_loss", "nll_loss", "normalize", "one_hot", "pad", "pairwise_distance", "prelu", "relu", "relu6",
-    "rms_norm", "scaled_dot_product_attention", "selu", "sigmoid", "silu", "smooth_l1_loss", "softmax", "softmin",
-    "softplus", "softsign", "tanh", "tanhshrink", "threshold",
+    "batch_norm", "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "cosine_embedding_loss",
+    "cosine_similarity", "cross_entropy", "dropout", "elu", "embedding", "gelu", "glu", "group_norm", "hardsigmoid",
+    "hardswish", "hardtanh", "hinge_embedding_loss", "huber_loss", "kl_div", "l1_loss", "layer_norm", "leaky_relu",
+    "linear", "log_softmax", "logsigmoid", "margin_ranking_loss", "mish", "mse_loss", "multilabel_soft_margin_loss",
+    "nll_loss", "normalize", "one_hot", "pad", "pairwise_distance", "poisson_nll_loss", "prelu", "relu", "relu6",
+    "rms_norm", "scaled_dot_product_attention", "selu", "sigmoid", "silu", "smooth_l1_loss", "soft_margin_loss",
+    "softmax", "softmin", "softplus", "softsign", "tanh", "tanhshrink", "threshold", "triplet_margin_loss",
 ]
 
 # Defined with MultiheadAttention (attention.py imports the layers, which import this module).
