@@ -302,6 +302,17 @@ def test_a_folder_that_cannot_be_listed_is_named_in_process(corpus, tmp_path, mo
     assert err.count("\n") == 1 and "Permission denied" in err and str(folder / "inner") in err, err
 
 
+def test_a_corpus_changed_under_a_run_is_refused_on_resume_and_eval(corpus, tmp_path):
+    text = tmp_path / "text.txt"
+    shutil.copy(corpus, text)
+    out = tmp_path / "run"
+    assert cli("train", "--corpus", str(text), "--steps", "2", "--out", str(out), *TINY).returncode == 0
+    text.write_text(corpus.read_text().replace("cat", "dog"), encoding="utf-8")
+    for args in (["train", "--resume", "--out", str(out), "--steps", "4", "--no-progress"],
+                 ["eval", "--run", str(out)]):
+        assert_one_line_error(cli(*args), str(text), "changed since this run was trained")
+
+
 # --resume with other settings
 
 
