@@ -447,14 +447,21 @@ def _resume_conflicts(args: argparse.Namespace, config: dict[str, Any]) -> list[
     given: set[str] = getattr(args, "given", set())
     mc, train, model = config["model_config"], config["train"], config["model"]
     transformer = model == "transformer"
-    saved: dict[str, Any] = {
-        "model": model, "tokenizer": config["tokenizer"], "corpus": config["corpus"],
-        "embed": mc.get("n_embd" if transformer else "embed_dim"), "layers": mc.get("n_layer" if transformer else
-                                                                                  "num_layers"),
-        "hidden": None if transformer else mc.get("hidden_size"), "heads": mc.get("n_head") if transformer else None,
-        "nonlinearity": mc.get("nonlinearity") if model == "rnn" else None, "dropout": mc.get("dropout"),
-        "batch_size": train.get("batch_size"), "seq_len": train.get("seq_len"), "optimizer": train.get("optimizer"),
-        "warmup": train.get("warmup_steps"), "seed": train.get("seed"),
+    saved: dict[str, Any] = {  # flag -> the run's value (None: the flag does not apply to this model)
+        "model": model,
+        "tokenizer": config["tokenizer"],
+        "corpus": config["corpus"],
+        "embed": mc.get("n_embd" if transformer else "embed_dim"),
+        "layers": mc.get("n_layer" if transformer else "num_layers"),
+        "hidden": None if transformer else mc.get("hidden_size"),
+        "heads": mc.get("n_head") if transformer else None,
+        "nonlinearity": mc.get("nonlinearity") if model == "rnn" else None,
+        "dropout": mc.get("dropout"),
+        "batch_size": train.get("batch_size"),
+        "seq_len": train.get("seq_len"),
+        "optimizer": train.get("optimizer"),
+        "warmup": train.get("warmup_steps"),
+        "seed": train.get("seed"),
     }
     conflicts = []
     for name in sorted(given & saved.keys()):
