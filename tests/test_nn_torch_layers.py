@@ -483,3 +483,25 @@ def test_margin_losses_gradcheck(device, data, reduction):
                device=device)
     check_grad(lambda a: F.poisson_nll_loss(a, tl.tensor(np.abs(x2), device=device), reduction=reduction), x1,
                device=device)
+
+
+@pytest.mark.parametrize("name,shape", [("Dropout1d", (40, 6, 5)), ("Dropout2d", (40, 6, 3, 2)),
+                                        ("Dropout3d", (40, 6, 2, 2, 2)), ("Dropout2d", (50, 3, 2))])
+def test_channel_dropout_zeroes_whole_channels(device, name, shape):
+    layer = getattr(nn, name)(p=0.4)
+    assert repr(layer) == f"{name}(p=0.4, inplace=False)"
+    x = tl.tensor(np.random.default_rng(13).uniform(1, 2, size=shape), device=device, requires_grad=True)
+    y = layer(x)
+    ratio = host(y) / host(x)
+    lead = len(shape) - {"Dropout1d": 1, "Dropout2d": 2, "Dropout3d": 3}[name]
+    per_channel = ratio.reshape(shape[:lead] + (-1,))
+    np.testing.assert_allclose(per_channel, per_channel[..., :1] * np.ones_like(per_channel))  # one draw per channel
+    assert set(np.round(np.unique(per_channel), 12)) <= {0.0, round(1 / 0.6, 12)}
+    kept = (per_channel[..., 0] > 0).mean()
+    assert 0.4 < kept < 0.8  # about 1 - p of the channels survive
+    y.sum().backward()
+    np.testing.assert_allclose(host(x.grad), ratio)  # the gradient is the same mask
+    layer.eval()
+    assert layer(x) is x
+    with pytest.raises(RuntimeError, match="batched"):
+        layer(tl.randn(2, device=device))

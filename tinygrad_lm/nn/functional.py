@@ -160,6 +160,35 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     return _nn.Dropout.apply(input, p=float(p))
 
 
+def _channel_dropout(name: str, input: Tensor, p: float, training: bool, inplace: bool, spatial: int) -> Tensor:
+    """Zero whole channels: one Bernoulli(1 - p) draw per (sample, channel), broadcast over ``spatial`` dims."""
+    _check_tensor(name, "input", input)
+    _no_inplace(name, inplace)
+    if input.ndim not in (spatial + 1, spatial + 2):
+        raise RuntimeError(
+            f"{name}: expected {spatial + 1}D (unbatched) or {spatial + 2}D (batched) input, got shape {input.shape}"
+        )
+    if not training or p == 0.0:
+        return dropout(input, p, training)
+    mask_shape = input.shape[: input.ndim - spatial] + (1,) * spatial  # (N, C, 1, ...)
+    keep = dropout(_creation.ones(mask_shape, dtype=input.dtype, device=input.device), p, True)  # 0 or 1/(1-p)
+    return input * keep
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero entire channels of (N, C, L) or (C, L) input with probability ``p``; scale the rest by 1/(1-p)."""
+    return _channel_dropout("dropout1d", input, p, training, inplace, 1)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero entire channels of (N, C, H, W) or (C, H, W) input with probability ``p``; scale the rest by 1/(1-p)."""
+    return _channel_dropout("dropout2d", input, p, training, inplace, 2)
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero entire channels of (N, C, D, H, W) or (C, D, H, W) input with probability ``p``."""
+    return _channel_dropout("dropout3d", input, p, training, inplace, 3)
+
 def _normalized_shape(shape: Any) -> tuple[int, ...]:
     dims = (shape,) if isinstance(shape, numbers.Integral) else shape
     if not isinstance(dims, (tuple, list)) or any(isinstance(n, bool) or not isinstance(n, numbers.Integral)
@@ -1028,12 +1057,13 @@ def kl_div(
 
 __all__ = [
     "batch_norm", "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "cosine_embedding_loss",
-    "cosine_similarity", "cross_entropy", "dropout", "elu", "embedding", "gelu", "glu", "group_norm", "hardsigmoid",
-    "hardswish", "hardtanh", "hinge_embedding_loss", "huber_loss", "kl_div", "l1_loss", "layer_norm", "leaky_relu",
-    "linear", "log_softmax", "logsigmoid", "margin_ranking_loss", "mish", "mse_loss", "multilabel_soft_margin_loss",
-    "nll_loss", "normalize", "one_hot", "pad", "pairwise_distance", "poisson_nll_loss", "prelu", "relu", "relu6",
-    "rms_norm", "scaled_dot_product_attention", "selu", "sigmoid", "silu", "smooth_l1_loss", "soft_margin_loss",
-    "softmax", "softmin", "softplus", "softsign", "tanh", "tanhshrink", "threshold", "triplet_margin_loss",
+    "cosine_similarity", "cross_entropy", "dropout", "dropout1d", "dropout2d", "dropout3d", "elu", "embedding", "gelu",
+    "glu", "group_norm", "hardsigmoid", "hardswish", "hardtanh", "hinge_embedding_loss", "huber_loss", "kl_div",
+    "l1_loss", "layer_norm", "leaky_relu", "linear", "log_softmax", "logsigmoid", "margin_ranking_loss", "mish",
+    "mse_loss", "multilabel_soft_margin_loss", "nll_loss", "normalize", "one_hot", "pad", "pairwise_distance",
+    "poisson_nll_loss", "prelu", "relu", "relu6", "rms_norm", "scaled_dot_product_attention", "selu", "sigmoid",
+    "silu", "smooth_l1_loss", "soft_margin_loss", "softmax", "softmin", "softplus", "softsign", "tanh", "tanhshrink",
+    "threshold", "triplet_margin_loss",
 ]
 
 # Defined with MultiheadAttention (attention.py imports the layers, which import this module).

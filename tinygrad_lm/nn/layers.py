@@ -263,6 +263,27 @@ class Dropout(Module):
         return f"p={self.p}, inplace={self.inplace}"
 
 
+class Dropout1d(Dropout):
+    """Zero whole channels of (N, C, L) input with probability ``p`` in training (one draw per channel)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout1d(input, self.p, self.training)
+
+
+class Dropout2d(Dropout):
+    """Zero whole channels (feature maps) of (N, C, H, W) input with probability ``p`` in training."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout2d(input, self.p, self.training)
+
+
+class Dropout3d(Dropout):
+    """Zero whole channels of (N, C, D, H, W) input with probability ``p`` in training."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout3d(input, self.p, self.training)
+
+
 class Identity(Module):
     """y = x (any constructor arguments are ignored, as in PyTorch)."""
 
@@ -331,6 +352,6 @@ class PairwiseDistance(Module):
 
 
 __all__ = [
-    "CosineSimilarity", "Dropout", "Embedding", "Flatten", "GroupNorm", "Identity", "LayerNorm", "Linear",
-    "PairwiseDistance", "RMSNorm", "Unflatten",
+    "CosineSimilarity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "Embedding", "Flatten", "GroupNorm",
+    "Identity", "LayerNorm", "Linear", "PairwiseDistance", "RMSNorm", "Unflatten",
 ]
