@@ -825,10 +825,13 @@ def test_nan_and_inf_stay_in_their_rows_of_fused_ops(device, x):
         m = np.where(np.isfinite(m), m, 0.0)
         e = np.exp(x - m)
         log_s = np.log(e.sum(1, keepdims=True))
-        mu = x.mean(1, keepdims=True)
+        # layer_norm is shift-invariant: a finite row is shifted by its first entry first, so that the
+        # reference's own mean is exact for a constant row of any size (1e30 * 3 / 3 is not 1e30)
+        y = x - np.where(np.isfinite(x).all(1, keepdims=True), x[:, :1], 0.0)
+        mu = y.mean(1, keepdims=True)
         expected = {
             "softmax": e / e.sum(1, keepdims=True), "log_softmax": (x - m) - log_s, "logsumexp": log_s + m,
-            "layer_norm": (x - mu) / np.sqrt(((x - mu) ** 2).mean(1, keepdims=True) + 1e-5),
+            "layer_norm": (y - mu) / np.sqrt(((y - mu) ** 2).mean(1, keepdims=True) + 1e-5),
             "cross_entropy": (log_s - (x[:, :1] - m))[:, 0],
         }
     plain = ~has_nan & ~has_pos_inf  # finite rows, and rows whose only non-finite values are -Inf
