@@ -1,16 +1,18 @@
 """Convolution and pooling over 1-D and 2-D signals, as PyTorch's ``Conv1d/2d``, ``MaxPool1d/2d``,
 ``AvgPool1d/2d`` and ``AdaptiveAvgPool1d/2d``, composed of existing ops.
 
-Every window is gathered by one indexing op (im2col), then a convolution is one batched matmul:
+Every window is gathered (im2col: one strided slice per kernel offset, stacked), then a convolution
+is one batched matmul:
 
     patches[n, c, k_1..k_d, o_1..o_d] = x[n, c, o_1 s_1 + k_1 r_1, ..., o_d s_d + k_d r_d]   (stride s, dilation r)
     y[n, o, o_1..o_d] = sum_{c, k} W[o, c, k_1..k_d] patches[n, c, k_1..k_d, o_1..o_d] + b[o]
 
-so the gradient of the gather (a scatter-add) and of the matmul come from the engine. Pooling takes
+so the gradients of the slices and of the matmul come from the engine. Pooling takes
 the max or the mean of the same windows; adaptive average pooling is a matmul with an averaging matrix.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Sequence
 
@@ -44,9 +46,12 @@ def _spatial_input(name: str, input: Tensor, nsp: int) -> tuple[Tensor, bool]:
 
 def _windows(name: str, x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...],
              dilation: tuple[int, ...]) -> Tensor:
-    """(N, C, *kernel, *out) tensor of every window of x (N, C, *spatial), gathered by one indexing op."""
-    nsp = len(kernel)
-    xp = x.xp
+    """(N, C, *kernel, *out) tensor of every window of x (N, C, *spatial).
+
+    Each kernel offset (k_1..k_d) is one strided slice x[:, :, k_1 r_1 :: s_1, ...] of the output's size;
+    stacking the prod(kernel) slices gives the windows (their backward is plain slice assignment, several
+    times faster than the scatter-add an index-array gather needs).
+    """
     out = []
     for size, k, s, r in zip(x.shape[2:], kernel, stride, dilation):
         n_out = (size - r * (k - 1) - 1) // s + 1
@@ -55,13 +60,12 @@ def _windows(name: str, x: Tensor, kernel: tuple[int, ...], stride: tuple[int, .
                 f"{name}: the (padded) input of shape {x.shape} is smaller than the (dilated) kernel {kernel}"
             )
         out.append(n_out)
-    index: list[Any] = [slice(None), slice(None)]
-    for d, (k, s, r, n_out) in enumerate(zip(kernel, stride, dilation, out)):
-        idx = xp.arange(k)[:, None] * r + xp.arange(n_out)[None, :] * s  # (k_d, out_d): source positions
-        shape = [1] * (2 * nsp)
-        shape[d], shape[nsp + d] = k, n_out
-        index.append(Tensor._wrap(idx.reshape(shape).astype("int64"), x.device))
-    return x[tuple(index)]  # (N, C, k_1..k_d, o_1..o_d)
+    parts = []
+    for offsets in itertools.product(*(range(k) for k in kernel)):
+        index = tuple(slice(o * r, o * r + s * (n - 1) + 1, s) for o, r, s, n in zip(offsets, dilation, stride, out))
+        parts.append(x[(slice(None), slice(None)) + index])  # (N, C, *out)
+    stacked = creation.stack(parts, dim=2)  # (N, C, prod(kernel), *out)
+    return stacked.reshape(x.shape[0], x.shape[1], *kernel, *out)  # (N, C, k_1..k_d, o_1..o_d)
 
 
 def _conv_padding(name: str, padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...],
@@ -109,9 +113,11 @@ def _conv(name: str, nsp: int, input: Tensor, weight: Tensor, bias: Tensor | Non
     n, c = x.shape[0], x.shape[1]
     out = patches.shape[2 + nsp :]
     k_size, l_size = math.prod(kernel), math.prod(out)
+    # one large GEMM per group, over every sample's positions at once: (O/G, C/G K) @ (C/G K, N L)
     cols = patches.reshape(n, groups, (c // groups) * k_size, l_size)  # (N, G, C/G * K, L)
-    w = weight.reshape(1, groups, out_ch // groups, in_per_group * k_size)  # (1, G, O/G, C/G * K)
-    y = (w @ cols).reshape(n, out_ch, *out)  # (N, O, *out)
+    cols = cols.permute(1, 2, 0, 3).reshape(groups, (c // groups) * k_size, n * l_size)  # (G, C/G * K, N * L)
+    w = weight.reshape(groups, out_ch // groups, in_per_group * k_size)  # (G, O/G, C/G * K)
+    y = (w @ cols).reshape(out_ch, n, *out).transpose(0, 1)  # (N, O, *out)
     if bias is not None:
         y = y + bias.reshape(out_ch, *([1] * nsp))
     return y.squeeze(0) if unbatched else y
