@@ -391,5 +391,5 @@ def test_the_distributed_benchmark_runs_at_a_tiny_size():
                           timeout=150, env=env, cwd=ROOT)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     row = proc.stdout.splitlines()[-1].split()
-    assert row[0] == "tiny" and len(row) == 11, proc.stdout
+    assert row[0] == "tiny" and len(row) == 12, proc.stdout
     assert float(row[4]) > 0 and int(row[5]) == 1  # the gradient's megabytes, one bucket
