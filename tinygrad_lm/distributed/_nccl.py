@@ -16,8 +16,6 @@ from typing import Any, Callable
 
 from .. import backend
 
-_MOVE_ONLY = "move"
-
 
 class _Done:
     """What ``Work`` waits on: an event recorded on the side stream after the collective."""
