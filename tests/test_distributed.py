@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -320,7 +321,9 @@ def test_distributed_sampler_drives_a_dataloader():
 
 # ---------------------------------------------------------------------------------------------- the command line
 @needs_mpi
-def test_cli_train_nproc_then_resume_on_one_process(tmp_path):
+def test_cli_on_two_ranks_and_resumed_across_world_sizes(tmp_path):
+    """``train --nproc 2`` continued by one process, against one process continued by ``mpiexec -n 2
+    tinygrad-lm train`` (with a host file, where the MPI is MPICH's): the same parameters."""
     rng = np.random.default_rng(0)
     words = ["to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler"]
     (tmp_path / "corpus.txt").write_text(" ".join(rng.choice(words, size=1500)) + "\n")
@@ -329,11 +332,13 @@ def test_cli_train_nproc_then_resume_on_one_process(tmp_path):
               "--embed", "8", "--hidden", "16", "--eval-interval", "2", "--sample-tokens", "0", "--no-progress",
               "--time-limit", "0"]
 
-    def train(*args: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "tinygrad_lm", "train", *common, *args], capture_output=True,
-                              text=True, timeout=120, env=env, cwd=tmp_path)
-        assert proc.returncode == 0, f"{args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    def run(cmd: list[str]) -> subprocess.CompletedProcess:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+        assert proc.returncode == 0, f"{cmd}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         return proc
+
+    def train(*args: str) -> subprocess.CompletedProcess:
+        return run([sys.executable, "-m", "tinygrad_lm", "train", *common, *args])
 
     two = train("--steps", "4", "--out", "two", "--nproc", "2")
     assert two.stdout.count("validation loss") == 1, two.stdout  # rank 0 alone prints
@@ -341,8 +346,16 @@ def test_cli_train_nproc_then_resume_on_one_process(tmp_path):
     assert [r["step"] for r in records if "val_loss" in r] == [2, 4]  # rank 0 alone logs, once per evaluation
     assert [r["step"] for r in records if "train_loss" in r] == [4]
     train("--steps", "6", "--out", "two", "--resume")  # written by 2 ranks, continued by 1
-    train("--steps", "4", "--out", "one")  # the same in one process
-    train("--steps", "6", "--out", "one", "--resume")
+
+    train("--steps", "4", "--out", "one")  # written by 1 process, continued by 2 ranks
+    mpiexec, script = _mpiexec(), Path(sys.executable).with_name("tinygrad-lm")
+    version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=30).stdout
+    if "HYDRA" in version and script.exists():
+        (tmp_path / "hosts").write_text(f"{socket.gethostname()}:2\n")
+        run([mpiexec, "-f", "hosts", "-n", "2", str(script), "train", *common, "--steps", "6", "--out", "one",
+             "--resume"])
+    else:
+        train("--steps", "6", "--out", "one", "--resume", "--nproc", "2")
     a = tl.load(tmp_path / "two" / "checkpoint.safetensors")
     b = tl.load(tmp_path / "one" / "checkpoint.safetensors")
     assert a["step"] == b["step"] == 6
