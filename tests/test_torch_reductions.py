@@ -207,3 +207,41 @@ def test_errors_name_the_culprit(device):
         x.norm("nuc")
     with pytest.raises(TypeError, match="unbiased must be a bool"):
         x.var(1, 2)
+
+
+QUANTILES = [((0.3,), {}), ((0.5, 1), {}), ((0.25, 0, True), {}), (([0.1, 0.9], 1), {}), (([0.2, 0.5], None, True), {}),
+             (([0.1, 0.6], 0, True), {})]
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "lower", "higher", "midpoint", "nearest"])
+@pytest.mark.parametrize("args,kwargs", QUANTILES)
+def test_quantile_matches_torch(args, kwargs, interpolation):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(11).standard_normal((4, 5))
+    t, r = tl.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    q, rest = args[0], args[1:]
+    ours = tl.quantile(t, q, *rest, interpolation=interpolation)
+    theirs = torch.quantile(r, torch.tensor(q, dtype=torch.float64) if isinstance(q, list) else q, *rest,
+                            interpolation=interpolation)
+    assert ours.shape == tuple(theirs.shape)
+    np.testing.assert_allclose(host(ours), theirs.detach().numpy(), rtol=1e-12)
+    g = np.random.default_rng(12).standard_normal(tuple(theirs.shape))
+    ours.backward(tl.tensor(g))
+    theirs.backward(torch.tensor(g))
+    np.testing.assert_allclose(host(t.grad), r.grad.numpy(), rtol=1e-12)
+
+
+@given(data=st.data())
+def test_quantile_grad(device, data):
+    shape = data.draw(shapes(min_dims=1))
+    x = data.draw(distinct_arrays(shape))
+    dim = _dim(data, len(shape))
+    q = data.draw(st.lists(st.floats(0, 1), min_size=1, max_size=3))
+    check_grad(lambda t: t.quantile(tl.tensor(q, dtype=tl.float64, device=device), dim), x, device=device)
+
+
+def test_quantile_errors():
+    with pytest.raises(RuntimeError, match="q values must be in the range \\[0, 1\\]"):
+        tl.ones(3).quantile(1.5)
+    with pytest.raises(ValueError, match="interpolation must be"):
+        tl.ones(3).quantile(0.5, interpolation="cubic")

@@ -47,7 +47,7 @@ _METHOD_FORMS = (
     "cummin", "index_fill", "index_copy", "index_put", "masked_scatter", "take", "dist", "unique", "bincount",
     "is_nonzero", "is_same_size", "is_signed", "is_complex", "is_conj", "is_neg", "is_inference", "isreal", "conj",
     "conj_physical", "resolve_conj", "resolve_neg", "real", "adjoint", "get_device", "detach_", "nanmean",
-    "unflatten", "narrow", "swapaxes", "swapdims", "moveaxis", "movedim", "logcumsumexp",
+    "unflatten", "narrow", "swapaxes", "swapdims", "moveaxis", "movedim", "logcumsumexp", "quantile", "nanquantile",
 )
 # In-place forms PyTorch also offers as functions: tl.relu_(x) is x.relu_().
 _IN_PLACE_FORMS = (

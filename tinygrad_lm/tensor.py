@@ -1278,6 +1278,56 @@ class Tensor:
             raise IndexError(f"median(): Expected reduction dim {dim} to have non-zero size.")
         return _pick_sorted(self, d, (n - 1) // 2, keepdim, return_types.median)
 
+    def quantile(self, q: Any, dim: _int | None = None, keepdim: _bool = False, *,
+                 interpolation: str = "linear") -> Tensor:
+        """The ``q``-th quantiles along ``dim`` (of all elements when None): a number, or a 1-D tensor of them,
+        whose dim then comes first. ``interpolation``: linear, lower, higher, midpoint or nearest."""
+        if interpolation not in ("linear", "lower", "higher", "midpoint", "nearest"):
+            raise ValueError(f"quantile: interpolation must be linear, lower, higher, midpoint or nearest, "
+                             f"got {interpolation!r}")
+        qs = q.tolist() if isinstance(q, Tensor) else q
+        scalar = isinstance(qs, numbers.Real)
+        qs = [float(qs)] if scalar else [float(v) for v in qs]
+        if any(not 0.0 <= v <= 1.0 for v in qs):
+            raise RuntimeError(f"quantile() q values must be in the range [0, 1], got {qs}")
+        x = _floating(self.reshape(-1) if dim is None else self)
+        d = 0 if dim is None else _axis(dim, self.ndim)
+        n = x.shape[d] if x.ndim else 1
+        if n == 0:
+            raise RuntimeError("quantile() input tensor must be non-empty")
+        ordered = x.sort(d).values if x.ndim else x.reshape(1)
+        pos = [v * (n - 1) for v in qs]
+        lo = [math.floor(p) for p in pos]
+        hi = [math.ceil(p) for p in pos]
+        if interpolation == "nearest":  # half-way rounds to even, as PyTorch
+            lo = hi = [_int(round(p)) for p in pos]
+        elif interpolation == "lower":
+            hi = lo
+        elif interpolation == "higher":
+            lo = hi
+        pick = (lambda i: ordered.index_select(d, Tensor._wrap(self.xp.asarray(i, dtype="int64"), self.device)))
+        low, high = pick(lo), pick(hi)
+        if interpolation == "midpoint":
+            frac = [0.5 if a != b else 0.0 for a, b in zip(lo, hi)]
+        elif interpolation == "linear":
+            frac = [p - a for p, a in zip(pos, lo)]
+        else:
+            frac = [0.0] * len(qs)
+        shape = [1] * low.ndim
+        shape[d] = len(qs)
+        weight = Tensor._wrap(self.xp.asarray(frac, dtype=low.array.dtype).reshape(shape), self.device)
+        out = low + (high - low) * weight  # (..., len(q) at d, ...)
+        out = out.movedim(d, 0)  # q's dim first, as PyTorch
+        if keepdim:
+            out = out.unsqueeze(d + 1) if dim is not None else out.reshape((len(qs),) + (1,) * self.ndim)
+        return out[0] if scalar else out
+
+    def nanquantile(self, q: Any, dim: _int | None = None, keepdim: _bool = False, *,
+                    interpolation: str = "linear") -> Tensor:
+        if bool(self.isnan().any()):
+            raise NotImplementedError("nanquantile: inputs holding NaN are not supported yet")
+        return self.quantile(q, dim, keepdim, interpolation=interpolation)
+
     def mode(self, dim: _int = -1, keepdim: _bool = False) -> Any:
         """The most frequent value along ``dim`` (the smallest of equally frequent ones) and an index of it."""
         d = _axis(dim, self.ndim)
