@@ -8,12 +8,13 @@ direction of the forward pass. Backward runs along the same arrows in reverse.
 """
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .files import atomic_path
+from .serialization import atomic_write_bytes
 from .tensor import Tensor
 
 
@@ -123,6 +124,7 @@ def plot_curves(series: Mapping[str, tuple[list[float], list[float]]], path: str
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
+    image = io.BytesIO()
+    fig.savefig(image, format=path.suffix.lstrip(".") or "png")
+    atomic_write_bytes(path, image.getbuffer())
     return path
