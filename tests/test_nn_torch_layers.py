@@ -143,14 +143,57 @@ def test_softplus_is_finite_for_large_inputs(device):
     assert np.all(np.isfinite(host(z)))
 
 
+_INPLACE_LAYERS = [
+    lambda nn_: nn_.ReLU(inplace=True), lambda nn_: nn_.SiLU(inplace=True), lambda nn_: nn_.LeakyReLU(0.2, True),
+    lambda nn_: nn_.ELU(0.5, True), lambda nn_: nn_.Hardtanh(-0.5, 0.5, True), lambda nn_: nn_.ReLU6(True),
+    lambda nn_: nn_.Hardswish(True), lambda nn_: nn_.SELU(True), lambda nn_: nn_.CELU(0.7, True),
+    lambda nn_: nn_.Threshold(0.1, -1.0, True), lambda nn_: nn_.Mish(True), lambda nn_: nn_.Hardsigmoid(True),
+]
+
+
+@pytest.mark.parametrize("make", _INPLACE_LAYERS)
+def test_inplace_activations_write_into_their_input_and_backprop_through_it(make, device):
+    """``inplace=True`` (common in PyTorch code): the input's memory holds the result, and the gradient
+    flows through the activation, as in PyTorch."""
+    rng = np.random.default_rng(0)
+    x0, w0 = rng.standard_normal((4, 3)), rng.standard_normal((3, 3))
+    x = tl.tensor(x0, device=device)
+    w = tl.tensor(w0, device=device, requires_grad=True)
+    h = x @ w
+    out = make(nn)(h)
+    assert out is h
+    (out * out).sum().backward()
+    ref_w = tl.tensor(w0, device=device, requires_grad=True)
+    ref = make(nn)
+    ref.inplace = False  # the same layer, out of place
+    r = ref(x @ ref_w)
+    (r * r).sum().backward()
+    np.testing.assert_allclose(host(out), host(r), rtol=1e-12)
+    np.testing.assert_allclose(host(w.grad), host(ref_w.grad), rtol=1e-12)
+    leaf = tl.tensor(x0, device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        make(nn)(leaf)
+
+
+def test_inplace_dropout_and_relu_match_torch():
+    torch = pytest.importorskip("torch")
+    x0 = np.random.default_rng(1).standard_normal((5, 4))
+    w0 = np.random.default_rng(2).standard_normal((4, 4))
+    grads = []
+    for lib, mod in ((tl, nn), (torch, torch.nn)):
+        w = lib.tensor(w0, requires_grad=True)
+        h = lib.tensor(x0) @ w
+        net = mod.Sequential(mod.ReLU(inplace=True), mod.Dropout(0.0, inplace=True))
+        y = net(h)
+        y.sum().backward()
+        grads.append((np.asarray(y.detach().numpy()), np.asarray(w.grad.numpy()), repr(net)))
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-12)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-12)
+    assert grads[0][2] == grads[1][2]
+
+
 def test_bad_arguments_raise_clear_errors():
     x = tl.randn(2, 3)
-    with pytest.raises(NotImplementedError, match="inplace"):
-        nn.ReLU(inplace=True)
-    with pytest.raises(NotImplementedError, match="inplace"):
-        F.silu(x, inplace=True)
-    with pytest.raises(NotImplementedError, match="inplace"):
-        nn.Dropout(0.1, inplace=True)
     with pytest.raises(RuntimeError, match="dimension -1 is size 3"):
         F.glu(x)
     with pytest.raises(ValueError, match="padding length"):

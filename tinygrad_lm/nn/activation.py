@@ -1,7 +1,7 @@
 """Activation layers: each is its ``nn.functional`` function as a Module, with PyTorch's arguments and repr.
 
-``inplace=True`` (PyTorch's memory saving) is refused with a clear error: the layers here
-always return a new tensor, and a silently ignored flag would hide that the input is unchanged.
+``inplace=True`` writes the result into the input, as PyTorch does (the graph follows the
+write, and a leaf that requires grad refuses it); it saves no memory here.
 """
 from __future__ import annotations
 
@@ -12,15 +12,6 @@ from ..tensor import Tensor
 from . import functional as F
 from . import init as nn_init
 from .module import Module, Parameter
-
-
-def _no_inplace(layer: str, inplace: bool) -> bool:
-    if inplace:
-        raise NotImplementedError(
-            f"{layer}(inplace=True) is not supported: tinygrad_lm's activations return a new tensor; "
-            "use inplace=False"
-        )
-    return False
 
 
 class Tanh(Module):
@@ -35,10 +26,13 @@ class ReLU(Module):
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
-        self.inplace = _no_inplace("ReLU", inplace)
+        self.inplace = bool(inplace)
 
     def forward(self, input: Tensor) -> Tensor:
-        return input.relu()
+        return F.relu(input, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class Sigmoid(Module):
@@ -69,10 +63,10 @@ class SiLU(Module):
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
-        self.inplace = _no_inplace("SiLU", inplace)
+        self.inplace = bool(inplace)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.silu(input)
+        return F.silu(input, self.inplace)
 
 
 class Mish(Module):
@@ -80,10 +74,10 @@ class Mish(Module):
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
-        self.inplace = _no_inplace("Mish", inplace)
+        self.inplace = bool(inplace)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.mish(input)
+        return F.mish(input, self.inplace)
 
 
 class LeakyReLU(Module):
@@ -92,10 +86,10 @@ class LeakyReLU(Module):
     def __init__(self, negative_slope: float = 1e-2, inplace: bool = False) -> None:
         super().__init__()
         self.negative_slope = negative_slope
-        self.inplace = _no_inplace("LeakyReLU", inplace)
+        self.inplace = bool(inplace)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.leaky_relu(input, self.negative_slope)
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -107,10 +101,10 @@ class ELU(Module):
     def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
         self.alpha = alpha
-        self.inplace = _no_inplace("ELU", inplace)
+        self.inplace = bool(inplace)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.elu(input, self.alpha)
+        return F.elu(input, self.alpha, self.inplace)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -187,10 +181,10 @@ class Hardtanh(Module):
         if min_val > max_val:
             raise ValueError(f"Hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
         self.min_val, self.max_val = min_val, max_val
-        self.inplace = _no_inplace(type(self).__name__, inplace)
+        self.inplace = bool(inplace)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.hardtanh(input, self.min_val, self.max_val)
+        return F.hardtanh(input, self.min_val, self.max_val, self.inplace)
 
     def extra_repr(self) -> str:
         return f"min_val={self.min_val}, max_val={self.max_val}"
@@ -211,10 +205,10 @@ class Hardsigmoid(Module):
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
-        self.inplace = _no_inplace("Hardsigmoid", inplace)
+        self.inplace = bool(inplace)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.hardsigmoid(input)
+        return F.hardsigmoid(input, self.inplace)
 
 
 class Hardswish(Module):
@@ -222,10 +216,10 @@ class Hardswish(Module):
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
-        self.inplace = _no_inplace("Hardswish", inplace)
+        self.inplace = bool(inplace)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.hardswish(input)
+        return F.hardswish(input, self.inplace)
 
 
 class SELU(Module):
@@ -233,10 +227,10 @@ class SELU(Module):
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
-        self.inplace = _no_inplace("SELU", inplace)
+        self.inplace = bool(inplace)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.selu(input)
+        return F.selu(input, self.inplace)
 
 
 class CELU(Module):
@@ -245,10 +239,10 @@ class CELU(Module):
     def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
         self.alpha = alpha
-        self.inplace = _no_inplace("CELU", inplace)
+        self.inplace = bool(inplace)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.celu(input, self.alpha)
+        return F.celu(input, self.alpha, self.inplace)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -274,10 +268,10 @@ class Threshold(Module):
     def __init__(self, threshold: float, value: float, inplace: bool = False) -> None:
         super().__init__()
         self.threshold, self.value = threshold, value
-        self.inplace = _no_inplace("Threshold", inplace)
+        self.inplace = bool(inplace)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.threshold(input, self.threshold, self.value)
+        return F.threshold(input, self.threshold, self.value, self.inplace)
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold}, value={self.value}"

@@ -103,9 +103,9 @@ def _padding_index(padding_idx: int | None, num_embeddings: int) -> int | None:
     return padding_idx % num_embeddings
 
 
-def relu(input: Tensor) -> Tensor:
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """max(x, 0)."""
-    return _check_tensor("relu", "input", input).relu()
+    return _written_back(input, _check_tensor("relu", "input", input).relu(), inplace)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -147,7 +147,7 @@ def log_softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Ten
     return input.log_softmax(_implicit_dim("log_softmax", input.ndim) if dim is None else dim)
 
 
-def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1 / (1 - p) (training only)."""
     _check_tensor("dropout", "input", input)
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
@@ -157,13 +157,12 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     if not training or p == 0.0:
         return input
     _check_float("dropout", "input", input)
-    return _nn.Dropout.apply(input, p=float(p))
+    return _written_back(input, _nn.Dropout.apply(input, p=float(p)), inplace)
 
 
 def _channel_dropout(name: str, input: Tensor, p: float, training: bool, inplace: bool, spatial: int) -> Tensor:
     """Zero whole channels: one Bernoulli(1 - p) draw per (sample, channel), broadcast over ``spatial`` dims."""
     _check_tensor(name, "input", input)
-    _no_inplace(name, inplace)
     if input.ndim not in (spatial + 1, spatial + 2):
         raise RuntimeError(
             f"{name}: expected {spatial + 1}D (unbatched) or {spatial + 2}D (batched) input, got shape {input.shape}"
@@ -172,7 +171,7 @@ def _channel_dropout(name: str, input: Tensor, p: float, training: bool, inplace
         return dropout(input, p, training)
     mask_shape = input.shape[: input.ndim - spatial] + (1,) * spatial  # (N, C, 1, ...)
     keep = dropout(_creation.ones(mask_shape, dtype=input.dtype, device=input.device), p, True)  # 0 or 1/(1-p)
-    return input * keep
+    return _written_back(input, input * keep, inplace)
 
 
 def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
@@ -391,19 +390,15 @@ def cross_entropy(
 
 
 # ---------------------------------------------------------------------- activations composed of existing ops
-def _no_inplace(name: str, inplace: bool) -> None:
-    if inplace:
-        raise NotImplementedError(
-            f"{name}: inplace=True is not supported; tinygrad_lm's activations return a new tensor "
-            "(use inplace=False and the returned tensor)"
-        )
+def _written_back(input: Tensor, result: Tensor, inplace: bool) -> Tensor:
+    """``inplace=True``: ``result`` becomes ``input``'s value, as PyTorch's in-place activations (autograd follows)."""
+    return input.copy_(result) if inplace else result
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     """x sigmoid(x) (the swish); d/dx = s + x s (1 - s) with s = sigmoid(x)."""
     _check_tensor("silu", "input", input)
-    _no_inplace("silu", inplace)
-    return input * input.sigmoid()
+    return _written_back(input, input * input.sigmoid(), inplace)
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
@@ -428,23 +423,21 @@ def logsigmoid(input: Tensor) -> Tensor:
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """x tanh(softplus(x))."""
     _check_tensor("mish", "input", input)
-    _no_inplace("mish", inplace)
-    return input * softplus(input).tanh()
+    return _written_back(input, input * softplus(input).tanh(), inplace)
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """x where x > 0, else negative_slope x."""
     _check_tensor("leaky_relu", "input", input)
-    _no_inplace("leaky_relu", inplace)
-    return _creation.where(input > 0, input, input * negative_slope)
+    return _written_back(input, _creation.where(input > 0, input, input * negative_slope), inplace)
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """x where x > 0, else alpha (exp(x) - 1) (exp taken of min(x, 0), so large x never overflows)."""
     _check_tensor("elu", "input", input)
     _check_float("elu", "input", input)
-    _no_inplace("elu", inplace)
-    return _creation.where(input > 0, input, (input.clamp(max=0.0).exp() - 1.0) * alpha)
+    negative = (input.clamp(max=0.0).exp() - 1.0) * alpha
+    return _written_back(input, _creation.where(input > 0, input, negative), inplace)
 
 
 def glu(input: Tensor, dim: int = -1) -> Tensor:
@@ -476,28 +469,24 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, o
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
     """clamp(x, min_val, max_val); d/dx = 1 between the bounds, 0 outside."""
     _check_tensor("hardtanh", "input", input)
-    _no_inplace("hardtanh", inplace)
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
-    return input.clamp(min_val, max_val)
+    return _written_back(input, input.clamp(min_val, max_val), inplace)
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     """min(max(x, 0), 6)."""
-    _no_inplace("relu6", inplace)
-    return hardtanh(input, 0.0, 6.0)
+    return _written_back(input, hardtanh(input, 0.0, 6.0), inplace)
 
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
     """relu6(x + 3) / 6, a piecewise-linear sigmoid."""
-    _no_inplace("hardsigmoid", inplace)
-    return relu6(_check_tensor("hardsigmoid", "input", input) + 3.0) / 6.0
+    return _written_back(input, relu6(_check_tensor("hardsigmoid", "input", input) + 3.0) / 6.0, inplace)
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     """x relu6(x + 3) / 6."""
-    _no_inplace("hardswish", inplace)
-    return input * hardsigmoid(_check_tensor("hardswish", "input", input))
+    return _written_back(input, input * hardsigmoid(_check_tensor("hardswish", "input", input)), inplace)
 
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -506,17 +495,16 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
     """scale * elu(x, alpha) with Klambauer et al.'s constants (self-normalising)."""
-    _no_inplace("selu", inplace)
-    return elu(input, _SELU_ALPHA) * _SELU_SCALE
+    return _written_back(input, elu(input, _SELU_ALPHA) * _SELU_SCALE, inplace)
 
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """x where x > 0, else alpha (exp(x / alpha) - 1)."""
     _check_tensor("celu", "input", input)
-    _no_inplace("celu", inplace)
     if alpha == 0:
         raise ValueError("celu: alpha cannot be 0")
-    return _creation.where(input > 0, input, ((input.clamp(max=0.0) / alpha).exp() - 1.0) * alpha)
+    negative = ((input.clamp(max=0.0) / alpha).exp() - 1.0) * alpha
+    return _written_back(input, _creation.where(input > 0, input, negative), inplace)
 
 
 def softsign(input: Tensor) -> Tensor:
@@ -532,8 +520,7 @@ def tanhshrink(input: Tensor) -> Tensor:
 def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
     """x where x > threshold, else ``value``."""
     _check_tensor("threshold", "input", input)
-    _no_inplace("threshold", inplace)
-    return _creation.where(input > threshold, input, value)
+    return _written_back(input, _creation.where(input > threshold, input, value), inplace)
 
 
 def rms_norm(

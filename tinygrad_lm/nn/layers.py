@@ -252,12 +252,10 @@ class Dropout(Module):
         super().__init__()
         if not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        if inplace:
-            raise NotImplementedError("Dropout(inplace=True) is not supported: dropout returns a new tensor")
-        self.p, self.inplace = float(p), False
+        self.p, self.inplace = float(p), bool(inplace)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.dropout(input, self.p, self.training)
+        return F.dropout(input, self.p, self.training, self.inplace)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
