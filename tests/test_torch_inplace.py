@@ -356,3 +356,31 @@ def test_autograd_grad_errors_and_unused_inputs(device):
         tl.autograd.grad(y, [tl.ones(2, device=device)], retain_graph=True)
     with pytest.raises(NotImplementedError, match="create_graph=True is not supported"):
         tl.autograd.grad(y, [x], create_graph=True)
+
+
+def test_filling_a_buffer_step_by_step_records_the_graph(device):
+    torch = pytest.importorskip("torch")
+    x0 = np.random.default_rng(0).standard_normal((2, 3))
+
+    def run(lib, x, dev):
+        buf = lib.zeros(2, 4, dtype=lib.float64, device=dev)  # an RNN's outputs, written one step at a time
+        h = x.sum(1)
+        for t in range(4):
+            h = (h * 0.5 + x[:, t % 3]).tanh()
+            buf[:, t] = h
+        return (buf * buf).sum()
+
+    t, r = tl.tensor(x0, device=device, requires_grad=True), torch.tensor(x0, requires_grad=True)
+    ours, theirs = run(tl, t, device), run(torch, r, "cpu")
+    ours.backward()
+    theirs.backward()
+    np.testing.assert_allclose(ours.item(), theirs.item(), rtol=1e-12)
+    np.testing.assert_allclose(host(t.grad), r.grad.numpy(), rtol=1e-12)
+
+
+def test_augmented_assignment_into_a_slice_of_a_non_leaf_is_refused_clearly(device):
+    y = tl.ones(3, 2, device=device, requires_grad=True) * 2
+    with pytest.raises(RuntimeError, match="shares memory with other tensors"):
+        y[0] += 1  # PyTorch rewrites the view's history; here write y[0] = y[0] + 1
+    y[0] = y[0] + 1
+    assert host(y)[0].tolist() == [3.0, 3.0]
