@@ -2156,9 +2156,11 @@ def _check_writable(name: str, t: Tensor) -> None:
 
 def _check_cast(name: str, src: Any, dst: Any) -> None:
     """PyTorch's in-place rule: the result may not lose kind (a float result into an int tensor, say)."""
-    order = "bui f"
-    if order.find(src.kind) > order.find(dst.kind) and not (src.kind == "u" and dst.kind == "i"):
+    if _KIND_RANK[src.kind] > _KIND_RANK[dst.kind]:
         raise RuntimeError(f"{name}: result type {src} can't be cast to the desired output type {dst}")
+
+
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}  # bool < integers < floats (torch.can_cast)
 
 
 def _check_broadcast(name: str, src: tuple[int, ...], dst: tuple[int, ...]) -> None:
