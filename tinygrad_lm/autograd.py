@@ -18,6 +18,13 @@ where it alone holds one of the two arrays (a private array: see
 :func:`_private`), so a residual stream or a reused weight costs no new
 array. An op may have several outputs (``split``): its ``forward`` returns a
 tuple of arrays and its ``backward`` gets one gradient per output.
+
+In-place changes are checked as PyTorch checks them: a node notes when it was
+recorded (``_epoch``), every in-place change notes which memory it changed
+(:func:`note_inplace`), and backward refuses a node whose saved arrays were
+changed after it was recorded, naming the op and the versions. ``grad``
+(``tl.autograd.grad``) runs the same backward, capturing the gradients of its
+inputs instead of accumulating ``.grad``.
 """
 from __future__ import annotations
 

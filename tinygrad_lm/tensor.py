@@ -1,9 +1,17 @@
-"""The Tensor: a backend array plus what autograd needs (``grad``, ``grad_fn``).
+"""The Tensor: a backend array plus what autograd needs (``grad``, ``grad_fn``, a version counter).
 
-Every method that computes something calls an op's ``apply``; this file only
-turns Python arguments (scalars, dims, index expressions) into what the ops
-expect, and keeps PyTorch's dtype rules: a Python scalar takes the tensor's
-dtype, integers meeting floats become floats, float32 stays float32.
+Every method that computes something calls an op's ``apply`` (or composes other
+methods: ``lerp``, ``var``, ``sort`` through ``gather``); this file only turns
+Python arguments (scalars, dims, index expressions) into what the ops expect,
+and keeps PyTorch's dtype rules: a Python scalar takes the tensor's dtype,
+integers meeting floats become floats, float32 stays float32. Names, arguments
+and return types are PyTorch's (``max(dim)`` returns ``(values, indices)``).
+
+In-place methods (``add_``, ``x[i] = v``, ...) write into the tensor's memory
+and bump its version counter, shared with the tensors that view the same
+memory; while the graph is recorded they instead redirect a non-leaf to the
+out-of-place result and its node (``_rebind``). The function forms
+(``tl.exp(x)``) live in ``functions.py``.
 """
 from __future__ import annotations
 
