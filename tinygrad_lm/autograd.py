@@ -327,16 +327,17 @@ def _share_version(result: Any, inputs: tuple[Any, ...]) -> None:
 def share_counter(source: Any, view: Any) -> list[Any]:
     """``source``'s version counter, noting that ``view`` now shares it (and the memory).
 
-    The counter is ``[version, tensors]``, ``tensors`` weak references to the tensors sharing
-    the memory (None while only one does): ``Tensor._rebind`` refuses to redirect a tensor
-    whose memory another live tensor sees.
+    The counter is ``[version, sharers, tracked]``, ``sharers`` weak references to the tensors
+    sharing the memory (None while only one does); a view made by indexing is noted as
+    ``(weak reference, weak reference to its base, index)`` so that ``Tensor._rebind`` can
+    regenerate it when its base is redirected. Any other live sharer makes ``_rebind`` refuse.
     """
     counter = source._counter()
     refs = counter[1]
     if refs is None:
         refs = counter[1] = [weakref.ref(source)]
     elif len(refs) >= 64:  # drop the references of tensors that are gone
-        refs[:] = [r for r in refs if r() is not None]
+        refs[:] = [r for r in refs if (r[0] if type(r) is tuple else r)() is not None]
     refs.append(weakref.ref(view))
     return counter
 

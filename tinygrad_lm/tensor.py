@@ -1095,25 +1095,35 @@ class Tensor:
         cannot be redirected so: those would keep the old values and history (PyTorch rewrites their
         history too), so that raises instead of giving a silently different result.
         """
-        vc = self._vc
-        if vc is not None and vc[1] is not None and any(_alive_other(r, self) for r in vc[1]):
-            raise RuntimeError(
-                f"{name}: in-place operation on a tensor that shares memory with other tensors (a view, or one "
-                f"with views or detach()ed copies) while recording the graph is not supported; use the "
-                f"out-of-place form, or clone() first"
-            )
         if result.shape != self.shape:
             raise RuntimeError(f"{name}: output with shape {self.shape} doesn't match the broadcast shape "
                                f"{result.shape}")
         if result.array.dtype != self.array.dtype:
             _check_cast(name, result.array.dtype, self.array.dtype)
             result = result.to(self.dtype)
+        vc = self._vc
+        views: list[Any] = []
+        if vc is not None and vc[1] is not None:
+            base, views = _memory_family(name, self, vc[1])
+            if base is not None:  # a view made by indexing: the change goes into its base, which regenerates it
+                parent, index = base
+                if parent.requires_grad and parent.grad_fn is None:
+                    raise RuntimeError(f"{name}: a view of a leaf Variable that requires grad is being used in an "
+                                       "in-place operation.")
+                parent._rebind(name, _ops.IndexPut.apply(parent, result, index=index))
+                return self
         self.array = result.array
         self.grad_fn = result.grad_fn
         self._output_nr = result._output_nr
         self.requires_grad = result.requires_grad
         # the new values live in the result's memory, whose counter the result's node may have recorded
         self._vc = result._counter()
+        for view, parent, index in views:  # parents come before their views
+            fresh = _ops.GetItem.apply(parent, index=index, advanced=False)
+            view.array, view.grad_fn, view._output_nr = fresh.array, fresh.grad_fn, fresh._output_nr
+            view.requires_grad = fresh.requires_grad
+            counter = view._vc = autograd.share_counter(parent, view)
+            _note_indexing_view(counter, view, parent, index)
         return self
 
     # ------------------------------------------------------------------ reductions
@@ -2095,7 +2105,11 @@ class Tensor:
 
     def __getitem__(self, index: Any) -> Tensor:
         index, advanced = _normalise_index(index, self)
-        return _ops.GetItem.apply(self, index=index, advanced=advanced)
+        out = _ops.GetItem.apply(self, index=index, advanced=advanced)
+        vc = out._vc
+        if vc is self._vc and vc is not None:  # a view: note its base and index, so _rebind can regenerate it
+            _note_indexing_view(vc, out, self, index)
+        return out
 
     def __setitem__(self, index: Any, value: Any) -> None:
         """``x[index] = value`` in place; while recording the graph, differentiable for both (see ``_rebind``)."""
@@ -2144,9 +2158,54 @@ def _scaled_sum(a: Tensor, beta: Any, b: Tensor, alpha: Any) -> Tensor:
     return (a if beta == 1 else a * beta) + b
 
 
-def _alive_other(ref: Any, t: Tensor) -> bool:
-    other = ref()
-    return other is not None and other is not t
+def _note_indexing_view(counter: list[Any], view: Tensor, base: Tensor, index: Any) -> None:
+    """Mark ``view``'s entry among the counter's sharers as made by ``base[index]`` (see autograd.share_counter)."""
+    import weakref
+
+    refs = counter[1]
+    last = refs[-1]
+    if type(last) is not tuple and last() is view:
+        refs[-1] = (last, weakref.ref(base), index)
+
+
+def _memory_family(name: str, t: Tensor, refs: list[Any]) -> tuple[Any, list[Any]]:
+    """The live tensors sharing ``t``'s memory, as ``_rebind`` needs them.
+
+    Returns ``((base, index), [])`` when ``t`` is a view made by indexing a live base (the change then goes
+    into the base), else ``(None, views)``: the indexing views hanging from ``t``, directly or through each
+    other, parents first, to regenerate once ``t`` is redirected. Any other live sharer (a reshape,
+    ``detach()``, a view whose base is gone) could not follow: that raises.
+    """
+    entries = []
+    for r in refs:
+        ref, parent_ref, index = r if type(r) is tuple else (r, None, None)
+        other = ref()
+        if other is None:
+            continue
+        parent = parent_ref() if parent_ref is not None else None
+        if other is t:
+            if parent is not None:
+                return (parent, index), []
+            continue
+        entries.append((other, parent, index))
+    family = [t]
+    views = []
+    grew = True
+    while grew:
+        grew = False
+        for entry in entries:
+            other, parent = entry[0], entry[1]
+            if parent is not None and any(parent is f for f in family) and not any(other is f for f in family):
+                family.append(other)
+                views.append(entry)
+                grew = True
+    if len(views) != len(entries):
+        raise RuntimeError(
+            f"{name}: in-place operation on a tensor that shares memory with other tensors (a reshape or "
+            "transpose of it, or a detach()ed copy) while recording the graph is not supported; use the "
+            "out-of-place form, or clone() first"
+        )
+    return None, views
 
 
 def _check_leaf_inplace(name: str, t: Tensor) -> None:

@@ -44,7 +44,10 @@ class GetItem(Function):
 
     def forward(self, x: Any, index: Any = None, advanced: bool = False) -> Any:
         self.shape, self.index, self.advanced = x.shape, index, advanced
-        return x[index]
+        out = x[index]
+        if not advanced and backend.is_numpy_scalar(out):  # one element by ints: NumPy copies it out, PyTorch views it
+            out = x[(index if type(index) is tuple else (index,)) + (Ellipsis,)]
+        return out
 
     def backward(self, g: Any) -> Any:
         gx = self.xp.zeros(self.shape, dtype=g.dtype)
