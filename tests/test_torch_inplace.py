@@ -421,3 +421,14 @@ def test_augmented_assignment_into_a_slice_of_a_non_leaf(device):
     assert host(y).tolist() == [[3.0, 3.0], [6.0, 6.0], [6.0, 6.0]]
     y.sum().backward()
     assert host(x.grad).tolist() == [[10.0, 10.0], [6.0, 6.0], [6.0, 6.0]]
+
+
+def test_a_view_made_under_no_grad_is_not_followed_and_says_so(device):
+    w = tl.ones(2, device=device, requires_grad=True)
+    h = tl.zeros(2, 2, device=device)
+    with tl.no_grad():
+        v = h[0]
+        v += 1  # under no_grad: a plain write into h's memory
+    assert host(h).tolist() == [[1.0, 1.0], [0.0, 0.0]]
+    with pytest.raises(RuntimeError, match="a view made under no_grad"):
+        h.add_(w)  # recording: h would be redirected, and v could not follow

@@ -317,6 +317,11 @@ def _root(array: Any) -> Any:
 
 def _share_version(result: Any, inputs: tuple[Any, ...]) -> None:
     """Give ``result`` the version counter of the input whose memory it views (as PyTorch's views share it)."""
+    base = result.array.base
+    for x in inputs:  # the usual case: a view of the input's own array
+        if type(x) is Tensor and x.array is base:
+            result._vc = share_counter(x, result)
+            return
     root = _root(result.array)
     for x in inputs:
         if isinstance(x, Tensor) and (x.array is root or _root(x.array) is root):
@@ -330,16 +335,30 @@ def share_counter(source: Any, view: Any) -> list[Any]:
     The counter is ``[version, sharers, tracked]``, ``sharers`` weak references to the tensors
     sharing the memory (None while only one does); a view made by indexing is noted as
     ``(weak reference, weak reference to its base, index)`` so that ``Tensor._rebind`` can
-    regenerate it when its base is redirected. Any other live sharer makes ``_rebind`` refuse.
+    regenerate it when its base is redirected. Any other live sharer makes ``_rebind`` refuse, and so
+    does a view made under ``no_grad`` (not followed, to keep inference free of this bookkeeping).
     """
-    counter = source._counter()
+    counter = source._vc
+    if counter is None:
+        counter = source._vc = [0, None, True]
     refs = counter[1]
+    if not _grad_enabled:  # no graph can be redirected now: note only that unknown tensors share the memory
+        if refs is None:
+            counter[1] = [_unknown_sharer]
+        elif refs[0] is not _unknown_sharer:
+            refs.insert(0, _unknown_sharer)
+        return counter
     if refs is None:
         refs = counter[1] = [weakref.ref(source)]
     elif len(refs) >= 64:  # drop the references of tensors that are gone
         refs[:] = [r for r in refs if (r[0] if type(r) is tuple else r)() is not None]
     refs.append(weakref.ref(view))
     return counter
+
+
+def _unknown_sharer() -> Any:
+    """A sharer that never goes away: views made under no_grad are not followed (see share_counter)."""
+    return _unknown_sharer
 
 
 # In-place changes and the arrays ops saved for backward. Every change of a tensor's memory in place

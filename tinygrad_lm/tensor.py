@@ -19,6 +19,7 @@ import math
 import numbers
 from collections import namedtuple
 from typing import Any, Iterator
+from weakref import ref as _weakref
 
 from . import autograd, backend
 from . import ops as _ops
@@ -1402,10 +1403,13 @@ class Tensor:
 
     # ------------------------------------------------------------------ shape
     def reshape(self, *shape: Any) -> Tensor:
-        if len(shape) == 1 and not isinstance(shape[0], (tuple, list, numbers.Integral)):
-            raise TypeError(f"reshape/view: expected a shape, got {type(shape[0]).__name__} {shape[0]!r} "
-                            "(view(dtype) is not supported)")
-        shape = _shape_arg(shape)
+        try:
+            shape = _shape_arg(shape)
+        except TypeError:
+            if len(shape) == 1 and isinstance(shape[0], (backend.DType, str)):
+                raise TypeError(f"reshape/view: expected a shape, got the dtype {shape[0]!r} "
+                                "(view(dtype) is not supported)") from None
+            raise
         n = self.numel()
         if min(shape, default=0) < -1 or shape.count(-1) > 1:  # one -1 at most, no other negative size
             fits = False
@@ -2160,12 +2164,10 @@ def _scaled_sum(a: Tensor, beta: Any, b: Tensor, alpha: Any) -> Tensor:
 
 def _note_indexing_view(counter: list[Any], view: Tensor, base: Tensor, index: Any) -> None:
     """Mark ``view``'s entry among the counter's sharers as made by ``base[index]`` (see autograd.share_counter)."""
-    import weakref
-
     refs = counter[1]
     last = refs[-1]
-    if type(last) is not tuple and last() is view:
-        refs[-1] = (last, weakref.ref(base), index)
+    if type(last) is not tuple and last is not autograd._unknown_sharer and last() is view:
+        refs[-1] = (last, _weakref(base), index)  # (CPython hands back the tensor's one plain weak reference)
 
 
 def _memory_family(name: str, t: Tensor, refs: list[Any]) -> tuple[Any, list[Any]]:
@@ -2202,8 +2204,8 @@ def _memory_family(name: str, t: Tensor, refs: list[Any]) -> tuple[Any, list[Any
     if len(views) != len(entries):
         raise RuntimeError(
             f"{name}: in-place operation on a tensor that shares memory with other tensors (a reshape or "
-            "transpose of it, or a detach()ed copy) while recording the graph is not supported; use the "
-            "out-of-place form, or clone() first"
+            "transpose of it, a detach()ed copy, or a view made under no_grad) while recording the graph is "
+            "not supported; use the out-of-place form, or clone() first"
         )
     return None, views
 

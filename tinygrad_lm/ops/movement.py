@@ -45,7 +45,7 @@ class GetItem(Function):
     def forward(self, x: Any, index: Any = None, advanced: bool = False) -> Any:
         self.shape, self.index, self.advanced = x.shape, index, advanced
         out = x[index]
-        if not advanced and backend.is_numpy_scalar(out):  # one element by ints: NumPy copies it out, PyTorch views it
+        if type(out) is not type(x) and not advanced:  # one element by ints: NumPy copies it out, PyTorch views it
             out = x[(index if type(index) is tuple else (index,)) + (Ellipsis,)]
         return out
 
