@@ -350,8 +350,8 @@ def share_counter(source: Any, view: Any) -> list[Any]:
         return counter
     if refs is None:
         refs = counter[1] = [weakref.ref(source)]
-    elif len(refs) >= 64:  # drop the references of tensors that are gone
-        refs[:] = [r for r in refs if (r[0] if type(r) is tuple else r)() is not None]
+    elif len(refs) >= 64 and len(refs) & (len(refs) - 1) == 0:  # at 64, 128, 256...: drop the tensors gone
+        refs[:] = [r for r in refs if (r[0] if type(r) is tuple else r)() is not None]  # (amortised O(1))
     refs.append(weakref.ref(view))
     return counter
 
