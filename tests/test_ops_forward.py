@@ -170,8 +170,8 @@ def test_comparisons_forward(device, op, data):
 REDUCE = {
     "sum": lambda a, d, k: a.sum(axis=d, keepdims=k),
     "mean": lambda a, d, k: a.mean(axis=d, keepdims=k),
-    "max": lambda a, d, k: a.max(axis=d, keepdims=k),
-    "min": lambda a, d, k: a.min(axis=d, keepdims=k),
+    "amax": lambda a, d, k: a.max(axis=d, keepdims=k),  # max/min over several dims are PyTorch's amax/amin
+    "amin": lambda a, d, k: a.min(axis=d, keepdims=k),
     "logsumexp": lambda a, d, k: np.log(np.exp(a).sum(axis=d, keepdims=k)),
 }
 

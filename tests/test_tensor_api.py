@@ -366,12 +366,13 @@ def test_requires_grad_clone_contiguous(device):
     np.testing.assert_array_equal(host(c), host(u))
 
 
-def test_max_min_with_dim_return_values_only(device):
+def test_max_min_with_dim_return_values_and_indices(device):
     x = tl.tensor([[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]], device=device)
     m = x.max(dim=1)
-    assert isinstance(m, tl.Tensor) and m.tolist() == [5.0, 6.0]
-    assert x.min(0).tolist() == [1.0, 2.0, 3.0]
-    assert x.max(1, keepdim=True).shape == (2, 1)
+    assert m.values.tolist() == [5.0, 6.0] and m.indices.tolist() == [1, 2]
+    values, indices = x.min(0)
+    assert values.tolist() == [1.0, 2.0, 3.0] and indices.tolist() == [0, 1, 0]
+    assert x.max(1, keepdim=True).values.shape == (2, 1) and x.max(1, keepdim=True).indices.shape == (2, 1)
     assert x.max().item() == 6.0 and x.min().item() == 1.0
     assert x.argmax(1).tolist() == [1, 2] and x.argmin(1).tolist() == [0, 1]
     with pytest.raises(RuntimeError, match="empty"):
