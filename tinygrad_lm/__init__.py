@@ -45,7 +45,19 @@ from .functions import *  # noqa: F403 - PyTorch's function forms (tl.exp(x), tl
 from .functions import __all__ as _function_names
 from .functions import get_default_dtype
 from .gradcheck import GradcheckError, gradcheck
-from .random import Generator, bernoulli, multinomial, normal, rand_like, randint_like, randn_like, randperm
+from .random import (
+    Generator,
+    bernoulli,
+    initial_seed,
+    multinomial,
+    normal,
+    poisson,
+    rand_like,
+    randint_like,
+    randn_like,
+    randperm,
+    seed,
+)
 from .serialization import load, save
 from .tensor import Tensor, return_types
 
@@ -75,13 +87,14 @@ __version__ = "0.1.0"
 from . import nn, optim, utils  # noqa: E402
 
 __all__ = [
-    "Function", "Generator", "GradcheckError", "Tensor", "arange", "autograd", "backend", "bernoulli", "bool", "cat",
-    "concat", "concatenate", "contiguous_format", "cuda", "cuda_is_available", "detect_anomaly", "device",
+    "Function", "Generator", "GradcheckError", "Tensor", "arange", "autograd", "backend", "bernoulli", "bool",
+    "cat", "concat", "concatenate", "contiguous_format", "cuda", "cuda_is_available", "detect_anomaly", "device",
     "distributed", "double", "dtype", "empty", "empty_like", "enable_grad", "eye", "float", "float16", "float32",
     "float64", "from_numpy", "full", "full_like", "get_default_device", "get_default_dtype", "gradcheck", "half",
-    "inference_mode", "int16", "int32", "int64", "int8", "is_grad_enabled", "is_inference_mode_enabled", "linspace",
-    "load", "logspace", "long", "manual_seed", "maximum", "minimum", "multinomial", "nn", "no_grad", "normal", "ones",
-    "ones_like", "optim", "preserve_format", "rand", "rand_like", "randint", "randint_like", "randn", "randn_like",
-    "randperm", "return_types", "save", "set_default_device", "set_default_dtype", "set_grad_enabled", "short",
-    "stack", "strided", "tensor", "uint8", "utils", "where", "zeros", "zeros_like", *_function_names,
+    "inference_mode", "initial_seed", "int16", "int32", "int64", "int8", "is_grad_enabled",
+    "is_inference_mode_enabled", "linspace", "load", "logspace", "long", "manual_seed", "maximum", "minimum",
+    "multinomial", "nn", "no_grad", "normal", "ones", "ones_like", "optim", "poisson", "preserve_format", "rand",
+    "rand_like", "randint", "randint_like", "randn", "randn_like", "randperm", "return_types", "save", "seed",
+    "set_default_device", "set_default_dtype", "set_grad_enabled", "short", "stack", "strided", "tensor", "uint8",
+    "utils", "where", "zeros", "zeros_like", *_function_names,
 ]

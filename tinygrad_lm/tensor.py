@@ -360,6 +360,18 @@ class Tensor:
         else:  # one weak reference per output of a split
             node.__dict__.setdefault("_retain_ref", {})[self._output_nr] = weakref.ref(self)
 
+    @property
+    def retains_grad(self) -> _bool:
+        """Whether :meth:`retain_grad` was called on this non-leaf tensor."""
+        if self.grad_fn is None:
+            return False
+        if self._grad is not None:  # only a retained non-leaf gets a .grad (its node may be freed by now)
+            return True
+        refs = self.grad_fn.__dict__.get("_retain_ref")
+        if isinstance(refs, dict):
+            refs = refs.get(self._output_nr)
+        return refs is not None and refs() is self
+
     def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
         """Call ``hook(self)`` in each backward once this leaf's ``.grad`` is complete; returns a removable handle."""
         return autograd.register_post_accumulate_grad_hook(self, hook)
@@ -448,6 +460,15 @@ class Tensor:
 
     def matmul(self, other: Tensor) -> Tensor:
         return self @ other
+
+    def bmm(self, mat2: Tensor) -> Tensor:
+        """Batched product of (B, n, m) and (B, m, p) tensors (no broadcasting, as PyTorch's bmm)."""
+        if self.ndim != 3 or not isinstance(mat2, Tensor) or mat2.ndim != 3:
+            raise RuntimeError(f"bmm: both arguments must be 3-D tensors, got shapes {self.shape} and "
+                               f"{getattr(mat2, 'shape', type(mat2).__name__)}")
+        if self.shape[0] != mat2.shape[0] or self.shape[2] != mat2.shape[1]:
+            raise RuntimeError(f"bmm: shapes {self.shape} and {mat2.shape} do not fit (B, n, m) @ (B, m, p)")
+        return self @ mat2
 
     def absolute(self) -> Tensor:
         return self.abs()
@@ -1491,6 +1512,9 @@ class Tensor:
 
     def expand_as(self, other: Tensor) -> Tensor:
         return self.expand(*other.shape)
+
+    def broadcast_to(self, size: Any) -> Tensor:
+        return self.expand(*_shape_arg((size,)))
 
     def split(self, split_size_or_sections: Any, dim: _int = 0) -> tuple[Tensor, ...]:
         d = _axis(dim, self.ndim)
