@@ -238,3 +238,16 @@ def test_linear_and_layer_norm_with_inf_input_are_named(device):
             layer(x)
         with pytest.raises(AnomalyError, match=r"LayerNorm\.forward"):
             F.layer_norm(x, (2,))
+
+
+def test_a_nan_input_is_named_rather_than_the_op_that_received_it(device):
+    """An LSTM fed data holding a NaN: the error says the input already held it (not that the first op made it)."""
+    lstm = nn.LSTM(2, 3, batch_first=True).to(device)
+    x = tl.ones(1, 4, 2, device=device)
+    x[0, 1, 0] = float("nan")
+    with tl.detect_anomaly():
+        with pytest.raises(AnomalyError, match=r"input 0 \(a tensor of shape \(1, 4, 2\)\) already held NaN or Inf "
+                                               r"\(made outside the checked ops: your data or a parameter\)"):
+            lstm(x)
+        with pytest.raises(AnomalyError, match=r"Log\.forward produced NaN or Inf; the op was created"):
+            tl.tensor([-1.0, 1.0], device=device).log()  # the op itself made the NaN: no input is blamed

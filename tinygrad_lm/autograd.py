@@ -272,7 +272,7 @@ class Function:
             if _anomaly_mode:
                 ctx.__dict__["_created_at"] = _creation_site()
         if _anomaly_mode:
-            _check_finite(out, f"{cls.__name__}.forward", ctx)
+            _check_finite(out, f"{cls.__name__}.forward", ctx, inputs)
         return result
 
     def __repr__(self) -> str:
@@ -299,7 +299,7 @@ def _wrap_outputs(ctx: Function, outs: tuple[Any, ...], inputs: tuple[Any, ...],
             ctx.__dict__["_created_at"] = _creation_site()
     if _anomaly_mode:
         for out in outs:
-            _check_finite(out, f"{type(ctx).__name__}.forward", ctx)
+            _check_finite(out, f"{type(ctx).__name__}.forward", ctx, inputs)
     return results
 
 
@@ -438,7 +438,7 @@ def _creation_site() -> str:
     return site + "\n" + "".join(traceback.format_stack(top, limit=8))
 
 
-def _check_finite(array: Any, what: str, ctx: Function) -> None:
+def _check_finite(array: Any, what: str, ctx: Function, inputs: tuple[Any, ...] = ()) -> None:
     if array is None or array.dtype.kind not in "fc":
         return
     xp = ctx.xp
@@ -446,12 +446,23 @@ def _check_finite(array: Any, what: str, ctx: Function) -> None:
         where = ctx.__dict__.get("_created_at")
         if where is None and what.endswith(".forward"):  # a node not kept for backward: it is being created now
             where = _creation_site()
+        culprit = _nonfinite_input(inputs, xp)
         if where is None:
             raise AnomalyError(
-                f"{what} produced NaN or Inf (run the forward pass inside detect_anomaly() to see where the op "
-                "was created)"
+                f"{what} produced NaN or Inf{culprit} (run the forward pass inside detect_anomaly() to see where "
+                "the op was created)"
             )
-        raise AnomalyError(f"{what} produced NaN or Inf; the op was created at {where}")
+        raise AnomalyError(f"{what} produced NaN or Inf{culprit}; the op was created at {where}")
+
+
+def _nonfinite_input(inputs: tuple[Any, ...], xp: Any) -> str:
+    """Name the first input that already held NaN or Inf, so that the op is not blamed for what it was given."""
+    for i, x in enumerate(inputs):
+        if isinstance(x, Tensor) and x.dtype.kind in "fc" and not bool(xp.isfinite(x.array).all()):
+            made = ("made outside the checked ops: your data or a parameter" if x.grad_fn is None
+                    else f"made by {type(x.grad_fn).__name__} before detect_anomaly() was entered")
+            return f" because its input {i} (a tensor of shape {x.shape}) already held NaN or Inf ({made})"
+    return ""
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
