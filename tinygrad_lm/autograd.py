@@ -599,6 +599,69 @@ def register_post_accumulate_grad_hook(tensor: Any, hook: Callable[[Any], None])
     return handle
 
 
+# Tensor.register_hook on leaves: id(leaf) -> (weak reference, {handle id: hook}); non-leaf tensors keep
+# theirs on their node (``_grad_hooks``: output number -> {handle id: hook}), freed with the graph.
+_leaf_grad_hooks: dict[int, tuple[weakref.ref[Any], dict[int, Callable[[Any], Any]]]] = {}
+
+
+def register_hook(tensor: Any, hook: Callable[[Any], Any]) -> RemovableHandle:
+    """Call ``hook(grad)`` when the gradient of ``tensor`` has been computed in a backward pass.
+
+    The hook may return a tensor that replaces the gradient (same shape) or None. A leaf's hooks see the
+    sum of all the contributions of the pass, before it is added to ``.grad``; a non-leaf's see the
+    gradient of that output before it flows on to the op that made it (and before ``retain_grad`` keeps it).
+    """
+    if not tensor.requires_grad:
+        raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+    node = tensor.grad_fn
+    if node is not None:
+        hooks = node.__dict__.setdefault("_grad_hooks", {}).setdefault(tensor._output_nr, {})
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+    key = id(tensor)
+    entry = _leaf_grad_hooks.get(key)
+    if entry is None or entry[0]() is not tensor:
+
+        def forget(_: Any, key: int = key, registry: dict[int, Any] = _leaf_grad_hooks) -> None:
+            registry.pop(key, None)
+
+        entry = (weakref.ref(tensor, forget), {})
+        _leaf_grad_hooks[key] = entry
+    handle = RemovableHandle(entry[1])
+    entry[1][handle.id] = hook
+    return handle
+
+
+def _leaf_hooks_of(x: Any) -> Any:
+    entry = _leaf_grad_hooks.get(id(x))
+    return entry[1] if entry is not None and entry[0]() is x and entry[1] else None
+
+
+def _run_grad_hooks(hooks: dict[int, Callable[[Any], Any]], g: Any, device: str, what: str) -> Any:
+    """``g`` after each hook in turn (a hook returning None leaves it as it is)."""
+    for hook in list(hooks.values()):
+        out = hook(Tensor._wrap(g, device))
+        if out is None:
+            continue
+        if not isinstance(out, Tensor):
+            raise TypeError(f"a gradient hook of {what} must return a Tensor or None, got {type(out).__name__}")
+        if out.shape != tuple(g.shape) or out.device != device:
+            raise RuntimeError(f"a gradient hook of {what} returned a gradient of shape {out.shape} on {out.device}; "
+                               f"expected shape {tuple(g.shape)} on {device}")
+        g = out.array.astype(g.dtype, copy=False)
+    return g
+
+
+def _run_node_grad_hooks(node: Function, g: Any) -> Any:
+    hooks = node.__dict__["_grad_hooks"]
+    what = f"the output of {type(node).__name__}"
+    if node.n_outputs is None:
+        return _run_grad_hooks(hooks.get(0, {}), g, node.device, what)
+    return [gi if gi is None or not hooks.get(nr) else _run_grad_hooks(hooks[nr], gi, node.device, what)
+            for nr, gi in enumerate(g)]
+
+
 def queue_callback(callback: Callable[[], None]) -> None:
     """Run ``callback()`` once the running backward has finished (PyTorch's ``_execution_engine.queue_callback``)."""
     if not _final_callbacks:
@@ -611,12 +674,12 @@ def _hooks_of(x: Any) -> Any:
     return entry[1] if entry is not None and entry[0]() is x and entry[1] else None
 
 
-def _last_uses(order: list[Function]) -> dict[Function, list[Any]]:
+def _last_uses(order: list[Function], hooks_of: Callable[[Any], Any] = _hooks_of) -> dict[Function, list[Any]]:
     """For each node, the hooked leaves it is the last node (in backward order) to hand a gradient to."""
     last: dict[int, tuple[Any, Function]] = {}
     for node in order:
         for x, needs in zip(node.inputs, node.needs_grad):
-            if needs and isinstance(x, Tensor) and x.grad_fn is None and _hooks_of(x) is not None:
+            if needs and isinstance(x, Tensor) and x.grad_fn is None and hooks_of(x) is not None:
                 last[id(x)] = (x, node)
     by_node: dict[Function, list[Any]] = {}
     for x, node in last.values():
@@ -647,12 +710,19 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
     root = tensor.grad_fn
     if root is None:
         if tensor.requires_grad:
+            hooks = _leaf_hooks_of(tensor) if _leaf_grad_hooks else None
+            if hooks is not None:
+                grad = _run_grad_hooks(hooks, grad, tensor.device, "a leaf tensor")
             _accumulate_leaf(tensor, grad)
             if _post_accumulate_grad_hooks and not _captures:
                 _run_post_accumulate_grad_hooks([tensor])
         return
     order = _topological_order(root)
     last_uses = _last_uses(order) if _post_accumulate_grad_hooks and not _captures else None
+    # leaves with register_hook: their contributions are summed here until their last use, then hooked
+    hooked = _last_uses(order, _leaf_hooks_of) if _leaf_grad_hooks else None
+    hooked_ids = {id(x) for leaves in hooked.values() for x in leaves} if hooked else set()
+    pending: dict[int, Any] = {}
     grads: dict[Function, Any] = {root: grad}  # the gradient of each node's output, until the node is reached
     if root.n_outputs is not None:
         grads[root] = [None] * root.n_outputs
@@ -662,12 +732,16 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
         for node in order:
             g = grads.pop(node, None)
             if g is None:  # no gradient reached this node (only through inputs that need none)
+                if hooked and node in hooked:
+                    _flush_hooked_leaves(hooked[node], pending)
                 if last_uses and node in last_uses:
                     _run_post_accumulate_grad_hooks(last_uses[node])
                 if not retain_graph:
                     node.inputs = None
                     node.__dict__.clear()
                 continue
+            if "_grad_hooks" in node.__dict__:  # Tensor.register_hook on this node's output
+                g = _run_node_grad_hooks(node, g)
             ref = node.__dict__.get("_retain_ref")  # set by Tensor.retain_grad() on this node's output
             if ref is not None:
                 _keep_retained(ref, g)
@@ -706,7 +780,10 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
                     )
                 fn = x.grad_fn
                 if fn is None:
-                    _accumulate_leaf(x, gx, private)
+                    if hooked_ids and id(x) in hooked_ids:
+                        pending[id(x)] = gx.copy() if id(x) not in pending else pending[id(x)] + gx
+                    else:
+                        _accumulate_leaf(x, gx, private)
                     continue
                 prev = grads.get(fn)
                 if prev is None and fn.n_outputs is None:
@@ -716,11 +793,22 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
                 else:
                     _accumulate(grads, owned, fn, prev, gx, private, x)
             gx = prev = reduced = None  # these names would count as holders of gradients in _private
+            if hooked and node in hooked:
+                _flush_hooked_leaves(hooked[node], pending)
             if last_uses and node in last_uses:
                 _run_post_accumulate_grad_hooks(last_uses[node])
             if not retain_graph:
                 node.inputs = None
                 node.__dict__.clear()
+
+
+def _flush_hooked_leaves(leaves: list[Any], pending: dict[int, Any]) -> None:
+    """A hooked leaf's last contribution is in: run its hooks on the sum, then add that to ``.grad``."""
+    for x in leaves:
+        g = pending.pop(id(x), None)
+        if g is not None:
+            hooks = _leaf_hooks_of(x)
+            _accumulate_leaf(x, _run_grad_hooks(hooks, g, x.device, "a leaf tensor") if hooks else g, True)
 
 
 def _accumulate(grads: dict[Function, Any], owned: set[Function], fn: Function, prev: Any, gx: Any, private: bool,

@@ -372,6 +372,13 @@ class Tensor:
             refs = refs.get(self._output_nr)
         return refs is not None and refs() is self
 
+    def register_hook(self, hook: Any) -> Any:
+        """Call ``hook(grad)`` each time this tensor's gradient is computed; a returned tensor replaces it.
+
+        Returns a handle whose ``remove()`` unregisters the hook (see :func:`autograd.register_hook`).
+        """
+        return autograd.register_hook(self, hook)
+
     def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
         """Call ``hook(self)`` in each backward once this leaf's ``.grad`` is complete; returns a removable handle."""
         return autograd.register_post_accumulate_grad_hook(self, hook)
