@@ -61,8 +61,8 @@ def gradient_norms(kind: str, steps: int, hidden: int, batch: int, seed: int,
         cell = nn.LSTMCell(n_in, hidden)
         if forget_bias is not None:  # rows H:2H of the stacked (i, f, g, o) biases belong to the forget gate
             with tl.no_grad():
-                cell.bias_ih.array[hidden:2 * hidden] = forget_bias
-                cell.bias_hh.array[hidden:2 * hidden] = 0.0
+                cell.bias_ih[hidden:2 * hidden] = forget_bias
+                cell.bias_hh[hidden:2 * hidden] = 0.0
     else:
         cell = nn.RNNCell(n_in, hidden, nonlinearity=kind)
     head = nn.Linear(hidden, n_classes)
