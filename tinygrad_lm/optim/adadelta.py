@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..tensor import Tensor
-from .optimizer import Optimizer
+from .optimizer import Optimizer, descent_grad
 
 
 class Adadelta(Optimizer):
@@ -58,18 +58,13 @@ class Adadelta(Optimizer):
     def _update(self, p: Tensor, grad: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
         xp = p.xp
         lr, rho, eps = float(group["lr"]), float(group["rho"]), float(group["eps"])
-        weight_decay = float(group["weight_decay"])
         if not state:
             state["step"] = 0
             state["square_avg"] = xp.zeros_like(p.array)
             state["acc_delta"] = xp.zeros_like(p.array)
         state["step"] = int(state["step"]) + 1
 
-        g = xp.negative(grad) if group["maximize"] else grad
-        if weight_decay != 0:
-            decayed = xp.multiply(p.array, weight_decay)
-            decayed += g
-            g = decayed
+        g = descent_grad(xp, p, grad, group)
 
         square_avg, acc_delta = state["square_avg"], state["acc_delta"]
         scratch = xp.multiply(g, g)

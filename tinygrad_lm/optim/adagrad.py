@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..tensor import Tensor
-from .optimizer import Optimizer
+from .optimizer import Optimizer, descent_grad
 
 
 class Adagrad(Optimizer):
@@ -76,16 +76,11 @@ class Adagrad(Optimizer):
     def _update(self, p: Tensor, grad: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
         xp = p.xp
         lr, lr_decay, eps = float(group["lr"]), float(group["lr_decay"]), float(group["eps"])
-        weight_decay = float(group["weight_decay"])
         if not state:
             self._init_state(p, group, state)
         state["step"] = step = int(state["step"]) + 1
 
-        g = xp.negative(grad) if group["maximize"] else grad
-        if weight_decay != 0:
-            decayed = xp.multiply(p.array, weight_decay)
-            decayed += g
-            g = decayed
+        g = descent_grad(xp, p, grad, group)
         clr = lr / (1 + (step - 1) * lr_decay)
 
         total = state["sum"]

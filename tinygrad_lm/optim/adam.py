@@ -5,7 +5,7 @@ import math
 from typing import Any, Iterable
 
 from ..tensor import Tensor
-from .optimizer import Optimizer
+from .optimizer import Optimizer, descent_grad
 
 
 class Adam(Optimizer):
@@ -58,7 +58,7 @@ class Adam(Optimizer):
 
     def _update(self, p: Tensor, grad: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
         xp = p.xp
-        lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+        lr, eps = float(group["lr"]), float(group["eps"])
         beta1, beta2 = (float(b) for b in group["betas"])
         if not state:
             state["step"] = 0
@@ -69,14 +69,7 @@ class Adam(Optimizer):
         state["step"] = step = int(state["step"]) + 1
         m, v = state["exp_avg"], state["exp_avg_sq"]
 
-        g = xp.negative(grad) if group["maximize"] else grad
-        if weight_decay != 0:
-            if group["decoupled_weight_decay"]:
-                p.array *= 1.0 - lr * weight_decay
-            else:
-                decayed = xp.multiply(p.array, weight_decay)
-                decayed += g
-                g = decayed
+        g = descent_grad(xp, p, grad, group)
 
         scratch = xp.multiply(g, 1.0 - beta1)
         m *= beta1

@@ -5,7 +5,7 @@ from typing import Any, Iterable
 
 from ..tensor import Tensor
 from .adam import check_adam_group
-from .optimizer import Optimizer, lerp_
+from .optimizer import Optimizer, descent_grad, lerp_
 
 
 class NAdam(Optimizer):
@@ -59,7 +59,7 @@ class NAdam(Optimizer):
 
     def _update(self, p: Tensor, grad: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
         xp = p.xp
-        lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+        lr, eps = float(group["lr"]), float(group["eps"])
         beta1, beta2 = (float(b) for b in group["betas"])
         momentum_decay = float(group["momentum_decay"])
         if not state:
@@ -69,14 +69,7 @@ class NAdam(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(p.array)
         state["step"] = step = int(state["step"]) + 1
 
-        g = xp.negative(grad) if group["maximize"] else grad
-        if weight_decay != 0:
-            if group["decoupled_weight_decay"]:
-                p.array *= 1.0 - lr * weight_decay
-            else:
-                decayed = xp.multiply(p.array, weight_decay)
-                decayed += g
-                g = decayed
+        g = descent_grad(xp, p, grad, group)
 
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))

@@ -391,6 +391,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def descent_grad(xp: Any, p: Tensor, grad: Any, group: dict[str, Any]) -> Any:
+    """The gradient an update rule follows: ``-grad`` with ``maximize``, plus ``weight_decay * p`` (L2, added to
+    the gradient as PyTorch does), or, with ``decoupled_weight_decay``, ``p`` shrunk by ``lr * weight_decay``
+    in place first (AdamW's rule). A new array whenever it differs from ``grad``."""
+    g = xp.negative(grad) if group["maximize"] else grad
+    weight_decay = float(group["weight_decay"])
+    if weight_decay != 0:
+        if group.get("decoupled_weight_decay", False):
+            p.array *= 1.0 - float(group["lr"]) * weight_decay
+        else:
+            decayed = xp.multiply(p.array, weight_decay)
+            decayed += g
+            g = decayed
+    return g
+
+
 def lerp_(xp: Any, start: Any, end: Any, weight: float, scratch: Any) -> None:
     """``start += weight * (end - start)`` in place (``scratch``: an array of the same shape to use), rounded as
     PyTorch's ``lerp_``: for ``weight >= 0.5`` it computes ``end - (end - start) * (1 - weight)``, so that

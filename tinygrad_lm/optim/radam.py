@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 from ..tensor import Tensor
 from .adam import check_adam_group
-from .optimizer import Optimizer, lerp_
+from .optimizer import Optimizer, descent_grad, lerp_
 
 
 class RAdam(Optimizer):
@@ -56,7 +56,7 @@ class RAdam(Optimizer):
 
     def _update(self, p: Tensor, grad: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
         xp = p.xp
-        lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+        lr, eps = float(group["lr"]), float(group["eps"])
         beta1, beta2 = (float(b) for b in group["betas"])
         if not state:
             state["step"] = 0
@@ -64,14 +64,7 @@ class RAdam(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(p.array)
         state["step"] = step = int(state["step"]) + 1
 
-        g = xp.negative(grad) if group["maximize"] else grad
-        if weight_decay != 0:
-            if group["decoupled_weight_decay"]:
-                p.array *= 1.0 - lr * weight_decay
-            else:
-                decayed = xp.multiply(p.array, weight_decay)
-                decayed += g
-                g = decayed
+        g = descent_grad(xp, p, grad, group)
 
         m, v = state["exp_avg"], state["exp_avg_sq"]
         scratch = xp.empty_like(p.array)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..tensor import Tensor
-from .optimizer import Optimizer, lerp_
+from .optimizer import Optimizer, descent_grad, lerp_
 
 
 class RMSprop(Optimizer):
@@ -63,17 +63,13 @@ class RMSprop(Optimizer):
     def _update(self, p: Tensor, grad: Any, group: dict[str, Any], state: dict[str, Any]) -> None:
         xp = p.xp
         lr, alpha, eps = float(group["lr"]), float(group["alpha"]), float(group["eps"])
-        weight_decay, momentum = float(group["weight_decay"]), float(group["momentum"])
+        momentum = float(group["momentum"])
         if not state:
             state["step"] = 0
             state["square_avg"] = xp.zeros_like(p.array)
         state["step"] = int(state["step"]) + 1
 
-        g = xp.negative(grad) if group["maximize"] else grad
-        if weight_decay != 0:
-            decayed = xp.multiply(p.array, weight_decay)
-            decayed += g
-            g = decayed
+        g = descent_grad(xp, p, grad, group)
 
         square_avg = state["square_avg"]
         scratch = xp.multiply(g, g)
