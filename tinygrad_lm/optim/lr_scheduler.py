@@ -173,11 +173,22 @@ def _lambdas(optimizer: Optimizer, lr_lambda: Any) -> list[Callable[[int], float
 
 
 class _LambdaState:
-    """State dicts of schedulers holding functions: a function is saved as ``None``, a callable object as its
-    ``__dict__`` (PyTorch's convention)."""
+    """Schedulers driven by ``lr_lambda`` functions (one for all groups or one per group). Their state dicts
+    save a function as ``None`` and a callable object as its ``__dict__`` (PyTorch's convention)."""
 
     lr_lambdas: list[Callable[[int], float]]
     _NOT_SAVED: tuple[str, ...] = ("optimizer", "lr_lambdas")
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
+        last_epoch: int = -1,
+    ) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        self.lr_lambdas = _lambdas(optimizer, lr_lambda)
+        super().__init__(optimizer, last_epoch)  # type: ignore[call-arg]  # LRScheduler, next in the MRO
 
     def state_dict(self) -> dict[str, Any]:
         sd = LRScheduler.state_dict(self)  # type: ignore[arg-type]
@@ -207,34 +218,12 @@ class _LambdaState:
 class LambdaLR(_LambdaState, LRScheduler):
     """``lr = base_lr * lr_lambda(epoch)``, with one function for all groups or a list of one per group."""
 
-    def __init__(
-        self,
-        optimizer: Optimizer,
-        lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
-        last_epoch: int = -1,
-    ) -> None:
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
-        self.lr_lambdas = _lambdas(optimizer, lr_lambda)
-        super().__init__(optimizer, last_epoch)
-
     def get_lr(self) -> list[float]:
         return [base_lr * fn(self.last_epoch) for base_lr, fn in zip(self.base_lrs, self.lr_lambdas)]
 
 
 class MultiplicativeLR(_LambdaState, LRScheduler):
     """``lr = lr * lr_lambda(epoch)`` at every step after the first: the factors multiply up."""
-
-    def __init__(
-        self,
-        optimizer: Optimizer,
-        lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
-        last_epoch: int = -1,
-    ) -> None:
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
-        self.lr_lambdas = _lambdas(optimizer, lr_lambda)
-        super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
         if self._is_initial:
