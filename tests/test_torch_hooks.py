@@ -89,3 +89,16 @@ def test_bad_hooks_and_tensors_are_named(device):
     v.register_hook(lambda g: g.numpy())
     with pytest.raises(TypeError, match="must return a Tensor or None, got ndarray"):
         v.sum().backward()
+
+
+def test_removing_a_leafs_last_hook_empties_the_registry():
+    """Backward looks for hooked leaves only while some are registered: the last remove() drops the entry."""
+    from tinygrad_lm import autograd
+
+    w = tl.ones(2, requires_grad=True)
+    first, second = w.register_hook(lambda g: g), w.register_hook(lambda g: g)
+    with first:  # a handle is also a context manager, as PyTorch's
+        pass
+    assert id(w) in autograd._leaf_grad_hooks
+    second.remove()
+    assert id(w) not in autograd._leaf_grad_hooks

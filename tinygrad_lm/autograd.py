@@ -562,41 +562,63 @@ _final_callbacks: list[list[Callable[[], None]]] = []
 
 
 class RemovableHandle:
-    """What registering a hook returns: ``handle.remove()`` unregisters it (PyTorch's ``RemovableHandle``)."""
+    """What registering a hook (on a tensor or a module) returns: ``handle.remove()``, or leaving a ``with``
+    block, unregisters it (PyTorch's ``RemovableHandle``)."""
 
     _next_id = 0
 
-    def __init__(self, hooks: dict[int, Any], key: int | None = None) -> None:
+    def __init__(self, hooks: dict[int, Any], registry: dict[int, Any] | None = None, key: int = 0) -> None:
         self.id = RemovableHandle._next_id
         RemovableHandle._next_id += 1
         self._hooks = hooks
-        self._key = key  # the tensor's entry in the registry, dropped with its last hook
+        self._registry, self._key = registry, key  # the tensor's entry in a leaf registry, dropped with its last hook
 
     def remove(self) -> None:
         self._hooks.pop(self.id, None)
-        key = self._key
-        if key is not None and not self._hooks:
-            entry = _post_accumulate_grad_hooks.get(key)
+        if self._registry is not None and not self._hooks:
+            entry = self._registry.get(self._key)
             if entry is not None and entry[1] is self._hooks:
-                del _post_accumulate_grad_hooks[key]  # no hook left: backward skips the search again
+                del self._registry[self._key]  # no hook left: backward skips the search again
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+def _register_leaf_hook(registry: dict[int, Any], tensor: Any, hook: Callable[[Any], Any]) -> RemovableHandle:
+    """Add ``hook`` to the leaf ``tensor``'s entry in ``registry``: id -> (weak reference, {handle id: hook}).
+
+    Tensors cannot be dictionary keys (``==`` is elementwise), hence the id, checked against the weak
+    reference, which also drops the entry when the tensor goes.
+    """
+    key = id(tensor)
+    entry = registry.get(key)
+    if entry is None or entry[0]() is not tensor:
+
+        def forget(_: Any, key: int = key, registry: dict[int, Any] = registry) -> None:
+            registry.pop(key, None)  # (the registry itself: at exit, module globals may already be None)
+
+        hooks: dict[int, Callable[[Any], Any]] = {}
+        entry = (weakref.ref(tensor, forget), hooks)
+        registry[key] = entry
+    handle = RemovableHandle(entry[1], registry, key)
+    entry[1][handle.id] = hook
+    return handle
+
+
+def _registered_hooks(registry: dict[int, Any], x: Any) -> Any:
+    """The hooks of the leaf ``x`` in ``registry``, or None."""
+    entry = registry.get(id(x))
+    return entry[1] if entry is not None and entry[0]() is x and entry[1] else None
 
 
 def register_post_accumulate_grad_hook(tensor: Any, hook: Callable[[Any], None]) -> RemovableHandle:
     """Call ``hook(tensor)`` in every backward once the leaf ``tensor``'s ``.grad`` has all its contributions."""
     if tensor.grad_fn is not None:
         raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
-    key = id(tensor)
-    entry = _post_accumulate_grad_hooks.get(key)
-    if entry is None or entry[0]() is not tensor:
-
-        def forget(_: Any, key: int = key, registry: dict[int, Any] = _post_accumulate_grad_hooks) -> None:
-            registry.pop(key, None)  # (the registry itself: at exit, module globals may already be None)
-
-        entry = (weakref.ref(tensor, forget), {})
-        _post_accumulate_grad_hooks[key] = entry
-    handle = RemovableHandle(entry[1], key)
-    entry[1][handle.id] = hook
-    return handle
+    return _register_leaf_hook(_post_accumulate_grad_hooks, tensor, hook)
 
 
 # Tensor.register_hook on leaves: id(leaf) -> (weak reference, {handle id: hook}); non-leaf tensors keep
@@ -614,28 +636,16 @@ def register_hook(tensor: Any, hook: Callable[[Any], Any]) -> RemovableHandle:
     if not tensor.requires_grad:
         raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
     node = tensor.grad_fn
-    if node is not None:
-        hooks = node.__dict__.setdefault("_grad_hooks", {}).setdefault(tensor._output_nr, {})
-        handle = RemovableHandle(hooks)
-        hooks[handle.id] = hook
-        return handle
-    key = id(tensor)
-    entry = _leaf_grad_hooks.get(key)
-    if entry is None or entry[0]() is not tensor:
-
-        def forget(_: Any, key: int = key, registry: dict[int, Any] = _leaf_grad_hooks) -> None:
-            registry.pop(key, None)
-
-        entry = (weakref.ref(tensor, forget), {})
-        _leaf_grad_hooks[key] = entry
-    handle = RemovableHandle(entry[1])
-    entry[1][handle.id] = hook
+    if node is None:
+        return _register_leaf_hook(_leaf_grad_hooks, tensor, hook)
+    hooks = node.__dict__.setdefault("_grad_hooks", {}).setdefault(tensor._output_nr, {})
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
     return handle
 
 
 def _leaf_hooks_of(x: Any) -> Any:
-    entry = _leaf_grad_hooks.get(id(x))
-    return entry[1] if entry is not None and entry[0]() is x and entry[1] else None
+    return _registered_hooks(_leaf_grad_hooks, x)
 
 
 def _run_grad_hooks(hooks: dict[int, Callable[[Any], Any]], g: Any, device: str, what: str) -> Any:
@@ -670,8 +680,7 @@ def queue_callback(callback: Callable[[], None]) -> None:
 
 
 def _hooks_of(x: Any) -> Any:
-    entry = _post_accumulate_grad_hooks.get(id(x))
-    return entry[1] if entry is not None and entry[0]() is x and entry[1] else None
+    return _registered_hooks(_post_accumulate_grad_hooks, x)
 
 
 def _last_uses(order: list[Function], hooks_of: Callable[[Any], Any] = _hooks_of) -> dict[Function, list[Any]]:

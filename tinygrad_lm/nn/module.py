@@ -12,6 +12,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Iterator, NamedTuple
 
 from .. import backend
+from ..autograd import RemovableHandle
 from ..tensor import Tensor
 
 
@@ -52,27 +53,13 @@ class _IncompatibleKeys(NamedTuple):
         return self.__repr__()
 
 
-class RemovableHandle:
-    """What ``register_forward_hook`` returns: ``remove()`` (or leaving a ``with`` block) unregisters the hook."""
-
-    _next_id = 0
-
-    def __init__(self, hooks: OrderedDict[int, Any], entry: Any, prepend: bool = False) -> None:
-        self.id = RemovableHandle._next_id
-        RemovableHandle._next_id += 1
-        self._hooks = hooks
-        hooks[self.id] = entry
-        if prepend:
-            hooks.move_to_end(self.id, last=False)
-
-    def remove(self) -> None:
-        self._hooks.pop(self.id, None)
-
-    def __enter__(self) -> RemovableHandle:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.remove()
+def _add_hook(hooks: OrderedDict[int, Any], entry: Any, prepend: bool) -> RemovableHandle:
+    """Put ``entry`` among a module's ``hooks`` (first with ``prepend``); the handle removes it again."""
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = entry
+    if prepend:
+        hooks.move_to_end(handle.id, last=False)
+    return handle
 
 
 def _check_name(kind: str, name: Any) -> None:
@@ -260,7 +247,7 @@ class Module:
     ) -> RemovableHandle:
         """Call ``hook(module, args)`` before ``forward`` (``hook(module, args, kwargs)`` with ``with_kwargs``);
         a non-None result replaces the arguments. Returns a handle whose ``remove()`` unregisters it."""
-        return RemovableHandle(self._forward_pre_hooks, (hook, with_kwargs), prepend)
+        return _add_hook(self._forward_pre_hooks, (hook, with_kwargs), prepend)
 
     def register_forward_hook(
         self, hook: Callable[..., Any], *, prepend: bool = False, with_kwargs: bool = False, always_call: bool = False
@@ -269,7 +256,7 @@ class Module:
         ``with_kwargs``); a non-None result replaces the output. Returns a handle with ``remove()``."""
         if always_call:
             raise NotImplementedError("register_forward_hook: always_call=True is not supported")
-        return RemovableHandle(self._forward_hooks, (hook, with_kwargs), prepend)
+        return _add_hook(self._forward_hooks, (hook, with_kwargs), prepend)
 
     # ------------------------------------------------------------------ traversal
     def named_modules(
