@@ -38,20 +38,16 @@ def device(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(autouse=True)
 def _reset_global_state():
     """Each test starts in grad mode with the default dtype/device and a fixed seed, and leaves the
-    compiled kernels' switch (tinygrad_lm.jit) as it found it."""
-    from tinygrad_lm import jit
-
+    fast path's switch (tinygrad_lm.fast) as it found it."""
     tl.manual_seed(1234)
-    jit_choice = jit._choice
+    fast_on = tl.fast.is_enabled()
     yield
     tl.set_default_dtype("float32")
     tl.set_default_device("cpu")
-    jit._choice = jit_choice
+    tl.fast.set_enabled(fast_on)
 
 
 @pytest.fixture
-def numpy_paths():
-    """Compiled kernels off (tinygrad_lm.jit), so that a test exercises the ops' NumPy paths."""
-    from tinygrad_lm import jit
-
-    jit.set_jit("off")
+def reference_path():
+    """The fast path off (tinygrad_lm.fast), so that a test exercises the reference ops."""
+    tl.fast.set_enabled(False)

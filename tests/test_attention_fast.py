@@ -20,7 +20,7 @@ from tinygrad_lm.ops import attention
 from tinygrad_lm.ops.attention import ScaledDotProductAttention
 
 # These tests are about the NumPy paths; tests/test_jit*.py compare the compiled kernels with them.
-pytestmark = pytest.mark.usefixtures("numpy_paths")
+pytestmark = pytest.mark.usefixtures("reference_path")
 
 MASK_KINDS = ["none", "causal", "float", "bool", "fully_masked_row"]
 

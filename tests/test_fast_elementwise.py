@@ -25,7 +25,7 @@ from tinygrad_lm.ops import elementwise
 from tinygrad_lm.ops.attention import ScaledDotProductAttention
 
 # These tests are about the NumPy paths; tests/test_jit*.py compare the compiled kernels with them.
-pytestmark = pytest.mark.usefixtures("numpy_paths")
+pytestmark = pytest.mark.usefixtures("reference_path")
 
 SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 

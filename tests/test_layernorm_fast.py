@@ -16,7 +16,7 @@ import tinygrad_lm.nn.functional as F
 import tinygrad_lm.ops.nn as ops_nn
 
 # These tests are about the NumPy paths; tests/test_jit*.py compare the compiled kernels with them.
-pytestmark = pytest.mark.usefixtures("numpy_paths")
+pytestmark = pytest.mark.usefixtures("reference_path")
 
 
 def host(t):

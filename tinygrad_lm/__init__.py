@@ -61,6 +61,10 @@ from .random import (
 from .serialization import load, save
 from .tensor import Tensor, return_types
 
+from . import fast  # noqa: E402 - registers the fast ops against the reference ops loaded above
+
+fast._register_all()
+
 concat = concatenate = cat
 
 # dtypes (tl.float32 == numpy.float32 == "float32"; see backend.DType)

@@ -39,6 +39,9 @@ from . import backend
 
 _grad_enabled = True
 _anomaly_mode = False
+# The fast path (tinygrad_lm.fast): whether it is on, and the fast version registered for each reference op.
+_fast_ops = True
+_fast_registry: dict[type, type] = {}
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 # Set by tensor.py once the Tensor class exists (tensor.py imports this module).
@@ -229,7 +232,12 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
-        """Run ``forward`` on the inputs' arrays; record a graph node when needed."""
+        """Run ``forward`` on the inputs' arrays; record a graph node when needed.
+
+        While the fast path is on, an op with a registered fast version (``tinygrad_lm.fast``) runs that.
+        """
+        if _fast_ops:
+            cls = _fast_registry.get(cls, cls)
         ctx = cls.__new__(cls)
         device = None
         requires_grad = False

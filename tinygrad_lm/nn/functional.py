@@ -13,6 +13,7 @@ import warnings
 from typing import Any, Sequence
 
 from .. import creation as _creation
+from ..ops import matmul as _matmul
 from ..ops import nn as _nn
 from ..tensor import Tensor
 
@@ -69,7 +70,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"linear: bias shape {bias.shape} does not match weight shape {weight.shape}")
         _check_same_dtype("linear", input, bias, "input", "bias")
-    return _nn.Linear.apply(input, weight, bias)
+    return _matmul.Linear.apply(input, weight, bias)
 
 
 def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Tensor:

@@ -44,7 +44,7 @@ from .elementwise import (
     Tanh,
     Where,
 )
-from .matmul import Einsum, Matmul
+from .matmul import Einsum, Linear, Matmul
 from .movement import (
     Cat,
     Clone,
@@ -70,7 +70,7 @@ __all__ = [
     "Abs", "Acos", "Acosh", "Add", "Asin", "Asinh", "Atan", "Atan2", "Atanh", "Cast", "Cat", "Clamp", "Clone", "Cos",
     "Cosh", "CumProd", "CumSum", "Div", "Einsum", "Erf", "Exp", "Exp2", "Expand", "Expm1", "FloorDivide", "Fmod",
     "Gather", "Gelu", "GetItem", "IndexAccumulate", "IndexPut", "Log", "Log10", "Log1p", "Log2", "LogSoftmax",
-    "LogSumExp", "MaskedFill", "Matmul", "Max", "Maximum", "Mean", "Min", "Minimum", "Mul", "Neg", "Norm", "Permute",
+    "Linear", "LogSumExp", "MaskedFill", "Matmul", "Max", "Maximum", "Mean", "Min", "Minimum", "Mul", "Neg", "Norm", "Permute",
     "Piecewise", "Pow", "Prod", "Reciprocal", "Relu", "Remainder", "Reshape", "Rsqrt", "Scatter", "ScatterAdd",
     "Sigmoid", "Sin", "Sinh", "Softmax", "Split", "Sqrt", "Stack", "Sub", "Sum", "Tan", "Tanh", "ToDevice", "Tril",
     "Triu", "Where",

@@ -25,9 +25,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import jit
+from ..fast import compiler as jit
 from ..autograd import Function
-from ..backend import matmul
+from ..fast.blas import matmul
 
 # A mask at most 1/this of the scores' size (a causal (L, S) mask, say) is copied, transposed, into a
 # contiguous array before it is added: the add then streams, about 2x faster than through the strided view.

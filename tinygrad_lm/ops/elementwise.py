@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import backend, jit
+from .. import backend
+from ..fast import compiler as jit
 from ..autograd import Function
 
 

@@ -1,14 +1,20 @@
-"""Matrix products (batched, with NumPy's broadcasting of the batch axes)."""
+"""Matrix products (batched, with NumPy's broadcasting of the batch axes) and the Linear layer."""
 from __future__ import annotations
 
+import math
+import operator
 from typing import Any
 
 from ..autograd import Function
-from ..backend import matmul
 
 
 class Matmul(Function):
-    """d(a @ b) = dy @ b^T (for a) and a^T @ dy (for b), with batch axes broadcast like NumPy"""
+    """d(a @ b) = dy @ b^T (for a) and a^T @ dy (for b), with batch axes broadcast like NumPy
+
+    ``product`` is the function that multiplies (``a @ b``); a fast version may replace it.
+    """
+
+    product = staticmethod(operator.matmul)
 
     def forward(self, a: Any, b: Any) -> Any:
         if a.ndim == 0 or b.ndim == 0:
@@ -18,7 +24,7 @@ class Matmul(Function):
         if ka != kb:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({ka} != {kb})")
         self.a, self.b = a, b
-        return matmul(a, b)
+        return self.product(a, b)
 
     def backward(self, g: Any) -> tuple[Any, Any]:
         a, b = self.a, self.b
@@ -39,13 +45,34 @@ class Matmul(Function):
                 gb = (a.swapaxes(-1, -2) @ g[..., :, None])[..., 0]
             return ga, gb
         if need_a:
-            ga = matmul(g, b.swapaxes(-1, -2))
+            ga = self.product(g, b.swapaxes(-1, -2))
         if need_b:
-            if b.ndim == 2 and a.ndim > 2:  # sum over the batch inside one GEMM: (k, B*m) @ (B*m, n)
-                gb = matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+            if b.ndim == 2 and a.ndim > 2:  # the sum over the batch is part of one product: (k, B*m) @ (B*m, n)
+                gb = self.product(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
             else:
-                gb = matmul(a.swapaxes(-1, -2), g)
+                gb = self.product(a.swapaxes(-1, -2), g)
         return ga, gb
+
+
+class Linear(Function):
+    """y = x W^T + b; dx = dy W, dW = dy^T x, db = sum of dy over the rows (leading dims folded into one product)"""
+
+    def forward(self, x: Any, weight: Any, bias: Any = None) -> Any:
+        out_features, in_features = weight.shape
+        x2 = x.reshape(math.prod(x.shape[:-1]), in_features)  # (M, in)
+        out = x2 @ weight.T  # (M, out)
+        if bias is not None:
+            out += bias
+        self.x2, self.weight, self.x_shape, self.has_bias = x2, weight, x.shape, bias is not None
+        return out.reshape(x.shape[:-1] + (out_features,))  # (..., out)
+
+    def backward(self, g: Any) -> tuple[Any, Any, Any]:
+        need_x, need_w, need_b = self.needs_grad[0], self.needs_grad[1], self.has_bias and self.needs_grad[2]
+        g2 = g.reshape(self.x2.shape[0], self.weight.shape[0])  # (M, out)
+        gx = (g2 @ self.weight).reshape(self.x_shape) if need_x else None  # (..., in)
+        gw = g2.T @ self.x2 if need_w else None  # (out, in)
+        gb = g2.sum(axis=0) if need_b else None  # (out,)
+        return gx, gw, gb
 
 
 class Einsum(Function):

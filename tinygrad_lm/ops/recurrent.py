@@ -40,9 +40,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import jit
+from ..fast import compiler as jit
 from ..autograd import Function
-from ..backend import RightFactor, matmul, matmul_right_steps
+from ..fast.blas import RightFactor, matmul, matmul_right_steps
 
 # LSTMLayer's backward makes its step-independent factors for blocks of steps of about this many
 # bytes of gates: small enough to stay in the L2 cache, large enough to spread the ufunc call cost.
@@ -205,7 +205,7 @@ class RNNLayer(Function):
         hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
         hs[0] = h0
         _, self.x2 = _input_projection(xp, x, w_ih, b_ih, b_hh, out=hs[1:])  # h_t starts as x_t W_ih^T + b
-        recurrent = matmul_right_steps(hs[:T], RightFactor(w_hh.T, B), hs[1:], accumulate=True)  # (H, H), once
+        recurrent = matmul_right_steps(hs[:T], RightFactor(w_hh.T), hs[1:], accumulate=True)  # (H, H), once
         for t in range(T):
             a = hs[t + 1]
             recurrent(t)  # a_t = x_t W_ih^T + b + h_{t-1} W_hh^T
@@ -230,7 +230,7 @@ class RNNLayer(Function):
             da = (h > 0).astype(h.dtype)
         else:
             da = h * (1 - h)
-        back = matmul_right_steps(da, RightFactor(self.w_hh, dh.shape[0]), dh)  # dh = da_t W_hh; (H, H) once
+        back = matmul_right_steps(da, RightFactor(self.w_hh), dh)  # dh = da_t W_hh; (H, H) once
         for t in range(h.shape[0] - 1, -1, -1):
             if g is not None:
                 dh += g[t]
@@ -269,7 +269,7 @@ class LSTMLayer(Function):
         tanh_c = xp.empty((T, B, H), dtype=x.dtype)  # tanh(C_1) .. tanh(C_T)
         hs[0], cs[0] = h0, c0
         # + h_{t-1} W_hh^T, scaled, into each step's gates; W_hh^T (H, 4H) is prepared once for the T products
-        recurrent = matmul_right_steps(hs[:T], RightFactor((w_hh * scale[:, None]).T, B), gates, accumulate=True)
+        recurrent = matmul_right_steps(hs[:T], RightFactor((w_hh * scale[:, None]).T), gates, accumulate=True)
         # Everything after a step's GEMM is one compiled call (Numba, or the CUDA twin on a GPU); without
         # kernels, the plain array path below.
         step = jit.compiled(_lstm_step_kernel, gates)
@@ -317,7 +317,7 @@ class LSTMLayer(Function):
             # writes it over the gates, which it reads row by row just before (B = 32, H = 256: 23 instead
             # of 37 us a step, as the writes then go to cache lines just read, and no second array).
             da = gates if self.last_backward and self.device == "cpu" else xp.empty_like(gates)
-            back = matmul_right_steps(da, RightFactor(self.w_hh, B), dh)  # dh = da_t W_hh; W_hh (4H, H) once
+            back = matmul_right_steps(da, RightFactor(self.w_hh), dh)  # dh = da_t W_hh; W_hh (4H, H) once
             for t in range(T - 1, -1, -1):
                 step_back(gates[t], cs[t], tanh_c[t], None if grad is None else grad[t], dh, dc, da[t])
                 back(t)
@@ -331,7 +331,7 @@ class LSTMLayer(Function):
         da = xp.empty_like(gates)  # (T, B, 4H): dL/da_t for every step, for the weight GEMMs after the loop
         dc_from_h = xp.empty((steps, B, H), dtype=gates.dtype)  # o (1 - tanh^2 C_t): how dh_t reaches C_t
         tmp = xp.empty((B, H), dtype=gates.dtype)
-        back = matmul_right_steps(da, RightFactor(self.w_hh, B), dh)  # dh = da_t W_hh; W_hh (4H, H) once
+        back = matmul_right_steps(da, RightFactor(self.w_hh), dh)  # dh = da_t W_hh; W_hh (4H, H) once
         for stop in range(T, 0, -steps):
             start = max(0, stop - steps)
             a, d, q = gates[start:stop], da[start:stop], dc_from_h[: stop - start]  # (n, B, 4H), (n, B, 4H), (n, B, H)
@@ -388,7 +388,7 @@ class GRULayer(Function):
         hh = xp.empty((T, B, 3 * H), dtype=x.dtype)  # h_{t-1} W_hh^T (+ b_hn), kept for dr
         hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
         hs[0] = h0
-        recurrent = matmul_right_steps(hs[:T], RightFactor(w_hh.T, B), hh)  # hh_t = h_{t-1} W_hh^T; (H, 3H) once
+        recurrent = matmul_right_steps(hs[:T], RightFactor(w_hh.T), hh)  # hh_t = h_{t-1} W_hh^T; (H, 3H) once
         for t in range(T):
             recurrent(t)
             if b_hh is not None:
@@ -422,7 +422,7 @@ class GRULayer(Function):
         d_ih3 = d_ih.reshape(T, B, 3, H)  # (T, B, 3, H)
         d_hh = xp.empty_like(d_ih)  # becomes dL/d(h W_hh^T + b_hh)
         tmp = xp.empty((B, H), dtype=gates.dtype)
-        back = matmul_right_steps(d_hh, RightFactor(self.w_hh, B), tmp)  # tmp = d_hh_t W_hh; W_hh (3H, H) once
+        back = matmul_right_steps(d_hh, RightFactor(self.w_hh), tmp)  # tmp = d_hh_t W_hh; W_hh (3H, H) once
         for t in range(T - 1, -1, -1):
             if grad is not None:
                 dh += grad[t]

@@ -1,4 +1,4 @@
-"""Compiled loops for the CPU (optional): the ``jit`` extra, Numba.
+"""Compiled loops for the CPU: Numba.
 
 NumPy runs a formula like ``c = f * c_prev + i * g`` as one call per operator, and
 each call is a pass over memory plus a microsecond of dispatch. Inside a training
@@ -14,11 +14,12 @@ compiled, they are written out below in arithmetic that the compiler can vectori
 (libm's one-element-at-a-time calls would cost more than the NumPy passes they replace);
 other math functions (``math.log``, ``math.sqrt``) are used directly.
 
-On a GPU, the same kernels run as CUDA twins written in :mod:`tinygrad_lm.cuda_kernels`
+On a GPU, the same kernels run as CUDA twins written in :mod:`tinygrad_lm.fast.cuda_kernels`
 (one launch instead of a dozen CuPy calls), whether or not Numba is installed.
 
-``TINYGRAD_LM_JIT=off`` (or :func:`set_jit`) turns the kernels off, on both devices; the ops
-then take their array paths, which compute the same values.
+The kernels are reached only through the fast ops (:mod:`tinygrad_lm.fast`), so the fast
+path's switch (``TINYGRAD_LM_FAST=off``) turns them off too; without Numba, :func:`compiled`
+returns None and the fast ops hand CPU arrays to their reference code.
 """
 from __future__ import annotations
 
@@ -29,10 +30,6 @@ from typing import Any
 
 import numpy
 
-from .backend import env_choice
-
-_CHOICES = ("auto", "numba", "off")
-_choice = env_choice("TINYGRAD_LM_JIT", _CHOICES, "auto")
 _numba: Any = None  # the module once imported, False when it is not installed
 _compiled: dict[Callable[..., Any], Any] = {}
 
@@ -206,26 +203,9 @@ def _load() -> Any:
     return _numba
 
 
-def set_jit(name: str) -> None:
-    """``"numba"`` (an error if Numba is not installed), ``"off"``, or ``"auto"`` (Numba where installed)."""
-    global _choice
-    choice = str(name).strip().lower()
-    if choice not in _CHOICES:
-        raise ValueError(f"set_jit: expected one of {', '.join(_CHOICES)}, got {name!r}")
-    if choice == "numba" and not _load():
-        raise RuntimeError("set_jit('numba'): Numba is not installed; install the 'jit' extra "
-                           "(pip install 'tinygrad_lm[jit]')")
-    _choice = choice
-
-
-def jit_name() -> str:
-    """``"numba"`` when the compiled kernels are in use, else ``"off"``."""
-    return "numba" if _choice != "off" and _load() else "off"
-
-
-def cuda_kernels_on() -> bool:
-    """Whether CuPy arrays get the fused CUDA kernels (all but ``TINYGRAD_LM_JIT=off``; no Numba needed)."""
-    return _choice != "off"
+def numba_available() -> bool:
+    """Whether Numba is installed, so that CPU arrays get compiled kernels."""
+    return bool(_load())
 
 
 def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | None:
@@ -234,11 +214,9 @@ def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | N
     NumPy float32/float64 arrays get the kernel compiled by Numba when it is installed: compiled on
     first use in each process (about a second per kernel and dtype), not cached on disk, since Numba
     would not notice when the helpers here, which a kernel inlines, change. CuPy float32/float64
-    arrays get the kernel's CUDA twin (:mod:`tinygrad_lm.cuda_kernels`) where it has one. Other
-    arrays, or kernels turned off (``TINYGRAD_LM_JIT=off``), get None.
+    arrays get the kernel's CUDA twin (:mod:`tinygrad_lm.fast.cuda_kernels`) where it has one. Other
+    arrays get None.
     """
-    if _choice == "off":
-        return None
     if arrays and all(type(a).__module__.startswith("cupy") for a in arrays):
         if any(a.dtype.char not in "fd" for a in arrays):
             return None
@@ -246,8 +224,6 @@ def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | N
 
         return cuda_kernels.twin(kernel)
     if not _load():
-        if _choice == "numba":
-            raise RuntimeError("TINYGRAD_LM_JIT=numba but Numba is not installed; install the 'jit' extra")
         return None
     for a in arrays:
         if type(a) is not numpy.ndarray or a.dtype.char not in "fd":

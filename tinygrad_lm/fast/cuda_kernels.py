@@ -1,17 +1,17 @@
-"""Fused CUDA kernels for CuPy arrays: the GPU twins of the ops' compiled loops (see ``jit.py``).
+"""Fused CUDA kernels for CuPy arrays: the GPU twins of the fast ops' compiled loops (see ``compiler.py``).
 
 On a GPU every CuPy call is one kernel launch, and a formula such as an LSTM step,
 ``C_t = f C_{t-1} + i g; h_t = o tanh(C_t)`` with four gate nonlinearities before it,
 costs a dozen launches (each a few microseconds of Python and driver work, and a pass
 over memory) for very little arithmetic. A training step makes thousands of them.
 
-Several ops already state such formulas once, element by element, as a Python *kernel*
-that Numba compiles for the CPU (``jit.compiled``). This module holds a CUDA C twin of
+Several fast ops state such formulas once, element by element, as a Python *kernel*
+that Numba compiles for the CPU (``compiler.compiled``). This module holds a CUDA C twin of
 each: the same loop body, one GPU thread per element (or one warp of 32 threads per row,
-for the row reductions of softmax cross-entropy and LayerNorm). ``jit.compiled(kernel,
-*arrays)`` returns the twin when the arrays are CuPy float32/float64 arrays, so the ops call
-both the same way and ``TINYGRAD_LM_JIT=off`` turns both off (the ops then take their plain
-array paths, which compute the same values and are what the kernels are tested against).
+for the row reductions of softmax cross-entropy and LayerNorm). ``compiler.compiled(kernel,
+*arrays)`` returns the twin when the arrays are CuPy float32/float64 arrays, so the fast ops call
+both the same way and ``TINYGRAD_LM_FAST=off`` turns both off (the reference ops, which compute
+the same values, are what the kernels are tested against).
 
 Each twin takes the arguments of its Python kernel; ``None`` for an optional array becomes a
 flag and a placeholder pointer. The CUDA source is compiled by CuPy (NVRTC) on first use, once
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy
 
-from . import backend
+from .. import backend
 
 _THREADS = 256  # threads per block for the elementwise kernels
 _ROWS_PER_BLOCK = 4  # the row kernels run one 32-thread warp per row, 4 rows per block
@@ -431,21 +431,21 @@ def _copy_back(scratch: Any, a: Any) -> None:
         a[...] = scratch
 
 
-# The twin of each Python kernel, by the kernel's module and name (see jit.compiled).
+# The twin of each Python kernel, by the kernel's name (see compiler.compiled).
 TWINS: dict[str, Callable[..., None]] = {
-    "tinygrad_lm.ops.recurrent._lstm_step_kernel": lstm_step,
-    "tinygrad_lm.ops.recurrent._lstm_step_back_kernel": lstm_step_back,
-    "tinygrad_lm.ops.nn._cross_entropy_forward_kernel": cross_entropy_forward,
-    "tinygrad_lm.ops.nn._cross_entropy_backward_kernel": cross_entropy_backward,
-    "tinygrad_lm.ops.nn._layer_norm_forward_kernel": layer_norm_forward,
-    "tinygrad_lm.ops.nn._layer_norm_backward_kernel": layer_norm_backward,
-    "tinygrad_lm.ops.attention._softmax_columns_kernel": softmax_columns,
-    "tinygrad_lm.ops.attention._softmax_columns_back_kernel": softmax_columns_back,
-    "tinygrad_lm.ops.elementwise._gelu_jit_float32": gelu,
-    "tinygrad_lm.ops.elementwise._gelu_jit_exact": gelu,
+    "_lstm_step_kernel": lstm_step,
+    "_lstm_step_back_kernel": lstm_step_back,
+    "_cross_entropy_forward_kernel": cross_entropy_forward,
+    "_cross_entropy_backward_kernel": cross_entropy_backward,
+    "_layer_norm_forward_kernel": layer_norm_forward,
+    "_layer_norm_backward_kernel": layer_norm_backward,
+    "_softmax_columns_kernel": softmax_columns,
+    "_softmax_columns_back_kernel": softmax_columns_back,
+    "_gelu_jit_float32": gelu,
+    "_gelu_jit_exact": gelu,
 }
 
 
 def twin(kernel: Callable[..., Any]) -> Callable[..., None] | None:
     """The CUDA twin of a Python kernel, or None where there is none (the op then takes its array path)."""
-    return TWINS.get(f"{kernel.__module__}.{kernel.__qualname__}")
+    return TWINS.get(kernel.__qualname__)

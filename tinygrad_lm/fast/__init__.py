@@ -1,0 +1,95 @@
+"""The fast path: everything that exists for speed, beside the reference ops it replaces.
+
+``tinygrad_lm/ops`` is the reference: each op's forward and backward written as its
+equations, in plain NumPy/CuPy array code. This package holds the faster versions,
+one technique per module:
+
+- :mod:`.compiler`: compiled CPU loops (Numba) and the ``exp``/``tanh`` they use;
+- :mod:`.cuda_kernels`: the CUDA C twins of those loops, for CuPy arrays;
+- :mod:`.blas`: how products reach BLAS (a Linear's bias in the GEMM, a recurrent weight
+  kept contiguous across the steps, cuBLAS called directly);
+- :mod:`.fused_nn`, :mod:`.fused_recurrent`, :mod:`.fused_attention`: the ops that run
+  as compiled kernels (GELU, LayerNorm, cross-entropy, the embedding's backward, the
+  LSTM and RNN layers, attention);
+- :mod:`.allocator`: keeping freed arrays in the process's heap.
+
+A fast op is a subclass of the reference op, registered against it with
+:func:`register`. While the fast path is on (the default), ``Function.apply`` of the
+reference op builds the registered subclass instead; the subclass takes the inputs it
+was written for and hands anything else to its parent class with ``super()``. Nothing
+in ``ops`` mentions this package: switch it off (``TINYGRAD_LM_FAST=off`` in the
+environment, or :func:`set_enabled`) and every op runs as written in ``ops``, on NumPy
+alone or on CuPy. ``tests/test_fast_ops.py`` checks every registered op against its
+reference, in values and gradients.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import autograd
+from ..backend import env_choice
+
+_CHOICES = ("on", "off")
+
+
+def set_enabled(flag: bool) -> None:
+    """Turn the fast path on (``True``) or off (``False``: every op runs its reference code)."""
+    if not isinstance(flag, bool):
+        raise TypeError(f"fast.set_enabled: expected True or False, got {flag!r}")
+    autograd._fast_ops = flag
+
+
+def is_enabled() -> bool:
+    """Whether ops run their registered fast versions (``TINYGRAD_LM_FAST``, default ``on``)."""
+    return autograd._fast_ops
+
+
+class enabled:  # noqa: N801 - used as a context manager, like no_grad
+    """``with fast.enabled(False):`` runs a block on the reference path (or on the fast one with ``True``)."""
+
+    def __init__(self, flag: bool) -> None:
+        if not isinstance(flag, bool):
+            raise TypeError(f"fast.enabled: expected True or False, got {flag!r}")
+        self.flag = flag
+
+    def __enter__(self) -> None:
+        self.before = autograd._fast_ops
+        autograd._fast_ops = self.flag
+
+    def __exit__(self, *exc: Any) -> None:
+        autograd._fast_ops = self.before
+
+
+def register(reference: type[autograd.Function]) -> Any:
+    """Class decorator: the decorated subclass of ``reference`` replaces it while the fast path is on.
+
+    A second technique for the same op subclasses the first (so each can hand what it does not
+    take to the one before it); registering anything else raises.
+    """
+    def decorate(impl: type[autograd.Function]) -> type[autograd.Function]:
+        current = _registry.get(reference, reference)
+        if not issubclass(impl, current):
+            raise TypeError(f"fast.register: {impl.__qualname__} must subclass {current.__qualname__}, "
+                            f"the version of {reference.__qualname__} registered so far")
+        _registry[reference] = impl
+        return impl
+
+    return decorate
+
+
+def registry() -> dict[type[autograd.Function], type[autograd.Function]]:
+    """Each reference op with a fast version, and that version."""
+    return dict(_registry)
+
+
+_registry = autograd._fast_registry  # read by Function.apply
+autograd._fast_ops = env_choice("TINYGRAD_LM_FAST", _CHOICES, "on") == "on"
+
+
+
+def _register_all() -> None:
+    """Import the modules that register fast ops (``tinygrad_lm/__init__.py`` calls this once the ops exist)."""
+    from . import blas  # noqa: F401
+
+
+__all__ = ["enabled", "is_enabled", "register", "registry", "set_enabled"]
