@@ -74,10 +74,6 @@ def limit_threads(n: int) -> Callable[[], str]:
     def apply() -> str:
         import numpy  # noqa: F401  (the BLAS must be loaded for threadpoolctl to see it)
 
-        from tinygrad_lm import backend
-
-        backend.blas_name()  # loads MKL now when tinygrad_lm will use it, so the limit reaches it too
-
         global _THREADPOOL_LIMIT
         _THREADPOOL_LIMIT = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
         libs = ", ".join(sorted({info["internal_api"] for info in threadpoolctl.threadpool_info()}))
@@ -159,11 +155,11 @@ def run_interleaved(fws: list[Framework], steps: int, warmup: int) -> None:
             fw.step(record=i >= warmup)
 
 
-def gemm_gflops(n: int, repeats: int = 9, matmul: Any = None) -> float:
-    """Median GFLOP/s of a float32 ``(n, n) @ (n, n)`` (2 n^3 FLOPs each) with ``matmul`` (NumPy's by default)."""
+def gemm_gflops(n: int, repeats: int = 9) -> float:
+    """Median GFLOP/s of a float32 ``(n, n) @ (n, n)`` (2 n^3 FLOPs each) with NumPy's BLAS."""
     import numpy as np
 
-    matmul = matmul or np.matmul
+    matmul = np.matmul
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
@@ -202,8 +198,6 @@ def gpu_gemm_gflops(n: int, repeats: int = 9) -> float:
 
 
 def speed_table(args: argparse.Namespace, torch: Any) -> None:
-    from tinygrad_lm import backend
-
     n = args.gemm_size
     if args.device == "cuda":
         import cupy as cp
@@ -218,13 +212,8 @@ def speed_table(args: argparse.Namespace, torch: Any) -> None:
                   "transfer to the host, which waits for the GPU")
     else:
         peak = gemm_gflops(n)
-        print(f"NumPy float32 GEMM {n}x{n}: {peak:.1f} GFLOP/s (median of 9)")
-        if backend.blas_name() != "numpy":
-            blas_peak = gemm_gflops(n, matmul=backend.matmul)
-            print(f"tinygrad_lm's matmul ({backend.blas_name()}) float32 GEMM {n}x{n}: {blas_peak:.1f} GFLOP/s "
-                  "(median of 9)")
-            peak = max(peak, blas_peak)
-        print(f"the machine's matrix-multiply limit used for '%gemm': {peak:.1f} GFLOP/s (the higher of the two)")
+        print(f"NumPy float32 GEMM {n}x{n}: {peak:.1f} GFLOP/s (median of 9), the machine's matrix-multiply "
+              "limit used for '%gemm'")
     print(f"median of {args.steps} timed steps after {args.warmup} warm-up steps, frameworks interleaved\n")
     has_torch = torch is not None
     head = ["config", "tokens", "GFLOP/step", "tl ms", "tl tok/s", "tl GFLOP/s", "tl %gemm"]
@@ -469,13 +458,12 @@ def main(argv: list[str] | None = None) -> None:
           + (f"PyTorch {torch.__version__}" if torch is not None else "PyTorch not installed: tinygrad_lm alone"))
     torch_note = f"torch.set_num_threads({args.threads}); " if torch is not None else ""
     print(f"threads: {args.threads} ({torch_note}{thread_note})")
-    from tinygrad_lm import jit
+    from tinygrad_lm.fast import compiler
 
-    if args.device == "cuda":
-        print(f"tinygrad_lm's fused CUDA kernels: {'on' if jit.cuda_kernels_on() else 'off'} "
-              "(TINYGRAD_LM_JIT=off turns them off)")
-    else:
-        print(f"tinygrad_lm's compiled kernels: {jit.jit_name()} (TINYGRAD_LM_JIT=off turns them off)")
+    compiled = "Numba" if compiler.numba_available() else "Numba missing: NumPy where a kernel would run"
+    kernels = "CUDA kernels" if args.device == "cuda" else compiled
+    print(f"tinygrad_lm's fast path: {'on' if tl.fast.is_enabled() else 'off'} ({kernels}; "
+          "TINYGRAD_LM_FAST=off selects the reference ops)")
     if args.device == "cuda" and not tl.cuda_is_available():
         sys.exit("--device cuda: CuPy or a CUDA GPU is missing (pip install -e '.[gpu]' on a GPU machine)")
     frameworks = ["tinygrad_lm"] + (["torch"] if torch is not None else [])

@@ -44,7 +44,7 @@ def run_ranks(script: str, *args: str, n: int = 2, timeout: float = 60) -> tuple
     from tinygrad_lm.distributed.launch import mpiexec_command
 
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TINYGRAD_LM_JIT="off",  # Numba's first compile costs seconds per rank; DDP does not depend on it
+               TINYGRAD_LM_FAST="off",  # Numba's first compile costs seconds per rank; DDP does not depend on it
                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     cmd = mpiexec_command(n, [sys.executable, str(SCRIPTS / script), *args])
     started = time.monotonic()
@@ -161,7 +161,7 @@ def test_every_collective_every_dtype_and_op():
 
 @needs_mpi
 def test_one_process_world_runs_without_mpiexec():
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TINYGRAD_LM_JIT="off")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TINYGRAD_LM_FAST="off")
     code = ("import tinygrad_lm as tl, tinygrad_lm.distributed as dist\n"
             "from tinygrad_lm.nn.parallel import DistributedDataParallel as DDP\n"
             "dist.init_process_group()\n"
@@ -327,7 +327,7 @@ def test_cli_on_two_ranks_and_resumed_across_world_sizes(tmp_path):
     rng = np.random.default_rng(0)
     words = ["to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler"]
     (tmp_path / "corpus.txt").write_text(" ".join(rng.choice(words, size=1500)) + "\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TINYGRAD_LM_JIT="off", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TINYGRAD_LM_FAST="off", OMP_NUM_THREADS="1")
     common = ["--corpus", str(tmp_path / "corpus.txt"), "--model", "lstm", "--batch-size", "4", "--seq-len", "8",
               "--embed", "8", "--hidden", "16", "--eval-interval", "2", "--sample-tokens", "0", "--no-progress",
               "--time-limit", "0"]
@@ -370,7 +370,7 @@ def test_ctrl_c_on_the_launcher_saves_once_and_exits(tmp_path):
 
     rng = np.random.default_rng(1)
     (tmp_path / "corpus.txt").write_text(" ".join(rng.choice(["a", "bc", "def", "gh"], size=2000)) + "\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TINYGRAD_LM_JIT="off", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TINYGRAD_LM_FAST="off", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "tinygrad_lm", "train", "--corpus", "corpus.txt", "--model", "lstm", "--batch-size",
            "4", "--seq-len", "8", "--embed", "8", "--hidden", "16", "--steps", "1000000", "--eval-interval", "20",
            "--sample-tokens", "0", "--no-progress", "--time-limit", "0", "--out", "run", "--nproc", "2"]
@@ -398,7 +398,7 @@ def test_ctrl_c_on_the_launcher_saves_once_and_exits(tmp_path):
 
 @needs_mpi
 def test_the_distributed_benchmark_runs_at_a_tiny_size():
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TINYGRAD_LM_JIT="off")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TINYGRAD_LM_FAST="off")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_distributed.py"), "--configs", "tiny",
                            "--steps", "2", "--warmup", "1", "--timeout", "60"], capture_output=True, text=True,
                           timeout=150, env=env, cwd=ROOT)

@@ -33,7 +33,7 @@ TINY = ["--embed", "8", "--hidden", "16", "--batch-size", "4", "--seq-len", "16"
 
 def env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-            "TINYGRAD_LM_JIT": "off", **extra}
+            "TINYGRAD_LM_FAST": "off", **extra}
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
@@ -352,8 +352,7 @@ def test_resume_announces_the_new_lr_and_steps_and_trains_with_them(run):
 
 
 @pytest.mark.parametrize("name, value, allowed", [
-    ("TINYGRAD_LM_BLAS", "mlk", "auto, mkl, numpy"),
-    ("TINYGRAD_LM_JIT", "yes", "auto, numba, off"),
+    ("TINYGRAD_LM_FAST", "yes", "on, off"),
     ("TINYGRAD_LM_MALLOC", "glibc", "auto, system"),
 ])
 def test_unknown_settings_in_the_environment_are_errors(name, value, allowed):

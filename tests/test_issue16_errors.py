@@ -168,7 +168,7 @@ with run_lock(sys.argv[1]):
 @pytest.mark.skipif(sys.platform == "win32", reason="flock")
 def test_a_trainer_refuses_a_run_directory_another_process_holds(tmp_path):
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TINYGRAD_LM_JIT": "off"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TINYGRAD_LM_FAST": "off"}
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, env=env)
     try:

@@ -757,16 +757,12 @@ THREADS_HELP = ("BLAS threads for the matrix products (default 1; 0 keeps the li
 
 
 def limit_blas_threads(threads: int | None) -> Any:
-    """Cap the BLAS thread pools (NumPy's, and MKL's when installed) for the rest of the process (None or 0: no-op)."""
+    """Cap NumPy's BLAS thread pool for the rest of the process (None or 0: no-op)."""
     if not threads:
         return None
     if threads < 0:
         raise CLIError(f"--threads must be >= 0, got {threads}")
     from threadpoolctl import threadpool_limits
-
-    from . import backend
-
-    backend.blas_name()  # load MKL first (when installed) so that the limit reaches its pool too
 
     return threadpool_limits(limits=threads, user_api="blas")
 

@@ -91,4 +91,20 @@ class SGD(Optimizer):
             d_p *= lr
             p.array -= d_p
         else:
-            backend.add_scaled_(p.array, -lr, d_p)  # p -= lr d_p (one kernel on a GPU)
+            add_scaled_(p.array, -lr, d_p)  # p -= lr d_p (one kernel on a GPU)
+
+
+_axpy_kernel: Any = None  # CuPy's y += alpha * x kernel once built
+
+
+def add_scaled_(y: Any, alpha: float, x: Any) -> Any:
+    """``y += alpha * x`` in place (SGD's update); one kernel on a GPU instead of two calls."""
+    if backend.device_of(y) == "cpu" or y.dtype != x.dtype or y.shape != x.shape:
+        y += alpha * x
+        return y
+    global _axpy_kernel
+    if _axpy_kernel is None:
+        _axpy_kernel = backend.cupy_module().ElementwiseKernel("T x, T alpha", "T y", "y += alpha * x",
+                                                               "tinygrad_lm_axpy")
+    _axpy_kernel(x, y.dtype.type(alpha), y)
+    return y

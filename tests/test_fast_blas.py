@@ -1,0 +1,254 @@
+"""fast.blas: the products the fast Matmul and Linear hand to BLAS, and those ops against the reference.
+
+``matmul``, ``addmm``, ``RightFactor`` with ``matmul_right`` and ``matmul_right_steps`` must give
+NumPy's ``matmul`` results for every layout (row-major, column-major, row-strided slices, batch
+axes with broadcasting, ``out=``), and the fast ``Matmul`` and ``Linear`` the reference ops'
+values and gradients.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinygrad_lm as tl
+from tinygrad_lm import ops
+from tinygrad_lm.fast import blas
+
+
+def _tol(dtype: np.dtype) -> float:
+    return 1e-12 if dtype == np.float64 else 2e-5
+
+
+def _check(got: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    assert got.shape == want.shape
+    assert got.dtype == a.dtype
+    scale = np.matmul(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64)) + 1e-30
+    err = np.max(np.abs(got - want) / scale) if got.size else 0.0
+    assert err <= _tol(a.dtype), f"relative error {err:.2e}"
+
+
+def _as_layout(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype, layout: str) -> np.ndarray:
+    """An array of ``shape`` whose last two axes are C-ordered, F-ordered, a row-strided slice or a column slice."""
+    *batch, r, c = shape
+    if layout == "C":
+        return rng.standard_normal(shape).astype(dtype)
+    if layout == "F":
+        return np.swapaxes(rng.standard_normal((*batch, c, r)).astype(dtype), -1, -2)
+    if layout == "rows":  # every row a slice of a wider row: leading dimension > columns
+        return rng.standard_normal((*batch, r, c + 3)).astype(dtype)[..., :, 1 : c + 1]
+    # "every2": every other column, which no BLAS layout describes
+    return rng.standard_normal((*batch, r, 2 * c)).astype(dtype)[..., :, ::2]
+
+
+layouts = st.sampled_from(["C", "F", "rows", "every2"])
+dtypes = st.sampled_from([np.dtype(np.float32), np.dtype(np.float64)])
+dims = st.integers(1, 9)
+
+
+@settings(deadline=None)
+@given(m=dims, k=dims, n=dims, la=layouts, lb=layouts, dtype=dtypes, seed=st.integers(0, 2**31))
+def test_2d_products_equal_numpy(m: int, k: int, n: int, la: str, lb: str, dtype: np.dtype, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = _as_layout(rng, (m, k), dtype, la)
+    b = _as_layout(rng, (k, n), dtype, lb)
+    _check(blas.matmul(a, b), a, b)
+
+
+@settings(deadline=None)
+@given(m=dims, k=dims, n=dims, lo=st.sampled_from(["C", "rows", "F", "every2"]), dtype=dtypes,
+       seed=st.integers(0, 2**31))
+def test_2d_products_into_out(m: int, k: int, n: int, lo: str, dtype: np.dtype, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    out = _as_layout(rng, (m, n), dtype, lo)
+    before = out.base.copy() if out.base is not None else None
+    result = blas.matmul(a, b, out=out)
+    assert result is out
+    _check(out, a, b)
+    if before is not None and lo == "rows":  # the padding columns around the slice are untouched
+        assert np.array_equal(out.base[:, 0], before[:, 0])
+        assert np.array_equal(out.base[:, -2:], before[:, -2:])
+
+
+batch_shapes = st.sampled_from([(), (1,), (3,), (2, 3), (1, 3), (2, 1)])
+
+
+@settings(deadline=None)
+@given(ba=batch_shapes, bb=batch_shapes, m=dims, k=dims, n=dims, la=layouts, lb=layouts, dtype=dtypes,
+       seed=st.integers(0, 2**31), with_out=st.booleans())
+def test_batched_products_equal_numpy(ba: tuple[int, ...], bb: tuple[int, ...], m: int, k: int, n: int, la: str,
+                                      lb: str, dtype: np.dtype, seed: int, with_out: bool) -> None:
+    rng = np.random.default_rng(seed)
+    a = _as_layout(rng, (*ba, m, k), dtype, la)
+    b = _as_layout(rng, (*bb, k, n), dtype, lb)
+    try:
+        batch = np.broadcast_shapes(ba, bb)
+    except ValueError:
+        with pytest.raises(ValueError):
+            blas.matmul(a, b)
+        return
+    if with_out:
+        out = np.full((*batch, m, n), np.nan, dtype=dtype)
+        assert blas.matmul(a, b, out=out) is out
+    else:
+        out = blas.matmul(a, b)
+    _check(out, a, b)
+
+
+def test_batched_transposed_views_as_attention_makes_them() -> None:
+    """q @ k^T with q, k the (B, heads, L, E) transposes of (B, L, heads, E) tensors: strided batch axes."""
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((2, 5, 3, 4)).astype(np.float32).transpose(0, 2, 1, 3)  # (B, h, L, E)
+    k = rng.standard_normal((2, 6, 3, 4)).astype(np.float32).transpose(0, 2, 1, 3)  # (B, h, S, E)
+    _check(blas.matmul(q, k.swapaxes(-1, -2)), q, k.swapaxes(-1, -2))
+
+
+def test_an_out_overlapping_an_input_gives_numpys_result() -> None:
+    rng = np.random.default_rng(1)
+    buf = rng.standard_normal((4, 4))
+    a = buf.copy()
+    want = np.matmul(a, buf)
+    blas.matmul(a, buf, out=buf)  # NumPy buffers an out that overlaps an input
+    np.testing.assert_allclose(buf, want, rtol=1e-12)
+
+
+def test_other_dtypes_and_vectors_follow_numpy() -> None:
+    ints = np.arange(6).reshape(2, 3)
+    assert np.array_equal(blas.matmul(ints, ints.T), ints @ ints.T)
+    assert blas.matmul(ints, ints.T).dtype == (ints @ ints.T).dtype
+    v = np.arange(3.0)
+    assert np.array_equal(blas.matmul(ints.astype(np.float64), v), ints @ v)
+    mixed = blas.matmul(np.ones((2, 2), np.float32), np.ones((2, 2), np.float64))
+    assert mixed.dtype == np.float64
+    with pytest.raises(ValueError):
+        blas.matmul(np.ones((2, 3)), np.ones((4, 2)))
+
+
+@settings(deadline=None)
+@given(m=dims, k=dims, n=dims, lb=st.sampled_from(["C", "F", "rows"]), la=layouts, dtype=dtypes,
+       accumulate=st.booleans(), seed=st.integers(0, 2**31))
+def test_right_factor_products_equal_numpy(m: int, k: int, n: int, lb: str, la: str, dtype: np.dtype,
+                                          accumulate: bool, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    b = _as_layout(rng, (k, n), dtype, lb)
+    right = blas.RightFactor(b)
+    assert right.b.flags.c_contiguous
+    for _ in range(2):  # the copy serves several products
+        a = _as_layout(rng, (m, k), dtype, la)
+        out = rng.standard_normal((m, n)).astype(dtype)
+        start = out.copy()
+        assert blas.matmul_right(a, right, out, accumulate=accumulate) is out
+        if accumulate:
+            out -= start
+        _check(out, a, b)
+
+
+@settings(deadline=None, max_examples=40)
+@given(T=st.integers(1, 4), m=dims, k=dims, n=dims, shared_out=st.booleans(), accumulate=st.booleans(),
+       la=st.sampled_from(["C", "rows", "F"]), dtype=dtypes, seed=st.integers(0, 2**31))
+def test_right_factor_steps_equal_one_product_per_step(T: int, m: int, k: int, n: int, shared_out: bool,
+                                                      accumulate: bool, la: str, dtype: np.dtype, seed: int) -> None:
+    """matmul_right_steps(a, right, out)(t) is matmul_right(a[t], right, out[t]), steps in any
+    order, into per-step outputs or one shared output (a strided a included), and refuses other steps."""
+    rng = np.random.default_rng(seed)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    a = _as_layout(rng, (T, m, k), dtype, la)
+    out = rng.standard_normal((m, n) if shared_out else (T, m, n)).astype(dtype)
+    want = out.copy()
+    right = blas.RightFactor(b)
+    step = blas.matmul_right_steps(a, right, out, accumulate=accumulate)
+    for t in reversed(range(T)):
+        step(t)
+        w = want if shared_out else want[t]
+        w[...] = (w if accumulate else 0) + a[t].astype(np.float64) @ b.astype(np.float64)
+        np.testing.assert_allclose(out, want, rtol=_tol(dtype), atol=10 * _tol(dtype))
+    for t in (-1, T):
+        before = out.copy()
+        with pytest.raises(IndexError, match="outside"):
+            step(t)
+        np.testing.assert_array_equal(out, before)  # checked before anything is written
+
+
+def test_right_factor_steps_check_shapes() -> None:
+    right = blas.RightFactor(np.ones((4, 6), np.float32))
+    with pytest.raises(ValueError, match="do not fit"):
+        blas.matmul_right_steps(np.ones((2, 3, 5), np.float32), right, np.ones((2, 3, 6), np.float32))
+    with pytest.raises(ValueError, match="do not fit"):
+        blas.matmul_right_steps(np.ones((2, 3, 4), np.float32), right, np.ones((3, 3, 6), np.float32))
+    with pytest.raises(ValueError, match="do not fit"):
+        blas.matmul_right_steps(np.ones((2, 3, 4), np.float32), right, np.ones((3, 7), np.float32))
+
+
+def test_right_factor_keeps_a_contiguous_copy() -> None:
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((6, 4))
+    right = blas.RightFactor(w.T)
+    assert right.b.flags.c_contiguous
+    a = rng.standard_normal((5, 4))
+    out = np.ones((5, 6))
+    blas.matmul_right(a, right, out, accumulate=True)
+    np.testing.assert_allclose(out, 1 + a @ w.T, rtol=1e-12)
+
+
+@settings(max_examples=30)
+@given(m=dims, k=dims, n=dims, la=layouts, lb=layouts, dtype=dtypes, seed=st.integers(0, 2**31 - 1))
+def test_addmm_is_matmul_plus_the_bias_row(m, k, n, la, lb, dtype, seed):
+    """blas.addmm against a @ b + bias."""
+    rng = np.random.default_rng(seed)
+    a, b = _as_layout(rng, (m, k), dtype, la), _as_layout(rng, (k, n), dtype, lb)
+    bias = rng.standard_normal(n).astype(dtype)
+    got = blas.addmm(bias, a, b)
+    assert got.shape == (m, n) and got.dtype == dtype and got.flags.c_contiguous
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64)) + bias
+    scale = np.matmul(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64)) + np.abs(bias)
+    assert np.max(np.abs(got - want) / scale) <= _tol(dtype)
+
+
+def _run_op(fast: bool, f, *arrays: np.ndarray) -> list[np.ndarray]:
+    """f's output and the gradients of (output * a fixed weighting).sum() for its inputs, fast or reference."""
+    with tl.fast.enabled(fast):
+        xs = [tl.tensor(a, requires_grad=True) for a in arrays]
+        y = f(*xs)
+        weights = np.random.default_rng(7).standard_normal(y.shape).astype(arrays[0].dtype)
+        (y * tl.tensor(weights)).sum().backward()
+    return [y.detach().numpy()] + [x.grad.numpy() for x in xs]
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("shapes", [((5, 4), (4, 3)), ((2, 5, 4), (4, 3)), ((2, 1, 5, 4), (3, 4, 6)), ((4,), (4, 3)),
+                                    ((5, 4), (4,))])
+def test_fast_matmul_equals_the_reference(shapes, dtype, tol) -> None:
+    assert tl.fast.registry()[ops.Matmul] is blas.Matmul
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(s).astype(dtype) for s in shapes)
+    for got, want in zip(_run_op(True, tl.matmul, a, b), _run_op(False, tl.matmul, a, b)):
+        assert got.dtype == want.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("x_shape", [(5, 4), (2, 3, 4), (4,)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_fast_linear_equals_the_reference(x_shape, with_bias, dtype, tol) -> None:
+    """Values and the gradients of x, W and b (the fast backward's db is the product 1^T dy on the CPU)."""
+    assert tl.fast.registry()[ops.Linear] is blas.Linear
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(x_shape).astype(dtype), rng.standard_normal((6, 4)).astype(dtype)]
+    if with_bias:
+        arrays.append(rng.standard_normal(6).astype(dtype))
+    f = tl.nn.functional.linear
+    for got, want in zip(_run_op(True, f, *arrays), _run_op(False, f, *arrays)):
+        assert got.dtype == want.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_fast_linear_and_matmul_pass_gradcheck() -> None:
+    rng = np.random.default_rng(2)
+    x, w, b, m = (tl.tensor(rng.standard_normal(s), requires_grad=True) for s in ((3, 4), (5, 4), (5,), (2, 4, 5)))
+    assert tl.fast.is_enabled()
+    assert tl.gradcheck(tl.nn.functional.linear, (x, w, b))
+    assert tl.gradcheck(tl.matmul, (x, m))
