@@ -652,9 +652,11 @@ def test_cells_match_pytorch(name):
 
 @pytest.mark.parametrize("steps_per_block", [1, 2, 3])
 def test_lstm_backward_in_blocks_of_steps_equals_one_block(device, monkeypatch, steps_per_block):
-    """The BPTT block size (BPTT_BLOCK_BYTES) changes only where the factors are made, never the gradients."""
-    from tinygrad_lm.ops import recurrent
+    """The BPTT block size (BPTT_BLOCK_BYTES) of the fast LSTM's path without kernels (as without Numba)
+    changes only where the factors are made, never the gradients."""
+    from tinygrad_lm.fast import compiler, fused_recurrent
 
+    monkeypatch.setattr(compiler, "_numba", False)  # as if Numba were not installed: no CPU kernels
     T, B, IN, H = 7, 3, 2, 4  # 7 steps: the last block is partial for 2 and 3 steps per block
     rng = np.random.default_rng(11)
     lstm = make(nn.LSTM, IN, H, device)
@@ -670,7 +672,7 @@ def test_lstm_backward_in_blocks_of_steps_equals_one_block(device, monkeypatch, 
         return [t.grad.numpy() for t in (xx, h0, c0, *lstm.parameters())]
 
     whole = grads()  # one block: the default size is far above these 7 small steps
-    monkeypatch.setattr(recurrent, "BPTT_BLOCK_BYTES", steps_per_block * B * 4 * H * 8)
+    monkeypatch.setattr(fused_recurrent, "BPTT_BLOCK_BYTES", steps_per_block * B * 4 * H * 8)
     for got, want in zip(grads(), whole):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
     h0, c0 = (t.detach().requires_grad_() for t in state)

@@ -11,8 +11,7 @@ with W_ax = ``W_ih``, W_ah = ``W_hh``, b_a = ``b_ih + b_hh`` and a batch of B se
 1. Input projections, one GEMM for all steps. W_ax x_t + b_a does not depend on
    the recurrence, so for every t at once: ``P = x.reshape(T*B, I) @ W_ih^T + b_ih + b_hh``.
 2. The recurrence, a tight loop over t: ``a_t = P_t + h_{t-1} @ W_hh^T``, ``h_t = sigma(a_t)``;
-   one small GEMM and a few elementwise calls per step, written into a preallocated
-   buffer that keeps h_0 .. h_T for backward.
+   one small GEMM and a few elementwise calls per step; h_0 .. h_T are kept for backward.
 3. Backpropagation through time, a loop from t = T down to 1. dL/dh_t has two parts:
    the gradient of the output h_t itself and what flows back from step t+1. Then
    delta_t = dL/da_t = dL/dh_t * sigma'(a_t) and dL/dh_{t-1} = delta_t @ W_hh (plus its own
@@ -30,142 +29,13 @@ Inputs are ``x (T, B, I)``, the initial state ``h0 (B, H)`` (and ``c0``), ``W_ih
 bias); each of them gets its gradient. Each op has several outputs: the hidden states
 of all steps ``(T, B, H)``, the last one ``h_T (B, H)`` and, for the LSTM, the last cell
 state ``C_T (B, H)``; its backward gets their gradients (``None`` for an unused one).
-
-Sigmoid gates are computed as sigma(a) = (1 + tanh(a / 2)) / 2, the same function,
-which never overflows and lets one ``tanh`` pass act on all four LSTM gates at once:
-``act(a) = s * tanh(s * a) + shift`` with s = shift = 1/2 for the sigmoid gates and
-s = 1, shift = 0 for the tanh candidate.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..fast import compiler as jit
 from ..autograd import Function
-from ..fast.blas import RightFactor, matmul, matmul_right_steps
-
-# LSTMLayer's backward makes its step-independent factors for blocks of steps of about this many
-# bytes of gates: small enough to stay in the L2 cache, large enough to spread the ufunc call cost.
-BPTT_BLOCK_BYTES = 1 << 18
-
-
-def _lstm_step_kernel(a: Any, bias: Any, c_prev: Any, c: Any, tanh_c: Any, h: Any) -> None:
-    """One whole LSTM step after the GEMMs, in place: a (B, 4H) holds the scaled pre-activations
-    [a_i, a_f, a_g, a_o] without the biases; ``bias`` (4H,) is the scaled b_ih + b_hh (or None).
-    Writes the gates i, f, g, o into a, C_t = f C_{t-1} + i g into c, tanh(C_t) and h_t = o tanh(C_t).
-
-    Each row takes a tanh pass over its four gate blocks, a pass that turns i, f and o into sigmoids,
-    and one pass for the cell: simple loops that the compiler vectorises, tanh included
-    (:func:`jit.tanh`). On the CPU this one call does the work of a bias add, NumPy's tanh of the gates
-    and of C_t, and two more passes; a GPU runs it as one kernel (its CUDA twin in ``cuda_kernels.py``)
-    instead of a dozen CuPy calls.
-    """
-    B, H = c.shape
-    half = c.dtype.type(0.5)
-    for b in range(B):
-        for k in range(4 * H):
-            z = a[b, k] + bias[k] if bias is not None else a[b, k]
-            a[b, k] = jit.tanh(z)
-        for k in range(2 * H):  # i and f: sigma(a) = (1 + tanh(a / 2)) / 2
-            a[b, k] = half * a[b, k] + half
-        for k in range(3 * H, 4 * H):  # o
-            a[b, k] = half * a[b, k] + half
-        for j in range(H):
-            c[b, j] = a[b, H + j] * c_prev[b, j] + a[b, j] * a[b, 2 * H + j]
-            tanh_c[b, j] = jit.tanh(c[b, j])
-            h[b, j] = a[b, 3 * H + j] * tanh_c[b, j]
-
-
-def _lstm_step_back_kernel(a: Any, c_prev: Any, tanh_c: Any, grad: Any, dh: Any, dc: Any, da: Any) -> None:
-    """One LSTM step back through time, in place (LSTMLayer's derivative, element by element).
-
-    In: the gates a = [i, f, g, o] (B, 4H), C_{t-1}, tanh(C_t), the output's gradient ``grad`` (or None),
-    dh = dL/dh_t from step t+1 and dc = dL/dC_t from step t+1. Out: da = dL/d(pre-activations) (B, 4H)
-    and dc = dL/dC_{t-1}; dh is left for the caller's da W_hh.
-
-    Each row of gates is first copied into ``row`` and each row of da is written from ``d_row``, in
-    one front-to-back pass each, rather than read and written as four gate blocks at once. The
-    gates were written during the forward and are no longer in the core's caches; the hardware
-    prefetcher follows one sequential stream per 4 KiB page but not four interleaved ones, so the
-    copy streams them in at memory speed (measured at B = 32, H = 256: 37 instead of 63 us a step).
-    As a row is read in full before its gradient is written, da may be a itself.
-    """
-    B, H = dc.shape
-    one = dc.dtype.type(1)
-    row = jit.scratch(4 * H, a)  # the gates i, f, g, o of one sequence
-    d_row = jit.scratch(4 * H, a)  # their gradients
-    for b in range(B):
-        for k in range(4 * H):
-            row[k] = a[b, k]
-        for j in range(H):
-            d_h = dh[b, j]
-            if grad is not None:
-                d_h += grad[b, j]
-            i, f, g, o = row[j], row[H + j], row[2 * H + j], row[3 * H + j]
-            tc = tanh_c[b, j]
-            d_c = dc[b, j] + d_h * o * (one - tc * tc)  # dC_t = dC_{t+1} f_{t+1} + dh_t o (1 - tanh^2 C_t)
-            d_row[j] = d_c * g * i * (one - i)
-            d_row[H + j] = d_c * c_prev[b, j] * f * (one - f)
-            d_row[2 * H + j] = d_c * i * (one - g * g)
-            d_row[3 * H + j] = d_h * tc * o * (one - o)
-            dc[b, j] = d_c * f  # dL/dC_{t-1} along C_t = f C_{t-1} + ...
-        for k in range(4 * H):
-            da[b, k] = d_row[k]
-
-
-def _gate_(a: Any, xp: Any, scale: Any, shift: Any) -> Any:
-    """In place: a <- scale * tanh(scale * a) + shift (sigmoid for 0.5/0.5, tanh for 1/0)."""
-    a *= scale
-    xp.tanh(a, out=a)
-    a *= scale
-    a += shift
-    return a
-
-
-def _input_projection(xp: Any, x: Any, w_ih: Any, *biases: Any, out: Any = None) -> tuple[Any, Any]:
-    """All T input projections in one GEMM: x (T, B, I) -> (T, B, G) (into ``out`` if given) and the flat x (T*B, I)."""
-    T, B, n_in = x.shape
-    x2 = xp.ascontiguousarray(x).reshape(T * B, n_in)  # (T*B, I)
-    proj = matmul(x2, w_ih.T, out=None if out is None else out.reshape(T * B, -1))  # (T*B, G)
-    bias = None
-    for b in biases:  # add the (G,) bias vectors first, then make one pass over the (T*B, G) projections
-        if b is not None:
-            bias = b if bias is None else bias + b
-    if bias is not None:
-        proj += bias
-    return proj.reshape(T, B, -1), x2  # (T, B, G)
-
-
-def _weight_grads(op: Any, d_ih: Any, d_hh: Any) -> tuple[Any, Any, Any, Any, Any]:
-    """dx, dW_ih, dW_hh, db_ih, db_hh from the pre-activation gradients of all steps (one GEMM each).
-
-    ``d_ih (T, B, G)`` is dL/d(x_t W_ih^T + b_ih), ``d_hh (T, B, G)`` is dL/d(h_{t-1} W_hh^T + b_hh);
-    the hidden states h_0 .. h_{T-1} are ``op.h_prev``.
-    """
-    T, B, G = d_ih.shape
-    need = op.needs_grad
-    n_state = len(need) - 5
-    d_ih2 = d_ih.reshape(T * B, G)  # (T*B, G)
-    d_hh2 = d_hh.reshape(T * B, G)  # (T*B, G)
-    dx = matmul(d_ih2, op.w_ih).reshape(T, B, -1) if need[0] else None  # (T, B, I)
-    h_prev2 = op.h_prev.reshape(T * B, -1)  # (T*B, H)
-    if d_hh is d_ih and need[n_state + 1] and need[n_state + 2]:
-        # Both weights see the same pre-activation gradient: [dW_ih, dW_hh] = da^T [x, h_{t-1}] is one
-        # GEMM of K = T*B, faster than two (about 10% on these shapes) even with the copy into [x, h_{t-1}].
-        n_in = op.x2.shape[1]
-        xh = op.xp.empty((T * B, n_in + h_prev2.shape[1]), dtype=d_ih.dtype)  # (T*B, I + H)
-        xh[:, :n_in], xh[:, n_in:] = op.x2, h_prev2
-        dw = matmul(d_ih2.T, xh)  # (G, I + H)
-        dw_ih, dw_hh = dw[:, :n_in], dw[:, n_in:]
-    else:
-        dw_ih = matmul(d_ih2.T, op.x2) if need[n_state + 1] else None  # (G, I)
-        dw_hh = matmul(d_hh2.T, h_prev2) if need[n_state + 2] else None  # (G, H)
-    db_ih = d_ih2.sum(axis=0) if need[n_state + 3] else None  # (G,)
-    if d_hh is d_ih and db_ih is not None:  # both biases enter the same pre-activation: one sum serves both
-        db_hh = db_ih if need[n_state + 4] else None
-    else:
-        db_hh = d_hh2.sum(axis=0) if need[n_state + 4] else None  # (G,)
-    return dx, dw_ih, dw_hh, db_ih, db_hh
+from .elementwise import sigmoid
 
 
 def _check_shapes(name: str, x: Any, states: tuple[Any, ...], w_ih: Any, w_hh: Any, gates: int) -> None:
@@ -184,9 +54,51 @@ def _check_shapes(name: str, x: Any, states: tuple[Any, ...], w_ih: Any, w_hh: A
             raise ValueError(f"{name}: the initial state must be {(B, H)}, got {s.shape}")
 
 
+def _affine(x: Any, w: Any, *biases: Any) -> Any:
+    """x W^T plus the given biases (None: no bias); for x (T, B, I), all T steps in one product: (T, B, G)."""
+    out = x @ w.T  # (..., G)
+    for b in biases:
+        if b is not None:
+            out = out + b
+    return out
+
+
+def _weight_grads(x: Any, h_prev: Any, w_ih: Any, d_ih: Any, d_hh: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """dx, dW_ih, dW_hh, db_ih, db_hh from the pre-activation gradients of all steps.
+
+    ``d_ih (T, B, G)`` is dL/d(x_t W_ih^T + b_ih), ``d_hh (T, B, G)`` is dL/d(h_{t-1} W_hh^T + b_hh) and
+    ``h_prev (T, B, H)`` holds h_0 .. h_{T-1}: dx_t = d_ih_t W_ih, dW_ih = sum_t d_ih_t^T x_t,
+    dW_hh = sum_t d_hh_t^T h_{t-1}, db_ih = sum_t d_ih_t, db_hh = sum_t d_hh_t (each sum over the
+    steps and the batch is one product or one sum over the T*B rows).
+    """
+    T, B, G = d_ih.shape
+    d_ih2, d_hh2 = d_ih.reshape(T * B, G), d_hh.reshape(T * B, G)  # (T*B, G)
+    dx = d_ih @ w_ih  # (T, B, I)
+    dw_ih = d_ih2.T @ x.reshape(T * B, -1)  # (G, I)
+    dw_hh = d_hh2.T @ h_prev.reshape(T * B, -1)  # (G, H)
+    return dx, dw_ih, dw_hh, d_ih2.sum(axis=0), d_hh2.sum(axis=0)
+
+
 def _state_grads(xp: Any, grads: list[Any], B: int, H: int, dtype: Any) -> tuple[Any, list[Any]]:
-    """The gradient of every step's output (or None) and writable copies of the last states' (zeros if unused)."""
-    return grads[0], [xp.zeros((B, H), dtype=dtype) if g is None else g.copy() for g in grads[1:]]
+    """The gradient of every step's output (or None) and those of the last states (zeros if unused)."""
+    return grads[0], [xp.zeros((B, H), dtype=dtype) if g is None else g for g in grads[1:]]
+
+
+def _activation(xp: Any, a: Any, nonlinearity: str) -> Any:
+    if nonlinearity == "tanh":
+        return xp.tanh(a)
+    if nonlinearity == "relu":
+        return xp.maximum(a, 0)
+    return sigmoid(xp, a)
+
+
+def _activation_grad(h: Any, nonlinearity: str) -> Any:
+    """act'(a) from h = act(a): 1 - h^2 (tanh), [h > 0] (relu), h (1 - h) (sigmoid)."""
+    if nonlinearity == "tanh":
+        return 1 - h * h
+    if nonlinearity == "relu":
+        return (h > 0).astype(h.dtype)
+    return h * (1 - h)
 
 
 class RNNLayer(Function):
@@ -200,44 +112,29 @@ class RNNLayer(Function):
     def forward(self, x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, nonlinearity: str = "tanh") -> Any:
         xp = self.xp
         _check_shapes("RNNLayer", x, (h0,), w_ih, w_hh, 1)
-        T, B, _ = x.shape
-        H = w_hh.shape[1]
-        hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
-        hs[0] = h0
-        _, self.x2 = _input_projection(xp, x, w_ih, b_ih, b_hh, out=hs[1:])  # h_t starts as x_t W_ih^T + b
-        recurrent = matmul_right_steps(hs[:T], RightFactor(w_hh.T), hs[1:], accumulate=True)  # (H, H), once
+        T = x.shape[0]
+        proj = _affine(x, w_ih, b_ih, b_hh)  # (T, B, H): x_t W_ih^T + b_ih + b_hh
+        h = [h0]
         for t in range(T):
-            a = hs[t + 1]
-            recurrent(t)  # a_t = x_t W_ih^T + b + h_{t-1} W_hh^T
-            if nonlinearity == "tanh":
-                xp.tanh(a, out=a)
-            elif nonlinearity == "relu":
-                xp.maximum(a, 0, out=a)
-            else:
-                _gate_(a, xp, 0.5, 0.5)
-        self.w_ih, self.w_hh, self.hs, self.nonlinearity = w_ih, w_hh, hs, nonlinearity
-        self.h_prev = hs[:T]
+            h.append(_activation(xp, proj[t] + h[t] @ w_hh.T, nonlinearity))  # h_t = act(a_t)
+        hs = xp.stack(h)  # (T + 1, B, H): h_0 .. h_T
+        self.x, self.w_ih, self.w_hh, self.hs, self.nonlinearity = x, w_ih, w_hh, hs, nonlinearity
         return hs[1:], hs[T]  # output (T, B, H), h_T (B, H)
 
     def backward(self, grads: list[Any]) -> tuple[Any, ...]:
         xp = self.xp
         h = self.hs[1:]  # (T, B, H)
-        g, (dh,) = _state_grads(xp, grads, h.shape[1], h.shape[2], h.dtype)  # dh: dL/dh_t from h_n, then from t+1
-        if self.nonlinearity == "tanh":
-            da = xp.multiply(h, h)
-            xp.subtract(1, da, out=da)  # 1 - h^2, in place
-        elif self.nonlinearity == "relu":
-            da = (h > 0).astype(h.dtype)
-        else:
-            da = h * (1 - h)
-        back = matmul_right_steps(da, RightFactor(self.w_hh), dh)  # dh = da_t W_hh; (H, H) once
-        for t in range(h.shape[0] - 1, -1, -1):
-            if g is not None:
-                dh += g[t]
-            da[t] *= dh  # now dL/da_t
-            back(t)
-        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, da, da)
-        return dx, (dh if self.needs_grad[1] else None), dw_ih, dw_hh, db_ih, db_hh
+        T, B, H = h.shape
+        grad, (dh,) = _state_grads(xp, grads, B, H, h.dtype)  # dh: dL/dh_T from h_n, then from step t+1
+        act_grad = _activation_grad(h, self.nonlinearity)  # (T, B, H)
+        da = xp.empty_like(h)  # (T, B, H): dL/da_t
+        for t in range(T - 1, -1, -1):
+            if grad is not None:
+                dh = dh + grad[t]  # dL/dh_t: its output's gradient and what step t+1 sends back
+            da[t] = dh * act_grad[t]
+            dh = da[t] @ self.w_hh  # dL/dh_{t-1} through a_t
+        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self.x, self.hs[:T], self.w_ih, da, da)
+        return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
 class LSTMLayer(Function):
@@ -254,116 +151,43 @@ class LSTMLayer(Function):
     def forward(self, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any) -> Any:
         xp = self.xp
         _check_shapes("LSTMLayer", x, (h0, c0), w_ih, w_hh, 4)
-        T, B, _ = x.shape
+        T = x.shape[0]
         H = w_hh.shape[1]
-        scale = xp.full(4 * H, 0.5, dtype=x.dtype)  # (4H,) sigmoid for i, f, o; tanh for g
-        scale[2 * H : 3 * H] = 1
-        # tanh's argument is scale * a. Scaling the rows of W_ih, W_hh and the biases by 1/2 (exact in
-        # floating point) lets the GEMMs produce it directly, so one tanh pass acts on a step's four gates.
-        gates, self.x2 = _input_projection(xp, x, w_ih * scale[:, None])  # (T, B, 4H)
-        # The biases are added one step at a time, while the step's rows are in the cache: a pass
-        # over all T steps here would stream the whole (T, B, 4H) array through memory once more.
-        biases = [b for b in (b_ih, b_hh) if b is not None]
-        hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
-        cs = xp.empty((T + 1, B, H), dtype=x.dtype)  # C_0 .. C_T
-        tanh_c = xp.empty((T, B, H), dtype=x.dtype)  # tanh(C_1) .. tanh(C_T)
-        hs[0], cs[0] = h0, c0
-        # + h_{t-1} W_hh^T, scaled, into each step's gates; W_hh^T (H, 4H) is prepared once for the T products
-        recurrent = matmul_right_steps(hs[:T], RightFactor((w_hh * scale[:, None]).T), gates, accumulate=True)
-        # Everything after a step's GEMM is one compiled call (Numba, or the CUDA twin on a GPU); without
-        # kernels, the plain array path below.
-        step = jit.compiled(_lstm_step_kernel, gates)
-        bias = sum(biases) * scale if biases else None  # (4H,), scaled; step adds it itself
-        if step is None:
-            bias_rows = xp.broadcast_to(bias, (B, 4 * H)).copy() if bias is not None else None
-            scale_rows = xp.broadcast_to(scale, (B, 4 * H)).copy()  # (B, 4H): NumPy runs same-shape operands
-            shift_rows = xp.broadcast_to(1 - scale, (B, 4 * H)).copy()  # faster than a broadcast row vector
-            ig = xp.empty((B, H), dtype=x.dtype)
+        proj = _affine(x, w_ih, b_ih, b_hh)  # (T, B, 4H): x_t W_ih^T + b_ih + b_hh
+        h, c, gates = [h0], [c0], []
         for t in range(T):
-            a = gates[t]  # holds x_t W_ih^T, scaled
-            recurrent(t)  # + h_{t-1} W_hh^T, scaled
-            if step is not None:
-                step(a, bias, cs[t], cs[t + 1], tanh_c[t], hs[t + 1])
-                continue
-            if bias_rows is not None:
-                a += bias_rows  # + b_ih + b_hh, scaled
-            xp.tanh(a, out=a)
-            a *= scale_rows
-            a += shift_rows  # now i, f, g, o
-            xp.multiply(a[:, H : 2 * H], cs[t], out=cs[t + 1])
-            xp.multiply(a[:, :H], a[:, 2 * H : 3 * H], out=ig)
-            cs[t + 1] += ig
-            xp.tanh(cs[t + 1], out=tanh_c[t])
-            xp.multiply(a[:, 3 * H :], tanh_c[t], out=hs[t + 1])
-        self.w_ih, self.w_hh, self.gates, self.cs, self.tanh_c = w_ih, w_hh, gates, cs, tanh_c
-        self.h_prev = hs[:T]
-        return hs[1:], hs[T], cs[T]  # output (T, B, H), h_T and C_T (B, H)
+            a = proj[t] + h[t] @ w_hh.T  # (B, 4H): [a_i, a_f, a_g, a_o]
+            i, f = sigmoid(xp, a[:, :H]), sigmoid(xp, a[:, H : 2 * H])
+            g, o = xp.tanh(a[:, 2 * H : 3 * H]), sigmoid(xp, a[:, 3 * H :])
+            c.append(f * c[t] + i * g)  # C_t = f_t C_{t-1} + i_t C~_t
+            h.append(o * xp.tanh(c[t + 1]))  # h_t = o_t tanh(C_t)
+            gates.append(xp.concatenate([i, f, g, o], axis=1))  # (B, 4H)
+        self.gates = xp.stack(gates)  # (T, B, 4H): i, f, g, o of every step
+        self.hs, self.cs = xp.stack(h), xp.stack(c)  # (T + 1, B, H): h_0 .. h_T and C_0 .. C_T
+        self.x, self.w_ih, self.w_hh = x, w_ih, w_hh
+        return self.hs[1:], self.hs[T], self.cs[T]  # output (T, B, H), h_T and C_T (B, H)
 
     def backward(self, grads: list[Any]) -> tuple[Any, ...]:
         xp = self.xp
-        gates, cs, tanh_c = self.gates, self.cs, self.tanh_c
-        T, B, H = tanh_c.shape
+        gates, cs = self.gates, self.cs
+        T, B, G = gates.shape
+        H = G // 4
         grad, (dh, dc) = _state_grads(xp, grads, B, H, gates.dtype)  # dL/dh_T, dL/dC_T from h_n and c_n
-        step_back = jit.compiled(_lstm_step_back_kernel, gates, dh, dc)
-        if step_back is not None:  # one compiled pass per step does all of the loops below
+        da = xp.empty_like(gates)  # (T, B, 4H): dL/da_t
+        for t in range(T - 1, -1, -1):
+            i, f, g, o = gates[t, :, :H], gates[t, :, H : 2 * H], gates[t, :, 2 * H : 3 * H], gates[t, :, 3 * H :]
+            tanh_c = xp.tanh(cs[t + 1])
             if grad is not None:
-                # One copy up front rather than strided reads in every step: a batch_first model hands in
-                # the transpose of a (B, T, H) gradient, whose step rows lie T*H apart, and the CPU kernel
-                # then reads B scattered 1 KiB pieces a step, which the prefetcher does not foresee
-                # (B = 32, H = 256: 62 us a step before; 38 us after, plus 0.17 ms for the copy). The CUDA
-                # kernel reads flat rows.
-                grad = xp.ascontiguousarray(grad)
-            # dL/da_t for every step (T, B, 4H). When the graph is freed after this backward, the CPU kernel
-            # writes it over the gates, which it reads row by row just before (B = 32, H = 256: 23 instead
-            # of 37 us a step, as the writes then go to cache lines just read, and no second array).
-            da = gates if self.last_backward and self.device == "cpu" else xp.empty_like(gates)
-            back = matmul_right_steps(da, RightFactor(self.w_hh), dh)  # dh = da_t W_hh; W_hh (4H, H) once
-            for t in range(T - 1, -1, -1):
-                step_back(gates[t], cs[t], tanh_c[t], None if grad is None else grad[t], dh, dc, da[t])
-                back(t)
-            return self._grads(da, dh, dc)
-        # The steps are walked back in blocks of about BPTT_BLOCK_BYTES of gates. The factors of
-        # da_t that do not depend on dh_t or dC_t are made for a whole block at once, while its
-        # rows sit in the cache (whole-sequence passes would stream (T, B, 4H) arrays through
-        # memory about ten times; single steps would pay the call overhead of ten ufuncs each);
-        # the loop over the block's steps then only multiplies them by dC_t and dh_t.
-        steps = max(1, min(T, BPTT_BLOCK_BYTES // max(gates[0].nbytes, 1)))
-        da = xp.empty_like(gates)  # (T, B, 4H): dL/da_t for every step, for the weight GEMMs after the loop
-        dc_from_h = xp.empty((steps, B, H), dtype=gates.dtype)  # o (1 - tanh^2 C_t): how dh_t reaches C_t
-        tmp = xp.empty((B, H), dtype=gates.dtype)
-        back = matmul_right_steps(da, RightFactor(self.w_hh), dh)  # dh = da_t W_hh; W_hh (4H, H) once
-        for stop in range(T, 0, -steps):
-            start = max(0, stop - steps)
-            a, d, q = gates[start:stop], da[start:stop], dc_from_h[: stop - start]  # (n, B, 4H), (n, B, 4H), (n, B, H)
-            i, g, o = a[..., :H], a[..., 2 * H : 3 * H], a[..., 3 * H :]
-            d_g = d[..., 2 * H : 3 * H]
-            # d = [g i (1 - i), C_{t-1} f (1 - f), i (1 - g^2), tanh(C_t) o (1 - o)], times dC_t or dh_t below
-            xp.subtract(1, a, out=d)
-            d *= a  # s (1 - s): the sigmoid's derivative for i, f, o
-            xp.multiply(g, g, out=d_g)
-            xp.subtract(1, d_g, out=d_g)  # 1 - g^2: tanh's derivative for g
-            d[..., :H] *= g
-            d[..., H : 2 * H] *= cs[start:stop]
-            d_g *= i
-            d[..., 3 * H :] *= tanh_c[start:stop]
-            xp.multiply(tanh_c[start:stop], tanh_c[start:stop], out=q)
-            xp.subtract(1, q, out=q)
-            q *= o
-            for t in range(stop - 1, start - 1, -1):
-                if grad is not None:
-                    dh += grad[t]
-                xp.multiply(dh, q[t - start], out=tmp)
-                dc += tmp  # dC_t = dC_{t+1} f_{t+1} + dh_t o (1 - tanh^2 C_t)
-                da[t].reshape(B, 4, H)[:, :3] *= dc[:, None, :]  # i, f, g are reached through C_t
-                da[t, :, 3 * H :] *= dh  # o through h_t
-                dc *= gates[t, :, H : 2 * H]  # dL/dC_{t-1} along C_t = f C_{t-1} + ...
-                back(t)
-        return self._grads(da, dh, dc)
-
-    def _grads(self, da: Any, dh: Any, dc: Any) -> tuple[Any, ...]:
-        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, da, da)
-        need = self.needs_grad
-        return dx, (dh if need[1] else None), (dc if need[2] else None), dw_ih, dw_hh, db_ih, db_hh
+                dh = dh + grad[t]  # dL/dh_t: its output's gradient and what step t+1 sends back
+            dc = dc + dh * o * (1 - tanh_c * tanh_c)  # dC_t = dC_{t+1} f_{t+1} + dh_t o_t (1 - tanh^2 C_t)
+            da[t, :, :H] = dc * g * i * (1 - i)
+            da[t, :, H : 2 * H] = dc * cs[t] * f * (1 - f)
+            da[t, :, 2 * H : 3 * H] = dc * i * (1 - g * g)
+            da[t, :, 3 * H :] = dh * tanh_c * o * (1 - o)
+            dc = dc * f  # dL/dC_{t-1} along C_t = f_t C_{t-1} + ...
+            dh = da[t] @ self.w_hh  # dL/dh_{t-1} through a_t
+        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self.x, self.hs[:T], self.w_ih, da, da)
+        return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
 class GRULayer(Function):
@@ -379,58 +203,39 @@ class GRULayer(Function):
     def forward(self, x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any) -> Any:
         xp = self.xp
         _check_shapes("GRULayer", x, (h0,), w_ih, w_hh, 3)
-        T, B, _ = x.shape
+        T = x.shape[0]
         H = w_hh.shape[1]
-        proj, self.x2 = _input_projection(xp, x, w_ih, b_ih)  # (T, B, 3H)
-        if b_hh is not None:
-            proj[..., : 2 * H] += b_hh[: 2 * H]  # r and z see b_hh outside the product with r
-        gates = xp.empty((T, B, 3 * H), dtype=x.dtype)  # r, z, n of every step
-        hh = xp.empty((T, B, 3 * H), dtype=x.dtype)  # h_{t-1} W_hh^T (+ b_hn), kept for dr
-        hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
-        hs[0] = h0
-        recurrent = matmul_right_steps(hs[:T], RightFactor(w_hh.T), hh)  # hh_t = h_{t-1} W_hh^T; (H, 3H) once
+        proj = _affine(x, w_ih, b_ih)  # (T, B, 3H): x_t W_ih^T + b_ih
+        h, gates, hh_n = [h0], [], []
         for t in range(T):
-            recurrent(t)
-            if b_hh is not None:
-                hh[t, :, 2 * H :] += b_hh[2 * H :]
-            rz, n = gates[t, :, : 2 * H], gates[t, :, 2 * H :]
-            xp.add(proj[t, :, : 2 * H], hh[t, :, : 2 * H], out=rz)
-            _gate_(rz, xp, 0.5, 0.5)
-            xp.multiply(rz[:, :H], hh[t, :, 2 * H :], out=n)
-            n += proj[t, :, 2 * H :]
-            xp.tanh(n, out=n)
-            h = hs[t + 1]
-            xp.subtract(hs[t], n, out=h)
-            h *= rz[:, H:]
-            h += n
-        self.w_ih, self.w_hh, self.gates, self.hh_n = w_ih, w_hh, gates, hh[..., 2 * H :]
-        self.h_prev = hs[:T]
-        return hs[1:], hs[T]  # output (T, B, H), h_T (B, H)
+            hh = _affine(h[t], w_hh, b_hh)  # (B, 3H): h_{t-1} W_hh^T + b_hh
+            r = sigmoid(xp, proj[t, :, :H] + hh[:, :H])
+            z = sigmoid(xp, proj[t, :, H : 2 * H] + hh[:, H : 2 * H])
+            n = xp.tanh(proj[t, :, 2 * H :] + r * hh[:, 2 * H :])
+            h.append((1 - z) * n + z * h[t])  # h_t = (1 - z) n + z h_{t-1}
+            gates.append(xp.concatenate([r, z, n], axis=1))  # (B, 3H)
+            hh_n.append(hh[:, 2 * H :])  # h_{t-1} W_hn^T + b_hn, which dr needs
+        self.gates, self.hh_n = xp.stack(gates), xp.stack(hh_n)  # (T, B, 3H), (T, B, H)
+        self.hs = xp.stack(h)  # (T + 1, B, H): h_0 .. h_T
+        self.x, self.w_ih, self.w_hh = x, w_ih, w_hh
+        return self.hs[1:], self.hs[T]  # output (T, B, H), h_T (B, H)
 
     def backward(self, grads: list[Any]) -> tuple[Any, ...]:
         xp = self.xp
-        gates, h_prev = self.gates, self.h_prev
+        gates, h_prev = self.gates, self.hs[:-1]
         T, B, H = h_prev.shape
         grad, (dh,) = _state_grads(xp, grads, B, H, gates.dtype)  # dh: dL/dh_T from h_n, then from step t+1
-        r, z, n = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
-        # The step-independent factors of da = [dh (1-z)(1-n^2) hh_n r(1-r), dh (h_{t-1}-n) z(1-z), dh (1-z)(1-n^2)]:
-        d_ih = xp.empty((T, B, 3 * H), dtype=gates.dtype)  # becomes dL/d(x W_ih^T + b_ih)
-        d_ih[..., 2 * H :] = (1 - z) * (1 - n * n)
-        d_ih[..., :H] = self.hh_n * r * (1 - r)
-        d_ih[..., :H] *= d_ih[..., 2 * H :]
-        d_ih[..., H : 2 * H] = (h_prev - n) * z * (1 - z)
-        d_ih3 = d_ih.reshape(T, B, 3, H)  # (T, B, 3, H)
-        d_hh = xp.empty_like(d_ih)  # becomes dL/d(h W_hh^T + b_hh)
-        tmp = xp.empty((B, H), dtype=gates.dtype)
-        back = matmul_right_steps(d_hh, RightFactor(self.w_hh), tmp)  # tmp = d_hh_t W_hh; W_hh (3H, H) once
+        d_ih = xp.empty_like(gates)  # (T, B, 3H): dL/d(x_t W_ih^T + b_ih)
+        d_hh = xp.empty_like(gates)  # (T, B, 3H): dL/d(h_{t-1} W_hh^T + b_hh)
         for t in range(T - 1, -1, -1):
+            r, z, n = gates[t, :, :H], gates[t, :, H : 2 * H], gates[t, :, 2 * H :]
             if grad is not None:
-                dh += grad[t]
-            d_ih3[t] *= dh[:, None, :]
-            d_hh[t, :, : 2 * H] = d_ih[t, :, : 2 * H]
-            xp.multiply(d_ih[t, :, 2 * H :], r[t], out=d_hh[t, :, 2 * H :])
-            back(t)
-            dh *= z[t]
-            dh += tmp
-        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self, d_ih, d_hh)
-        return dx, (dh if self.needs_grad[1] else None), dw_ih, dw_hh, db_ih, db_hh
+                dh = dh + grad[t]  # dL/dh_t: its output's gradient and what step t+1 sends back
+            da_n = dh * (1 - z) * (1 - n * n)  # dn = dh (1 - z), through tanh
+            da_z = dh * (h_prev[t] - n) * z * (1 - z)  # dz = dh (h_{t-1} - n), through sigma
+            da_r = da_n * self.hh_n[t] * r * (1 - r)  # dr = da_n (h W_hn^T + b_hn), through sigma
+            d_ih[t, :, :H], d_ih[t, :, H : 2 * H], d_ih[t, :, 2 * H :] = da_r, da_z, da_n
+            d_hh[t, :, :H], d_hh[t, :, H : 2 * H], d_hh[t, :, 2 * H :] = da_r, da_z, r * da_n
+            dh = dh * z + d_hh[t] @ self.w_hh  # dL/dh_{t-1}: directly through z h_{t-1}, and through W_hh
+        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(self.x, h_prev, self.w_ih, d_ih, d_hh)
+        return dx, dh, dw_ih, dw_hh, db_ih, db_hh
