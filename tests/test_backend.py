@@ -30,7 +30,7 @@ def test_float64_erf_is_exact():
 _FAULTS_SCRIPT = """
 import resource
 import numpy as np
-from tinygrad_lm import backend
+from tinygrad_lm.fast import allocator
 def step():
     a = np.empty(64 << 20, dtype=np.uint8)  # 64 MiB: above the 32 MiB cap of glibc's adjustable mmap threshold
     a.fill(1)
@@ -38,7 +38,7 @@ step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(4):
     step()
-print(backend.MALLOC_TUNED, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(allocator.MALLOC_TUNED, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 

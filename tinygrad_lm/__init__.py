@@ -41,6 +41,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .fast import allocator as _allocator  # noqa: F401 - freed arrays stay in the heap, from the first step on
 from .functions import *  # noqa: F403 - PyTorch's function forms (tl.exp(x), tl.max(x, 1), ...): see functions.py
 from .functions import __all__ as _function_names
 from .functions import get_default_dtype

@@ -4,13 +4,11 @@ Every tensor lives on a device: ``"cpu"`` (NumPy arrays) or ``"cuda:N"`` (CuPy
 arrays). Ops never import an array library themselves; they get the array
 module ``xp`` for their inputs' device from here. The few operations whose
 spelling differs between the two libraries (scatter-add, random numbers, host
-copies, special functions) each sit behind one function below, and so does the
-allocator setting that lets freed arrays serve the next training step.
+copies, special functions) each sit behind one function below.
 """
 from __future__ import annotations
 
 import builtins
-import ctypes
 import importlib
 import os
 import sys
@@ -44,38 +42,6 @@ def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
         raise ValueError(f"the environment variable {name}={raw!r} is not one of {', '.join(choices)} "
                          f"(unset it for {default!r})")
     return value
-
-
-_MALLOC_MMAP_THRESHOLD, _MALLOC_TRIM_THRESHOLD = -3, -1  # mallopt parameter numbers in glibc's malloc.h
-_MALLOC_CHOICES = ("auto", "system")
-
-
-def _keep_freed_arrays_in_the_heap() -> bool:
-    """On glibc, let freed large arrays go back to the process heap instead of to the OS.
-
-    glibc serves allocations above its mmap threshold (adjusted at run time, at most 32 MiB)
-    with fresh pages from the OS and unmaps them on free. A training step allocates the same
-    large activations every step, so each step then pays one page fault per 4 KiB page of
-    them: measured here, 14,000 faults and about 25 ms of a 190 ms Transformer step, and 0.2 s
-    of a 1.6 s two-layer LSTM step. Raising the mmap threshold to 256 MiB and the trim
-    threshold to 1 GiB makes freed memory available to the next step's arrays; the resident
-    size then stays at its high-water mark, as it does under PyTorch's caching allocators.
-    ``TINYGRAD_LM_MALLOC=system`` (set before the import) keeps glibc's defaults. Returns
-    whether the thresholds were set.
-    """
-    if env_choice("TINYGRAD_LM_MALLOC", _MALLOC_CHOICES, "auto") == "system" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        if not hasattr(libc, "gnu_get_libc_version"):  # musl and other C libraries have their own allocators
-            return False
-        return bool(libc.mallopt(_MALLOC_MMAP_THRESHOLD, 256 << 20)) and bool(
-            libc.mallopt(_MALLOC_TRIM_THRESHOLD, 1 << 30))
-    except (OSError, AttributeError):
-        return False
-
-
-MALLOC_TUNED = _keep_freed_arrays_in_the_heap()
 
 
 def _load_cupy() -> ModuleType | None:
