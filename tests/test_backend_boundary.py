@@ -21,6 +21,7 @@ FORBIDDEN = {"numpy", "cupy", "cupyx"}
 # work would be added here by its path, e.g. "lm/some_module.py", with a comment saying why.
 ALLOWED = {
     "backend.py",  # the one place that knows NumPy and CuPy
+    "generators.py",  # the backend's random generators (NumPy's or, through backend.get_xp, CuPy's)
     "viz.py",  # plots and graph drawings on the host
     "cli.py",
     "__main__.py",

@@ -12,7 +12,7 @@ import pytest
 import safetensors.numpy
 
 import tinygrad_lm as tl
-from tinygrad_lm import backend, nn, optim, serialization
+from tinygrad_lm import backend, generators, nn, optim, serialization
 
 
 def _linear_sd(seed=0):
@@ -133,7 +133,7 @@ def test_training_checkpoint_resumes_identically(tmp_path, opt_cls, kw):
     sched.step()
     path = tmp_path / "ckpt.safetensors"
     tl.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "step": 3, "rng": backend.rng_state()}, path)
+             "step": 3, "rng": generators.rng_state()}, path)
     expected_noise = tl.randn(3).numpy()
     _train(model, opt, batches[3:])
 
@@ -145,7 +145,7 @@ def test_training_checkpoint_resumes_identically(tmp_path, opt_cls, kw):
     resumed.load_state_dict(ckpt["model"])
     resumed_opt.load_state_dict(ckpt["optimizer"])
     resumed_sched.load_state_dict(ckpt["scheduler"])
-    backend.set_rng_state(ckpt["rng"])
+    generators.set_rng_state(ckpt["rng"])
     np.testing.assert_array_equal(tl.randn(3).numpy(), expected_noise)
     assert resumed_sched.last_epoch == 1 and resumed_opt.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
     _train(resumed, resumed_opt, batches[3:])

@@ -5,7 +5,7 @@ import math
 import numbers
 from typing import Any, Sequence
 
-from . import backend
+from . import backend, generators
 from . import ops as _ops
 from .tensor import Tensor, _axis, _binary, _promote, _promoted_dtype, _shape_arg, _tensor_like
 
@@ -236,14 +236,14 @@ def _random_dtype(dtype: Any) -> Any:
 def randn(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from the device's generator (seeded by ``manual_seed``)."""
     dev = _device(device)
-    array = backend.generator(dev).standard_normal(_new_shape("randn", shape), dtype=_random_dtype(dtype))
+    array = generators.generator(dev).standard_normal(_new_shape("randn", shape), dtype=_random_dtype(dtype))
     return _finish(array, dev, requires_grad)
 
 
 def rand(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1)."""
     dev = _device(device)
-    array = backend.generator(dev).random(_new_shape("rand", shape), dtype=_random_dtype(dtype))
+    array = generators.generator(dev).random(_new_shape("rand", shape), dtype=_random_dtype(dtype))
     return _finish(array, dev, requires_grad)
 
 
@@ -258,13 +258,13 @@ def randint(low: int, high: int | None = None, size: Any = None, dtype: Any = No
     if high <= low:
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
     dev = _device(device)
-    array = backend.generator(dev).integers(low, high, size=_new_shape("randint", tuple(size)))
+    array = generators.generator(dev).integers(low, high, size=_new_shape("randint", tuple(size)))
     return Tensor._wrap(array.astype(backend.check_dtype(dtype or "int64")), dev)
 
 
 def manual_seed(seed: int) -> None:
     """Seed the random generators of every backend."""
-    backend.manual_seed(seed)
+    generators.manual_seed(seed)
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:

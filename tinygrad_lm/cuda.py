@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import backend
+from . import backend, generators
 
 
 def is_available() -> bool:
@@ -36,13 +36,13 @@ def synchronize(device: Any = None) -> None:
 def manual_seed(seed: int) -> None:
     """Seed the generator of the current GPU (nothing to seed without one, as PyTorch)."""
     if backend.cuda_is_available():
-        backend.seed_generator(f"cuda:{current_device()}", seed)
+        generators.seed_generator(f"cuda:{current_device()}", seed)
 
 
 def manual_seed_all(seed: int) -> None:
     """Seed the generators of every GPU."""
     for i in range(device_count()):
-        backend.seed_generator(f"cuda:{i}", seed)
+        generators.seed_generator(f"cuda:{i}", seed)
 
 
 def empty_cache() -> None:

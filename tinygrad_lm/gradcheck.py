@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from . import backend
+from . import backend, generators
 from .autograd import no_grad
 from .tensor import Tensor
 
@@ -61,7 +61,7 @@ def gradcheck(
     outs = _outputs(fn(*inputs))
     if not outs:
         raise ValueError("gradcheck: fn returned no floating point tensor")
-    rng = backend.generator_for_check(seed)
+    rng = generators.generator_for_check(seed)
     weights = [backend.to_device(rng.standard_normal(o.shape), o.device) for o in outs]
 
     def evaluate(*xs: Any) -> list[Any]:

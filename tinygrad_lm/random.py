@@ -1,8 +1,8 @@
 """Random sampling, as PyTorch's: generators, distributions, in-place fills.
 
 A :class:`Generator` is one stream of pseudo-random numbers on one device: NumPy's
-PCG64 on the CPU, CuPy's cuRAND XORWOW on a GPU (the bit generators live in
-``backend.py``). Every function here takes ``generator=``; without it, it draws
+PCG64 on the CPU, CuPy's cuRAND XORWOW on a GPU (the bit generators are made in
+``generators.py``). Every function here takes ``generator=``; without it, it draws
 from the device's default stream, which ``tl.manual_seed`` seeds. A seed gives
 the same numbers on every run, but not PyTorch's numbers: the algorithms differ.
 
@@ -29,7 +29,7 @@ import numbers
 from collections.abc import Iterator
 from typing import Any
 
-from . import autograd, backend
+from . import autograd, backend, generators
 from .autograd import Function
 from .tensor import Tensor
 
@@ -48,14 +48,14 @@ class Generator:
 
     A new generator starts from PyTorch's default seed 67280421310721. ``get_state()`` is a
     uint8 CPU tensor: the initial seed (8 bytes, little-endian), then the bit generator's state
-    (:func:`backend.generator_state`: 40 bytes on the CPU, CuPy's cuRAND states on a GPU).
+    (:func:`generators.generator_state`: 40 bytes on the CPU, CuPy's cuRAND states on a GPU).
     """
 
     def __init__(self, device: Any = "cpu") -> None:
         self.device: str = backend.canonical_device(device)
         self._default = False
         self._seed = _DEFAULT_SEED
-        self._rng: Any = backend.new_generator(self.device, _DEFAULT_SEED)
+        self._rng: Any = generators.new_generator(self.device, _DEFAULT_SEED)
 
     @classmethod
     def _of_default_stream(cls, device: str) -> Generator:
@@ -69,33 +69,33 @@ class Generator:
 
     def _engine(self) -> Any:
         """The NumPy or CuPy generator that draws the numbers."""
-        return backend.generator(self.device) if self._default else self._rng
+        return generators.generator(self.device) if self._default else self._rng
 
     def manual_seed(self, seed: Any) -> Generator:
         """Restart the stream from ``seed`` (an int in [-2**63, 2**64)); returns the generator."""
-        seed = backend.check_seed(seed)
+        seed = generators.check_seed(seed)
         if self._default:
-            backend.seed_generator(self.device, seed)
+            generators.seed_generator(self.device, seed)
         else:
             self._seed = seed
-            self._rng = backend.new_generator(self.device, seed)
+            self._rng = generators.new_generator(self.device, seed)
         return self
 
     def seed(self) -> int:
         """Restart from a seed taken from the operating system's entropy; returns that seed."""
-        seed = backend.fresh_seed()
+        seed = generators.fresh_seed()
         self.manual_seed(seed)
         return seed
 
     def initial_seed(self) -> int:
         """The seed the stream was last started from."""
-        return backend.initial_seed(self.device) if self._default else self._seed
+        return generators.initial_seed(self.device) if self._default else self._seed
 
     def get_state(self) -> Tensor:
         """The state as a uint8 CPU tensor (a copy: drawing more does not change it)."""
         host = Tensor._xp_of("cpu")
         seed = host.frombuffer(self.initial_seed().to_bytes(_SEED_BYTES, "little"), dtype="uint8")
-        return Tensor._wrap(host.concatenate([seed, backend.generator_state(self._engine())]), "cpu")
+        return Tensor._wrap(host.concatenate([seed, generators.generator_state(self._engine())]), "cpu")
 
     def set_state(self, new_state: Tensor) -> Generator:
         """Continue from a state that :meth:`get_state` returned (of a generator on the same kind of device)."""
@@ -109,10 +109,10 @@ class Generator:
         seed = int.from_bytes(raw[:_SEED_BYTES].tobytes(), "little")
         try:
             if self._default:
-                backend.seed_generator(self.device, seed, raw[_SEED_BYTES:])
+                generators.seed_generator(self.device, seed, raw[_SEED_BYTES:])
             else:
-                rng = backend.new_generator(self.device, seed)
-                backend.set_generator_state(rng, raw[_SEED_BYTES:])
+                rng = generators.new_generator(self.device, seed)
+                generators.set_generator_state(rng, raw[_SEED_BYTES:])
                 self._seed, self._rng = seed, rng
         except ValueError as err:
             raise RuntimeError(f"set_state: {err} (a state of another device's generator?)") from None
@@ -140,14 +140,14 @@ default_generator = default_generator_for("cpu")
 
 def manual_seed(seed: Any) -> Generator:
     """Seed the default generators of every device; returns the CPU's (``torch.manual_seed``)."""
-    backend.manual_seed(seed)
+    generators.manual_seed(seed)
     return default_generator
 
 
 def seed() -> int:
     """Seed every device's default generator from the operating system's entropy; returns the seed."""
-    value = backend.fresh_seed()
-    backend.manual_seed(value)
+    value = generators.fresh_seed()
+    generators.manual_seed(value)
     return value
 
 
@@ -178,18 +178,18 @@ def fork_rng(devices: Any = None, enabled: bool = True) -> Iterator[None]:
         return
     listed = None if devices is None else ["cpu"] + [
         backend.canonical_device(f"cuda:{d}" if isinstance(d, int) else d) for d in devices]
-    snapshot = backend.rng_snapshot(listed)
+    snapshot = generators.rng_snapshot(listed)
     try:
         yield
     finally:
-        backend.rng_restore(snapshot)
+        generators.rng_restore(snapshot)
 
 
 def backend_generator(generator: Generator | None, device: str, name: str) -> Any:
     """The NumPy/CuPy generator to draw from for a result on ``device``: ``generator``'s, or the device's
     default one. For library code that samples on its own (nn.init, samplers); ``name`` is for the errors."""
     if generator is None:
-        return backend.generator(device)
+        return generators.generator(device)
     if not isinstance(generator, Generator):
         raise TypeError(f"{name}: generator must be a tinygrad_lm.Generator, got {type(generator).__name__}")
     if generator.device != device:
@@ -425,7 +425,7 @@ def randperm(n: int, *, generator: Generator | None = None, out: Tensor | None =
         raise RuntimeError("randperm: not implemented for dtype bool")
     if n > 0:
         _int_range("randperm", 0, n, dt, Tensor._xp_of(dev), ("0", "n"))
-    array = backend.permutation(backend_generator(generator, dev, "randperm"), n).astype(dt, copy=False)
+    array = generators.permutation(backend_generator(generator, dev, "randperm"), n).astype(dt, copy=False)
     return _finish("randperm", array, dev, requires_grad, out)
 
 
@@ -573,7 +573,7 @@ def _with_replacement(xp: Any, rng: Any, p: Any, cdf: Any, n: int) -> Any:
     A zero weight repeats its left neighbour's cdf value, so it is never the first to exceed u sum(p).
     """
     V = cdf.shape[1]
-    idx = backend.search_cdf_rows(cdf, rng.random((cdf.shape[0], n)))  # (B, n)
+    idx = generators.search_cdf_rows(cdf, rng.random((cdf.shape[0], n)))  # (B, n)
     if bool((idx >= V).any()):  # u sum(p) rounded up to sum(p): take the row's last category of positive weight
         last = V - 1 - xp.argmax(p[:, ::-1] > 0, axis=-1)  # (B,)
         idx = xp.minimum(idx, last[:, None])

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .. import backend
+from .. import backend, generators
 from ..tensor import Tensor
 from .dataset import Dataset
 
@@ -174,7 +174,7 @@ def sample_windows(ids: Any, batch_size: int, block_size: int, seed: int | None 
     host = _as_ids(ids)
     if len(host) < block_size + 1:
         raise ValueError(f"a stream of {len(host)} tokens is too short for windows of block_size {block_size} + 1")
-    rng = np.random.default_rng(seed) if seed is not None else backend.generator("cpu")
+    rng = np.random.default_rng(seed) if seed is not None else generators.generator("cpu")
     starts = backend.to_host(rng.integers(0, len(host) - block_size, size=batch_size))
     window = host[starts[:, None] + np.arange(block_size + 1)]  # (B, T+1)
     return Tensor(np.ascontiguousarray(window[:, :-1])), Tensor(np.ascontiguousarray(window[:, 1:]))

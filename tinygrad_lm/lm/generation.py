@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend, creation
+from .. import backend, creation, generators
 from ..autograd import no_grad
 from ..tensor import Tensor
 
@@ -89,7 +89,7 @@ def generate(model: Any, idx: Any, max_new_tokens: int, temperature: float = 1.0
         raise ValueError(f"the prompt batch is empty (shape {prompt.shape}); give at least one prompt")
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else "cpu"
-    rng = np.random.default_rng(seed) if seed is not None else backend.generator("cpu")
+    rng = np.random.default_rng(seed) if seed is not None else generators.generator("cpu")
     block_size = getattr(getattr(model, "config", None), "block_size", None)
     B, T = prompt.shape
     tokens = np.empty((B, T + max_new_tokens), dtype=np.int64)  # (B, T + N)

@@ -20,7 +20,7 @@ from typing import Any, Hashable, Iterable, Sequence
 
 import numpy as np
 
-from .. import backend
+from .. import backend, generators
 
 SMOOTHINGS = ("kn", "addk", "mle")
 BOS = "<s>"
@@ -384,7 +384,7 @@ class NGramLM:
         self._check_fitted()
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        rng = np.random.default_rng(seed) if seed is not None else backend.generator("cpu")
+        rng = np.random.default_rng(seed) if seed is not None else generators.generator("cpu")
         ctx = self._context_ids(context)
         out: list[Any] = []
         for _ in range(n_tokens):

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ... import backend
+from ... import generators
 from ...tensor import Tensor
 from ._fetch import IterableFetcher, MapFetcher
 
@@ -116,7 +116,7 @@ class WorkerError:
 
 def _seed_worker(seed: int, worker_id: int) -> None:
     """Seed every generator a dataset may draw from: tinygrad_lm's, Python's ``random`` and NumPy's global one."""
-    backend.manual_seed(seed)
+    generators.manual_seed(seed)
     random.seed(seed)
     np.random.seed(np.random.SeedSequence([seed, worker_id]).generate_state(1)[0])
 
