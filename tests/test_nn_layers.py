@@ -300,11 +300,11 @@ def test_cross_entropy_matches_torch():
         np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("rows", [7, 300])  # below and above ops.nn.ONE_HOT_MAX_ROWS: both gradient paths
+@pytest.mark.parametrize("rows", [7, 300])  # below and above fused_nn.ONE_HOT_MAX_ROWS: both gradient paths
 def test_embedding_gradient_paths_match_numpy_scatter(device, rows):
-    from tinygrad_lm.ops import nn as nn_ops
+    from tinygrad_lm.fast import fused_nn
 
-    assert (rows <= nn_ops.ONE_HOT_MAX_ROWS) == (rows == 7)
+    assert (rows <= fused_nn.ONE_HOT_MAX_ROWS) == (rows == 7)
     rng = np.random.default_rng(rows)
     ids_np = rng.integers(0, rows, size=(5, 9))
     ids_np[0, :4] = 3  # repeated ids must accumulate

@@ -7,147 +7,19 @@
 The two APIs read a boolean mask in OPPOSITE ways, exactly as PyTorch does:
 ``scaled_dot_product_attention`` takes True as "may attend", ``MultiheadAttention``
 takes True as "masked out" (both for ``attn_mask`` and ``key_padding_mask``).
+``scaled_dot_product_attention`` is defined, with its argument checks, in
+:mod:`tinygrad_lm.nn.functional` (as ``F.scaled_dot_product_attention``) and is also
+importable from here, where MultiheadAttention uses it.
 """
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Any
 
 from .. import creation
-from ..ops.attention import ScaledDotProductAttention
 from ..tensor import Tensor
+from .functional import _NEG_INF, _check_dropout, _dropout_keep, scaled_dot_product_attention
 from .layers import Linear
 from .module import Module, Parameter
-
-_NEG_INF = float("-inf")
-
-
-def _broadcast_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
-    """NumPy's broadcast of two shapes, or None when they do not broadcast."""
-    out = []
-    for i in range(1, max(len(a), len(b)) + 1):
-        x = a[-i] if i <= len(a) else 1
-        y = b[-i] if i <= len(b) else 1
-        if x != y and 1 not in (x, y):
-            return None
-        out.append(y if x == 1 else x)
-    return tuple(reversed(out))
-
-
-def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> tuple[int, ...]:
-    """Validate (..., L, E), (..., S, E), (..., S, Ev); return the shape of the scores (..., L, S)."""
-    for name, t in (("query", query), ("key", key), ("value", value)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"scaled_dot_product_attention: {name} must be a Tensor, got {type(t).__name__}")
-    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
-        raise RuntimeError(
-            "scaled_dot_product_attention: query, key and value must be at least 2-D, got shapes "
-            f"{query.shape}, {key.shape} and {value.shape}"
-        )
-    if not (query.dtype == key.dtype == value.dtype) or query.dtype.kind != "f":
-        raise RuntimeError(
-            "scaled_dot_product_attention: query, key and value must share one floating point dtype, got "
-            f"{query.dtype}, {key.dtype} and {value.dtype}"
-        )
-    if query.shape[-1] != key.shape[-1]:
-        raise RuntimeError(
-            f"scaled_dot_product_attention: query {query.shape} and key {key.shape} must have the same "
-            f"last dimension E ({query.shape[-1]} != {key.shape[-1]})"
-        )
-    if key.shape[-2] != value.shape[-2]:
-        raise RuntimeError(
-            f"scaled_dot_product_attention: key {key.shape} and value {value.shape} must have the same "
-            f"sequence length S ({key.shape[-2]} != {value.shape[-2]})"
-        )
-    batch = _broadcast_shapes(query.shape[:-2], key.shape[:-2])
-    batch = None if batch is None else _broadcast_shapes(batch, value.shape[:-2])
-    if batch is None:
-        raise RuntimeError(
-            f"scaled_dot_product_attention: the batch dimensions of query {query.shape}, key {key.shape} "
-            f"and value {value.shape} do not broadcast"
-        )
-    return batch + (query.shape[-2], key.shape[-2])
-
-
-def _dropout_keep(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
-    """The inverted-dropout multiplier: 1/(1-p) with probability 1-p, else 0 (no gradient)."""
-    if p >= 1.0:
-        return creation.zeros(shape, dtype=like.dtype, device=like.device)
-    kept = creation.rand(shape, dtype=like.dtype, device=like.device) >= p
-    return kept.to(dtype=like.dtype) * (1.0 / (1.0 - p))
-
-
-def _check_dropout(p: float, where: str) -> float:
-    p = float(p)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{where}: dropout probability has to be between 0 and 1, but got {p}")
-    return p
-
-
-def scaled_dot_product_attention(
-    query: Tensor,
-    key: Tensor,
-    value: Tensor,
-    attn_mask: Tensor | None = None,
-    dropout_p: float = 0.0,
-    is_causal: bool = False,
-    scale: float | None = None,
-) -> Tensor:
-    """softmax(Q K^T * scale + M) V for query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev).
-
-    ``scale`` defaults to 1/sqrt(E). ``attn_mask`` broadcasts to (..., L, S) and is either
-    boolean, where **True means "may attend"** (PyTorch's SDPA convention; the opposite of
-    ``MultiheadAttention``'s), or floating point, added to the scores (and differentiated).
-    ``is_causal=True`` lets query i see keys j <= i (a lower-triangular (L, S) mask aligned at
-    the top-left, as PyTorch); giving it together with ``attn_mask`` raises ``RuntimeError``.
-    A query row whose every key is masked out gets output 0 and zero gradients, as PyTorch on
-    the CPU. With ``dropout_p > 0`` the attention weights are dropped (and the rest scaled by
-    1/(1-p)) on every call, training or not, as PyTorch's functional form does.
-    Runs as one fused op (:class:`ops.attention.ScaledDotProductAttention`).
-    """
-    scores_shape = _check_qkv(query, key, value)
-    dropout_p = _check_dropout(dropout_p, "scaled_dot_product_attention")
-    L, S = scores_shape[-2], scores_shape[-1]
-    xp = query.xp
-    mask: Any = None
-    if is_causal:
-        if attn_mask is not None:
-            raise RuntimeError(
-                "scaled_dot_product_attention: explicit attn_mask should not be set when is_causal=True"
-            )
-        allowed = xp.tri(L, S, dtype=bool)  # (L, S): key j visible to query i iff j <= i
-        mask = xp.where(allowed, 0.0, _NEG_INF).astype(query.dtype)
-    elif attn_mask is not None:
-        if not isinstance(attn_mask, Tensor):
-            raise TypeError(f"scaled_dot_product_attention: attn_mask must be a Tensor, got {type(attn_mask).__name__}")
-        if _broadcast_shapes(attn_mask.shape, scores_shape) is None:
-            raise RuntimeError(
-                f"scaled_dot_product_attention: attn_mask of shape {attn_mask.shape} does not broadcast to the "
-                f"attention scores' shape {scores_shape} (..., L, S)"
-            )
-        if attn_mask.dtype.kind == "b":
-            if attn_mask.device != query.device:
-                raise RuntimeError(
-                    f"scaled_dot_product_attention: attn_mask is on {attn_mask.device} but query on {query.device}"
-                )
-            mask = xp.where(attn_mask.array, 0.0, _NEG_INF).astype(query.dtype)
-        elif attn_mask.dtype.kind == "f":
-            mask = attn_mask.to(dtype=query.dtype)
-        else:
-            raise RuntimeError(
-                f"scaled_dot_product_attention: attn_mask must be bool or floating point, got {attn_mask.dtype}"
-            )
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
-        raise TypeError(f"scaled_dot_product_attention: scale must be a number or None, got {type(scale).__name__}")
-    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    keep = None
-    if dropout_p > 0.0:
-        keep_shape = scores_shape  # (..., L, S), or larger if the mask broadcasts the batch further
-        if mask is not None:
-            keep_shape = _broadcast_shapes(scores_shape, tuple(mask.shape)) or scores_shape
-        keep = _dropout_keep(keep_shape, dropout_p, query).array
-    return ScaledDotProductAttention.apply(query, key, value, mask, keep=keep, scale=scale)
 
 
 def _canonical_mask(mask: Tensor | None, name: str, like: Tensor) -> Tensor | None:

@@ -1,9 +1,10 @@
 """Stateless layer functions and losses, as ``torch.nn.functional``.
 
-The heavy ones (linear, embedding, layer_norm, dropout and the losses) are one
-fused op each from :mod:`tinygrad_lm.ops.nn`; this module checks their
-arguments (shapes, dtypes, devices, index ranges) and names the problem when
-they are wrong.
+The heavy ones (linear, embedding, layer_norm, dropout, the losses and
+scaled_dot_product_attention) are one op each from :mod:`tinygrad_lm.ops`; this
+module checks their arguments (shapes, dtypes, devices, index ranges) and names
+the problem when they are wrong. It imports no other ``nn`` module but ``conv``
+(for the convolutions and pools, which live with their layers).
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import warnings
 from typing import Any, Sequence
 
 from .. import creation as _creation
-from ..ops import matmul as _matmul
-from ..ops import nn as _nn
+from .. import ops as _ops
+from ..ops.attention import ScaledDotProductAttention
 from ..tensor import Tensor
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -70,7 +71,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"linear: bias shape {bias.shape} does not match weight shape {weight.shape}")
         _check_same_dtype("linear", input, bias, "input", "bias")
-    return _matmul.Linear.apply(input, weight, bias)
+    return _ops.Linear.apply(input, weight, bias)
 
 
 def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Tensor:
@@ -91,7 +92,7 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Ten
         if bool(bad.any()):
             raise IndexError(f"embedding: id {int(data[bad].ravel()[0])} is out of range for num_embeddings={num}")
     padding_idx = _padding_index(padding_idx, num)
-    return _nn.Embedding.apply(weight, ids, padding_idx=padding_idx)
+    return _ops.Embedding.apply(weight, ids, padding_idx=padding_idx)
 
 
 def _padding_index(padding_idx: int | None, num_embeddings: int) -> int | None:
@@ -158,7 +159,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if not training or p == 0.0:
         return input
     _check_float("dropout", "input", input)
-    return _written_back(input, _nn.Dropout.apply(input, p=float(p)), inplace)
+    return _written_back(input, _ops.Dropout.apply(input, p=float(p)), inplace)
 
 
 def _channel_dropout(name: str, input: Tensor, p: float, training: bool, inplace: bool, spatial: int) -> Tensor:
@@ -219,7 +220,7 @@ def layer_norm(
                 raise ValueError(f"layer_norm: {arg} shape {t.shape} does not match normalized_shape {shape}")
             _check_same_dtype("layer_norm", input, t, "input", arg)
             _check_device("layer_norm", input, t)
-    return _nn.LayerNorm.apply(input, weight, bias, ndim=len(shape), eps=float(eps))
+    return _ops.LayerNorm.apply(input, weight, bias, ndim=len(shape), eps=float(eps))
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
@@ -332,7 +333,7 @@ def nll_loss(
     target = _as_index_tensor(name, target, input)
     _check_class_target(name, input, target, c, ignore_index)
     w = _class_weight(name, weight, input, c)
-    return _nn.NLLLoss.apply(input, target, weight=w, ignore_index=int(ignore_index), reduction=reduction)
+    return _ops.NLLLoss.apply(input, target, weight=w, ignore_index=int(ignore_index), reduction=reduction)
 
 
 def cross_entropy(
@@ -378,12 +379,12 @@ def cross_entropy(
             )
         _check_device(name, input, target)
         target = target.to(dtype=input.dtype)
-        return _nn.SoftCrossEntropy.apply(
+        return _ops.SoftCrossEntropy.apply(
             input, target, weight=w, reduction=reduction, label_smoothing=float(label_smoothing)
         )
     target = _as_index_tensor(name, target, input)
     _check_class_target(name, input, target, c, ignore_index)
-    return _nn.CrossEntropy.apply(
+    return _ops.CrossEntropy.apply(
         input, target, weight=w, ignore_index=int(ignore_index), reduction=reduction,
         label_smoothing=float(label_smoothing),
     )
@@ -1043,6 +1044,137 @@ def kl_div(
         return loss.sum() / (input.shape[0] if input.ndim else 1)
     return _reduce(loss, reduction)
 
+
+_NEG_INF = float("-inf")
+
+
+def _broadcast_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """NumPy's broadcast of two shapes, or None when they do not broadcast."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(y if x == 1 else x)
+    return tuple(reversed(out))
+
+
+def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> tuple[int, ...]:
+    """Validate (..., L, E), (..., S, E), (..., S, Ev); return the shape of the scores (..., L, S)."""
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"scaled_dot_product_attention: {name} must be a Tensor, got {type(t).__name__}")
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise RuntimeError(
+            "scaled_dot_product_attention: query, key and value must be at least 2-D, got shapes "
+            f"{query.shape}, {key.shape} and {value.shape}"
+        )
+    if not (query.dtype == key.dtype == value.dtype) or query.dtype.kind != "f":
+        raise RuntimeError(
+            "scaled_dot_product_attention: query, key and value must share one floating point dtype, got "
+            f"{query.dtype}, {key.dtype} and {value.dtype}"
+        )
+    if query.shape[-1] != key.shape[-1]:
+        raise RuntimeError(
+            f"scaled_dot_product_attention: query {query.shape} and key {key.shape} must have the same "
+            f"last dimension E ({query.shape[-1]} != {key.shape[-1]})"
+        )
+    if key.shape[-2] != value.shape[-2]:
+        raise RuntimeError(
+            f"scaled_dot_product_attention: key {key.shape} and value {value.shape} must have the same "
+            f"sequence length S ({key.shape[-2]} != {value.shape[-2]})"
+        )
+    batch = _broadcast_shapes(query.shape[:-2], key.shape[:-2])
+    batch = None if batch is None else _broadcast_shapes(batch, value.shape[:-2])
+    if batch is None:
+        raise RuntimeError(
+            f"scaled_dot_product_attention: the batch dimensions of query {query.shape}, key {key.shape} "
+            f"and value {value.shape} do not broadcast"
+        )
+    return batch + (query.shape[-2], key.shape[-2])
+
+
+def _dropout_keep(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
+    """The inverted-dropout multiplier: 1/(1-p) with probability 1-p, else 0 (no gradient)."""
+    if p >= 1.0:
+        return _creation.zeros(shape, dtype=like.dtype, device=like.device)
+    kept = _creation.rand(shape, dtype=like.dtype, device=like.device) >= p
+    return kept.to(dtype=like.dtype) * (1.0 / (1.0 - p))
+
+
+def _check_dropout(p: float, where: str) -> float:
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{where}: dropout probability has to be between 0 and 1, but got {p}")
+    return p
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> Tensor:
+    """softmax(Q K^T * scale + M) V for query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev).
+
+    ``scale`` defaults to 1/sqrt(E). ``attn_mask`` broadcasts to (..., L, S) and is either
+    boolean, where **True means "may attend"** (PyTorch's SDPA convention; the opposite of
+    ``MultiheadAttention``'s), or floating point, added to the scores (and differentiated).
+    ``is_causal=True`` lets query i see keys j <= i (a lower-triangular (L, S) mask aligned at
+    the top-left, as PyTorch); giving it together with ``attn_mask`` raises ``RuntimeError``.
+    A query row whose every key is masked out gets output 0 and zero gradients, as PyTorch on
+    the CPU. With ``dropout_p > 0`` the attention weights are dropped (and the rest scaled by
+    1/(1-p)) on every call, training or not, as PyTorch's functional form does.
+    Runs as one fused op (:class:`ops.attention.ScaledDotProductAttention`).
+    """
+    scores_shape = _check_qkv(query, key, value)
+    dropout_p = _check_dropout(dropout_p, "scaled_dot_product_attention")
+    L, S = scores_shape[-2], scores_shape[-1]
+    xp = query.xp
+    mask: Any = None
+    if is_causal:
+        if attn_mask is not None:
+            raise RuntimeError(
+                "scaled_dot_product_attention: explicit attn_mask should not be set when is_causal=True"
+            )
+        allowed = xp.tri(L, S, dtype=bool)  # (L, S): key j visible to query i iff j <= i
+        mask = xp.where(allowed, 0.0, _NEG_INF).astype(query.dtype)
+    elif attn_mask is not None:
+        if not isinstance(attn_mask, Tensor):
+            raise TypeError(f"scaled_dot_product_attention: attn_mask must be a Tensor, got {type(attn_mask).__name__}")
+        if _broadcast_shapes(attn_mask.shape, scores_shape) is None:
+            raise RuntimeError(
+                f"scaled_dot_product_attention: attn_mask of shape {attn_mask.shape} does not broadcast to the "
+                f"attention scores' shape {scores_shape} (..., L, S)"
+            )
+        if attn_mask.dtype.kind == "b":
+            if attn_mask.device != query.device:
+                raise RuntimeError(
+                    f"scaled_dot_product_attention: attn_mask is on {attn_mask.device} but query on {query.device}"
+                )
+            mask = xp.where(attn_mask.array, 0.0, _NEG_INF).astype(query.dtype)
+        elif attn_mask.dtype.kind == "f":
+            mask = attn_mask.to(dtype=query.dtype)
+        else:
+            raise RuntimeError(
+                f"scaled_dot_product_attention: attn_mask must be bool or floating point, got {attn_mask.dtype}"
+            )
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
+        raise TypeError(f"scaled_dot_product_attention: scale must be a number or None, got {type(scale).__name__}")
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    keep = None
+    if dropout_p > 0.0:
+        keep_shape = scores_shape  # (..., L, S), or larger if the mask broadcasts the batch further
+        if mask is not None:
+            keep_shape = _broadcast_shapes(scores_shape, tuple(mask.shape)) or scores_shape
+        keep = _dropout_keep(keep_shape, dropout_p, query).array
+    return ScaledDotProductAttention.apply(query, key, value, mask, keep=keep, scale=scale)
+
+
 __all__ = [
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "batch_norm", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "celu", "conv1d", "conv2d", "cosine_embedding_loss", "cosine_similarity",
@@ -1054,9 +1186,6 @@ __all__ = [
     "silu", "smooth_l1_loss", "soft_margin_loss", "softmax", "softmin", "softplus", "softsign", "tanh", "tanhshrink",
     "threshold", "triplet_margin_loss",
 ]
-
-# Defined with MultiheadAttention (attention.py imports the layers, which import this module).
-from .attention import scaled_dot_product_attention  # noqa: E402
 
 # Convolution and pooling live with their layers (conv.py imports this module for F.pad).
 from .conv import (  # noqa: E402

@@ -14,6 +14,7 @@ from .elementwise import (
     Cos,
     Cosh,
     Div,
+    Dropout,
     Erf,
     Exp,
     Exp2,
@@ -44,10 +45,12 @@ from .elementwise import (
     Tanh,
     Where,
 )
+from .loss import CrossEntropy, NLLLoss, SoftCrossEntropy
 from .matmul import Einsum, Linear, Matmul
 from .movement import (
     Cat,
     Clone,
+    Embedding,
     Expand,
     Gather,
     GetItem,
@@ -64,14 +67,15 @@ from .movement import (
     Tril,
     Triu,
 )
+from .norm import LayerNorm
 from .reduce import CumProd, CumSum, LogSoftmax, LogSumExp, Max, Mean, Min, Norm, Prod, Softmax, Sum
 
 __all__ = [
     "Abs", "Acos", "Acosh", "Add", "Asin", "Asinh", "Atan", "Atan2", "Atanh", "Cast", "Cat", "Clamp", "Clone", "Cos",
-    "Cosh", "CumProd", "CumSum", "Div", "Einsum", "Erf", "Exp", "Exp2", "Expand", "Expm1", "FloorDivide", "Fmod",
-    "Gather", "Gelu", "GetItem", "IndexAccumulate", "IndexPut", "Log", "Log10", "Log1p", "Log2", "LogSoftmax",
-    "Linear", "LogSumExp", "MaskedFill", "Matmul", "Max", "Maximum", "Mean", "Min", "Minimum", "Mul", "Neg", "Norm", "Permute",
-    "Piecewise", "Pow", "Prod", "Reciprocal", "Relu", "Remainder", "Reshape", "Rsqrt", "Scatter", "ScatterAdd",
-    "Sigmoid", "Sin", "Sinh", "Softmax", "Split", "Sqrt", "Stack", "Sub", "Sum", "Tan", "Tanh", "ToDevice", "Tril",
-    "Triu", "Where",
+    "Cosh", "CrossEntropy", "CumProd", "CumSum", "Div", "Dropout", "Einsum", "Embedding", "Erf", "Exp", "Exp2",
+    "Expand", "Expm1", "FloorDivide", "Fmod", "Gather", "Gelu", "GetItem", "IndexAccumulate", "IndexPut", "LayerNorm",
+    "Log", "Log10", "Log1p", "Log2", "LogSoftmax", "Linear", "LogSumExp", "MaskedFill", "Matmul", "Max", "Maximum",
+    "Mean", "Min", "Minimum", "Mul", "NLLLoss", "Neg", "Norm", "Permute", "Piecewise", "Pow", "Prod", "Reciprocal",
+    "Relu", "Remainder", "Reshape", "Rsqrt", "Scatter", "ScatterAdd", "Sigmoid", "Sin", "Sinh", "SoftCrossEntropy",
+    "Softmax", "Split", "Sqrt", "Stack", "Sub", "Sum", "Tan", "Tanh", "ToDevice", "Tril", "Triu", "Where",
 ]

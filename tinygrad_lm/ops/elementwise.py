@@ -8,8 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import backend
-from ..fast import compiler as jit
+from .. import backend, generators
 from ..autograd import Function
 
 
@@ -199,159 +198,48 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _TANH_CUBIC = 0.044715
 
-# The A&S erf approximation (backend.ERF_P, backend.ERF_A) that backend.erf uses for large float32 arrays.
-_ERF_P, _ERF_A = backend.ERF_P, backend.ERF_A
-
-# Float32 CPU inputs of at least this many elements take a fused GELU: Phi from MKL's vector
-# math where MKL is installed (_gelu_cdf_kernel, about 2x faster again), else from A&S (the size
-# from which backend.erf switches to the same formula); smaller ones, float64 and CuPy use erf.
-GELU_FAST_MIN_SIZE = 4096
-# A chain of ~20 elementwise passes runs over the flattened array in pieces of this many
-# elements (256 KiB in float32): each piece and its temporaries stay in the L2 cache between
-# passes instead of streaming the whole array from memory ~20 times. On a (2048, 512) float32
-# GELU, 2^16 measured best: about 2x faster than whole-array passes, 2^13 is call-overhead bound.
-BLOCK = 1 << 16
-
-
-def _gelu_erf_kernel(xp: Any, x: Any, out: Any, dx: Any, t: Any) -> None:
-    """out = x Phi(x), dx = Phi(x) + x phi(x), written in place, with Phi from A&S 7.1.26.
-
-    With z = |x| / sqrt(2): Phi(-|x|) = erfc(z) / 2 = t P(t) exp(-x^2/2) / 2, and
-    Phi(x) = 1/2 + sign(x) (1/2 - Phi(-|x|)). The same exp(-x^2/2) = sqrt(2 pi) phi(x)
-    gives the derivative, so the whole GELU and its derivative cost one exp.
-    """
-    xp.abs(x, out=t)
-    t *= _ERF_P * _INV_SQRT_2
-    t += 1.0
-    xp.reciprocal(t, out=t)  # t = 1 / (1 + p z)
-    xp.multiply(t, 0.5 * _ERF_A[0], out=dx)
-    for a in _ERF_A[1:]:
-        dx += 0.5 * a
-        dx *= t  # dx = t P(t) / 2 (Horner)
-    xp.multiply(x, x, out=out)
-    out *= -0.5
-    xp.exp(out, out=out)  # out = exp(-x^2 / 2)
-    dx *= out  # dx = Phi(-|x|)
-    xp.subtract(0.5, dx, out=dx)
-    xp.copysign(dx, x, out=dx)
-    dx += 0.5  # dx = Phi(x)
-    xp.multiply(x, out, out=t)
-    t *= _INV_SQRT_2PI  # t = x phi(x)
-    xp.multiply(x, dx, out=out)  # out = x Phi(x)
-    dx += t
-
-
-def _gelu_cdf_kernel(xp: Any, x: Any, out: Any, dx: Any, t: Any) -> None:
-    """out = x Phi(x), dx = Phi(x) + x phi(x), written in place, with Phi from backend.normal_cdf (MKL)."""
-    backend.normal_cdf(x, dx)  # dx = Phi(x)
-    xp.multiply(x, x, out=t)
-    t *= -0.5
-    xp.exp(t, out=t)
-    t *= x
-    t *= _INV_SQRT_2PI  # t = x phi(x) = x exp(-x^2 / 2) / sqrt(2 pi)
-    xp.multiply(x, dx, out=out)  # out = x Phi(x)
-    dx += t
-
-
-def _gelu_tanh_kernel(xp: Any, x: Any, out: Any, dx: Any, t: Any) -> None:
-    """out = x h, dx = h + x (1 - tanh^2 u) u' / 2, written in place, where
-
-    u = sqrt(2/pi) (x + c x^3), u' = sqrt(2/pi) (1 + 3 c x^2), h = (1 + tanh u) / 2.
-    """
-    xp.multiply(x, x, out=dx)
-    dx *= 3.0 * _TANH_CUBIC
-    dx += 1.0
-    dx *= _SQRT_2_OVER_PI  # dx = u' = sqrt(2/pi) (1 + 3 c x^2)
-    dx *= x
-    dx *= 0.5  # dx = x u' / 2
-    xp.multiply(x, x, out=t)
-    t *= _TANH_CUBIC
-    t += 1.0
-    t *= x
-    t *= _SQRT_2_OVER_PI
-    xp.tanh(t, out=t)  # t = tanh u
-    xp.multiply(t, t, out=out)
-    xp.subtract(1.0, out, out=out)
-    dx *= out  # dx = x (1 - tanh^2 u) u' / 2
-    t += 1.0
-    t *= 0.5  # t = h
-    dx += t
-    xp.multiply(x, t, out=out)  # out = x h
-
-
-def _gelu_jit_float32(x: Any, out: Any, dx: Any) -> None:
-    """The float32 kernel: out = x Phi(x) and dx = Phi(x) + x phi(x), one element at a time, with Phi
-    from A&S 7.1.26 and one exp shared by Phi and phi, as in :func:`_gelu_erf_kernel` (flat arrays)."""
-    f = x.dtype.type
-    p = f(_ERF_P * _INV_SQRT_2)
-    a5, a4, a3 = f(0.5 * _ERF_A[0]), f(0.5 * _ERF_A[1]), f(0.5 * _ERF_A[2])  # A&S's a_k / 2, a5 first
-    a2, a1 = f(0.5 * _ERF_A[3]), f(0.5 * _ERF_A[4])
-    half, one, c = f(0.5), f(1), f(_INV_SQRT_2PI)
-    for k in range(x.size):
-        v = x[k]
-        t = one / (one + p * abs(v))
-        e = jit.exp(-half * v * v)  # sqrt(2 pi) phi(v)
-        tail = t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5)))) * e  # Phi(-|v|)
-        cdf = one - tail if v >= 0 else tail
-        out[k] = v * cdf
-        dx[k] = cdf + c * v * e
-
-
-def _gelu_jit_exact(x: Any, out: Any, dx: Any) -> None:
-    """The float64 kernel: the same with Phi(v) = (1 + erf(v / sqrt 2)) / 2 from libm (flat arrays)."""
-    for k in range(x.size):
-        v = x[k]
-        cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT_2))
-        out[k] = v * cdf
-        dx[k] = cdf + _INV_SQRT_2PI * v * math.exp(-0.5 * v * v)
-
 
 class Gelu(Function):
-    """gelu(x) = x Phi(x); d gelu(x) = (Phi(x) + x phi(x)) dx.
+    """gelu(x) = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2; d gelu(x) = (Phi(x) + x phi(x)) dx, phi = Phi'.
 
-    ``approximate='tanh'`` uses 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-    The derivative is computed in forward from the same intermediates (one exp or one tanh
-    per element for both) and saved, so backward is a single product dy * gelu'(x). Large
-    CPU inputs run the chain of passes block by block (:func:`_elementwise_chain`).
+    ``approximate='tanh'``: gelu(x) = x h(x), h = (1 + tanh u) / 2, u = sqrt(2/pi) (x + 0.044715 x^3);
+    d gelu(x) = (h + x (1 - tanh^2 u) u' / 2) dx, u' = sqrt(2/pi) (1 + 3 0.044715 x^2).
+    Forward computes the derivative from the same Phi (or tanh u) and saves it, so backward is dy gelu'(x).
     """
 
     def forward(self, x: Any, approximate: str = "none") -> Any:
         xp = self.xp
-        on_cpu = self.device == "cpu"
         if approximate == "tanh":
-            out, self.dx = _elementwise_chain(xp, _gelu_tanh_kernel, x, blocked=on_cpu and x.size > BLOCK)
-            return out
-        kernel = jit.compiled(_gelu_jit_float32 if x.dtype == "float32" else _gelu_jit_exact, x)
-        if kernel is not None:  # one compiled pass computes both
-            flat = xp.ascontiguousarray(x).reshape(-1)
-            out, self.dx = xp.empty_like(flat), xp.empty_like(flat)
-            kernel(flat, out, self.dx)
-            self.dx = self.dx.reshape(x.shape)
-            return out.reshape(x.shape)
-        if on_cpu and x.dtype == "float32" and x.size >= GELU_FAST_MIN_SIZE:
-            kernel = _gelu_cdf_kernel if backend.fast_normal_cdf_available(x) else _gelu_erf_kernel
-            out, self.dx = _elementwise_chain(xp, kernel, x, blocked=x.size > BLOCK)
-            return out
-        cdf = 0.5 * (1 + backend.erf(x * _INV_SQRT_2))
-        self.dx = cdf + x * (_INV_SQRT_2PI * xp.exp(-0.5 * x * x))
+            u = _SQRT_2_OVER_PI * (x + _TANH_CUBIC * x * x * x)
+            tanh_u = xp.tanh(u)
+            h = 0.5 * (1 + tanh_u)
+            du = _SQRT_2_OVER_PI * (1 + 3 * _TANH_CUBIC * x * x)  # u'
+            self.dx = h + 0.5 * x * (1 - tanh_u * tanh_u) * du
+            return x * h
+        cdf = 0.5 * (1 + backend.erf(x * _INV_SQRT_2))  # Phi(x)
+        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * x * x)  # phi(x)
+        self.dx = cdf + x * pdf
         return x * cdf
 
     def backward(self, g: Any) -> Any:
         return g * self.dx
 
 
-def _elementwise_chain(xp: Any, kernel: Any, x: Any, blocked: bool) -> tuple[Any, Any]:
-    """(out, dx) from ``kernel(xp, x, out, dx, tmp)``: over the whole array at once, or, when
-    ``blocked``, over consecutive BLOCK-element pieces of the flattened array (same values)."""
-    flat = x.reshape(-1)
-    n = flat.size
-    out, dx = xp.empty_like(flat), xp.empty_like(flat)
-    step = BLOCK if blocked else max(n, 1)
-    tmp = xp.empty(min(step, n), dtype=flat.dtype)
-    for i in range(0, n, step):
-        j = min(i + step, n)
-        kernel(xp, flat[i:j], out[i:j], dx[i:j], tmp[: j - i])
-    return out.reshape(x.shape), dx.reshape(x.shape)
+class Dropout(Function):
+    """y = x m / (1 - p) with m ~ Bernoulli(1 - p) per element (inverted dropout); dx = dy m / (1 - p)"""
+
+    def forward(self, x: Any, p: float = 0.5) -> Any:
+        if p >= 1.0:
+            self.mask = self.xp.zeros(x.shape, dtype=x.dtype)
+            return self.mask.copy()
+        u = generators.generator(self.device).random(x.shape, dtype="float32")
+        mask = (u >= p).astype(x.dtype)
+        mask *= 1.0 / (1.0 - p)
+        self.mask = mask
+        return x * mask
+
+    def backward(self, g: Any) -> Any:
+        return g * self.mask
 
 
 class Sin(Function):

@@ -153,6 +153,25 @@ class Gather(Function):
         return gx
 
 
+class Embedding(Function):
+    """y[..., :] = W[ids[...], :]; dW[i] = sum of dy[n] over the positions n where ids[n] == i (0 for padding_idx)
+
+    The backward scatter-adds the rows of dy into a zero dW, so repeated ids accumulate.
+    """
+
+    def forward(self, weight: Any, ids: Any, padding_idx: int | None = None) -> Any:
+        self.ids, self.num_embeddings, self.padding_idx = ids, weight.shape[0], padding_idx
+        return self.xp.take(weight, ids, axis=0)  # ids.shape + (D,)
+
+    def backward(self, g: Any) -> tuple[Any, None]:
+        dim = g.shape[-1]
+        gw = self.xp.zeros((self.num_embeddings, dim), dtype=g.dtype)  # (V, D)
+        backend.scatter_add(gw, self.ids.reshape(-1), g.reshape(-1, dim))  # dW[ids[n]] += dy[n]
+        if self.padding_idx is not None:
+            gw[self.padding_idx] = 0
+        return gw, None
+
+
 class MaskedFill(Function):
     """d masked_fill(x, m, v) = dy where not m, 0 where m"""
 

@@ -1,0 +1,355 @@
+"""GELU, LayerNorm, cross-entropy and the embedding's backward as compiled kernels.
+
+NumPy runs each of these ops as a dozen passes over memory, one per array operation, with a
+temporary array for each. A kernel here writes the op's equations once more, one row (or one
+element) at a time, so that a row stays in the L1 cache while two or three short passes over it do
+all the work. :func:`compiler.compiled` gives the kernel compiled by Numba for NumPy float32/float64
+arrays, or its CUDA twin (:mod:`.cuda_kernels`, keyed by the kernel's name) for CuPy arrays; for
+anything else the op runs its reference code (:mod:`tinygrad_lm.ops`) through ``super()``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import ops
+from . import compiler, register
+from .blas import matmul
+
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+# Abramowitz & Stegun, Handbook of Mathematical Functions, formula 7.1.26 (|error| < 1.5e-7):
+# erfc(z) = t P(t) exp(-z^2) for z >= 0, t = 1 / (1 + p z), P(t) = a1 + a2 t + a3 t^2 + a4 t^3 + a5 t^4;
+# _ERF_A lists a5 first, for Horner's rule.
+_ERF_P = 0.3275911
+_ERF_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
+
+
+def _gelu_jit_float32(x: Any, out: Any, dx: Any) -> None:
+    """The float32 kernel: out = x Phi(x) and dx = Phi(x) + x phi(x), one element at a time (flat arrays).
+
+    Phi comes from A&S 7.1.26 (float32 rounding is larger than its error): with z = |x| / sqrt(2),
+    Phi(-|x|) = erfc(z) / 2 = t P(t) exp(-x^2/2) / 2 and Phi(x) = 1 - Phi(-|x|) for x >= 0. The same
+    exp(-x^2/2) = sqrt(2 pi) phi(x) gives the derivative, so GELU and its derivative cost one exp.
+    """
+    f = x.dtype.type
+    p = f(_ERF_P * _INV_SQRT_2)
+    a5, a4, a3 = f(0.5 * _ERF_A[0]), f(0.5 * _ERF_A[1]), f(0.5 * _ERF_A[2])  # A&S's a_k / 2, a5 first
+    a2, a1 = f(0.5 * _ERF_A[3]), f(0.5 * _ERF_A[4])
+    half, one, c = f(0.5), f(1), f(_INV_SQRT_2PI)
+    for k in range(x.size):
+        v = x[k]
+        t = one / (one + p * abs(v))
+        e = compiler.exp(-half * v * v)  # sqrt(2 pi) phi(v)
+        tail = t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5)))) * e  # Phi(-|v|)
+        cdf = one - tail if v >= 0 else tail
+        out[k] = v * cdf
+        dx[k] = cdf + c * v * e
+
+
+def _gelu_jit_exact(x: Any, out: Any, dx: Any) -> None:
+    """The float64 kernel: the same with Phi(v) = (1 + erf(v / sqrt 2)) / 2 from libm (flat arrays)."""
+    for k in range(x.size):
+        v = x[k]
+        cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT_2))
+        out[k] = v * cdf
+        dx[k] = cdf + _INV_SQRT_2PI * v * math.exp(-0.5 * v * v)
+
+
+@register(ops.Gelu)
+class Gelu(ops.Gelu):
+    """The exact GELU and its derivative in one compiled pass (:func:`_gelu_jit_float32`, :func:`_gelu_jit_exact`).
+
+    The reference's backward (dy times the saved derivative) serves both; ``approximate='tanh'`` is the reference.
+    """
+
+    def forward(self, x: Any, approximate: str = "none") -> Any:
+        kernel = None
+        if approximate == "none":
+            kernel = compiler.compiled(_gelu_jit_float32 if x.dtype == "float32" else _gelu_jit_exact, x)
+        if kernel is None:
+            return super().forward(x, approximate)
+        xp = self.xp
+        flat = xp.ascontiguousarray(x).reshape(-1)
+        out, dx = xp.empty_like(flat), xp.empty_like(flat)
+        kernel(flat, out, dx)
+        self.dx = dx.reshape(x.shape)
+        return out.reshape(x.shape)
+
+
+def _layer_norm_forward_kernel(x: Any, weight: Any, bias: Any, eps: float, y: Any, mean: Any, rstd: Any) -> None:
+    """LayerNorm of each row of x (M, D) into y, one row at a time, and the row's mean and rstd (M,):
+    mu = mean(x), var = mean((x - mu)^2), rstd = 1 / sqrt(var + eps), y = (x - mu) rstd w + b.
+    ``weight`` and ``bias`` (D,) may each be None."""
+    M, D = x.shape
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    inv_d = one / x.dtype.type(max(D, 1))
+    eps_ = x.dtype.type(eps)
+    for i in range(M):
+        total = zero
+        for j in range(D):
+            total += x[i, j]
+        mu = total * inv_d
+        squares = zero
+        for j in range(D):
+            x_c = x[i, j] - mu
+            squares += x_c * x_c
+        r = one / math.sqrt(squares * inv_d + eps_)
+        mean[i], rstd[i] = mu, r
+        for j in range(D):
+            y_ij = (x[i, j] - mu) * r  # x_hat
+            if weight is not None:
+                y_ij *= weight[j]
+            if bias is not None:
+                y_ij += bias[j]
+            y[i, j] = y_ij
+
+
+def _layer_norm_backward_kernel(x: Any, mean: Any, rstd: Any, weight: Any, g: Any, dx: Any, dw: Any, db: Any) -> None:
+    """LayerNorm's backward, one row of x (M, D) at a time, from the forward's mean and rstd (M,).
+
+    With x_hat = (x - mu) rstd and g_hat = g w (g if ``weight`` is None): a first pass over the row sums
+    g_hat and g_hat x_hat and adds g x_hat and g into the accumulators dw and db (D,); a second pass
+    writes dx = (g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)) rstd.
+    """
+    M, D = x.shape
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    inv_d = one / x.dtype.type(max(D, 1))
+    for i in range(M):
+        mu, r = mean[i], rstd[i]
+        sum_g_hat = zero
+        sum_g_hat_x_hat = zero
+        for j in range(D):
+            x_hat = (x[i, j] - mu) * r
+            g_hat = g[i, j]
+            dw[j] += g_hat * x_hat
+            db[j] += g_hat
+            if weight is not None:
+                g_hat *= weight[j]
+            sum_g_hat += g_hat
+            sum_g_hat_x_hat += g_hat * x_hat
+        mean_g_hat = sum_g_hat * inv_d
+        mean_g_hat_x_hat = sum_g_hat_x_hat * inv_d
+        for j in range(D):
+            x_hat = (x[i, j] - mu) * r
+            g_hat = g[i, j]
+            if weight is not None:
+                g_hat *= weight[j]
+            dx[i, j] = (g_hat - mean_g_hat - x_hat * mean_g_hat_x_hat) * r
+
+
+@register(ops.LayerNorm)
+class LayerNorm(ops.LayerNorm):
+    """Each direction as one compiled loop over the rows (:func:`_layer_norm_forward_kernel`,
+    :func:`_layer_norm_backward_kernel`).
+
+    Forward saves each row's mean and rstd, not x_hat (x is kept by the graph anyway): the backward
+    kernel rebuilds x_hat row by row. The kernels take C-contiguous arrays: a non-contiguous x or dy
+    is copied first.
+    """
+
+    def forward(self, x: Any, weight: Any = None, bias: Any = None, ndim: int = 1, eps: float = 1e-5) -> Any:
+        xp = self.xp
+        norm_shape = x.shape[x.ndim - ndim :]
+        x2 = x.reshape(math.prod(x.shape[: x.ndim - ndim]), math.prod(norm_shape))  # (M, D)
+        kernel = compiler.compiled(_layer_norm_forward_kernel, *(a for a in (x2, weight, bias) if a is not None))
+        self.fused = kernel is not None
+        if kernel is None:
+            return super().forward(x, weight, bias, ndim, eps)
+        x2 = xp.ascontiguousarray(x2)
+        w = None if weight is None else xp.ascontiguousarray(weight.reshape(-1))
+        b = None if bias is None else xp.ascontiguousarray(bias.reshape(-1))
+        out = xp.empty_like(x2)  # (M, D)
+        mean, rstd = xp.empty(x2.shape[0], dtype=x.dtype), xp.empty(x2.shape[0], dtype=x.dtype)  # (M,)
+        kernel(x2, w, b, eps, out, mean, rstd)
+        self.x2, self.mean, self.rstd, self.weight = x2, mean, rstd, w
+        self.shape, self.norm_shape = x.shape, norm_shape
+        return out.reshape(x.shape)
+
+    def backward(self, g: Any) -> tuple[Any, Any, Any]:
+        if not self.fused:
+            return super().backward(g)
+        xp, x2, w = self.xp, self.x2, self.weight
+        need_x, need_w, need_b = self.needs_grad
+        g2 = xp.ascontiguousarray(g.reshape(x2.shape))  # (M, D); a gradient from sum() has zero strides
+        kernel = compiler.compiled(_layer_norm_backward_kernel, *(a for a in (x2, w, g2) if a is not None))
+        assert kernel is not None  # dy has the dtype of the arrays the forward kernel took
+        dx = xp.empty_like(x2)  # (M, D)
+        dw, db = xp.zeros(x2.shape[1], dtype=x2.dtype), xp.zeros(x2.shape[1], dtype=x2.dtype)  # (D,); it writes all 3
+        kernel(x2, self.mean, self.rstd, w, g2, dx, dw, db)
+        return (dx.reshape(self.shape) if need_x else None,
+                dw.reshape(self.norm_shape) if need_w else None,
+                db.reshape(self.norm_shape) if need_b else None)
+
+
+# CrossEntropy's forward kernel takes this many rows at a time (see its docstring).
+CROSS_ENTROPY_BLOCK_ROWS = 32
+
+
+def _cross_entropy_forward_kernel(
+    x: Any, target: Any, valid: Any, weight: Any, eps: float, w_sum: float, loss: Any, m: Any, log_s: Any, w_t: Any
+) -> None:
+    """Softmax cross-entropy of each row of x (N, C), as :class:`ops.CrossEntropy` states it.
+
+    m_n = max_c x_nc (0 where that is not finite), log_s_n = log sum_c e^(x_nc - m_n), picked_n = x_{n,t_n} - m_n,
+    w_t_n = w_{t_n}, loss_n = w_t_n (log_s_n - picked_n); with label smoothing eps the loss is
+    (1 - eps) loss_n + eps / C (sum_c w_c log_s_n - sum_c w_c (x_nc - m_n)). Rows with valid_n false
+    get loss_n = 0 and w_t_n = 0. Writes loss, m, log_s, w_t (N,); ``weight`` (C,) is all ones when none is given.
+
+    The rows go in blocks of ``CROSS_ENTROPY_BLOCK_ROWS``: a first pass over the block finds each row's m_n
+    and picked_n, a second one does the rest, so that a row's exponentials never wait for its own maximum
+    (twice as fast as row by row). picked_n waits in loss[n] between the passes: kept in memory, it stays
+    x_t - m, which a compiler free to reorder sums would otherwise turn log_s - (x_t - m) into
+    (log_s + m) - x_t, where log_s is lost next to a large m.
+    """
+    N, C = x.shape
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    eps_, w_sum_ = x.dtype.type(eps), x.dtype.type(w_sum)
+    spread = eps_ / x.dtype.type(C)
+    for start in range(0, N, CROSS_ENTROPY_BLOCK_ROWS):
+        stop = min(start + CROSS_ENTROPY_BLOCK_ROWS, N)
+        for n in range(start, stop):
+            m_n = x[n, 0]
+            for c in range(1, C):
+                if x[n, c] > m_n:
+                    m_n = x[n, c]
+            if not math.isfinite(m_n):
+                m_n = zero
+            m[n] = m_n
+            loss[n] = x[n, target[n]] - m_n if valid[n] else zero  # picked_n
+        for n in range(start, stop):
+            m_n = m[n]
+            s = zero
+            for c in range(C):
+                s += compiler.exp(x[n, c] - m_n)
+            log_s_n = math.log(s)
+            log_s[n] = log_s_n
+            if not valid[n]:
+                w_t[n] = zero
+                continue
+            w_t[n] = weight[target[n]]
+            loss_n = w_t[n] * (log_s_n - loss[n])
+            if eps_ > zero:
+                smooth_sum = zero
+                for c in range(C):
+                    smooth_sum += weight[c] * (x[n, c] - m_n)
+                loss_n = (one - eps_) * loss_n + spread * (w_sum_ * log_s_n - smooth_sum)
+            loss[n] = loss_n
+
+
+def _cross_entropy_backward_kernel(
+    x: Any, target: Any, valid: Any, weight: Any, eps: float, w_sum: float,
+    m: Any, log_s: Any, w_t: Any, row: Any, dx: Any,
+) -> None:
+    """dx (N, C) of softmax cross-entropy, one row at a time, from the forward's m, log_s and w_t (N,).
+
+    With r_n = d loss / d loss_n (0 where the target is ignored), p_nc = e^((x_nc - m_n) - log_s_n) and
+    coef_n = (1 - eps) w_t_n + eps / C sum_c w_c: dx_nc = coef_n r_n p_nc - (1 - eps) w_t_n r_n [c = t_n]
+    - eps / C r_n w_c (the last term only with label smoothing). A first pass writes x - m into dx and
+    the second reads it back: a compiler free to reorder sums would otherwise compute
+    e^(x - (m + log_s)), where log_s is lost next to a large m.
+    """
+    N, C = x.shape
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    eps_, w_sum_ = x.dtype.type(eps), x.dtype.type(w_sum)
+    spread = eps_ / x.dtype.type(C)
+    for n in range(N):
+        r = row[n]
+        a = ((one - eps_) * w_t[n] + spread * w_sum_) * r  # coef_n r_n
+        m_n, log_s_n = m[n], log_s[n]
+        for c in range(C):
+            dx[n, c] = x[n, c] - m_n
+        for c in range(C):
+            dx[n, c] = compiler.exp(dx[n, c] - log_s_n) * a
+        if valid[n]:
+            dx[n, target[n]] -= (one - eps_) * w_t[n] * r
+        if eps_ > zero:
+            for c in range(C):
+                dx[n, c] -= spread * r * weight[c]
+
+
+@register(ops.CrossEntropy)
+class CrossEntropy(ops.CrossEntropy):
+    """Logits of shape (N, C) (or (C,)) in two compiled loops over the rows (:func:`_cross_entropy_forward_kernel`,
+    :func:`_cross_entropy_backward_kernel`): a row stays in the L1 cache for its max, its sum of exponentials
+    and its gradient, instead of a dozen array passes over the (N, C) logits and their temporaries.
+
+    Other layouts, (N, C, d1, ...), and C = 0 take the reference.
+    """
+
+    def _row_losses(self, x: Any, target: Any, valid: Any) -> tuple[Any, Any, Any, Any]:
+        kernel = None
+        if x.ndim == 2 and x.shape[1] > 0:
+            kernel = compiler.compiled(_cross_entropy_forward_kernel, *(a for a in (x, self.weight) if a is not None))
+        self.fused = kernel is not None
+        if kernel is None:
+            return super()._row_losses(x, target, valid)
+        xp = self.xp
+        x = self.x = xp.ascontiguousarray(x)
+        m, log_s = xp.empty((x.shape[0], 1), dtype=x.dtype), xp.empty((x.shape[0], 1), dtype=x.dtype)  # (N, 1)
+        loss, w_t = xp.empty(x.shape[0], dtype=x.dtype), xp.empty(x.shape[0], dtype=x.dtype)  # (N,)
+        kernel(x, target, valid, self._class_weights(), self.eps, float(self.w_sum), loss, m[:, 0], log_s[:, 0], w_t)
+        return loss, m, log_s, w_t
+
+    def _logit_grad(self, row: Any) -> Any:
+        if not self.fused:
+            return super()._logit_grad(row)
+        xp, x = self.xp, self.x
+        kernel = compiler.compiled(_cross_entropy_backward_kernel, *(a for a in (x, self.weight) if a is not None))
+        assert kernel is not None  # the arrays the forward kernel took
+        dx = xp.empty(x.shape, dtype=x.dtype)  # (N, C)
+        kernel(x, self.target, self.valid, self._class_weights(), self.eps, float(self.w_sum),
+               self.m[:, 0], self.log_s[:, 0], self.w_t, xp.ascontiguousarray(row), dx)
+        return dx
+
+    def _class_weights(self) -> Any:
+        """The class weights (C,) for the kernels: the given ones, else all ones."""
+        if self.weight is None:
+            return self.xp.ones(self.x.shape[1], dtype=self.x.dtype)
+        return self.xp.ascontiguousarray(self.weight)
+
+
+def _embedding_backward_kernel(ids: Any, g: Any, gw: Any) -> None:
+    """dW[ids[n], :] += dy[n, :] for every position n: the rows of g (N, D) added into gw (V, D) in one pass.
+
+    The ids are in [-V, V) (a negative one counts from the end): forward's ``take`` raised on any other,
+    and this loop does not check them.
+    """
+    N, D = g.shape
+    for n in range(N):
+        i = ids[n]
+        for j in range(D):
+            gw[i, j] += g[n, j]
+
+
+# Up to this many rows, and where no kernel applies, the embedding gradient is one GEMM with a one-hot
+# matrix: for a character vocabulary that is several times faster than a scatter-add of the rows.
+ONE_HOT_MAX_ROWS = 256
+
+
+@register(ops.Embedding)
+class Embedding(ops.Embedding):
+    """dW as one compiled pass that adds each row of dy into its id's row (:func:`_embedding_backward_kernel`).
+
+    Where no kernel applies (no Numba, or a dtype it does not take), a small vocabulary
+    (``ONE_HOT_MAX_ROWS``) gets dW = onehot(ids)^T dy, one matrix product; a large one the reference's
+    scatter-add.
+    """
+
+    def backward(self, g: Any) -> tuple[Any, None]:
+        xp, ids, rows, dim = self.xp, self.ids.reshape(-1), self.num_embeddings, g.shape[-1]
+        g2 = g.reshape(-1, dim)  # (N, D)
+        kernel = compiler.compiled(_embedding_backward_kernel, g2)
+        if kernel is not None:
+            gw = xp.zeros((rows, dim), dtype=g.dtype)  # (V, D)
+            kernel(ids, xp.ascontiguousarray(g2), gw)
+        elif rows <= ONE_HOT_MAX_ROWS:
+            one_hot = xp.zeros((rows, ids.size), dtype=g.dtype)  # (V, N)
+            one_hot[ids, xp.arange(ids.size)] = 1
+            gw = matmul(one_hot, g2)  # (V, D)
+        else:
+            return super().backward(g)
+        if self.padding_idx is not None:
+            gw[self.padding_idx] = 0
+        return gw, None
