@@ -22,6 +22,7 @@ FORBIDDEN = {"numpy", "cupy", "cupyx"}
 ALLOWED = {
     "backend.py",  # the one place that knows NumPy and CuPy
     "generators.py",  # the backend's random generators (NumPy's or, through backend.get_xp, CuPy's)
+    "dtypes.py",  # tinygrad_lm's dtypes over NumPy's
     "viz.py",  # plots and graph drawings on the host
     "cli.py",
     "__main__.py",

@@ -203,7 +203,7 @@ def _kind(err: BaseException) -> str:
 def _summary(value: Any) -> Any:
     """What is compared of a result: shape, dtype name and requires_grad of a tensor; a plain value as it is."""
     if isinstance(value, tl.Tensor):
-        return tuple(value.shape), tl.backend.check_dtype(value.dtype).name, bool(value.requires_grad)
+        return tuple(value.shape), tl.dtypes.check_dtype(value.dtype).name, bool(value.requires_grad)
     if isinstance(value, torch.Tensor):
         return tuple(value.shape), str(value.dtype).replace("torch.", ""), bool(value.requires_grad)
     return value

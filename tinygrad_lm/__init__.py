@@ -1,5 +1,5 @@
 """tinygrad_lm: a small, fast, readable reverse-mode autodiff framework for language models."""
-from . import autograd, backend, cuda, distributed  # distributed imports MPI only in init_process_group
+from . import autograd, backend, cuda, distributed, dtypes  # distributed imports MPI only in init_process_group
 from .autograd import (
     Function,
     detect_anomaly,
@@ -11,8 +11,7 @@ from .autograd import (
     set_grad_enabled,
 )
 from .backend import Device as device
-from .backend import DType as dtype
-from .backend import cuda_is_available, get_default_device, set_default_device, set_default_dtype
+from .backend import cuda_is_available, get_default_device, set_default_device
 from .creation import (
     arange,
     cat,
@@ -41,6 +40,8 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .dtypes import DType as dtype
+from .dtypes import set_default_dtype
 from .fast import allocator as _allocator  # noqa: F401 - freed arrays stay in the heap, from the first step on
 from .functions import *  # noqa: F403 - PyTorch's function forms (tl.exp(x), tl.max(x, 1), ...): see functions.py
 from .functions import __all__ as _function_names
@@ -68,16 +69,16 @@ fast._register_all()
 
 concat = concatenate = cat
 
-# dtypes (tl.float32 == numpy.float32 == "float32"; see backend.DType)
-float16 = backend.as_dtype("float16")
-float32 = backend.as_dtype("float32")
-float64 = backend.as_dtype("float64")
-int8 = backend.as_dtype("int8")
-int16 = backend.as_dtype("int16")
-int32 = backend.as_dtype("int32")
-int64 = backend.as_dtype("int64")
-uint8 = backend.as_dtype("uint8")
-bool = backend.as_dtype("bool")  # noqa: A001 - PyTorch's name for the dtype
+# dtypes (tl.float32 == numpy.float32 == "float32"; see dtypes.DType)
+float16 = dtypes.as_dtype("float16")
+float32 = dtypes.as_dtype("float32")
+float64 = dtypes.as_dtype("float64")
+int8 = dtypes.as_dtype("int8")
+int16 = dtypes.as_dtype("int16")
+int32 = dtypes.as_dtype("int32")
+int64 = dtypes.as_dtype("int64")
+uint8 = dtypes.as_dtype("uint8")
+bool = dtypes.as_dtype("bool")  # noqa: A001 - PyTorch's name for the dtype
 half = float16
 float = float32  # noqa: A001
 double = float64

@@ -5,7 +5,7 @@ import math
 import numbers
 from typing import Any, Sequence
 
-from . import backend, generators
+from . import backend, dtypes, generators
 from . import ops as _ops
 from .tensor import Tensor, _axis, _binary, _promote, _promoted_dtype, _shape_arg, _tensor_like
 
@@ -16,8 +16,8 @@ def _device(device: Any) -> str:
 
 def _float_dtype(dtype: Any) -> Any:
     if dtype is None:
-        return backend.get_default_dtype()
-    dt = backend.check_dtype(dtype)
+        return dtypes.get_default_dtype()
+    dt = dtypes.check_dtype(dtype)
     return dt
 
 
@@ -79,7 +79,7 @@ def from_numpy(array: Any) -> Tensor:
     """A CPU tensor sharing memory with the NumPy array (dtype kept)."""
     if not backend.is_backend_array(array) or backend.device_of(array) != "cpu":
         raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
-    backend.check_dtype(array.dtype)
+    dtypes.check_dtype(array.dtype)
     return Tensor._wrap(array, "cpu")
 
 
@@ -208,10 +208,10 @@ def arange(start: Any, stop: Any = None, step: Any = 1, *, out: Any = None, dtyp
         raise ValueError("arange: step must be non-zero")
     ints = all(isinstance(v, numbers.Integral) for v in (start, stop, step))
     if dtype is None:
-        dtype = "int64" if ints else backend.get_default_dtype()
+        dtype = "int64" if ints else dtypes.get_default_dtype()
     dev = _device(device)
     xp = Tensor._xp_of(dev)
-    dt = backend.check_dtype(dtype)
+    dt = dtypes.check_dtype(dtype)
     if ints:
         values = xp.arange(start, stop, step, dtype=dt)
     else:  # start + i * step in float64, then cast (as PyTorch), not float32 steps added up
@@ -259,7 +259,7 @@ def randint(low: int, high: int | None = None, size: Any = None, dtype: Any = No
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
     dev = _device(device)
     array = generators.generator(dev).integers(low, high, size=_new_shape("randint", tuple(size)))
-    return Tensor._wrap(array.astype(backend.check_dtype(dtype or "int64")), dev)
+    return Tensor._wrap(array.astype(dtypes.check_dtype(dtype or "int64")), dev)
 
 
 def manual_seed(seed: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 from typing import Any, Callable, Sequence
 
-from . import autograd, backend
+from . import autograd, backend, dtypes
 from . import ops as _ops
 from .tensor import Tensor
 
@@ -312,9 +312,9 @@ def is_floating_point(input: Tensor) -> bool:
     return _tensor_arg("is_floating_point", input).is_floating_point()
 
 
-def get_default_dtype() -> backend.DType:
+def get_default_dtype() -> dtypes.DType:
     """The dtype Python floats become (``tl.float32`` unless ``set_default_dtype`` changed it)."""
-    return backend.as_dtype(backend.get_default_dtype())
+    return dtypes.as_dtype(dtypes.get_default_dtype())
 
 
 def set_printoptions(precision: int | None = None, threshold: int | None = None, edgeitems: int | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from . import backend, generators
+from . import backend, dtypes, generators
 from .autograd import no_grad
 from .tensor import Tensor
 
@@ -56,7 +56,7 @@ def gradcheck(
     if not checked:
         raise ValueError("gradcheck: no input has requires_grad=True")
     for i in checked:
-        if inputs[i].dtype != backend.check_dtype("float64"):
+        if inputs[i].dtype != dtypes.check_dtype("float64"):
             raise TypeError(f"gradcheck: input {i} is {inputs[i].dtype}; gradients are checked in float64")
     outs = _outputs(fn(*inputs))
     if not outs:

@@ -29,7 +29,7 @@ import numbers
 from collections.abc import Iterator
 from typing import Any
 
-from . import autograd, backend, generators
+from . import autograd, backend, dtypes, generators
 from .autograd import Function
 from .tensor import Tensor
 
@@ -40,7 +40,7 @@ _SEED_BYTES = 8
 
 def _dtype(dtype: Any) -> Any:
     """The NumPy dtype behind a dtype-like (also tinygrad_lm's DType), checked to be supported."""
-    return backend.check_dtype(dtype)
+    return dtypes.check_dtype(dtype)
 
 
 class Generator:
@@ -269,7 +269,7 @@ def _shape(name: str, size: tuple[Any, ...]) -> tuple[int, ...]:
 
 
 def _float_dtype(name: str, dtype: Any) -> Any:
-    dt = backend.get_default_dtype() if dtype is None else _dtype(dtype)
+    dt = dtypes.get_default_dtype() if dtype is None else _dtype(dtype)
     if dt.kind != "f":
         raise RuntimeError(f"{name}: draws floating point numbers, dtype {dt} is not one")
     return dt
@@ -489,7 +489,7 @@ def normal(mean: Any, std: Any = 1.0, size: Any = None, *, generator: Generator 
     dev = params[0].device
     if len(params) == 2 and params[1].device != dev:
         raise RuntimeError(f"normal: mean is on {dev} but std is on {params[1].device}")
-    dt = _dtype(params[0].dtype) if len(params) == 1 else backend.result_type(mean.array, std.array)
+    dt = _dtype(params[0].dtype) if len(params) == 1 else dtypes.result_type(mean.array, std.array)
     common = _broadcast_shape(params[0].shape, params[-1].shape)
     if common is None:
         raise RuntimeError(f"normal: mean of shape {mean.shape} and std of shape {std.shape} "

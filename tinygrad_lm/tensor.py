@@ -21,12 +21,12 @@ from collections import namedtuple
 from typing import Any, Iterator
 from weakref import ref as _weakref
 
-from . import autograd, backend
+from . import autograd, backend, dtypes
 from . import ops as _ops
 from .ops.movement import Split as _Split
 
 _xp_cache: dict[str, Any] = {}
-_DTYPE_OF: dict[Any, backend.DType] = {}
+_DTYPE_OF: dict[Any, dtypes.DType] = {}
 # Tensor has methods named int() and bool() (as PyTorch); annotations inside the class use these names.
 _int = int
 _bool = bool
@@ -163,10 +163,10 @@ class Tensor:
         return self.array.ndim
 
     @property
-    def dtype(self) -> backend.DType:
+    def dtype(self) -> dtypes.DType:
         dt = _DTYPE_OF.get(self.array.dtype)
         if dt is None:
-            dt = _DTYPE_OF[self.array.dtype] = backend.as_dtype(self.array.dtype)
+            dt = _DTYPE_OF[self.array.dtype] = dtypes.as_dtype(self.array.dtype)
         return dt
 
     @property
@@ -205,7 +205,7 @@ class Tensor:
             extra.append(f"size={self.shape}")
         if self.device != "cpu":
             extra.append(f"device='{self.device}'")
-        if self.dtype.name not in (backend.get_default_dtype().name, "int64", "bool"):
+        if self.dtype.name not in (dtypes.get_default_dtype().name, "int64", "bool"):
             extra.append(f"dtype={self.dtype.name}")
         if self.grad_fn is not None:
             extra.append(f"grad_fn=<{type(self.grad_fn).__name__}Backward>")
@@ -267,7 +267,7 @@ class Tensor:
                 dtype = a
         out = self
         if dtype is not None:
-            dt = backend.check_dtype(dtype)
+            dt = dtypes.check_dtype(dtype)
             if dt != out.dtype:
                 out = _ops.Cast.apply(out, dtype=dt)
         if device is not None:
@@ -1434,7 +1434,7 @@ class Tensor:
         try:
             shape = _shape_arg(shape)
         except TypeError:
-            if len(shape) == 1 and isinstance(shape[0], (backend.DType, str)):
+            if len(shape) == 1 and isinstance(shape[0], (dtypes.DType, str)):
                 raise TypeError(f"reshape/view: expected a shape, got the dtype {shape[0]!r} "
                                 "(view(dtype) is not supported)") from None
             raise
@@ -2473,7 +2473,7 @@ def _floating(t: Tensor) -> Tensor:
     """Integer and bool tensors become the default float dtype before float-only math, as in PyTorch."""
     if _is_float(t.array.dtype):
         return t
-    return Tensor._wrap(t.array.astype(backend.get_default_dtype()), t.device)
+    return Tensor._wrap(t.array.astype(dtypes.get_default_dtype()), t.device)
 
 
 def _tensor_like(value: Any, like: Tensor) -> Tensor:
@@ -2489,7 +2489,7 @@ def _promoted_dtype(da: Any, db: Any) -> Any:
         return da
     if fb and not fa:
         return db
-    return backend.result_type(da, db)
+    return dtypes.result_type(da, db)
 
 
 def _promote(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
@@ -2621,16 +2621,16 @@ def _as_array(data: Any, dtype: Any, device: Any) -> tuple[Any, str]:
         if array.dtype.kind == "O" or array.dtype.kind in "USV":
             raise TypeError(f"cannot make a tensor from {type(data).__name__} (got NumPy dtype {array.dtype})")
         if dtype is None and array.dtype.kind == "f":
-            array = array.astype(backend.get_default_dtype())
+            array = array.astype(dtypes.get_default_dtype())
         elif dtype is None and array.dtype.kind in "iu":
             array = array.astype("int64")
         src = "cpu"
     if dtype is not None:
-        dt = backend.check_dtype(dtype)
+        dt = dtypes.check_dtype(dtype)
         if array.dtype != dt:
             array = array.astype(dt)
     else:
-        backend.check_dtype(array.dtype)
+        dtypes.check_dtype(array.dtype)
     if device is not None:
         dev = backend.canonical_device(device)
     else:  # tensors and GPU arrays stay where they are; host data goes to the default device

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Callable, Iterator, NamedTuple
 
-from .. import backend
+from .. import backend, dtypes
 from ..autograd import RemovableHandle
 from ..tensor import Tensor
 
@@ -26,7 +26,7 @@ class Parameter(Tensor):
 
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
         if data is None:
-            data = backend.host_asarray([], dtype=backend.get_default_dtype())
+            data = backend.host_asarray([], dtype=dtypes.get_default_dtype())
         if isinstance(data, Tensor):
             super().__init__(data.array, device=data.device)
         else:
@@ -369,7 +369,7 @@ class Module:
         dev = backend.canonical_device(device) if device is not None else None
         dt = None
         if dtype is not None:
-            dt = backend.check_dtype(dtype)
+            dt = dtypes.check_dtype(dtype)
             if dt.kind != "f":
                 raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dt}")
             if dt.itemsize < 4:

@@ -5,7 +5,7 @@ import math
 import numbers
 from typing import Any, Iterable
 
-from .. import backend
+from .. import backend, dtypes
 from ..autograd import no_grad
 from ..creation import cat
 from ..tensor import Tensor
@@ -57,7 +57,7 @@ def clip_grad_norm_(
         raise ValueError(f"clip_grad_norm_: max_norm must be non-negative, got {max_norm}")
     grads = [t.grad for t in _as_list(parameters) if t.grad is not None]
     if not grads:
-        return Tensor._wrap(backend.get_xp("cpu").zeros((), dtype=backend.get_default_dtype()), "cpu")
+        return Tensor._wrap(backend.get_xp("cpu").zeros((), dtype=dtypes.get_default_dtype()), "cpu")
     device, dtype = grads[0].device, grads[0].dtype
     xp = Tensor._xp_of(device)
     norms = []
