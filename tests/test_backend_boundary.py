@@ -23,6 +23,7 @@ ALLOWED = {
     "backend.py",  # the one place that knows NumPy and CuPy
     "generators.py",  # the backend's random generators (NumPy's or, through backend.get_xp, CuPy's)
     "dtypes.py",  # tinygrad_lm's dtypes over NumPy's
+    "printing.py",  # tensor values as text, through NumPy's formatting
     "viz.py",  # plots and graph drawings on the host
     "cli.py",
     "__main__.py",

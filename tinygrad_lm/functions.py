@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 from typing import Any, Callable, Sequence
 
-from . import autograd, backend, dtypes
+from . import autograd, backend, dtypes, printing
 from . import ops as _ops
 from .tensor import Tensor
 
@@ -320,7 +320,7 @@ def get_default_dtype() -> dtypes.DType:
 def set_printoptions(precision: int | None = None, threshold: int | None = None, edgeitems: int | None = None,
                      linewidth: int | None = None, profile: str | None = None, sci_mode: bool | None = None) -> None:
     """How tensors print (PyTorch's options; ``profile`` is 'default', 'short' or 'full')."""
-    backend.set_print_options(precision=precision, threshold=threshold, edgeitems=edgeitems, linewidth=linewidth,
+    printing.set_print_options(precision=precision, threshold=threshold, edgeitems=edgeitems, linewidth=linewidth,
                               profile=profile, sci_mode=sci_mode)
 
 

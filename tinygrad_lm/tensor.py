@@ -21,7 +21,7 @@ from collections import namedtuple
 from typing import Any, Iterator
 from weakref import ref as _weakref
 
-from . import autograd, backend, dtypes
+from . import autograd, backend, dtypes, printing
 from . import ops as _ops
 from .ops.movement import Split as _Split
 
@@ -211,7 +211,7 @@ class Tensor:
             extra.append(f"grad_fn=<{type(self.grad_fn).__name__}Backward>")
         elif self.requires_grad:
             extra.append("requires_grad=True")
-        body = backend.format_array(self.array, "tensor(")
+        body = printing.format_array(self.array, "tensor(")
         return "tensor(" + body + "".join(", " + e for e in extra) + ")"
 
     __hash__ = object.__hash__
