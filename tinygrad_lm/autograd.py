@@ -705,6 +705,7 @@ def _last_uses(order: list[Function], hooks_of: Callable[[Any], Any] = _hooks_of
 
 
 def _run_post_accumulate_grad_hooks(leaves: list[Any]) -> None:
+    """Call the post-accumulate hooks of ``leaves``, whose ``.grad`` now holds every contribution of this backward."""
     for x in leaves:
         hooks = _hooks_of(x)
         if hooks is not None and x.grad is not None:
@@ -724,99 +725,164 @@ def backward(tensor: Any, grad: Any, retain_graph: bool = False) -> None:
 
 
 def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
+    """The walk of docs/tutorial.md's outline; every special case is in the helper called where it applies."""
     root = tensor.grad_fn
     if root is None:
-        if tensor.requires_grad:
-            hooks = _leaf_hooks_of(tensor) if _leaf_grad_hooks else None
-            if hooks is not None:
-                grad = _run_grad_hooks(hooks, grad, tensor.device, "a leaf tensor")
-            _accumulate_leaf(tensor, grad)
-            if _post_accumulate_grad_hooks and not _captures:
-                _run_post_accumulate_grad_hooks([tensor])
+        _backward_from_leaf(tensor, grad)
         return
     order = _topological_order(root)
-    last_uses = _last_uses(order) if _post_accumulate_grad_hooks and not _captures else None
-    # leaves with register_hook: their contributions are summed here until their last use, then hooked
-    hooked = _last_uses(order, _leaf_hooks_of) if _leaf_grad_hooks else None
-    hooked_ids = {id(x) for leaves in hooked.values() for x in leaves} if hooked else set()
-    pending: dict[int, Any] = {}
-    grads: dict[Function, Any] = {root: grad}  # the gradient of each node's output, until the node is reached
-    if root.n_outputs is not None:
-        grads[root] = [None] * root.n_outputs
-        grads[root][tensor._output_nr] = grad
-    owned: set[Function] = set()  # the nodes whose gradient in ``grads`` only the engine holds
+    leaf_hooks = _LeafHooks.of(order)  # None when no leaf has a hook: the usual case pays nothing
+    add_to_leaf = _accumulate_leaf if leaf_hooks is None else leaf_hooks.accumulate
+    grads = {root: _output_gradient(root, tensor, grad)}  # the gradient of each node's output, until it is reached
+    owned: set[Function] = set()  # the nodes whose gradient in ``grads`` only the engine holds (see _accumulate)
     with no_grad():
         for node in order:
-            g = grads.pop(node, None)
-            if g is None:  # no gradient reached this node (only through inputs that need none)
-                if hooked and node in hooked:
-                    _flush_hooked_leaves(hooked[node], pending)
-                if last_uses and node in last_uses:
-                    _run_post_accumulate_grad_hooks(last_uses[node])
-                if not retain_graph:
-                    node.inputs = None
-                    node.__dict__.clear()
-                continue
-            if "_grad_hooks" in node.__dict__:  # Tensor.register_hook on this node's output
-                g = _run_node_grad_hooks(node, g)
-            ref = node.__dict__.get("_retain_ref")  # set by Tensor.retain_grad() on this node's output
-            if ref is not None:
-                _keep_retained(ref, g)
-            if _captures:
-                _capture_node_gradient(node, g)
-            if getattr(node, "_epoch", 0) < _epoch:  # memory was changed in place since this node was recorded
-                _check_saved(node)
+            g = grads.pop(node, None)  # None: no gradient reached it (only through inputs that need none)
+            if g is not None:
+                in_grads = _node_backward(node, g, retain_graph)
+                g = None  # an op handing ``g`` on unchanged (Clone, Expand) then leaves it private
+                for i, x in enumerate(node.inputs):
+                    if not node.needs_grad[i] or in_grads[i] is None:
+                        continue
+                    private = _private(in_grads, i)  # asked before any name here refers to the array
+                    gx = in_grads[i]
+                    if gx.shape != x.shape or gx.dtype != (x.dtype if type(x) is _Edge else x.array.dtype):
+                        gx, private = _unbroadcast_checked(node, x, gx, private)
+                    fn = x.grad_fn
+                    if fn is None:
+                        add_to_leaf(x, gx, private)
+                    elif fn in grads or fn.n_outputs is not None:
+                        _accumulate(grads, owned, x, gx, private)
+                    else:  # the first gradient to reach fn's output
+                        grads[fn] = gx
+                        if private:
+                            owned.add(fn)
+                gx = None  # a name referring to a gradient would count as one more holder in _private
+            if leaf_hooks is not None:
+                leaf_hooks.node_done(node)
             if not retain_graph:
-                node.last_backward = True
-            in_grads = node.backward(g)
-            g = None  # an op handing ``g`` on unchanged (Clone, Expand) then leaves it private
-            if type(in_grads) is not tuple:
-                in_grads = (in_grads,)
-            if _anomaly_mode:
-                for gx in in_grads:
-                    if gx is not None and not isinstance(gx, (int, float)):
-                        _check_finite(gx, f"{type(node).__name__}.backward", node)
-            inputs = node.inputs
-            needs_grad = node.needs_grad
-            for i in range(len(inputs)):
-                if not needs_grad[i]:
-                    continue
-                private = _private(in_grads, i)  # asked before any name here refers to the array
-                gx = in_grads[i]
-                if gx is None:
-                    continue
-                x = inputs[i]
-                shape = x.shape
-                if gx.shape != shape:
-                    reduced = unbroadcast(gx, shape)
-                    private = private or reduced.size != gx.size  # a sum made a new array
-                    gx = reduced
-                if gx.dtype != (x.dtype if type(x) is _Edge else x.array.dtype):  # (Tensor.dtype: a DType)
-                    raise RuntimeError(
-                        f"{type(node).__name__}.backward returned a {gx.dtype} gradient for a {x.dtype} input"
-                    )
-                fn = x.grad_fn
-                if fn is None:
-                    if hooked_ids and id(x) in hooked_ids:
-                        pending[id(x)] = gx.copy() if id(x) not in pending else pending[id(x)] + gx
-                    else:
-                        _accumulate_leaf(x, gx, private)
-                    continue
-                prev = grads.get(fn)
-                if prev is None and fn.n_outputs is None:
-                    grads[fn] = gx
-                    if private:
-                        owned.add(fn)
-                else:
-                    _accumulate(grads, owned, fn, prev, gx, private, x)
-            gx = prev = reduced = None  # these names would count as holders of gradients in _private
-            if hooked and node in hooked:
-                _flush_hooked_leaves(hooked[node], pending)
-            if last_uses and node in last_uses:
-                _run_post_accumulate_grad_hooks(last_uses[node])
-            if not retain_graph:
-                node.inputs = None
-                node.__dict__.clear()
+                _free(node)
+
+
+def _backward_from_leaf(tensor: Any, grad: Any) -> None:
+    """``backward`` called on a leaf: ``grad``, through the leaf's hooks, is its gradient."""
+    if not tensor.requires_grad:
+        return
+    hooks = _leaf_hooks_of(tensor) if _leaf_grad_hooks else None
+    if hooks is not None:
+        grad = _run_grad_hooks(hooks, grad, tensor.device, "a leaf tensor")
+    _accumulate_leaf(tensor, grad)
+    if _post_accumulate_grad_hooks and not _captures:
+        _run_post_accumulate_grad_hooks([tensor])
+
+
+def _output_gradient(node: Function, tensor: Any, grad: Any) -> Any:
+    """``grad``, the gradient of ``node``'s output ``tensor``, as ``grads`` holds it: a node with several outputs
+    has a list, one slot per output (None for those no gradient reached)."""
+    if node.n_outputs is None:
+        return grad
+    slots: list[Any] = [None] * node.n_outputs
+    slots[tensor._output_nr] = grad
+    return slots
+
+
+def _node_backward(node: Function, g: Any, retain_graph: bool) -> tuple[Any, ...]:
+    """``node.backward(g)`` as a tuple (one gradient per input), with what must happen around the call.
+
+    Before it, the hooks on the node's output see ``g`` (:func:`_output_hooks`), and, when memory was
+    changed in place since the node was recorded, the arrays it saved are checked (:func:`_check_saved`);
+    ``last_backward`` tells the op it may overwrite them, the node being freed right after. After it, in
+    anomaly mode, every gradient is checked for NaN and Inf.
+    """
+    if _captures or "_grad_hooks" in node.__dict__ or "_retain_ref" in node.__dict__:
+        g = _output_hooks(node, g)
+    if getattr(node, "_epoch", 0) < _epoch:  # memory was changed in place since this node was recorded
+        _check_saved(node)
+    if not retain_graph:
+        node.last_backward = True
+    in_grads = node.backward(g)
+    if type(in_grads) is not tuple:
+        in_grads = (in_grads,)
+    if _anomaly_mode:
+        _check_gradients_finite(node, in_grads)
+    return in_grads
+
+
+def _output_hooks(node: Function, g: Any) -> Any:
+    """``g``, the gradient of ``node``'s output(s), after ``Tensor.register_hook``'s hooks on them; kept as
+    ``.grad`` where ``Tensor.retain_grad`` asked, and captured inside ``autograd.grad``."""
+    if "_grad_hooks" in node.__dict__:
+        g = _run_node_grad_hooks(node, g)
+    ref = node.__dict__.get("_retain_ref")
+    if ref is not None:
+        _keep_retained(ref, g)
+    if _captures:
+        _capture_node_gradient(node, g)
+    return g
+
+
+def _check_gradients_finite(node: Function, in_grads: tuple[Any, ...]) -> None:
+    """In anomaly mode: raise if ``node``'s backward returned a gradient holding NaN or Inf."""
+    for gx in in_grads:
+        if gx is not None and not isinstance(gx, (int, float)):
+            _check_finite(gx, f"{type(node).__name__}.backward", node)
+
+
+def _unbroadcast_checked(node: Function, x: Any, gx: Any, private: bool) -> tuple[Any, bool]:
+    """``gx``, the gradient ``node`` returned for its input ``x``, summed to ``x``'s shape where the op broadcast
+    it, and whether it is still private (a sum is a new array). A dtype other than ``x``'s is the op's bug."""
+    if gx.shape != x.shape:
+        reduced = unbroadcast(gx, x.shape)
+        private = private or reduced.size != gx.size  # a sum made a new array
+        gx = reduced
+    if gx.dtype != (x.dtype if type(x) is _Edge else x.array.dtype):  # (Tensor.dtype: a DType)
+        raise RuntimeError(f"{type(node).__name__}.backward returned a {gx.dtype} gradient for a {x.dtype} input")
+    return gx, private
+
+
+def _free(node: Function) -> None:
+    """Drop what ``node`` holds, its inputs and what its forward saved: the graph is freed as the walk goes."""
+    node.inputs = None
+    node.__dict__.clear()
+
+
+class _LeafHooks:
+    """The leaves' hooks during one backward, found once from the nodes in ``order``.
+
+    ``register_hook``'s hooks on a leaf see the sum of all its contributions: those are summed in
+    ``pending`` until the last node that feeds the leaf has run (``hooked``: node -> the leaves it
+    feeds last), then hooked and added to ``.grad``. Post-accumulate hooks run once that last node
+    has added its share (``last_uses``); inside ``autograd.grad``, which writes no ``.grad``, never.
+    """
+
+    __slots__ = ("hooked", "hooked_ids", "pending", "last_uses")
+
+    @staticmethod
+    def of(order: list[Function]) -> _LeafHooks | None:
+        """The hooks for a walk over ``order``, or None when no leaf has one (nothing to look for)."""
+        post = bool(_post_accumulate_grad_hooks) and not _captures
+        return _LeafHooks(order, post) if _leaf_grad_hooks or post else None
+
+    def __init__(self, order: list[Function], post: bool) -> None:
+        self.last_uses = _last_uses(order) if post else None
+        self.hooked = _last_uses(order, _leaf_hooks_of) if _leaf_grad_hooks else None
+        self.hooked_ids = {id(x) for leaves in self.hooked.values() for x in leaves} if self.hooked else set()
+        self.pending: dict[int, Any] = {}
+
+    def accumulate(self, x: Any, gx: Any, private: bool) -> None:
+        """Add ``gx`` to the leaf ``x``'s gradient: to its pending sum when it has hooks, else to ``.grad``."""
+        key = id(x)
+        if key in self.hooked_ids:
+            self.pending[key] = gx.copy() if key not in self.pending else self.pending[key] + gx
+        else:
+            _accumulate_leaf(x, gx, private)
+
+    def node_done(self, node: Function) -> None:
+        """``node`` has run (or was skipped): the leaves it fed last have all their gradient, so their hooks run."""
+        if self.hooked and node in self.hooked:
+            _flush_hooked_leaves(self.hooked[node], self.pending)
+        if self.last_uses and node in self.last_uses:
+            _run_post_accumulate_grad_hooks(self.last_uses[node])
 
 
 def _flush_hooked_leaves(leaves: list[Any], pending: dict[int, Any]) -> None:
@@ -828,19 +894,21 @@ def _flush_hooked_leaves(leaves: list[Any], pending: dict[int, Any]) -> None:
             _accumulate_leaf(x, _run_grad_hooks(hooks, g, x.device, "a leaf tensor") if hooks else g, True)
 
 
-def _accumulate(grads: dict[Function, Any], owned: set[Function], fn: Function, prev: Any, gx: Any, private: bool,
-                x: Any) -> None:
-    """Add ``gx`` to the gradient of ``fn``'s output ``x``: in place into whichever of the two the engine alone holds.
+def _accumulate(grads: dict[Function, Any], owned: set[Function], x: Any, gx: Any, private: bool) -> None:
+    """Add ``gx`` to the gradient of the non-leaf ``x`` already in ``grads`` (under the node that made it), in
+    place into whichever of the two the engine alone holds; a node with several outputs has one slot per output.
 
     Floating-point addition is commutative, so ``prev += gx`` and ``gx += prev`` give the
     bits ``prev + gx`` gives; both must be C-contiguous so the sum has the layout it
     would have had (later ops then see the same strides), and writable.
     """
-    if fn.n_outputs is not None:  # a node with several outputs: one gradient slot per output
+    fn = x.grad_fn
+    if fn.n_outputs is not None:
         slots = grads.setdefault(fn, [None] * fn.n_outputs)
         nr = x._output_nr
         slots[nr] = gx if slots[nr] is None else slots[nr] + gx
         return
+    prev = grads[fn]
     if fn in owned and _writable(prev) and _writable(gx):
         prev += gx
         grads[fn] = prev  # (a NumPy scalar is immutable: += made a new one)
