@@ -1,10 +1,11 @@
-"""The one place that knows about NumPy and CuPy.
+"""Devices and array modules: the one place that imports CuPy.
 
 Every tensor lives on a device: ``"cpu"`` (NumPy arrays) or ``"cuda:N"`` (CuPy
 arrays). Ops never import an array library themselves; they get the array
 module ``xp`` for their inputs' device from here. The few operations whose
-spelling differs between the two libraries (scatter-add, random numbers, host
-copies, special functions) each sit behind one function below.
+spelling differs between the two libraries (scatter-add, host copies, the error
+function) each sit behind one function below. Random generators live in
+``generators.py``, dtypes in ``dtypes.py``.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy
 _cupy: ModuleType | None = None
 _cupy_checked = False
 _default_device = "cpu"
+
 
 def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
     """The setting in the environment variable ``name`` (case and spaces ignored; unset or empty: ``default``).
@@ -134,6 +136,15 @@ def canonical_device(device: Any) -> str:
 _default_device = canonical_device("cpu")
 
 
+def set_default_device(device: Any) -> None:
+    global _default_device
+    _default_device = canonical_device(device)
+
+
+def get_default_device() -> str:
+    return _default_device
+
+
 def get_xp(device: str) -> ModuleType:
     """The array module (numpy or cupy) that holds tensors on ``device``."""
     if device == "cpu":
@@ -206,15 +217,6 @@ def erf(array: Any) -> Any:
     from cupyx.scipy.special import erf as _erf_gpu
 
     return _erf_gpu(array)
-
-
-def set_default_device(device: Any) -> None:
-    global _default_device
-    _default_device = canonical_device(device)
-
-
-def get_default_device() -> str:
-    return _default_device
 
 
 def host_asarray(data: Any, dtype: Any = None) -> numpy.ndarray:
