@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 import tinygrad_lm as tl
 from tinygrad_lm import nn
-from tinygrad_lm.nn.attention import MultiheadAttention, scaled_dot_product_attention
+from tinygrad_lm.nn import MultiheadAttention
+from tinygrad_lm.nn.functional import scaled_dot_product_attention
 from tinygrad_lm.ops.attention import ScaledDotProductAttention
 
 MASK_KINDS = ["none", "bool", "float", "causal"]

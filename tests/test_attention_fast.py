@@ -1,13 +1,11 @@
-"""The fast paths of the fused attention op (tinygrad_lm/ops/attention.py).
+"""The fused attention op on both of its paths: the reference (tinygrad_lm/ops/attention.py) and the fast one
+(tinygrad_lm/fast/fused_attention.py, which hands the reference what its kernels do not take).
 
-The softmax skips its per-query max when ``_exp_is_safe`` bounds the scores; both paths are
-forced here on the same inputs and checked against a plain NumPy reference of the equations
-and by float64 gradchecks, for causal, float, bool, fully masked and dropout cases; the
-automatic choice is checked on inputs where the unshifted exp would overflow or underflow.
+Each test runs once on each path, on the same inputs, against a plain NumPy reference of the
+equations and by float64 gradchecks, for causal, float, bool, fully masked and dropout cases,
+and on inputs where an unshifted exp would overflow or underflow.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -15,12 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygrad_lm as tl
-from tinygrad_lm.nn.attention import scaled_dot_product_attention
-from tinygrad_lm.ops import attention
+from tinygrad_lm.nn.functional import scaled_dot_product_attention
 from tinygrad_lm.ops.attention import ScaledDotProductAttention
-
-# These tests are about the NumPy paths; tests/test_jit*.py compare the compiled kernels with them.
-pytestmark = pytest.mark.usefixtures("reference_path")
 
 MASK_KINDS = ["none", "causal", "float", "bool", "fully_masked_row"]
 
@@ -59,18 +53,17 @@ def make_mask(rng: np.random.Generator, kind: str, L: int, S: int, dtype: str = 
     return np.where(allowed, 0.0, -np.inf).astype(dtype)
 
 
-@pytest.fixture(params=[False, True], ids=["no_shift", "shift"])
-def forced_path(request, monkeypatch) -> bool:
-    """Runs a test once with the softmax's max shift skipped and once with it always taken."""
-    shift = request.param
-    monkeypatch.setattr(attention, "_exp_is_safe", lambda xp, scores, mask: not shift)
-    return shift
+@pytest.fixture(autouse=True, params=[False, True], ids=["reference", "fast"])
+def fast_path(request) -> bool:
+    """Runs every test once on the reference path and once on the fast one (conftest restores the switch)."""
+    tl.fast.set_enabled(request.param)
+    return request.param
 
 
 @settings(max_examples=30)
 @given(B=st.integers(1, 2), L=st.integers(1, 5), S=st.integers(1, 5), E=st.integers(1, 4), Ev=st.integers(1, 3),
        kind=st.sampled_from(MASK_KINDS), dropout=st.booleans(), seed=st.integers(0, 2**31 - 1))
-def test_both_softmax_paths_match_numpy_and_gradcheck(device, forced_path, B, L, S, E, Ev, kind, dropout, seed):
+def test_both_paths_match_numpy_and_gradcheck(device, B, L, S, E, Ev, kind, dropout, seed):
     rng = np.random.default_rng(seed)
     q, k, v = rng.standard_normal((B, 2, L, E)), rng.standard_normal((B, 2, S, E)), rng.standard_normal((B, 2, S, Ev))
     mask = make_mask(rng, kind, L, S)
@@ -90,7 +83,7 @@ def test_both_softmax_paths_match_numpy_and_gradcheck(device, forced_path, B, L,
         np.testing.assert_array_equal(a, b)
 
 
-def test_fully_masked_row_gives_zero_output_and_gradients(device, forced_path):
+def test_fully_masked_row_gives_zero_output_and_gradients(device):
     rng = np.random.default_rng(1)
     q, k, v = rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 5, 2))
     mask = make_mask(rng, "fully_masked_row", 4, 5)  # row 2 sees no key
@@ -102,7 +95,7 @@ def test_fully_masked_row_gives_zero_output_and_gradients(device, forced_path):
     assert all(np.all(np.isfinite(host(t.grad))) for t in ts)
 
 
-def test_float32_paths_agree_to_rounding(device, forced_path):
+def test_float32_paths_agree_to_rounding(device):
     """At a GPT-like layout (heads split from one (B, T, 3C) array), float32 agrees with float64."""
     rng = np.random.default_rng(2)
     B, H, T, D = 2, 2, 16, 8
@@ -123,15 +116,9 @@ def test_float32_paths_agree_to_rounding(device, forced_path):
 
 
 @pytest.mark.parametrize("mask_batch", [(3, 2), (1, 2)])
-def test_mask_with_more_batch_dims_on_the_fast_path(monkeypatch, mask_batch):
-    """A mask that enlarges the batch (its add makes a new array) or not, measured and copied as a small mask.
-
-    CPU only: the measurement decides whether the CPU may skip the row-max shift; a GPU always shifts."""
+def test_mask_with_more_batch_dims(mask_batch):
+    """A mask that enlarges the batch (the fast path hands it to the reference) or not (the kernels take it)."""
     device = "cpu"
-    monkeypatch.setattr(attention, "SMALL_MASK_FRACTION", 1 / 64)  # every mask counts as small
-    calls = []
-    real = attention._exp_is_safe
-    monkeypatch.setattr(attention, "_exp_is_safe", lambda *a: calls.append(real(*a)) or calls[-1])
     rng = np.random.default_rng(3)
     q, k, v = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 4)), rng.standard_normal((2, 5, 2))
     mask = rng.standard_normal(mask_batch + (3, 5))
@@ -144,12 +131,11 @@ def test_mask_with_more_batch_dims_on_the_fast_path(monkeypatch, mask_batch):
                                                                       device=device), scale=0.8)
 
     out = fn(*ts, tm)
-    assert calls == [True]
     np.testing.assert_allclose(host(out), np_sdpa(q, k, v, mask, scale=0.8), rtol=1e-10, atol=1e-12)
     assert tl.gradcheck(fn, ts + [tm])
 
 
-def test_value_with_more_batch_dims_than_the_scores(device, forced_path):
+def test_value_with_more_batch_dims_than_the_scores(device):
     """c = rowsum(dO O) per broadcast batch element, when V broadcasts P over a new batch axis."""
     rng = np.random.default_rng(4)
     q, k, v = rng.standard_normal((3, 4)), rng.standard_normal((5, 4)), rng.standard_normal((2, 5, 2))
@@ -158,31 +144,6 @@ def test_value_with_more_batch_dims_than_the_scores(device, forced_path):
     fn = lambda a, b, c: ScaledDotProductAttention.apply(a, b, c, tl.tensor(mask, device=device), scale=0.7)
     np.testing.assert_allclose(host(fn(*ts)), np_sdpa(q, k, v, mask, scale=0.7), rtol=1e-10, atol=1e-12)
     assert tl.gradcheck(fn, ts)
-
-
-def bound_case(xp, scores, mask=None):
-    return attention._exp_is_safe(xp, scores, mask)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_exp_is_safe_measures_scores_and_small_masks(device, dtype):
-    xp = tl.tensor(np.zeros(1), device=device).xp
-    limit = -0.5 * math.log(float(np.finfo(dtype).tiny))  # 43.7 in float32, 354 in float64
-    scores = xp.asarray(np.linspace(-limit * 0.9, limit * 0.9, 4 * 16).reshape(4, 4, 4).astype(dtype))
-    causal = xp.asarray(np.where(np.tri(4, dtype=bool), 0.0, -np.inf).astype(dtype))
-    assert bound_case(xp, scores) and bound_case(xp, scores, causal)
-    assert not bound_case(xp, scores * 1.2)
-    assert not bound_case(xp, scores, causal - limit * 0.2)  # a finite offset pushes scores past the bound
-    assert bound_case(xp, scores, causal + 0.05 * limit)
-    assert not bound_case(xp, scores, xp.zeros((4, 4, 4), dtype=dtype))  # as large as the scores: not measured
-    for bad in (math.nan, math.inf, -math.inf):
-        broken = scores.copy()
-        broken[0, 0, 0] = bad
-        assert not bound_case(xp, broken)
-    plus_inf = causal.copy()
-    plus_inf[0, 0] = math.inf
-    assert not bound_case(xp, scores, plus_inf)
-    assert bound_case(xp, xp.zeros((2, 0, 3), dtype=dtype))
 
 
 @pytest.mark.parametrize("dtype,size", [("float32", 100.0), ("float64", 800.0)])

@@ -89,7 +89,7 @@ autograd._fast_ops = env_choice("TINYGRAD_LM_FAST", _CHOICES, "on") == "on"
 
 def _register_all() -> None:
     """Import the modules that register fast ops (``tinygrad_lm/__init__.py`` calls this once the ops exist)."""
-    from . import blas, fused_nn, fused_recurrent  # noqa: F401
+    from . import blas, fused_attention, fused_nn, fused_recurrent  # noqa: F401
 
 
 __all__ = ["enabled", "is_enabled", "register", "registry", "set_enabled"]

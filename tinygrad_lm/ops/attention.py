@@ -1,407 +1,67 @@
-"""Fused scaled dot-product attention: one graph node instead of six.
+"""Scaled dot-product attention as one op: softmax(Q K^T * scale + M) V, one graph node instead of six.
 
-    S = Q K^T * scale + M            (..., L, S)
-    P = softmax(S) over the last axis  (rows that are entirely -inf give P = 0)
-    O = (P * D) V                    (..., L, Ev); D is the dropout keep-mask, already divided by 1 - p
+    S = Q K^T * scale + M              (..., L, S)
+    P = softmax(S) over the last axis  (a row that is entirely -inf, a query that sees no key, gives P = 0)
+    O = (P * D) V                      (..., L, Ev); D is the dropout keep-mask, already divided by 1 - p
 
-The backward pass is written out by hand from the same equations (with P' = P * D):
+The backward pass is written out from the same equations (P' = P * D):
 
-    dV = P'^T dO,   dP' = dO V^T,   dP = dP' * D,
-    dS = P * (dP - c),   c_i = rowsum(dP * P)_i = dO_i . O_i,
+    dV = P'^T dO,   dP = (dO V^T) * D,   dS = P * (dP - rowsum(dP * P)),
     dQ = dS K * scale,   dK = dS^T Q * scale,   dM = dS.
 
-The second form of c holds because sum_j (dO_i . V_j) D_ij P_ij = dO_i . sum_j P'_ij V_j = dO_i . O_i
-(FlashAttention's trick): it costs one pass over the (..., L, Ev) output instead of two over the
-(..., S, L) scores.
-
-With the ``jit`` extra (Numba) on the CPU, the softmax and its derivative run as compiled kernels
-(:func:`_softmax_kernel`, :func:`_softmax_back_kernel`): one call each instead of a NumPy pass per
-operator; the matrix products around them stay GEMMs. (See ScaledDotProductAttention.) On a GPU,
-with a mask that is one (L, S) matrix (a causal one, say) or none and no dropout, each is one CUDA
-kernel instead (:func:`_softmax_columns_kernel`, :func:`_softmax_columns_back_kernel`).
+dS is the softmax's derivative: for one row, dS_j = sum_i dP_i dP_i/dS_j = P_j (dP_j - sum_i dP_i P_i).
+Masks, keep-masks and the batch dims of Q, K and V broadcast as in NumPy; the engine sums each
+gradient back to its input's shape.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from ..fast import compiler as jit
 from ..autograd import Function
-from ..fast.blas import matmul
-
-# A mask at most 1/this of the scores' size (a causal (L, S) mask, say) is copied, transposed, into a
-# contiguous array before it is added: the add then streams, about 2x faster than through the strided view.
-SMALL_MASK_FRACTION = 4
-# The compiled softmax skips exp on whole chunks of this many queries that a key cannot see; the
-# chunk must be at least as wide as one step of the compiled loop (8 float32 lanes, 4 times unrolled).
-_SPAN_CHUNK = 32
 
 
 class ScaledDotProductAttention(Function):
-    """O = softmax(Q K^T s + M) V; dS = P (dP - rowsum(dO O)), dQ = s dS K, dK = s dS^T Q, dV = P^T dO, dM = dS
+    """O = softmax(s Q K^T + M) V; dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dP P)), dQ = s dS K, dK = s dS^T Q
 
-    The op keeps the (..., L, S) score-sized arrays transposed, as (..., S, L) = K Q^T: the
-    softmax then reduces over axis -2, across the contiguous queries (in NumPy about 3x faster
-    than reducing each short row), and the transposes cost nothing in the matrix products.
-    The softmax and its gradient are done in place on the fresh products (one allocation each).
-
-    Compiled path (the ``jit`` extra, NumPy float32/float64 arrays): the softmax is one call,
-    :func:`_softmax_kernel`. It takes the scores one (S, L) block of one batch element and head
-    at a time (16 KiB in float32 at 64 x 64, so the block stays in the L1 cache) and walks it key
-    by key three times: scale, add the mask and keep each query's running max; exp(x - max) and
-    each query's running sum; divide by the sum (and multiply by the dropout mask). It always
-    shifts by the max (one compare per score in a pass that is made anyway) and skips exp on
-    chunks of 32 queries that the mask hides from a key (a quarter of a causal 64 x 64 block).
-    The backward's dS = P (dP - c) is one call too, :func:`_softmax_back_kernel`, which sums
-    c = rowsum(dP P) over the block it is about to rewrite. At GPT-like sizes (batch 32, 4 heads,
-    64 tokens, head size 32, causal) the softmax's share of forward and backward takes about
-    half the time of the NumPy passes below. The kernels need the mask to broadcast to K Q^T
-    and the dropout mask to have its shape; otherwise (a mask or keep-mask with more batch
-    dims, V with more batch dims in backward) the NumPy passes run.
-
-    NumPy path: the column sums are einsums, and two shortcuts (together 10-15% off the
-    forward and about 3% off the backward at the GPT-like sizes above):
-
-    * The softmax skips its max when it can. Softmax is shift-invariant,
-      softmax(S)_ij = exp(S_ij - m_i) / sum_j exp(S_ij - m_i) for any m_i; the usual
-      m_i = max_j S_ij only keeps exp from overflowing, or a whole row from underflowing to 0.
-      When every entry of S other than -inf lies in [-b, b], b = ln(1 / tiny) / 2 (43.7 in
-      float32), exp(S) lies in [sqrt(tiny), 1 / sqrt(tiny)] and needs no shift: m = 0 replaces
-      the per-query max over axis -2 (slow: 64-wide inner loops) and the subtraction. The
-      bound costs two fast contiguous reductions (the scaled scores' min and max) plus the
-      largest finite |M| of a small mask (:func:`_exp_is_safe`); large logits, large finite
-      mask values, a mask as large as the scores, inf or NaN take the shifted path, where a
-      fully masked row gets m = 0 too (its exp is all 0, so its P is 0).
-    * The backward's c_i = rowsum(dP P)_i is computed as dO_i . O_i on the (..., L, Ev) output,
-      instead of from the two (..., S, L) score-sized arrays.
-
-    A small mask (a causal (L, S) one) is transposed into a contiguous copy before it is added.
+    ``mask`` M is additive (0 where a key may be seen, -inf where not, or any float; its gradient is
+    dM = dS), ``keep`` is the dropout keep-mask D (0 or 1 / (1 - p), broadcasting to the scores), and
+    ``scale`` is s.
     """
 
     def forward(self, q: Any, k: Any, v: Any, mask: Any = None, keep: Any = None, scale: float = 1.0) -> Any:
         xp = self.xp
-        st = matmul(k, q.swapaxes(-1, -2))  # S^T = K Q^T, (..., S, L)
-        kernel = jit.compiled(_softmax_kernel, st)
-        blocks = None if kernel is None else _kernel_operands(xp, st, mask, keep)
-        self.fused = blocks is not None  # backward's softmax derivative is compiled too (keep: blocks[2])
-        self.columns_fused = False  # set by _softmax where a GPU kernel ran it
-        if blocks is not None:
-            pt, pt_used = _fused_softmax(xp, kernel, st, blocks, scale)
-            self.keep_blocks = blocks[2]
-        else:
-            pt, pt_used = self._softmax(st, mask, keep, scale)
-        out = matmul(pt_used.swapaxes(-1, -2), v)  # O = P' V, (..., L, Ev)
-        self.q, self.k, self.v, self.pt, self.pt_used, self.keep, self.scale = q, k, v, pt, pt_used, keep, scale
-        self.out = out
-        return out
-
-    def _softmax(self, st: Any, mask: Any, keep: Any, scale: float) -> tuple[Any, Any]:
-        """P^T and P'^T from K Q^T (..., S, L) in NumPy (or CuPy) passes; ``st`` is overwritten."""
-        xp = self.xp
-        if self.device != "cpu" and keep is None and st.ndim >= 2 and st.flags.c_contiguous and 0 not in st.shape:
-            # A GPU runs the whole softmax as one kernel (a thread per query) when the mask is one (L, S) matrix
-            columns = jit.compiled(_softmax_columns_kernel, st)
-            if columns is not None and (mask is None or (mask.shape == st.shape[-1:-3:-1] and mask.dtype == st.dtype)):
-                mask_t = None if mask is None else xp.ascontiguousarray(mask.T)  # (S, L)
-                columns(st.reshape((-1,) + st.shape[-2:]), mask_t, scale)  # (N, S, L), in place: now P^T
-                self.columns_fused = True
-                return st, st
-        st *= scale
-        # (on a GPU the bound would cost a device-to-host copy and a wait per call: always shift there)
-        shift = self.device != "cpu" or not _exp_is_safe(xp, st, mask)
+        s = q @ k.swapaxes(-1, -2) * scale  # S, (..., L, S)
         if mask is not None:
-            mask_t = _transposed(mask)
-            if mask.size * SMALL_MASK_FRACTION <= st.size:
-                mask_t = xp.ascontiguousarray(mask_t)
-            st = _add_into(xp, st, mask_t)  # in place, unless the mask has more batch dims than K Q^T
-        if shift:
-            col_max = st.max(axis=-2, keepdims=True)  # (..., 1, L): each query's largest score
-            col_max = xp.where(xp.isfinite(col_max), col_max, 0).astype(st.dtype, copy=False)
-            st -= col_max
-        pt = xp.exp(st, out=st)  # E^T = exp(S - m)^T
-        # each query's sum over keys, (..., 1, L) (an einsum is the faster sum in NumPy, a slow call in CuPy)
-        total = xp.einsum("...ji->...i", pt)[..., None, :] if self.device == "cpu" else pt.sum(axis=-2, keepdims=True)
-        pt *= 1.0 / xp.where(total == 0, 1, total).astype(st.dtype, copy=False)  # P^T; fully masked queries: 0
-        return pt, (pt if keep is None else pt * _transposed(keep))  # P^T, P'^T
+            s = s + mask
+        # Softmax is shift-invariant: subtracting each row's max keeps exp from overflowing. A row with no
+        # finite max (all -inf) is not shifted: its exp is all 0. With no keys at all there is nothing to shift.
+        if s.shape[-1]:
+            m = s.max(axis=-1, keepdims=True)  # (..., L, 1)
+            m[~xp.isfinite(m)] = 0
+        else:
+            m = xp.zeros(s.shape[:-1] + (1,), dtype=s.dtype)
+        e = xp.exp(s - m)
+        total = e.sum(axis=-1, keepdims=True)  # (..., L, 1)
+        p = e / xp.where(total == 0, 1, total)  # P; a query that sees no key: 0
+        self.q, self.k, self.v, self.p, self.keep, self.scale = q, k, v, p, keep, scale
+        return self._dropped(p) @ v  # O = P' V, (..., L, Ev)
 
     def backward(self, g: Any) -> tuple[Any, Any, Any, Any]:
-        xp = self.xp
         need_q, need_k, need_v, need_mask = self.needs_grad
-        pt, scale = self.pt, self.scale
-        dv = matmul(self.pt_used, g) if need_v else None  # P'^T dO, (..., S, Ev)
-        dq: Any = None
-        dk: Any = None
-        dst: Any = None
+        p, scale = self.p, self.scale
+        dv = self._dropped(p).swapaxes(-1, -2) @ g if need_v else None  # dV = P'^T dO, (..., S, Ev)
+        dq = dk = ds = None
         if need_q or need_k or need_mask:
-            dpt = matmul(self.v, g.swapaxes(-1, -2))  # dP'^T = V dO^T, (..., S, L)
-            back = columns_back = None
-            # (dP is larger than P when V broadcasts it over more batch dims: the NumPy passes below)
-            if self.fused and dpt.shape == pt.shape and dpt.dtype == pt.dtype and dpt.flags.c_contiguous:
-                back = jit.compiled(_softmax_back_kernel, dpt)
-            elif self.columns_fused and dpt.shape == pt.shape and dpt.dtype == pt.dtype and dpt.flags.c_contiguous:
-                columns_back = jit.compiled(_softmax_columns_back_kernel, dpt)  # a GPU's one-kernel derivative
-            if back is not None:
-                dst = _fused_softmax_back(xp, back, dpt, pt, self.keep_blocks)  # dS^T
-            elif columns_back is not None:
-                blocks = (-1,) + pt.shape[-2:]  # (N, S, L)
-                columns_back(dpt.reshape(blocks), pt.reshape(blocks))
-                dst = dpt  # now dS^T
-            else:
-                if self.device == "cpu":
-                    c = xp.einsum("...ie,...ie->...i", g, self.out)[..., None, :]  # c = rowsum(dO O), (..., 1, L)
-                else:
-                    c = (g * self.out).sum(axis=-1)[..., None, :]
-                # dP comes from dO, which has the full broadcast shape of P' V: P and D broadcast into it.
-                if self.keep is not None:
-                    dpt *= _transposed(self.keep)
-                dpt -= c  # (dP - c)^T
-                dst = dpt
-                dst *= pt  # dS^T = (P (dP - c))^T
+            dp = g @ self.v.swapaxes(-1, -2)  # dP' = dO V^T, (..., L, S)
+            if self.keep is not None:
+                dp = dp * self.keep  # dP = dP' * D
+            ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))  # dS, (..., L, S)
             if need_q:
-                dq = matmul(dst.swapaxes(-1, -2), self.k)  # dS K, (..., L, E)
-                dq *= scale
+                dq = ds @ self.k * scale  # (..., L, E)
             if need_k:
-                dk = matmul(dst, self.q)  # dS^T Q, (..., S, E)
-                dk *= scale
-        return dq, dk, dv, (dst.swapaxes(-1, -2) if need_mask else None)
+                dk = ds.swapaxes(-1, -2) @ self.q * scale  # (..., S, E)
+        return dq, dk, dv, (ds if need_mask else None)
 
-
-def _softmax_columns_kernel(st: Any, mask_t: Any, scale: float) -> None:
-    """The softmax on transposed scores as a GPU runs it, in place: ``st`` (N, S, L) holds K Q^T and becomes P^T.
-
-    One query (n, l) at a time, a column of st: z_s = scale st[n, s, l] + M^T[s, l] (``mask_t`` (S, L),
-    or no mask), m = max_s z_s (0 where that is not finite), e_s = exp(z_s - m), p_s = e_s / sum_s e_s,
-    and p = e = 0 for a query that sees no key (its sum is 0). Its CUDA twin runs a thread per query;
-    adjacent threads hold adjacent queries, so each of its three passes over the keys reads contiguous rows.
-    """
-    N, S, L = st.shape
-    for n in range(N):
-        for q in range(L):
-            m = -math.inf
-            for k in range(S):
-                z = scale * st[n, k, q] + (mask_t[k, q] if mask_t is not None else 0.0)
-                st[n, k, q] = z
-                m = z if z > m else m
-            m = m if math.isfinite(m) else 0.0
-            total = 0.0
-            for k in range(S):
-                st[n, k, q] = math.exp(st[n, k, q] - m)
-                total += st[n, k, q]
-            inv = 1.0 / total if total != 0 else 1.0
-            for k in range(S):
-                st[n, k, q] *= inv
-
-
-def _softmax_columns_back_kernel(dpt: Any, pt: Any) -> None:
-    """dS^T = (P (dP - c))^T in place of dP^T (N, S, L), with c = sum_s P^T[s, l] dP^T[s, l] for each query:
-    without dropout, c = rowsum(dP P) = dO . O (see the module's docstring). Its CUDA twin: a thread per query."""
-    N, S, L = dpt.shape
-    for n in range(N):
-        for q in range(L):
-            c = 0.0
-            for k in range(S):
-                c += pt[n, k, q] * dpt[n, k, q]
-            for k in range(S):
-                dpt[n, k, q] = pt[n, k, q] * (dpt[n, k, q] - c)
-
-
-def _softmax_kernel(st: Any, scale: Any, mask: Any, mask_index: Any, spans: Any, keep: Any, pt_used: Any,
-                    rows: Any) -> None:
-    """The forward softmax on transposed scores, in place: ``st`` (N, S, L) holds K Q^T and becomes P^T.
-
-    Each of the N (S, L) blocks is walked key by key, three times, with the L queries of a key
-    contiguous, so that every step is one vector operation across queries:
-
-    1. x = s * scale + M (M^T is ``mask[mask_index[n]]``, (S, L)) and each query's running max m;
-    2. e = exp(x - m) and each query's running sum t (a query with no finite max, a fully masked
-       one, uses m = 0: its e are all 0);
-    3. P = e / t (0 where t = 0); with dropout also P' = P * D into ``pt_used`` (N, S, L), from
-       ``keep`` D (N, L, S).
-
-    Step 2 skips exp on chunks of _SPAN_CHUNK queries that a key cannot see (a quarter of a
-    causal 64 x 64 block): first, ``spans[b, j]`` (Nm, S, 2) gets the start of the chunk that
-    holds the first query mask block b lets key j see, and one past the last such query. In a
-    skipped chunk x is -inf, so e = 0, or NaN (from an inf or NaN score), kept as exp would
-    keep it. ``rows`` (2, L) is scratch for m and t.
-    """
-    N, S, L = st.shape
-    W = _SPAN_CHUNK
-    n_chunks = -(-L // W)  # the last one L - (n_chunks - 1) W wide
-    sc = st.dtype.type(scale)
-    zero = st.dtype.type(0)
-    one = st.dtype.type(1)
-    inf = st.dtype.type(math.inf)
-    m, t = rows[0], rows[1]
-    if mask is not None:
-        for b in range(mask.shape[0]):
-            for j in range(S):
-                lo, hi = 0, L
-                while lo < L and mask[b, j, lo] == -inf:
-                    lo += 1
-                while hi > lo and mask[b, j, hi - 1] == -inf:
-                    hi -= 1
-                spans[b, j, 0], spans[b, j, 1] = lo - lo % W, hi
-    for n in range(N):
-        s = st[n]
-        if mask is not None:
-            mk, span = mask[mask_index[n]], spans[mask_index[n]]  # M^T (S, L), (S, 2)
-        for i in range(L):
-            m[i] = -inf
-        for j in range(S):
-            for i in range(L):
-                x = s[j, i] * sc
-                if mask is not None:
-                    x += mk[j, i]
-                s[j, i] = x
-                mi = m[i]
-                m[i] = x if x > mi else mi
-        for i in range(L):
-            if m[i] == inf or m[i] == -inf:
-                m[i] = zero
-            t[i] = zero
-        for j in range(S):
-            lo, hi = 0, L
-            if mask is not None:
-                lo, hi = span[j, 0], span[j, 1]
-            for c in range(n_chunks):
-                w = W if c < n_chunks - 1 else L - c * W
-                if lo <= c * W < hi:
-                    for u in range(w):
-                        e = jit.exp(s[j, c * W + u] - m[c * W + u])
-                        s[j, c * W + u] = e
-                        t[c * W + u] += e
-                else:
-                    for u in range(w):
-                        x = s[j, c * W + u]
-                        e = zero if x == -inf else x
-                        s[j, c * W + u] = e
-                        t[c * W + u] += e
-        for i in range(L):
-            t[i] = zero if t[i] == zero else one / t[i]
-        for j in range(S):
-            for i in range(L):
-                p = s[j, i] * t[i]
-                s[j, i] = p
-                if keep is not None:
-                    pt_used[n, j, i] = p * keep[n, i, j]
-
-
-def _softmax_back_kernel(dpt: Any, pt: Any, keep: Any, c: Any) -> None:
-    """The softmax's derivative on transposed blocks, in place: dpt (N, S, L) holds dP'^T = V dO^T and becomes dS^T.
-
-    For each block, two passes key by key as in :func:`_softmax_kernel`: (1) dP = dP' * D (with
-    dropout, D from ``keep`` (N, L, S)) and each query's c = sum_j dP P; (2) dS = P * (dP - c).
-    ``pt`` (N, S, L) is P^T; ``c`` (L,) is scratch.
-    """
-    N, S, L = dpt.shape
-    zero = dpt.dtype.type(0)
-    for n in range(N):
-        d = dpt[n]
-        p = pt[n]
-        for i in range(L):
-            c[i] = zero
-        for j in range(S):
-            for i in range(L):
-                dp = d[j, i]
-                if keep is not None:
-                    dp *= keep[n, i, j]
-                    d[j, i] = dp
-                c[i] += dp * p[j, i]
-        for j in range(S):
-            for i in range(L):
-                d[j, i] = p[j, i] * (d[j, i] - c[i])
-
-
-def _fused_softmax(xp: Any, kernel: Any, st: Any, blocks: tuple[Any, Any, Any], scale: float) -> tuple[Any, Any]:
-    """P^T and P'^T from K Q^T ``st`` (..., S, L) by the compiled :func:`_softmax_kernel`; ``st`` becomes P^T."""
-    mask_t, mask_index, keep_blocks = blocks
-    S, L = st.shape[-2:]
-    st_blocks = st.reshape(math.prod(st.shape[:-2]), S, L)  # (N, S, L), a view
-    pt_used = None if keep_blocks is None else xp.empty_like(st)
-    spans = None if mask_t is None else xp.empty(mask_t.shape[:-1] + (2,), dtype=mask_index.dtype)  # (Nm, S, 2)
-    kernel(st_blocks, scale, mask_t, mask_index, spans, keep_blocks,
-           None if pt_used is None else pt_used.reshape(st_blocks.shape), xp.empty((2, L), dtype=st.dtype))
-    return st, (st if pt_used is None else pt_used)
-
-
-def _fused_softmax_back(xp: Any, kernel: Any, dpt: Any, pt: Any, keep_blocks: Any) -> Any:
-    """dS^T from dP'^T = V dO^T ``dpt`` and P^T ``pt`` (..., S, L) by the compiled :func:`_softmax_back_kernel`.
-
-    ``dpt`` is overwritten with dS^T and returned."""
-    S, L = pt.shape[-2:]
-    n_blocks = math.prod(pt.shape[:-2])
-    kernel(dpt.reshape(n_blocks, S, L), pt.reshape(n_blocks, S, L), keep_blocks, xp.empty(L, dtype=pt.dtype))
-    return dpt
-
-
-def _kernel_operands(xp: Any, st: Any, mask: Any, keep: Any) -> tuple[Any, Any, Any] | None:
-    """The kernels' view of the mask and keep-mask for scores K Q^T ``st`` (..., S, L), or None where they do not apply.
-
-    Returns the mask's distinct transposed blocks M^T as one contiguous (Nm, S, L) copy (a causal
-    mask: one block), the block of each of the N = prod(...) score blocks (N,), and D as (N, L, S);
-    None for an absent mask or keep-mask. The kernels need contiguous scores, operands of the
-    scores' dtype, a mask that broadcasts to the scores without enlarging them and a keep-mask
-    of exactly their (..., L, S) shape.
-    """
-    if not st.flags.c_contiguous:
-        return None
-    for a in (mask, keep):
-        if a is not None and (type(a) is not type(st) or a.dtype != st.dtype):
-            return None
-    batch, (S, L) = st.shape[:-2], st.shape[-2:]
-    mask_t = mask_index = keep_blocks = None
-    if mask is not None:
-        mask_t = _transposed(mask)
-        if not _broadcasts_to(mask_t.shape, st.shape):
-            return None
-        mask_batch = mask_t.shape[:-2]
-        mask_t = xp.ascontiguousarray(xp.broadcast_to(mask_t, mask_batch + (S, L)))
-        mask_t = mask_t.reshape(math.prod(mask_batch), S, L)  # (Nm, S, L)
-        mask_index = xp.broadcast_to(xp.arange(mask_t.shape[0]).reshape(mask_batch), batch).ravel()  # (N,)
-    if keep is not None:
-        if keep.shape != batch + (L, S):
-            return None
-        keep_blocks = keep.reshape(math.prod(batch), L, S)  # (N, L, S)
-    return mask_t, mask_index, keep_blocks
-
-
-def _exp_is_safe(xp: Any, scores: Any, mask: Any) -> bool:
-    """Whether every score + mask entry other than -inf lies in [-b, b], b = ln(1 / tiny) / 2, so exp needs no shift.
-
-    ``scores`` are the scaled products before the mask is added. A mask larger than
-    1/SMALL_MASK_FRACTION of the scores is not measured (that would cost as much as the shift):
-    the answer is then False.
-    """
-    bound = _abs_bound(scores)
-    if mask is not None:
-        if mask.size * SMALL_MASK_FRACTION > scores.size:
-            return False
-        bound += _abs_bound(xp.where(mask == -math.inf, 0, mask))  # -inf entries only zero a weight
-    return bound <= -0.5 * math.log(float(xp.finfo(scores.dtype).tiny))
-
-
-def _abs_bound(a: Any) -> float:
-    """max |a| as a Python float (inf or NaN where ``a`` holds them); 0 for an empty array."""
-    return max(-float(a.min()), float(a.max())) if a.size else 0.0
-
-
-def _transposed(a: Any) -> Any:
-    """A view of an array that broadcasts to (..., L, S) as one that broadcasts to (..., S, L)."""
-    if a.ndim < 2:
-        a = a.reshape((1,) * (2 - a.ndim) + a.shape)
-    return a.swapaxes(-1, -2)
-
-
-def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
-    """Whether an array of ``shape`` broadcasts to ``target`` without enlarging it."""
-    if len(shape) > len(target):
-        return False
-    return all(n == 1 or n == m for n, m in zip(reversed(shape), reversed(target)))
-
-
-def _add_into(xp: Any, a: Any, b: Any) -> Any:
-    """a + b, written into ``a`` (a fresh array of this op) when the result has a's shape and dtype."""
-    if _broadcasts_to(b.shape, a.shape) and xp.result_type(a, b) == a.dtype:
-        a += b
-        return a
-    return a + b
+    def _dropped(self, p: Any) -> Any:
+        """P' = P * D, the attention weights after dropout (P itself without it)."""
+        return p if self.keep is None else p * self.keep

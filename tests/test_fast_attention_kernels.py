@@ -1,9 +1,10 @@
-"""The attention op's compiled softmax kernels (tinygrad_lm.jit, Numba) against its NumPy path and the equations.
+"""The attention op's compiled softmax kernels (tinygrad_lm.fast.fused_attention, Numba) against the reference
+op (tinygrad_lm.ops.attention) and the equations.
 
 The kernels run only on NumPy arrays (the CPU), so these tests do not take the ``device`` fixture;
-tests/test_attention.py and tests/test_attention_fast.py check the NumPy (and CuPy) paths on every backend.
-Every comparison also asserts that the kernels really ran (``spy``), so that it cannot compare the
-NumPy path with itself.
+tests/test_attention.py and tests/test_attention_fast.py check both paths on every backend, and
+tests/test_fast_attention.py the fast one against the reference. Every comparison also asserts that
+the kernels really ran (``spy``), so that it cannot compare the reference with itself.
 """
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from hypothesis import strategies as st
 
 import tinygrad_lm as tl
 import tinygrad_lm.nn.functional as F
-from tinygrad_lm import jit
-from tinygrad_lm.ops import attention
+from tinygrad_lm.fast import compiler, fused_attention
 from tinygrad_lm.ops.attention import ScaledDotProductAttention
 
 pytest.importorskip("numba")
@@ -28,13 +28,13 @@ def spy(monkeypatch):
     """Counts the calls of the compiled forward and backward softmax: ``spy["forward"]``, ``spy["backward"]``."""
     calls = {"forward": 0, "backward": 0}
     for name, key in (("_fused_softmax", "forward"), ("_fused_softmax_back", "backward")):
-        real = getattr(attention, name)
+        real = getattr(fused_attention, name)
 
         def counted(*args, _real=real, _key=key):
             calls[_key] += 1
             return _real(*args)
 
-        monkeypatch.setattr(attention, name, counted)
+        monkeypatch.setattr(fused_attention, name, counted)
     return calls
 
 
@@ -75,9 +75,18 @@ def equations(q, k, v, mask, keep, scale, g):
     return refs, [cond * (1.0 + float(np.max(size, initial=0.0))) for size in sizes]
 
 
-def run_op(mode, dtype, q, k, v, mask, keep, scale, g, mask_grad=True):
-    """O and the gradients of q, k, v and the mask (None where it has none) of the op with the kernels ``mode``."""
-    jit.set_jit(mode)
+def reference_softmax(s):
+    """softmax over the last axis as the reference computes it: shifted by each row's max (0 where that is
+    not finite), and 0 for a row that sees no key."""
+    m = s.max(axis=-1, keepdims=True)
+    e = np.exp(s - np.where(np.isfinite(m), m, 0))
+    total = e.sum(axis=-1, keepdims=True)
+    return e / np.where(total == 0, 1, total)
+
+
+def run_op(fast, dtype, q, k, v, mask, keep, scale, g, mask_grad=True):
+    """O and the gradients of q, k, v and the mask (None where it has none) of the op, on the fast path or not."""
+    tl.fast.set_enabled(fast)
     ts = [tl.tensor(a.astype(dtype), requires_grad=True) for a in (q, k, v)]
     tm = None if mask is None else tl.tensor(mask.astype(dtype), requires_grad=mask_grad)
     keep_data = None if keep is None else keep.astype(dtype)
@@ -140,13 +149,13 @@ def attention_cases(draw):
 
 @settings(max_examples=40)
 @given(case=attention_cases(), dtype=st.sampled_from(["float32", "float64"]))
-def test_kernels_match_the_numpy_path(spy, case, dtype):
-    """O and dQ, dK, dV, dM: compiled kernels == NumPy path within rounding of the terms (``equations``)."""
+def test_kernels_match_the_reference(spy, case, dtype):
+    """O and dQ, dK, dV, dM: compiled kernels == reference within rounding of the terms (``equations``)."""
     q, k, v, mask, keep, scale, g = case
     spy["forward"] = spy["backward"] = 0
-    got = run_op("numba", dtype, q, k, v, mask, keep, scale, g)
+    got = run_op(True, dtype, q, k, v, mask, keep, scale, g)
     assert spy == {"forward": 1, "backward": 1}
-    ref = run_op("off", dtype, q, k, v, mask, keep, scale, g)
+    ref = run_op(False, dtype, q, k, v, mask, keep, scale, g)
     assert spy == {"forward": 1, "backward": 1}
     _, sizes = equations(q, k, v, mask, keep, scale, g)
     for a in got[:4]:
@@ -159,7 +168,7 @@ def test_kernels_match_the_numpy_path(spy, case, dtype):
 def test_float64_kernels_match_the_equations(spy, case):
     q, k, v, mask, keep, scale, g = case
     spy["forward"] = spy["backward"] = 0
-    got = run_op("numba", "float64", q, k, v, mask, keep, scale, g)
+    got = run_op(True, "float64", q, k, v, mask, keep, scale, g)
     assert spy == {"forward": 1, "backward": 1}
     refs, sizes = equations(q, k, v, mask, keep, scale, g)
     assert_matches(got, refs, sizes, 1e-12)
@@ -176,7 +185,7 @@ def test_gradcheck_with_kernels(spy, case):
         mask = mask[..., : min(L, mask.shape[-2]), : min(S, mask.shape[-1])]
         mask = np.where(np.isfinite(mask), mask, -np.inf)
     keep = None if keep is None else keep[..., :L, :S]
-    jit.set_jit("numba")
+    tl.fast.set_enabled(True)
     ts = [tl.tensor(a, requires_grad=True) for a in (q, k, v)]
     finite = mask is None or bool(np.all(np.isfinite(mask)))
     tm = None if mask is None else tl.tensor(mask, requires_grad=finite)  # -inf entries have no finite difference
@@ -196,8 +205,8 @@ def test_chunks_of_queries_a_key_cannot_see_are_skipped(spy, values):
     q, k, v, g = (rng.standard_normal((2, 70, 3)) for _ in range(4))
     mask = make_mask(rng, "LS", values, 1, 1, 70, 70)
     for dtype in ("float32", "float64"):
-        got = run_op("numba", dtype, q, k, v, mask, None, 0.7, g)
-        ref = run_op("off", dtype, q, k, v, mask, None, 0.7, g)
+        got = run_op(True, dtype, q, k, v, mask, None, 0.7, g)
+        ref = run_op(False, dtype, q, k, v, mask, None, 0.7, g)
         _, sizes = equations(q, k, v, mask, None, 0.7, g)
         assert_matches(got, ref, sizes, TOL[dtype])
     assert spy == {"forward": 2, "backward": 2}
@@ -210,7 +219,7 @@ def test_fully_masked_queries_give_zero_output_and_gradients(spy, dtype):
     allowed = rng.random((35, 35)) < 0.5
     allowed[[0, 17, 34]] = False  # three queries see no key
     mask = np.where(allowed, 0.0, -np.inf)
-    out, dq, dk, dv, dm = run_op("numba", dtype, q, k, v, mask, None, 0.5, g)
+    out, dq, dk, dv, dm = run_op(True, dtype, q, k, v, mask, None, 0.5, g)
     assert spy == {"forward": 1, "backward": 1}
     assert np.all(out[..., [0, 17, 34], :] == 0) and np.all(dq[..., [0, 17, 34], :] == 0)
     assert np.all(dm[[0, 17, 34]] == 0)
@@ -225,7 +234,7 @@ def test_large_logits_are_shifted(spy, dtype, size):
     k /= np.linalg.norm(k, axis=-1, keepdims=True)
     q = np.stack([k[0] * size, -k[0] * size, np.zeros(4)])  # (3, 4): huge, hugely negative and zero scores
     v, g = rng.standard_normal((6, 2)), rng.standard_normal((3, 2))
-    got = run_op("numba", dtype, q, k, v, None, None, 1.0, g)
+    got = run_op(True, dtype, q, k, v, None, None, 1.0, g)
     refs, sizes = equations(q, k, v, None, None, 1.0, g)
     assert spy == {"forward": 1, "backward": 1}
     assert all(np.all(np.isfinite(a)) for a in got[:4])
@@ -233,10 +242,10 @@ def test_large_logits_are_shifted(spy, dtype, size):
     assert_matches(got, refs, [1.0] * 5, 1e-4 if dtype == "float32" else 1e-10)
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the NumPy path's NaN + -inf
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the reference's NaN + -inf
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("where", ["query", "key"])
-def test_nan_reaches_the_same_entries_as_on_the_numpy_path(spy, dtype, where):
+def test_nan_reaches_the_same_entries_as_on_the_reference(spy, dtype, where):
     """A NaN query spoils its own row; a NaN key every row (also those the causal mask hides it from, as NaN + -inf)."""
     rng = np.random.default_rng(6)
     q, k, v, g = (rng.standard_normal((2, 40, 3)) for _ in range(4))
@@ -245,8 +254,8 @@ def test_nan_reaches_the_same_entries_as_on_the_numpy_path(spy, dtype, where):
         q[1, 5, 0] = np.nan
     else:
         k[0, 36, 1] = np.nan
-    got = run_op("numba", dtype, q, k, v, mask, None, 1.0, g, mask_grad=False)
-    ref = run_op("off", dtype, q, k, v, mask, None, 1.0, g, mask_grad=False)
+    got = run_op(True, dtype, q, k, v, mask, None, 1.0, g, mask_grad=False)
+    ref = run_op(False, dtype, q, k, v, mask, None, 1.0, g, mask_grad=False)
     assert spy == {"forward": 1, "backward": 1}
     for a, b in zip(got[:4], ref[:4]):
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
@@ -254,32 +263,30 @@ def test_nan_reaches_the_same_entries_as_on_the_numpy_path(spy, dtype, where):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # NaN where NaN, else close
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the NumPy path's inf + -inf
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the reference's inf + -inf
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_a_bad_score_where_the_mask_hides_it_spoils_its_query_as_on_the_numpy_path(dtype, bad):
+def test_a_bad_score_where_the_mask_hides_it_spoils_its_query_as_on_the_reference(dtype, bad):
     """K Q^T with NaN or inf at a key the mask hides in a skipped chunk: x = NaN there, kept (not read as masked)."""
     L = S = 70
     rng = np.random.default_rng(9)
     st0 = rng.standard_normal((2, S, L)).astype(dtype)  # K Q^T, (N, S, L)
     st0[1, 40, 3] = bad  # key 40 is hidden from query 3: in its first, skipped chunk of 32 queries
     mask = np.where(np.tri(L, S, dtype=bool), 0.0, -np.inf).astype(dtype)  # (L, S)
-    jit.set_jit("numba")
-    kernel = jit.compiled(attention._softmax_kernel, st0)
+    kernel = compiler.compiled(fused_attention._softmax_kernel, st0)
     assert kernel is not None
     st = st0.copy()
-    pt, _ = attention._fused_softmax(np, kernel, st, attention._kernel_operands(np, st, mask, None), 0.5)
-    op = ScaledDotProductAttention()
-    op.xp, op.device = np, "cpu"
-    ref, _ = op._softmax(st0.copy(), mask, None, 0.5)
+    operands = fused_attention._kernel_operands(np, np.ndarray, st.shape, st.dtype, mask, None)
+    pt, _ = fused_attention._fused_softmax(np, kernel, st, operands, 0.5)
+    ref = np.swapaxes(reference_softmax(np.swapaxes(st0, -1, -2) * st0.dtype.type(0.5) + mask), -1, -2)
     np.testing.assert_array_equal(np.isnan(pt), np.isnan(ref))
     assert np.all(np.isnan(pt[1, :, 3])) and np.isnan(pt).sum() == S
     np.testing.assert_allclose(pt, ref, rtol=TOL[dtype], atol=TOL[dtype])
 
 
 @pytest.mark.parametrize("layout", ["mask_adds_batch_dims", "value_adds_batch_dims", "keep_adds_batch_dims"])
-def test_layouts_the_kernels_do_not_take_use_the_numpy_path(spy, layout):
-    """Broadcasts that make P larger than K Q^T run NumPy, with the same results."""
+def test_layouts_the_kernels_do_not_take_use_the_reference(spy, layout):
+    """Broadcasts that make P larger than K Q^T run the reference, with the same results."""
     rng = np.random.default_rng(7)
     q, k, v = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 6, 3)), rng.standard_normal((2, 6, 2))
     mask, keep, g_shape = make_mask(rng, "LS", "causal", 1, 1, 5, 6), None, (2, 5, 2)
@@ -290,7 +297,7 @@ def test_layouts_the_kernels_do_not_take_use_the_numpy_path(spy, layout):
     elif layout == "keep_adds_batch_dims":
         keep, g_shape = (rng.random((3, 2, 5, 6)) < 0.7) / 0.7, (3, 2, 5, 2)
     g = rng.standard_normal(g_shape)
-    jit.set_jit("numba")
+    tl.fast.set_enabled(True)
     ts = [tl.tensor(a, requires_grad=True) for a in (q, k, v)]
     out = ScaledDotProductAttention.apply(*ts, tl.tensor(mask), keep=keep, scale=0.8)
     out.backward(tl.tensor(g))
@@ -301,8 +308,8 @@ def test_layouts_the_kernels_do_not_take_use_the_numpy_path(spy, layout):
     assert spy == {"forward": int(layout == "value_adds_batch_dims"), "backward": 0}
 
 
-def sdpa_run(mode, dtype, q, k, v, g, **kwargs):
-    jit.set_jit(mode)
+def sdpa_run(fast, dtype, q, k, v, g, **kwargs):
+    tl.fast.set_enabled(fast)
     tl.manual_seed(99)  # the same dropout keep-mask both ways
     ts = [tl.tensor(a.astype(dtype), requires_grad=True) for a in (q, k, v)]
     out = F.scaled_dot_product_attention(*ts, **kwargs)
@@ -313,8 +320,8 @@ def sdpa_run(mode, dtype, q, k, v, g, **kwargs):
 @settings(max_examples=20)
 @given(seed=st.integers(0, 2**32 - 1), L=st.integers(1, 40), causal=st.booleans(), bool_mask=st.booleans(),
        dropout_p=st.sampled_from([0.0, 0.2]), dtype=st.sampled_from(["float32", "float64"]))
-def test_functional_sdpa_matches_the_numpy_path(spy, seed, L, causal, bool_mask, dropout_p, dtype):
-    """F.scaled_dot_product_attention with is_causal, a boolean mask and dropout: kernels == NumPy path."""
+def test_functional_sdpa_matches_the_reference(spy, seed, L, causal, bool_mask, dropout_p, dtype):
+    """F.scaled_dot_product_attention with is_causal, a boolean mask and dropout: kernels == reference."""
     rng = np.random.default_rng(seed)
     B, H, E = 2, 2, 4
     q, k, v, g = (rng.standard_normal((B, H, L, E)) for _ in range(4))
@@ -328,19 +335,19 @@ def test_functional_sdpa_matches_the_numpy_path(spy, seed, L, causal, bool_mask,
         kwargs["attn_mask"] = tl.tensor(allowed)
         mask = np.where(allowed, 0.0, -np.inf)
     spy["forward"] = spy["backward"] = 0
-    got = sdpa_run("numba", dtype, q, k, v, g, **kwargs)
+    got = sdpa_run(True, dtype, q, k, v, g, **kwargs)
     assert spy == {"forward": 1, "backward": 1}
-    ref = sdpa_run("off", dtype, q, k, v, g, **kwargs)
+    ref = sdpa_run(False, dtype, q, k, v, g, **kwargs)
     # sizes of the terms without the keep-mask, times 1 / (1 - p) for the kept ones
     _, sizes = equations(q, k, v, mask, None, 0.4, g)
     assert_matches(got, ref, [s / (1.0 - dropout_p) for s in sizes], TOL[dtype])
 
 
-def test_kernels_are_used_only_when_the_jit_is_on(spy):
+def test_kernels_are_used_only_when_the_fast_path_is_on(spy):
     rng = np.random.default_rng(8)
     q, k, v, g = (rng.standard_normal((2, 4, 3)) for _ in range(4))
-    run_op("off", "float32", q, k, v, None, None, 1.0, g)
+    run_op(False, "float32", q, k, v, None, None, 1.0, g)
     assert spy == {"forward": 0, "backward": 0}
-    run_op("numba", "float32", q, k, v, None, None, 1.0, g)
+    run_op(True, "float32", q, k, v, None, None, 1.0, g)
     assert spy == {"forward": 1, "backward": 1}
 
