@@ -1,8 +1,7 @@
-"""LayerNorm's fast path: x_hat recomputed in backward, row blocks, sums as matrix-vector products.
+"""LayerNorm's reference op (ops/norm.py), on every backend, against the textbook equations.
 
-Every check is against the textbook equations written out in NumPy (float64), with the row
-blocks of the backward made small (``LAYER_NORM_BLOCK_BYTES`` monkeypatched) so that small
-inputs run through several blocks, the last one shorter than the others.
+Every check is against the equations written out in NumPy (float64). tests/test_fast_layernorm.py
+compares the compiled kernels (tinygrad_lm.fast.fused_nn) with this reference.
 """
 from __future__ import annotations
 
@@ -13,9 +12,8 @@ from hypothesis import strategies as st
 
 import tinygrad_lm as tl
 import tinygrad_lm.nn.functional as F
-import tinygrad_lm.ops.nn as ops_nn
 
-# These tests are about the NumPy paths; tests/test_jit*.py compare the compiled kernels with them.
+# These tests are about the reference op; tests/test_fast_layernorm.py compares the compiled kernels with it.
 pytestmark = pytest.mark.usefixtures("reference_path")
 
 
@@ -55,13 +53,12 @@ def assert_close(actual, expected, tol):
     np.testing.assert_allclose(actual, expected, rtol=0, atol=tol * scale)
 
 
-@pytest.mark.parametrize("block_bytes", [1, 100, 1 << 18])
+@pytest.mark.parametrize("seed", [1, 100, 1 << 18])
 @pytest.mark.parametrize("shape,ndim", [((7, 5, 6), 1), ((4, 3, 2, 5), 2)])
 @pytest.mark.parametrize("affine", [(True, True), (True, False), (False, True), (False, False)])
-def test_blocked_layer_norm_matches_the_equations(device, monkeypatch, block_bytes, shape, ndim, affine):
-    """Values and all three gradients, in float64 and float32, with 1, 2-3 and all rows per block."""
-    monkeypatch.setattr(ops_nn, "LAYER_NORM_BLOCK_BYTES", block_bytes)
-    rng = np.random.default_rng(block_bytes + len(shape))
+def test_layer_norm_matches_the_equations(device, seed, shape, ndim, affine):
+    """Values and all three gradients, in float64 and float32."""
+    rng = np.random.default_rng(seed + len(shape))
     norm = shape[len(shape) - ndim:]
     x = rng.standard_normal(shape) * 3 + 2
     w = rng.standard_normal(norm) if affine[0] else None
@@ -83,26 +80,9 @@ def test_blocked_layer_norm_matches_the_equations(device, monkeypatch, block_byt
             assert_close(db, db_ref, tol)
 
 
-def test_block_rows():
-    """Default: all rows of a small input in one block, 512 rows of the benchmark's (2048, 128) float32."""
-    assert ops_nn._layer_norm_block_rows("cpu", 35, 6 * 8) == 35
-    assert ops_nn._layer_norm_block_rows("cpu", 2048, 128 * 4) == 512
-    assert ops_nn._layer_norm_block_rows("cpu", 0, 48) == 1  # empty input: still a valid range step
-    assert ops_nn._layer_norm_block_rows("cuda:0", 2048, 128 * 4) == 2048  # one block off the CPU
-
-
-def test_block_rows_follow_the_setting(monkeypatch):
-    """The settings above split (7, 5, 6) into blocks of 2 (float64) or 4 (float32) rows, the last shorter."""
-    monkeypatch.setattr(ops_nn, "LAYER_NORM_BLOCK_BYTES", 100)
-    assert ops_nn._layer_norm_block_rows("cpu", 35, 6 * 8) == 2
-    assert ops_nn._layer_norm_block_rows("cpu", 35, 6 * 4) == 4
-    assert ops_nn._layer_norm_block_rows("cpu", 35, 200) == 1  # a row larger than a block: one row at a time
-    assert ops_nn._layer_norm_block_rows("cpu", 1, 8) == 1
-
-
 @pytest.mark.parametrize("dtype,tol", [("float32", 2e-5), ("float64", 1e-12)])
-def test_benchmark_shape_with_default_blocks_matches_the_equations(device, dtype, tol):
-    """(32, 64, 128): the Transformer benchmark's shape, four 512-row blocks in float32 on the CPU."""
+def test_benchmark_shape_matches_the_equations(device, dtype, tol):
+    """(32, 64, 128): the Transformer benchmark's shape."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((32, 64, 128)) * 2 - 1
     w, b = 1 + 0.1 * rng.standard_normal(128), 0.1 * rng.standard_normal(128)
@@ -114,28 +94,22 @@ def test_benchmark_shape_with_default_blocks_matches_the_equations(device, dtype
 
 @settings(max_examples=25)
 @given(seed=st.integers(0, 2**31 - 1), lead=st.sampled_from([(1,), (5,), (2, 3)]),
-       norm=st.sampled_from([(1,), (4,), (2, 3)]), block_bytes=st.integers(1, 200),
+       norm=st.sampled_from([(1,), (4,), (2, 3)]),
        affine=st.tuples(st.booleans(), st.booleans()), grads=st.sampled_from(
            [(True, True, True), (True, False, False), (False, True, False), (False, False, True),
             (False, True, True)]))
-def test_blocked_layer_norm_gradcheck(device, seed, lead, norm, block_bytes, affine, grads):
-    """float64 finite differences through the blocked backward, for any subset of inputs needing a gradient."""
+def test_layer_norm_gradcheck(device, seed, lead, norm, affine, grads):
+    """float64 finite differences through the reference backward, for any subset of inputs needing a gradient."""
     rng = np.random.default_rng(seed)
     x = tl.tensor(rng.standard_normal(lead + norm) * 2 + 1, device=device, requires_grad=grads[0])
     w = tl.tensor(rng.standard_normal(norm), device=device, requires_grad=grads[1]) if affine[0] else None
     b = tl.tensor(rng.standard_normal(norm), device=device, requires_grad=grads[2]) if affine[1] else None
     if not any(t is not None and t.requires_grad for t in (x, w, b)):
         x.requires_grad_()
-    old = ops_nn.LAYER_NORM_BLOCK_BYTES
-    ops_nn.LAYER_NORM_BLOCK_BYTES = block_bytes  # no monkeypatch fixture: it is function-scoped
-    try:
-        assert tl.gradcheck(lambda x, w, b: F.layer_norm(x, norm, w, b), [x, w, b])
-    finally:
-        ops_nn.LAYER_NORM_BLOCK_BYTES = old
+    assert tl.gradcheck(lambda x, w, b: F.layer_norm(x, norm, w, b), [x, w, b])
 
 
-def test_only_the_requested_gradients_are_returned(device, monkeypatch):
-    monkeypatch.setattr(ops_nn, "LAYER_NORM_BLOCK_BYTES", 64)
+def test_only_the_requested_gradients_are_returned(device):
     rng = np.random.default_rng(5)
     x, dy = rng.standard_normal((9, 4)), rng.standard_normal((9, 4))
     w, b = rng.standard_normal(4), rng.standard_normal(4)
@@ -151,12 +125,11 @@ def test_only_the_requested_gradients_are_returned(device, monkeypatch):
     assert_close(dx, dx_ref, 1e-12)
 
 
-def test_large_offset_keeps_float32_precision(device, monkeypatch):
+def test_large_offset_keeps_float32_precision(device):
     """x = 1000 + N(0, 1): the variance is taken around the mean, so float32 keeps 1e-3 of the float64 result.
 
     (var = E[x^2] - mean^2 in float32 would lose the whole variance: 1e6 * 6e-8 is as large as var.)
     """
-    monkeypatch.setattr(ops_nn, "LAYER_NORM_BLOCK_BYTES", 3 * 16 * 4)
     rng = np.random.default_rng(11)
     x = (1000 + rng.standard_normal((10, 16))).astype(np.float32).astype(np.float64)  # exactly representable
     w, b, dy = rng.standard_normal(16), rng.standard_normal(16), rng.standard_normal((10, 16))
@@ -165,9 +138,8 @@ def test_large_offset_keeps_float32_precision(device, monkeypatch):
         assert_close(got, ref, 1e-3)
 
 
-def test_inputs_unchanged_and_second_backward_repeats(device, monkeypatch):
-    """x_hat is rebuilt from x each backward, so retain_graph gives the same gradient twice; nothing is mutated."""
-    monkeypatch.setattr(ops_nn, "LAYER_NORM_BLOCK_BYTES", 2 * 5 * 8)
+def test_inputs_unchanged_and_second_backward_repeats(device):
+    """backward leaves the saved x_hat as it was, so retain_graph gives the same gradient twice; nothing is mutated."""
     rng = np.random.default_rng(9)
     x, w, b = rng.standard_normal((3, 4, 5)), rng.standard_normal(5), rng.standard_normal(5)
     dy = rng.standard_normal((3, 4, 5))
@@ -183,9 +155,8 @@ def test_inputs_unchanged_and_second_backward_repeats(device, monkeypatch):
         np.testing.assert_array_equal(host(t), a)
 
 
-def test_broadcast_upstream_gradient(device, monkeypatch):
-    """sum() hands backward a gradient with zero strides; the blocked products must take it."""
-    monkeypatch.setattr(ops_nn, "LAYER_NORM_BLOCK_BYTES", 3 * 6 * 8)
+def test_broadcast_upstream_gradient(device):
+    """sum() hands backward a gradient with zero strides; backward must take it."""
     rng = np.random.default_rng(2)
     x, w, b = rng.standard_normal((4, 5, 6)), rng.standard_normal(6), rng.standard_normal(6)
     ts = [tl.tensor(a, device=device, requires_grad=True) for a in (x, w, b)]

@@ -1,7 +1,8 @@
-"""LayerNorm's compiled kernels (tinygrad_lm.jit, Numba) against its NumPy path and the equations.
+"""LayerNorm's compiled kernels (tinygrad_lm.fast.fused_nn, Numba) against its reference op and the equations.
 
-The kernels run only on NumPy arrays (the CPU), so these tests do not take the ``device`` fixture;
-tests/test_layernorm_fast.py checks the NumPy (and CuPy) path on every backend.
+The compiled kernels run on NumPy arrays (the CPU; their CUDA twins are tested in tests/test_cuda_kernels.py),
+so these tests do not take the ``device`` fixture; tests/test_layernorm_fast.py checks the reference op
+(ops/norm.py) on every backend.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 import tinygrad_lm as tl
 import tinygrad_lm.nn.functional as F
-from tinygrad_lm import jit
+from tinygrad_lm.fast import compiler
 
 pytest.importorskip("numba")
 
@@ -25,8 +26,8 @@ def host(t):
 
 
 def run(mode, x, w, b, dy, ndim, dtype, grads=(True, True, True)):
-    """y and the gradients (x, weight, bias; None where not asked for) of F.layer_norm with the kernels ``mode``."""
-    jit.set_jit(mode)
+    """y and the gradients (x, weight, bias; None where not asked for) of F.layer_norm on the ``mode`` path."""
+    tl.fast.set_enabled(mode == "fast")
     ts = [None if a is None else tl.tensor(np.asarray(a, dtype=dtype), requires_grad=r)
           for a, r in zip((x, w, b), grads)]
     out = F.layer_norm(ts[0], x.shape[x.ndim - ndim:], ts[1], ts[2])
@@ -84,13 +85,13 @@ def layer_norm_cases(draw):
 
 @settings(max_examples=30)
 @given(case=layer_norm_cases(), dtype=st.sampled_from(["float32", "float64"]))
-def test_kernels_match_the_numpy_path(case, dtype):
-    """y, dx, dw, db: compiled kernels == NumPy path, within rounding of the terms summed (``equations``)."""
+def test_kernels_match_the_reference(case, dtype):
+    """y, dx, dw, db: compiled kernels == reference, within rounding of the terms summed (``equations``)."""
     x, w, b, dy, ndim = case
-    y_jit, grads_jit = run("numba", x, w, b, dy, ndim, dtype)
-    y_np, grads_np = run("off", x, w, b, dy, ndim, dtype)
+    y_fast, grads_fast = run("fast", x, w, b, dy, ndim, dtype)
+    y_ref, grads_ref = run("reference", x, w, b, dy, ndim, dtype)
     (_, sizes) = equations(x, w, b, dy, ndim)
-    for got, ref, size in zip([y_jit] + grads_jit, [y_np] + grads_np, sizes):
+    for got, ref, size in zip([y_fast] + grads_fast, [y_ref] + grads_ref, sizes):
         if ref is None:
             assert got is None
             continue
@@ -102,7 +103,7 @@ def test_kernels_match_the_numpy_path(case, dtype):
 @given(case=layer_norm_cases())
 def test_float64_kernels_match_the_equations(case):
     x, w, b, dy, ndim = case
-    y, grads = run("numba", x, w, b, dy, ndim, "float64")
+    y, grads = run("fast", x, w, b, dy, ndim, "float64")
     refs, sizes = equations(x, w, b, dy, ndim)
     for got, ref, size in zip([y] + grads, refs, sizes):
         if got is not None:
@@ -116,7 +117,7 @@ def test_float64_kernels_match_the_equations(case):
                               (False, False, True), (False, True, True)]))
 def test_gradcheck_with_the_kernels(seed, lead, norm, affine, grads):
     """float64 finite differences through the compiled forward and backward."""
-    jit.set_jit("numba")
+    tl.fast.set_enabled(True)
     rng = np.random.default_rng(seed)
     x = tl.tensor(rng.standard_normal(lead + norm) * 2 + 1, requires_grad=grads[0])
     w = tl.tensor(rng.standard_normal(norm), requires_grad=grads[1]) if affine[0] else None
@@ -128,7 +129,7 @@ def test_gradcheck_with_the_kernels(seed, lead, norm, affine, grads):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_kernels_are_the_path_taken(monkeypatch, dtype):
-    """With the JIT on, LayerNorm's forward and backward both run their compiled kernels."""
+    """With the fast path on, LayerNorm's forward and backward both run their compiled kernels."""
     taken = []
 
     def spy(kernel, *arrays):
@@ -136,10 +137,10 @@ def test_the_kernels_are_the_path_taken(monkeypatch, dtype):
         taken.append((kernel.__name__, fn is not None))
         return fn
 
-    compiled = jit.compiled
-    monkeypatch.setattr(jit, "compiled", spy)
+    compiled = compiler.compiled
+    monkeypatch.setattr(compiler, "compiled", spy)
     x, w, b, dy = normal(0, (3, 4), 4, 4, (3, 4))
-    run("numba", x, w, b, dy, 1, dtype)
+    run("fast", x, w, b, dy, 1, dtype)
     assert taken == [("_layer_norm_forward_kernel", True), ("_layer_norm_backward_kernel", True)]
 
 
@@ -150,7 +151,7 @@ def test_benchmark_shape_matches_the_equations(dtype, tol):
     x = rng.standard_normal((32, 64, 128)) * 2 - 1
     w, b = 1 + 0.1 * rng.standard_normal(128), 0.1 * rng.standard_normal(128)
     dy = rng.standard_normal(x.shape)
-    y, grads = run("numba", x, w, b, dy, 1, dtype)
+    y, grads = run("fast", x, w, b, dy, 1, dtype)
     refs, _ = equations(x, w, b, dy, 1)
     for got, ref in zip([y] + grads, refs):
         assert_close(got, ref, max(1.0, float(np.abs(ref).max())), tol)
@@ -161,7 +162,7 @@ def test_large_offset_keeps_float32_precision():
     rng = np.random.default_rng(11)
     x = (1000 + rng.standard_normal((10, 16))).astype(np.float32).astype(np.float64)
     w, b, dy = rng.standard_normal(16), rng.standard_normal(16), rng.standard_normal((10, 16))
-    y, grads = run("numba", x, w, b, dy, 1, "float32")
+    y, grads = run("fast", x, w, b, dy, 1, "float32")
     refs, _ = equations(x, w, b, dy, 1)
     for got, ref in zip([y] + grads, refs):
         assert_close(got, ref, max(1.0, float(np.abs(ref).max())), 1e-3)
@@ -171,8 +172,8 @@ def test_non_contiguous_input_and_broadcast_gradient():
     """A transposed x and the zero-stride gradient of sum() are copied to C order for the kernels."""
     x, w, b = normal(2, (6, 5, 4), 6, 6)
     results = []
-    for mode in ("numba", "off"):
-        jit.set_jit(mode)
+    for mode in ("fast", "reference"):
+        tl.fast.set_enabled(mode == "fast")
         xt = tl.tensor(x, requires_grad=True)
         ts = [tl.tensor(a, requires_grad=True) for a in (w, b)]
         y = F.layer_norm(xt.permute(2, 1, 0), (6,), *ts)  # (4, 5, 6), not contiguous
@@ -185,14 +186,14 @@ def test_non_contiguous_input_and_broadcast_gradient():
     np.testing.assert_allclose(results[0][1], refs[1].transpose(2, 1, 0), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("forward,backward", [("numba", "off"), ("off", "numba")])
+@pytest.mark.parametrize("forward,backward", [("fast", "reference"), ("reference", "fast")])
 def test_backward_may_take_the_other_path(forward, backward):
-    """Both paths save mean and rstd alike, so switching the JIT between forward and backward is safe."""
+    """The op's class is chosen when it is applied: switching the fast path between forward and backward is safe."""
     x, w, b, dy = normal(4, (3, 2, 5), (2, 5), (2, 5), (3, 2, 5))
-    jit.set_jit(forward)
+    tl.fast.set_enabled(forward == "fast")
     ts = [tl.tensor(a, requires_grad=True) for a in (x, w, b)]
     out = F.layer_norm(ts[0], (2, 5), ts[1], ts[2])
-    jit.set_jit(backward)
+    tl.fast.set_enabled(backward == "fast")
     out.backward(tl.tensor(dy))
     refs, _ = equations(x, w, b, dy, 2)
     for t, ref in zip(ts, refs[1:]):
@@ -201,11 +202,11 @@ def test_backward_may_take_the_other_path(forward, backward):
 
 def test_only_the_requested_gradients_and_inputs_unchanged():
     """A retained graph gives the same gradients twice; x, w, b and dy are not written to."""
-    jit.set_jit("numba")
+    tl.fast.set_enabled(True)
     x, w, b, dy = normal(5, (9, 4), 4, 4, (9, 4))
     refs, _ = equations(x, w, b, dy, 1)
     for grads in [(False, True, False), (False, False, True), (True, False, False)]:
-        _, got = run("numba", x, w, b, dy, 1, "float64", grads=grads)
+        _, got = run("fast", x, w, b, dy, 1, "float64", grads=grads)
         for g, want, ref in zip(got, grads, refs[1:]):
             assert (g is not None) == want
             if want:
@@ -225,7 +226,7 @@ def test_only_the_requested_gradients_and_inputs_unchanged():
 @pytest.mark.parametrize("shape,norm", [((0, 4), (4,)), ((3, 0), (0,))])
 def test_empty_rows_or_features(shape, norm):
     """No rows: empty output, zero dw and db. No features: empty output and dx, zero-size dw and db."""
-    jit.set_jit("numba")
+    tl.fast.set_enabled(True)
     x = tl.zeros(*shape, dtype="float64", requires_grad=True)
     w = tl.ones(*norm, dtype="float64", requires_grad=True)
     b = tl.zeros(*norm, dtype="float64", requires_grad=True)

@@ -1,9 +1,11 @@
-"""The compiled kernels (tinygrad_lm.jit, Numba) of cross_entropy and of the embedding's backward.
+"""The compiled kernels (tinygrad_lm.fast.fused_nn, Numba) of cross_entropy and of the embedding's backward.
 
-Each comparison runs F.cross_entropy / F.embedding twice, with the kernels on and off, and checks that
-the kernels did run (:func:`kernels_taken`) and that both paths agree, NaN and inf included. The
-NumPy paths are checked on every backend (and against PyTorch's formula) in tests/test_functional.py
-and tests/test_nn_layers.py; the kernels only run on NumPy arrays, so these tests take no ``device``.
+Each comparison runs F.cross_entropy / F.embedding twice, on the fast path and on the reference
+(``tl.fast.set_enabled``), and checks that the kernels did run (:func:`kernels_taken`) and that both
+paths agree, NaN and inf included. The reference ops are checked on every backend (and against
+PyTorch's formula) in tests/test_functional.py and tests/test_nn_layers.py; the compiled kernels run
+only on NumPy arrays here (their CUDA twins are tested in tests/test_cuda_kernels.py), so these tests
+take no ``device``.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from hypothesis import strategies as st
 
 import tinygrad_lm as tl
 import tinygrad_lm.nn.functional as F
-from tinygrad_lm import jit, nn
-from tinygrad_lm.ops import nn as ops_nn
+from tinygrad_lm import nn
+from tinygrad_lm.fast import compiler, fused_nn
 
 pytest.importorskip("numba")
 
@@ -29,9 +31,9 @@ CE_KERNELS = ["_cross_entropy_forward_kernel", "_cross_entropy_backward_kernel"]
 
 @contextlib.contextmanager
 def kernels_taken():
-    """The names of the kernels that ran (jit.compiled gave a compiled function) inside the block."""
+    """The names of the kernels that ran (compiler.compiled gave a compiled function) inside the block."""
     taken: list[str] = []
-    compiled = jit.compiled
+    compiled = compiler.compiled
 
     def spy(kernel, *arrays):
         fn = compiled(kernel, *arrays)
@@ -39,11 +41,11 @@ def kernels_taken():
             taken.append(kernel.__name__)
         return fn
 
-    jit.compiled = spy
+    compiler.compiled = spy
     try:
         yield taken
     finally:
-        jit.compiled = compiled
+        compiler.compiled = compiled
 
 
 def host(t):
@@ -51,14 +53,14 @@ def host(t):
 
 
 def ce_run(mode, x, t, dy, dtype, weight=None, expect=None, **kw):
-    """Loss and dx of F.cross_entropy with the kernels ``mode``; ``expect``: the kernels that must run."""
-    jit.set_jit(mode)
+    """Loss and dx of F.cross_entropy on the ``mode`` path; ``expect``: the kernels that must run."""
+    tl.fast.set_enabled(mode == "fast")
     xt = tl.tensor(np.asarray(x, dtype=dtype), requires_grad=True)
     w = None if weight is None else tl.tensor(np.asarray(weight, dtype=dtype))
-    with kernels_taken() as taken, np.errstate(all="ignore"):  # the NumPy path warns on log(0), inf - inf
+    with kernels_taken() as taken, np.errstate(all="ignore"):  # the reference warns on log(0), inf - inf
         out = F.cross_entropy(xt, tl.tensor(t), weight=w, **kw)
         out.backward(tl.tensor(np.asarray(dy, dtype=dtype).reshape(out.shape)))
-    assert taken == (CE_KERNELS if expect is None else expect) if mode == "numba" else taken == []
+    assert taken == (CE_KERNELS if expect is None else expect) if mode == "fast" else taken == []
     return host(out), host(xt.grad)
 
 
@@ -122,14 +124,14 @@ def scales(x, weight, dy, t, kw, dtype):
 
 @settings(max_examples=60)
 @given(case=ce_cases(), dtype=st.sampled_from(["float32", "float64"]))
-def test_cross_entropy_kernels_match_the_numpy_path(case, dtype):
-    """Loss and dx, kernels vs NumPy: reductions, ignore_index, smoothing, weights, +-1e4, -inf, N = 1, C = 1."""
+def test_cross_entropy_kernels_match_the_reference(case, dtype):
+    """Loss and dx, kernels vs reference: reductions, ignore_index, smoothing, weights, +-1e4, -inf, N = 1, C = 1."""
     x, t, dy, weight, kw = case
-    loss_jit, dx_jit = ce_run("numba", x, t, dy, dtype, weight, **kw)
-    loss_np, dx_np = ce_run("off", x, t, dy, dtype, weight, **kw)
+    loss_fast, dx_fast = ce_run("fast", x, t, dy, dtype, weight, **kw)
+    loss_ref, dx_ref = ce_run("reference", x, t, dy, dtype, weight, **kw)
     loss_size, grad_size = scales(x, weight, dy, t, kw, dtype)
-    assert_same(loss_jit, loss_np, loss_size, TOL[dtype])
-    assert_same(dx_jit, dx_np, grad_size, TOL[dtype])
+    assert_same(loss_fast, loss_ref, loss_size, TOL[dtype])
+    assert_same(dx_fast, dx_ref, grad_size, TOL[dtype])
 
 
 def equations(x, t, weight, ignore_index, eps):
@@ -150,7 +152,7 @@ def equations(x, t, weight, ignore_index, eps):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_kernels_match_the_equations_across_row_blocks(n, dtype):
     """More rows than the forward kernel's block (CROSS_ENTROPY_BLOCK_ROWS = 32), some ignored, smoothed."""
-    assert ops_nn.CROSS_ENTROPY_BLOCK_ROWS == 32
+    assert fused_nn.CROSS_ENTROPY_BLOCK_ROWS == 32
     rng = np.random.default_rng(n)
     x = rng.standard_normal((n, 11)) * 3
     t = rng.integers(0, 11, n)
@@ -158,15 +160,15 @@ def test_kernels_match_the_equations_across_row_blocks(n, dtype):
     weight = rng.random(11) + 0.5
     for w in (None, weight):
         loss, dx_rows, w_t = equations(x, t, w, -100, 0.2)
-        got_loss, got_dx = ce_run("numba", x, t, np.ones(n), dtype, w, reduction="none", label_smoothing=0.2)
+        got_loss, got_dx = ce_run("fast", x, t, np.ones(n), dtype, w, reduction="none", label_smoothing=0.2)
         np.testing.assert_allclose(got_loss, loss, rtol=TOL[dtype], atol=TOL[dtype])
         np.testing.assert_allclose(got_dx, dx_rows, rtol=0, atol=TOL[dtype])
-        got_mean, got_dx = ce_run("numba", x, t, 1.0, dtype, w, label_smoothing=0.2)
+        got_mean, got_dx = ce_run("fast", x, t, 1.0, dtype, w, label_smoothing=0.2)
         np.testing.assert_allclose(got_mean, loss.sum() / w_t.sum(), rtol=TOL[dtype])
         np.testing.assert_allclose(got_dx, dx_rows / w_t.sum(), rtol=0, atol=TOL[dtype])
 
 
-@pytest.mark.parametrize("mode", ["numba", "off"])
+@pytest.mark.parametrize("mode", ["fast", "reference"])
 @pytest.mark.parametrize("eps", [0.0, 0.3])
 def test_ignored_rows_count_zero_even_with_inf_logits(mode, eps):
     """An ignored row adds 0 to the loss (as in PyTorch), though its logits are -inf where 0 replaced its target."""
@@ -188,7 +190,7 @@ def test_all_targets_ignored(dtype):
     """'mean' over only ignored targets is NaN (0 / 0) and no gradient reaches x; 'sum' is 0."""
     x = np.random.default_rng(0).standard_normal((4, 5))
     t = np.full(4, -100)
-    for mode in ("numba", "off"):
+    for mode in ("fast", "reference"):
         loss, dx = ce_run(mode, x, t, 1.0, dtype)
         assert np.isnan(loss)
         np.testing.assert_array_equal(dx, np.zeros((4, 5)))
@@ -202,22 +204,22 @@ def test_non_finite_rows():
     for a finite logit (loss +inf) and inf - inf = NaN for the +inf one."""
     x = np.array([[-np.inf, -np.inf], [0.0, np.inf], [0.0, np.inf], [1.0, 2.0]])
     t = np.array([0, 1, 0, 1])
-    for mode in ("numba", "off"):
+    for mode in ("fast", "reference"):
         loss, dx = ce_run(mode, x, t, np.ones(4), "float64", reduction="none")
         assert np.isnan(loss[:2]).all() and loss[2] == np.inf and np.isfinite(loss[3])
         assert np.isnan(dx[0]).all() and np.isnan(dx[1, 1]) and np.isfinite(dx[3]).all()
 
 
-def test_other_layouts_and_dtypes_take_the_numpy_path():
+def test_other_layouts_and_dtypes_take_the_reference():
     """(N, C, d1) logits, float16 logits and no classes never call the kernels."""
     rng = np.random.default_rng(1)
     x, t = rng.standard_normal((2, 3, 4)), rng.integers(0, 3, (2, 4))
-    got = ce_run("numba", x, t, 1.0, "float64", expect=[])
-    ref = ce_run("off", x, t, 1.0, "float64")
+    got = ce_run("fast", x, t, 1.0, "float64", expect=[])
+    ref = ce_run("reference", x, t, 1.0, "float64")
     for a, b in zip(got, ref):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
-    ce_run("numba", x[:, :, 0], t[:, 0], 1.0, "float16", expect=[])
-    jit.set_jit("numba")
+    ce_run("fast", x[:, :, 0], t[:, 0], 1.0, "float16", expect=[])
+    tl.fast.set_enabled(True)
     with kernels_taken() as taken:
         out = F.cross_entropy(tl.zeros(0, 3, requires_grad=True), tl.tensor(np.zeros(0, dtype=np.int64)),
                               reduction="sum")
@@ -231,13 +233,13 @@ def test_target_dtypes_and_non_contiguous_logits(tdtype):
     x = rng.standard_normal((6, 9))
     t = rng.integers(0, 6, 9).astype(tdtype)
     results = []
-    for mode in ("numba", "off"):
-        jit.set_jit(mode)
+    for mode in ("fast", "reference"):
+        tl.fast.set_enabled(mode == "fast")
         xt = tl.tensor(x, requires_grad=True)
         with kernels_taken() as taken:
             loss = F.cross_entropy(xt.T, tl.tensor(t), reduction="none", label_smoothing=0.1)  # (9, 6) not contiguous
             loss.sum().backward()
-        assert taken == (CE_KERNELS if mode == "numba" else [])
+        assert taken == (CE_KERNELS if mode == "fast" else [])
         results.append((host(loss), host(xt.grad)))
     ref, dx, _ = equations(x.T, t.astype(np.int64), None, -100, 0.1)
     for (a, b), c in zip(zip(*results), (ref, dx.T)):
@@ -245,17 +247,17 @@ def test_target_dtypes_and_non_contiguous_logits(tdtype):
         np.testing.assert_allclose(a, c, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("forward,backward", [("numba", "off"), ("off", "numba")])
+@pytest.mark.parametrize("forward,backward", [("fast", "reference"), ("reference", "fast")])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_backward_may_take_the_other_path(forward, backward, weighted):
-    """Both paths save m, log_s and w_t alike, so switching the JIT between forward and backward is safe."""
+    """The op's class is chosen when it is applied: switching the fast path between forward and backward is safe."""
     rng = np.random.default_rng(3)
     x, t = rng.standard_normal((5, 4)) * 2, np.array([0, 3, -100, 1, 2])
     w = rng.random(4) + 0.5 if weighted else None
-    jit.set_jit(forward)
+    tl.fast.set_enabled(forward == "fast")
     xt = tl.tensor(x, requires_grad=True)
     out = F.cross_entropy(xt, tl.tensor(t), weight=None if w is None else tl.tensor(w), label_smoothing=0.25)
-    jit.set_jit(backward)
+    tl.fast.set_enabled(backward == "fast")
     out.backward()
     loss, dx, w_t = equations(x, t, w, -100, 0.25)
     np.testing.assert_allclose(host(out), loss.sum() / w_t.sum(), rtol=1e-12)
@@ -264,7 +266,7 @@ def test_backward_may_take_the_other_path(forward, backward, weighted):
 
 def test_inputs_unchanged_and_retained_graph():
     """The kernels write neither x nor the target; a retained graph gives the same gradient twice."""
-    jit.set_jit("numba")
+    tl.fast.set_enabled(True)
     rng = np.random.default_rng(4)
     x, t = rng.standard_normal((5, 6)), rng.integers(0, 6, 5)
     xt, tt = tl.tensor(x, requires_grad=True), tl.tensor(t)
@@ -282,7 +284,7 @@ def test_inputs_unchanged_and_retained_graph():
        weighted=st.booleans(), reduction=st.sampled_from(REDUCTIONS), eps=st.sampled_from([0.0, 0.3, 1.0]))
 def test_cross_entropy_gradcheck_with_the_kernels(seed, n, c, unbatched, weighted, reduction, eps):
     """float64 finite differences through the compiled forward and backward."""
-    jit.set_jit("numba")
+    tl.fast.set_enabled(True)
     rng = np.random.default_rng(seed)
     x = tl.tensor(rng.standard_normal((c,) if unbatched else (n, c)) * 2, requires_grad=True)
     t = rng.integers(0, c, () if unbatched else n)
@@ -303,7 +305,7 @@ def test_cross_entropy_matches_torch():
     t = np.array([1, -100, 0, 2])
     w = np.array([0.5, 1.0, 2.0])
     for reduction in REDUCTIONS:
-        loss, dx = ce_run("numba", x, t, np.ones(4) if reduction == "none" else 1.0, "float64", w,
+        loss, dx = ce_run("fast", x, t, np.ones(4) if reduction == "none" else 1.0, "float64", w,
                           reduction=reduction, label_smoothing=0.0)
         xt = torch.tensor(x, requires_grad=True)
         ref = torch.nn.functional.cross_entropy(xt, torch.tensor(t), weight=torch.tensor(w), reduction=reduction)
@@ -313,13 +315,13 @@ def test_cross_entropy_matches_torch():
 
 
 def emb_run(mode, weight, ids, dy, dtype, padding_idx=None):
-    """y and dW of F.embedding with the kernels ``mode`` (and a check that the kernel ran when on)."""
-    jit.set_jit(mode)
+    """y and dW of F.embedding on the ``mode`` path (and a check that the kernel ran when on)."""
+    tl.fast.set_enabled(mode == "fast")
     w = tl.tensor(np.asarray(weight, dtype=dtype), requires_grad=True)
     with kernels_taken() as taken:
         out = F.embedding(tl.tensor(ids), w, padding_idx=padding_idx)
         out.backward(tl.tensor(np.asarray(dy, dtype=dtype)))
-    assert taken == (["_embedding_backward_kernel"] if mode == "numba" else [])
+    assert taken == (["_embedding_backward_kernel"] if mode == "fast" else [])
     return host(out), host(w.grad)
 
 
@@ -333,28 +335,28 @@ def np_embedding_grad(num, ids, dy, padding_idx):
 
 
 @settings(max_examples=40)
-@given(seed=st.integers(0, 2**31 - 1), num=st.sampled_from([1, 2, 7, ops_nn.ONE_HOT_MAX_ROWS + 50]),
+@given(seed=st.integers(0, 2**31 - 1), num=st.sampled_from([1, 2, 7, fused_nn.ONE_HOT_MAX_ROWS + 50]),
        dim=st.integers(1, 6), ids_shape=st.sampled_from([(), (1,), (9,), (3, 4), (2, 1, 5)]),
        ids_dtype=st.sampled_from(["int64", "int32", "uint8"]), pad=st.booleans(),
        dtype=st.sampled_from(["float32", "float64"]))
-def test_embedding_kernel_matches_the_numpy_path(seed, num, dim, ids_shape, ids_dtype, pad, dtype):
-    """dW, kernel vs the one-hot GEMM / scatter-add path and a float64 reference: repeated ids, padding_idx."""
+def test_embedding_kernel_matches_the_reference(seed, num, dim, ids_shape, ids_dtype, pad, dtype):
+    """dW, kernel vs the reference scatter-add and a float64 reference: repeated ids, padding_idx."""
     rng = np.random.default_rng(seed)
     high = min(num, 4) if rng.random() < 0.5 else num  # few distinct ids: many repeats
     ids = rng.integers(0, high, ids_shape).astype(ids_dtype)
     weight = rng.standard_normal((num, dim))
     dy = rng.standard_normal(ids_shape + (dim,))
     padding_idx = int(rng.integers(-num, num)) if pad else None
-    y_jit, gw_jit = emb_run("numba", weight, ids, dy, dtype, padding_idx)
-    y_np, gw_np = emb_run("off", weight, ids, dy, dtype, padding_idx)
+    y_fast, gw_fast = emb_run("fast", weight, ids, dy, dtype, padding_idx)
+    y_ref, gw_ref = emb_run("reference", weight, ids, dy, dtype, padding_idx)
     ref = np_embedding_grad(num, ids.astype(np.int64), dy.astype(dtype).astype(np.float64), padding_idx)
     size = float(np.abs(dy).sum(axis=tuple(range(len(ids_shape)))).max(initial=1.0))
-    np.testing.assert_array_equal(y_jit, y_np)
-    assert gw_jit.dtype == gw_np.dtype == np.dtype(dtype)
-    np.testing.assert_allclose(gw_jit, gw_np, rtol=0, atol=TOL[dtype] * size)
-    np.testing.assert_allclose(gw_jit, ref, rtol=0, atol=TOL[dtype] * size)
+    np.testing.assert_array_equal(y_fast, y_ref)
+    assert gw_fast.dtype == gw_ref.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(gw_fast, gw_ref, rtol=0, atol=TOL[dtype] * size)
+    np.testing.assert_allclose(gw_fast, ref, rtol=0, atol=TOL[dtype] * size)
     if padding_idx is not None:
-        np.testing.assert_array_equal(gw_jit[padding_idx], np.zeros(dim))
+        np.testing.assert_array_equal(gw_fast[padding_idx], np.zeros(dim))
 
 
 def test_embedding_kernel_with_a_broadcast_gradient_and_many_repeats():
@@ -362,7 +364,7 @@ def test_embedding_kernel_with_a_broadcast_gradient_and_many_repeats():
     rng = np.random.default_rng(5)
     ids = rng.integers(0, 96, (16, 128))
     weight = rng.standard_normal((96, 8))
-    jit.set_jit("numba")
+    tl.fast.set_enabled(True)
     w = tl.tensor(weight.astype(np.float32), requires_grad=True)
     with kernels_taken() as taken:
         F.embedding(tl.tensor(ids), w).sum().backward()
@@ -370,20 +372,20 @@ def test_embedding_kernel_with_a_broadcast_gradient_and_many_repeats():
     counts = np.bincount(ids.reshape(-1), minlength=96).astype(np.float32)
     np.testing.assert_array_equal(host(w.grad), np.repeat(counts[:, None], 8, axis=1))  # small integers: exact
     dy = rng.standard_normal((16, 128, 8)).astype(np.float32)
-    _, gw = emb_run("numba", weight, ids, dy, "float32")
+    _, gw = emb_run("fast", weight, ids, dy, "float32")
     ref = np_embedding_grad(96, ids, dy.astype(np.float64), None)
     np.testing.assert_allclose(gw, ref, rtol=0, atol=1e-5 * float(np.abs(dy).reshape(-1, 8).sum(0).max()))
 
 
 @settings(max_examples=15)
-@given(seed=st.integers(0, 2**31 - 1), num=st.sampled_from([6, ops_nn.ONE_HOT_MAX_ROWS + 1]),
+@given(seed=st.integers(0, 2**31 - 1), num=st.sampled_from([6, fused_nn.ONE_HOT_MAX_ROWS + 1]),
        pad=st.sampled_from([None, 0, -1]), functional=st.booleans())
 def test_embedding_gradcheck_with_the_kernel(seed, num, pad, functional):
     """float64 finite differences through the compiled backward, for nn.Embedding and F.embedding.
 
     The ids avoid the padding rows 0 and num - 1 (those rows get no gradient, by definition, though used).
     """
-    jit.set_jit("numba")
+    tl.fast.set_enabled(True)
     rng = np.random.default_rng(seed)
     ids = tl.tensor(rng.integers(1, 5, (3, 4)))
     if functional:
@@ -405,9 +407,9 @@ def test_kernels_run_as_plain_python_too():
     t, valid, w = np.array([0, 3, -100, 1, 2]), np.array([True, True, False, True, True]), rng.random(4) + 0.5
     row = np.where(valid, rng.standard_normal(5), 0.0)
     results = []
-    for forward, backward in [(ops_nn._cross_entropy_forward_kernel, ops_nn._cross_entropy_backward_kernel),
-                              (jit.compiled(ops_nn._cross_entropy_forward_kernel, x),
-                               jit.compiled(ops_nn._cross_entropy_backward_kernel, x))]:
+    for forward, backward in [(fused_nn._cross_entropy_forward_kernel, fused_nn._cross_entropy_backward_kernel),
+                              (compiler.compiled(fused_nn._cross_entropy_forward_kernel, x),
+                               compiler.compiled(fused_nn._cross_entropy_backward_kernel, x))]:
         loss, m, log_s, w_t, dx = np.empty(5), np.empty(5), np.empty(5), np.empty(5), np.empty((5, 4))
         forward(x, t, valid, w, 0.2, float(w.sum()), loss, m, log_s, w_t)
         backward(x, t, valid, w, 0.2, float(w.sum()), m, log_s, w_t, row, dx)
@@ -416,7 +418,7 @@ def test_kernels_run_as_plain_python_too():
         np.testing.assert_allclose(plain, compiled, rtol=1e-14, atol=1e-14)
     ids, g = np.array([1, 0, 1]), rng.standard_normal((3, 2))
     gws = [np.zeros((2, 2)), np.zeros((2, 2))]
-    ops_nn._embedding_backward_kernel(ids, g, gws[0])
-    jit.compiled(ops_nn._embedding_backward_kernel, g)(ids, g, gws[1])
+    fused_nn._embedding_backward_kernel(ids, g, gws[0])
+    compiler.compiled(fused_nn._embedding_backward_kernel, g)(ids, g, gws[1])
     np.testing.assert_allclose(gws[0], [g[1], g[0] + g[2]], rtol=0, atol=1e-15)
     np.testing.assert_allclose(gws[1], gws[0], rtol=0, atol=1e-15)
