@@ -62,6 +62,7 @@ from .random import (
 )
 from .serialization import load, save
 from .tensor import Tensor, return_types
+from .threads import get_num_threads, set_num_threads
 
 from . import fast  # noqa: E402 - registers the fast ops against the reference ops loaded above
 

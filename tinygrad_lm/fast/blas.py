@@ -26,7 +26,6 @@ from typing import Any
 import numpy
 
 from .. import ops
-from ..autograd import Function
 from ..backend import cupy_module
 from . import register
 

@@ -23,8 +23,10 @@ returns None and the fast ops hand CPU arrays to their reference code.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -200,6 +202,11 @@ def _load() -> Any:
             _numba = False
         else:
             _register(_numba)
+            _cache_on_disk(_numba)
+            from .. import threads
+
+            if threads._num_threads is not None:  # set before Numba was loaded
+                threads.set_num_threads(threads._num_threads)
     return _numba
 
 
@@ -208,12 +215,69 @@ def numba_available() -> bool:
     return bool(_load())
 
 
+def numba_module() -> Any:
+    """Numba if it has been loaded already, else None (this never imports it)."""
+    return _numba or None
+
+
+# Compiled kernels are cached on disk, so that only a process's first run pays for compiling (about
+# a second per kernel and dtype). Numba keys its cache by the kernel's source file; but a kernel also
+# compiles in this module's exp and tanh, so the key here is a hash of both files' contents: a change
+# to either compiles afresh. The cache lives under the user's cache directory
+# (``$XDG_CACHE_HOME/tinygrad_lm/numba``, else ``~/.cache/...``), or ``TINYGRAD_LM_CACHE_DIR``.
+def cache_dir() -> str:
+    """The directory of the compiled kernels' disk cache."""
+    base = os.environ.get("TINYGRAD_LM_CACHE_DIR")
+    if base:
+        return os.path.join(base, "numba")
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(xdg, "tinygrad_lm", "numba")
+
+
+def _cache_on_disk(numba: Any) -> None:
+    """Register a Numba cache locator for the kernels of this package (see :func:`cache_dir`)."""
+    from numba.core import caching
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    class KernelCacheLocator(caching._CacheLocator):  # type: ignore[misc]
+        def __init__(self, py_func: Any, py_file: str) -> None:
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._path = os.path.join(cache_dir(), self.get_suitable_cache_subpath(py_file))
+
+        def get_cache_path(self) -> str:
+            return self._path
+
+        def get_source_stamp(self) -> str:
+            digest = hashlib.sha256()
+            for path in (self._py_file, __file__):
+                with open(path, "rb") as f:
+                    digest.update(f.read())
+            return digest.hexdigest()
+
+        def get_disambiguator(self) -> str:
+            return str(self._lineno)
+
+        @classmethod
+        def from_function(cls, py_func: Any, py_file: str) -> Any:
+            if not os.path.abspath(py_file).startswith(package + os.sep):
+                return None
+            locator = cls(py_func, py_file)
+            try:
+                locator.ensure_cache_path()
+            except OSError:  # no writable cache directory: compile in memory, as without a cache
+                return None
+            return locator
+
+    caching.CacheImpl._locator_classes.insert(0, KernelCacheLocator)
+
+
 def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | None:
     """The compiled ``kernel`` for these arrays, or None (the op then takes its array path).
 
     NumPy float32/float64 arrays get the kernel compiled by Numba when it is installed: compiled on
-    first use in each process (about a second per kernel and dtype), not cached on disk, since Numba
-    would not notice when the helpers here, which a kernel inlines, change. CuPy float32/float64
+    first use, or loaded from the disk cache (:func:`cache_dir`) that the first compile wrote. CuPy float32/float64
     arrays get the kernel's CUDA twin (:mod:`tinygrad_lm.fast.cuda_kernels`) where it has one. Other
     arrays get None.
     """
@@ -230,5 +294,6 @@ def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | N
             return None
     fn = _compiled.get(kernel)
     if fn is None:
-        fn = _compiled[kernel] = _numba.njit(kernel, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+        fn = _compiled[kernel] = _numba.njit(kernel, nogil=True, fastmath=_FASTMATH, error_model="numpy",
+                                             cache=True)
     return fn

@@ -1,0 +1,55 @@
+"""How many threads the library computes with: ``set_num_threads`` / ``get_num_threads``, as in PyTorch.
+
+Two things run in parallel on the CPU: the matrix products, in the BLAS that NumPy loaded
+(OpenBLAS in NumPy's wheels), and the compiled kernels of the fast path (Numba's thread
+pool). ``set_num_threads(n)`` sets both, through threadpoolctl for the BLAS (it finds the
+library NumPy actually loaded) and ``numba.set_num_threads`` for the kernels. Until it is
+called, both use every core, as PyTorch does.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+_num_threads: int | None = None  # the last set_num_threads, None before
+_blas_limit: Any = None  # threadpoolctl's handle of the current BLAS limit
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n: int) -> None:
+    """Compute with ``n`` threads: the BLAS products and the compiled kernels (Numba's pool, capped at its size)."""
+    global _num_threads, _blas_limit
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads: the number of threads must be at least 1, got {n}")
+    import numpy  # noqa: F401 - loads the BLAS, so that threadpoolctl finds it
+    from threadpoolctl import threadpool_limits
+
+    _blas_limit = threadpool_limits(limits=n, user_api="blas")
+    numba = _numba()
+    if numba is not None:
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    _num_threads = n
+
+
+def get_num_threads() -> int:
+    """The number of threads set by :func:`set_num_threads`, else the number of cores."""
+    return _cores() if _num_threads is None else _num_threads
+
+
+def _numba() -> Any:
+    """Numba once the fast path has loaded it, else None (setting a thread count is no reason to import it)."""
+    from .fast import compiler
+
+    return compiler.numba_module()
+
+
+__all__ = ["get_num_threads", "set_num_threads"]
