@@ -1,5 +1,5 @@
 """tinygrad_lm: a small, fast, readable reverse-mode autodiff framework for language models."""
-from . import autograd, backend, cuda, distributed, dtypes  # distributed imports MPI only in init_process_group
+from . import autograd, backend, cuda, distributed, dtypes, fast  # distributed imports MPI only in init_process_group
 from .autograd import (
     Function,
     detect_anomaly,
@@ -64,9 +64,7 @@ from .serialization import load, save
 from .tensor import Tensor, return_types
 from .threads import get_num_threads, set_num_threads
 
-from . import fast  # noqa: E402 - registers the fast ops against the reference ops loaded above
-
-fast._register_all()
+fast._register_all()  # the fast ops, registered against the reference ops loaded above
 
 concat = concatenate = cat
 
@@ -97,11 +95,12 @@ __all__ = [
     "Function", "Generator", "GradcheckError", "Tensor", "arange", "autograd", "backend", "bernoulli", "bool",
     "cat", "concat", "concatenate", "contiguous_format", "cuda", "cuda_is_available", "detect_anomaly", "device",
     "distributed", "double", "dtype", "empty", "empty_like", "enable_grad", "eye", "float", "float16", "float32",
-    "float64", "from_numpy", "full", "full_like", "get_default_device", "get_default_dtype", "gradcheck", "half",
+    "fast", "float64", "from_numpy", "full", "full_like", "get_default_device", "get_default_dtype", "get_num_threads",
+    "gradcheck", "half",
     "inference_mode", "initial_seed", "int16", "int32", "int64", "int8", "is_grad_enabled",
     "is_inference_mode_enabled", "linspace", "load", "logspace", "long", "manual_seed", "maximum", "minimum",
     "multinomial", "nn", "no_grad", "normal", "ones", "ones_like", "optim", "poisson", "preserve_format", "rand",
     "rand_like", "randint", "randint_like", "randn", "randn_like", "randperm", "return_types", "save", "seed",
-    "set_default_device", "set_default_dtype", "set_grad_enabled", "short", "stack", "strided", "tensor", "uint8",
-    "utils", "where", "zeros", "zeros_like", *_function_names,
+    "set_default_device", "set_default_dtype", "set_grad_enabled", "set_num_threads", "short", "stack", "strided",
+    "tensor", "uint8", "utils", "where", "zeros", "zeros_like", *_function_names,
 ]
