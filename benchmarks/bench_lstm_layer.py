@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
 
     import tinygrad_lm as tl
-    from tinygrad_lm import jit, nn
+    from tinygrad_lm import nn
+    from tinygrad_lm.fast import compiler
 
     print(method())
     try:
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
             if i >= warmup:
                 times[name].append(result)
     print(f"LSTM layer T={args.seq} B={args.batch} I={args.input} H={args.hidden}, float32, "
-          f"compiled kernels: {jit.jit_name()}; median of {args.repeats} interleaved runs after {warmup}")
+          f"fast path: {'on' if tl.fast.is_enabled() else 'off'}, Numba: "
+          f"{'yes' if compiler.numba_available() else 'no'}; median of {args.repeats} interleaved runs after {warmup}")
     med = {name: [1e3 * statistics.median(r[k] for r in ts) for k in (0, 1)] for name, ts in times.items()}
     for name, (fwd, bwd) in med.items():
         print(f"  {name:12s} forward {fwd:8.2f} ms   backward {bwd:8.2f} ms")
