@@ -23,6 +23,6 @@ timeout "${BENCH_TIMEOUT:-150}" $py benchmarks/bench_train_step.py --device cuda
     --steps "${STEPS:-20}" --warmup 3 2>&1 | tee "$out/bench_cuda.log"
 echo "GPU benchmark: exit ${PIPESTATUS[0]}"
 # The same steps with the fused CUDA kernels off (the ops' plain CuPy path): what the fusion buys.
-TINYGRAD_LM_JIT=off timeout "${BENCH_TIMEOUT:-150}" $py benchmarks/bench_train_step.py --device cuda --no-torch \
+TINYGRAD_LM_FAST=off timeout "${BENCH_TIMEOUT:-150}" $py benchmarks/bench_train_step.py --device cuda --no-torch \
     --configs "${CONFIGS:-lstm,gpt,lstm2}" --steps "${STEPS:-20}" --warmup 3 2>&1 | tee "$out/bench_cuda_unfused.log"
 echo "GPU benchmark, kernels off: exit ${PIPESTATUS[0]}"

@@ -1,14 +1,13 @@
-"""The fused CUDA kernels (tinygrad_lm.cuda_kernels) against the unfused CuPy path, the CPU and the equations.
+"""The fused CUDA kernels (tinygrad_lm.fast.cuda_kernels) against the reference CuPy path, the CPU and the equations.
 
-On a GPU, every op that has a CUDA twin is run twice on the same inputs, with the kernels on (the
-default) and off (``jit.set_jit("off")``: the ops' plain CuPy path), and both must agree in values
+On a GPU, every op that has a CUDA twin is run twice on the same inputs, with the fast path on (the
+default) and off (``tl.fast.set_enabled(False)``: the reference ops on CuPy), and both must agree in values
 and gradients; a spy checks that the kernels really ran. The float64 cases also pass a gradcheck
 with the kernels on. Without CuPy or a GPU those cases skip; the tests at the top, which keep the
 twins in step with the Python kernels they copy, run everywhere.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import sys
@@ -18,8 +17,11 @@ import pytest
 
 import tinygrad_lm as tl
 import tinygrad_lm.nn.functional as F
-from tinygrad_lm import cuda_kernels, jit, nn
-from tinygrad_lm.ops import attention, recurrent
+from tinygrad_lm import nn
+from tinygrad_lm.fast import blas, compiler, cuda_kernels, fused_attention, fused_nn, fused_recurrent
+from tinygrad_lm.ops import recurrent
+
+KERNEL_MODULES = (fused_attention, fused_nn, fused_recurrent)  # where the Python kernels of the twins live
 
 
 def cuda_only(test):
@@ -37,8 +39,7 @@ TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-11, atol=1
 
 @pytest.mark.parametrize("name", sorted(cuda_kernels.TWINS))
 def test_every_twin_copies_a_python_kernel_with_its_signature(name):
-    module, _, func = name.rpartition(".")
-    kernel = getattr(importlib.import_module(module), func)
+    kernel = next(getattr(m, name) for m in KERNEL_MODULES if hasattr(m, name))
     twin = cuda_kernels.TWINS[name]
     assert cuda_kernels.twin(kernel) is twin
     assert list(inspect.signature(twin).parameters) == list(inspect.signature(kernel).parameters)
@@ -47,11 +48,11 @@ def test_every_twin_copies_a_python_kernel_with_its_signature(name):
 def test_numpy_arrays_never_get_a_twin():
     assert cuda_kernels.twin(test_numpy_arrays_never_get_a_twin) is None
     x = np.zeros((2, 3), dtype=np.int64)
-    assert jit.compiled(recurrent._lstm_step_back_kernel, x) is None  # not float: no kernel at all
+    assert compiler.compiled(fused_recurrent._lstm_step_back_kernel, x) is None  # not float: no kernel at all
     f = np.zeros((2, 3), dtype=np.float32)  # a float CPU array: Numba's kernel (None without it), never the twin
-    got = jit.compiled(recurrent._lstm_step_back_kernel, f)
-    assert got is not cuda_kernels.TWINS["tinygrad_lm.ops.recurrent._lstm_step_back_kernel"]
-    assert got is None or got.py_func is recurrent._lstm_step_back_kernel
+    got = compiler.compiled(fused_recurrent._lstm_step_back_kernel, f)
+    assert got is not cuda_kernels.TWINS["_lstm_step_back_kernel"]
+    assert got is None or got.py_func is fused_recurrent._lstm_step_back_kernel
 
 
 @pytest.mark.parametrize("with_bias", [True, False])
@@ -66,7 +67,7 @@ def test_the_lstm_step_kernel_is_the_lecture_step(with_bias):
     scale[2 * H : 3 * H] = 1
     a = z * scale
     c, tanh_c, h = np.empty((B, H)), np.empty((B, H)), np.empty((B, H))
-    recurrent._lstm_step_kernel(a, bias * scale if with_bias else None, c_prev, c, tanh_c, h)
+    fused_recurrent._lstm_step_kernel(a, bias * scale if with_bias else None, c_prev, c, tanh_c, h)
     pre = z + bias
     sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
     i, f, g, o = sig(pre[:, :H]), sig(pre[:, H : 2 * H]), np.tanh(pre[:, 2 * H : 3 * H]), sig(pre[:, 3 * H :])
@@ -89,16 +90,16 @@ def test_the_softmax_column_kernels_are_the_softmax_and_its_derivative():
     total = e.sum(-1, keepdims=True)
     p = e / np.where(total == 0, 1, total)
     st = np.ascontiguousarray(scores.swapaxes(-1, -2))  # (N, S, L)
-    attention._softmax_columns_kernel(st, np.ascontiguousarray(mask.T), scale)
+    fused_attention._softmax_columns_kernel(st, np.ascontiguousarray(mask.T), scale)
     np.testing.assert_allclose(st.swapaxes(-1, -2), p, rtol=1e-13, atol=1e-15)
     assert not st[:, :, 1].any()
     dp = rng.standard_normal((N, L, S))
     ds = p * (dp - (dp * p).sum(-1, keepdims=True))
     dpt = np.ascontiguousarray(dp.swapaxes(-1, -2))
-    attention._softmax_columns_back_kernel(dpt, st)
+    fused_attention._softmax_columns_back_kernel(dpt, st)
     np.testing.assert_allclose(dpt.swapaxes(-1, -2), ds, rtol=1e-13, atol=1e-15)
     plain = np.ascontiguousarray(scores.swapaxes(-1, -2))
-    attention._softmax_columns_kernel(plain, None, 1.0)  # no mask
+    fused_attention._softmax_columns_kernel(plain, None, 1.0)  # no mask
     np.testing.assert_allclose(plain.sum(axis=1), 1.0, rtol=1e-13)
 
 
@@ -150,8 +151,8 @@ def both_paths(fn, arrays, dtype, params=()):
     The outputs are weighted by fixed random numbers before the sum that is backpropagated, so that
     every output element gets its own gradient."""
     results = []
-    for mode in ("auto", "off"):
-        jit.set_jit(mode)
+    for fast_on in (True, False):
+        tl.fast.set_enabled(fast_on)
         ts = [tl.tensor(a, dtype=dtype, device=GPU, requires_grad=True) for a in arrays]
         out = fn(*ts)
         outs = out if isinstance(out, tuple) else (out,)
@@ -162,7 +163,7 @@ def both_paths(fn, arrays, dtype, params=()):
         for p in params:
             p.grad = None
         results.append(([host(o) for o in outs], grads))
-    jit.set_jit("auto")
+    tl.fast.set_enabled(True)
     return results
 
 
@@ -300,46 +301,46 @@ def test_gelu_fused_special_values_and_gradcheck():
 
 @cuda_only
 def test_gemm_accumulates_in_place_on_the_gpu():
-    """backend.matmul_right(accumulate=True) and backend.addmm take one cuBLAS GEMM with beta = 1 on CuPy."""
+    """blas.matmul_right(accumulate=True) and blas.addmm take one cuBLAS GEMM with beta = 1 on CuPy."""
     cupy = tl.backend.cupy_module()
     rng = np.random.default_rng(3)
     a, b, c, bias = (rng.standard_normal(s) for s in ((5, 4), (4, 6), (5, 6), (6,)))
     for shape_a, shape_b in (((0, 4), (4, 6)), ((5, 0), (0, 6)), ((5, 4), (4, 0))):  # cuBLAS refuses empty sizes
-        empty = tl.backend.addmm(cupy.ones(shape_b[1]), cupy.ones(shape_a), cupy.ones(shape_b))
+        empty = blas.addmm(cupy.ones(shape_b[1]), cupy.ones(shape_a), cupy.ones(shape_b))
         assert empty.shape == (shape_a[0], shape_b[1]) and bool((empty == 1).all())
     out = cupy.asarray(c)
-    tl.backend.matmul_right(cupy.asarray(a), tl.backend.RightFactor(cupy.asarray(b), 5), out=out, accumulate=True)
+    blas.matmul_right(cupy.asarray(a), blas.RightFactor(cupy.asarray(b)), out=out, accumulate=True)
     np.testing.assert_allclose(cupy.asnumpy(out), c + a @ b, rtol=1e-12)
-    got = tl.backend.addmm(cupy.asarray(bias), cupy.asarray(a), cupy.asarray(b))
+    got = blas.addmm(cupy.asarray(bias), cupy.asarray(a), cupy.asarray(b))
     np.testing.assert_allclose(cupy.asnumpy(got), a @ b + bias, rtol=1e-12)
 
 
 @cuda_only
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gpu_matmul_through_cublas_equals_numpy(dtype):
-    """backend.matmul's direct cuBLAS call (C-contiguous 2-D operands) and its fallbacks, against NumPy."""
+    """blas.matmul's direct cuBLAS call (C-contiguous 2-D operands) and its fallbacks, against NumPy."""
     cupy = tl.backend.cupy_module()
     rng = np.random.default_rng(11)
     # float32 products of up to 130 terms of size ~1 carry absolute rounding errors near 1e-5
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else TOL[dtype]
     for m, k, n in ((5, 4, 6), (1, 7, 1), (33, 130, 17), (0, 3, 2), (3, 0, 2), (3, 2, 0)):
         a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
-        got = tl.backend.matmul(cupy.asarray(a), cupy.asarray(b))
+        got = blas.matmul(cupy.asarray(a), cupy.asarray(b))
         assert got.shape == (m, n) and got.dtype == np.dtype(dtype)
         np.testing.assert_allclose(cupy.asnumpy(got), a @ b, **tol)
         out = cupy.full((m, n), np.nan, dtype=dtype)  # every element must be written (0 where k = 0)
-        tl.backend.matmul(cupy.asarray(a), cupy.asarray(b), out=out)
+        blas.matmul(cupy.asarray(a), cupy.asarray(b), out=out)
         np.testing.assert_allclose(cupy.asnumpy(out), a @ b, **tol)
     a, b = rng.standard_normal((6, 5)).astype(dtype), rng.standard_normal((4, 6)).astype(dtype)
     for x, y in ((a.T, b.T), (a.T, b.T.copy()), (a.T.copy(), b.T)):  # transposed views take cuBLAS's op T
-        got = tl.backend.matmul(cupy.asarray(x) if x.flags.c_contiguous else cupy.asarray(x.T).T,
+        got = blas.matmul(cupy.asarray(x) if x.flags.c_contiguous else cupy.asarray(x.T).T,
                                 cupy.asarray(y) if y.flags.c_contiguous else cupy.asarray(y.T).T)
         np.testing.assert_allclose(cupy.asnumpy(got), x @ y, **tol)
     strided = cupy.asarray(rng.standard_normal((5, 8)).astype(dtype))[:, ::2]  # neither layout: CuPy's matmul
-    np.testing.assert_allclose(cupy.asnumpy(tl.backend.matmul(strided, cupy.asarray(b[:, :4].T.copy()))),
+    np.testing.assert_allclose(cupy.asnumpy(blas.matmul(strided, cupy.asarray(b[:, :4].T.copy()))),
                                cupy.asnumpy(strided) @ b[:, :4].T, **tol)
     batched = rng.standard_normal((2, 3, 4)).astype(dtype)
-    np.testing.assert_allclose(cupy.asnumpy(tl.backend.matmul(cupy.asarray(batched), cupy.asarray(b[:4]))),
+    np.testing.assert_allclose(cupy.asnumpy(blas.matmul(cupy.asarray(batched), cupy.asarray(b[:4]))),
                                batched @ b[:4], **tol)
 
 
