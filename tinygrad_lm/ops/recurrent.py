@@ -102,11 +102,11 @@ def _activation_grad(h: Any, nonlinearity: str) -> Any:
 
 
 class RNNLayer(Function):
-    """The Elman layer over a whole sequence: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
+    """The Elman layer over a whole sequence: h_t = act(a_t), a_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh;
+    with dy_t the gradient of output t: dh_t = dy_t + da_{t+1} W_hh, da_t = dh_t act'(a_t),
+    dW_hh = sum_t da_t^T h_{t-1}, dW_ih = sum_t da_t^T x_t, db_ih = db_hh = sum_t da_t, dx_t = da_t W_ih.
 
-    Derivative: with a_t the pre-activation and dh_t = dL/dh_t (from the output and from step t+1),
-    da_t = dh_t * act'(a_t), dh_{t-1} += da_t W_hh, dW_hh = sum_t da_t^T h_{t-1}, dW_ih = sum_t da_t^T x_t,
-    db_ih = db_hh = sum_t da_t, dx_t = da_t W_ih; act' is 1 - h^2 (tanh), [h > 0] (relu), h (1 - h) (sigmoid).
+    act' is 1 - h^2 (tanh), [h > 0] (relu), h (1 - h) (sigmoid). Returns h_1 .. h_T (T, B, H) and h_T (B, H).
     """
 
     def forward(self, x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, nonlinearity: str = "tanh") -> Any:
@@ -138,14 +138,14 @@ class RNNLayer(Function):
 
 
 class LSTMLayer(Function):
-    """The LSTM over a whole sequence, the lecture's equations with PyTorch's stacked gates (order i, f, g, o).
+    """The LSTM over a whole sequence, with PyTorch's stacked gates (order i, f, g, o):
+    [a_i, a_f, a_g, a_o] = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh, i_t, f_t, o_t = sigma(a_i, a_f, a_o),
+    C~_t = g_t = tanh(a_g), C_t = f_t C_{t-1} + i_t C~_t, h_t = o_t tanh(C_t); with dy_t the gradient of
+    output t: dh_t = dy_t + da_{t+1} W_hh, dC_t = dC_{t+1} f_{t+1} + dh_t o_t (1 - tanh^2 C_t),
+    da_i = dC_t g_t i_t (1 - i_t), da_f = dC_t C_{t-1} f_t (1 - f_t), da_g = dC_t i_t (1 - g_t^2),
+    da_o = dh_t tanh(C_t) o_t (1 - o_t); the weights as in RNNLayer.
 
-    Forward: [a_i, a_f, a_g, a_o] = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh (one row block per gate);
-    i_t, f_t, o_t = sigma(a_i, a_f, a_o), C~_t = g_t = tanh(a_g);
-    C_t = f_t * C_{t-1} + i_t * C~_t; h_t = o_t * tanh(C_t).
-    Derivative: dC_t = dC_{t+1} f_{t+1} + dh_t o_t (1 - tanh^2 C_t); da_i = dC_t g_t i_t (1 - i_t),
-    da_f = dC_t C_{t-1} f_t (1 - f_t), da_g = dC_t i_t (1 - g_t^2), da_o = dh_t tanh(C_t) o_t (1 - o_t);
-    dh_{t-1} += da_t W_hh; the weights as in RNNLayer. Returns h_1 .. h_T (T, B, H), h_T and C_T (B, H).
+    Returns h_1 .. h_T (T, B, H), h_T and C_T (B, H).
     """
 
     def forward(self, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any) -> Any:
@@ -191,13 +191,15 @@ class LSTMLayer(Function):
 
 
 class GRULayer(Function):
-    """The GRU over a whole sequence (gate order r, z, n as PyTorch).
+    """The GRU over a whole sequence, with PyTorch's gate order r, z, n and h = h_{t-1}:
+    r = sigma(x_t W_ir^T + b_ir + h W_hr^T + b_hr), z = sigma(x_t W_iz^T + b_iz + h W_hz^T + b_hz),
+    n = tanh(x_t W_in^T + b_in + r (h W_hn^T + b_hn)), h_t = (1 - z) n + z h; with dh = dL/dh_t:
+    da_n = dh (1 - z)(1 - n^2), da_z = dh (h - n) z (1 - z), da_r = da_n (h W_hn^T + b_hn) r (1 - r),
+    d_ih = [da_r, da_z, da_n] (the x side's pre-activations), d_hh = [da_r, da_z, r da_n] (the h side's),
+    dL/dh_{t-1} = dy_{t-1} + dh z + d_hh W_hh; dW_ih = sum_t d_ih^T x_t, dW_hh = sum_t d_hh^T h_{t-1},
+    db_ih = sum_t d_ih, db_hh = sum_t d_hh, dx_t = d_ih W_ih.
 
-    Forward: r = sigma(x W_ir^T + b_ir + h W_hr^T + b_hr), z = sigma(x W_iz^T + b_iz + h W_hz^T + b_hz),
-    n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn)), h_t = (1 - z) * n + z * h_{t-1}.
-    Derivative: dn = dh (1 - z), dz = dh (h_{t-1} - n), da_n = dn (1 - n^2), da_z = dz z (1 - z),
-    da_r = da_n (h W_hn^T + b_hn) r (1 - r); the h-side pre-activation gets [da_r, da_z, r da_n];
-    dh_{t-1} = dh z + [da_r, da_z, r da_n] W_hh.
+    Returns h_1 .. h_T (T, B, H) and h_T (B, H).
     """
 
     def forward(self, x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any) -> Any:
