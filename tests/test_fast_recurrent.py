@@ -36,7 +36,8 @@ def _arrays(case: str, T: int, B: int, n_in: int, H: int, bias: bool, dtype: str
     return [None if a is None else a.astype(dtype) for a in arrays]
 
 
-def _run(case: str, fast: bool, arrays: list[Any], used: tuple[int, ...], transpose_out: bool) -> list[Any]:
+def _run(case: str, fast: bool, arrays: list[Any], used: tuple[int, ...], transpose_out: bool,
+         device: str = "cpu") -> list[Any]:
     """The op's outputs and every input's gradient (None for an absent bias) from a loss over the ``used`` outputs.
 
     Each used output is weighted by a fixed random array; with ``transpose_out`` the first output reaches the
@@ -44,14 +45,15 @@ def _run(case: str, fast: bool, arrays: list[Any], used: tuple[int, ...], transp
     """
     op, _, _, _, kwargs = CASES[case]
     tl.fast.set_enabled(fast)
-    inputs = [None if a is None else tl.tensor(a, requires_grad=True) for a in arrays]
+    inputs = [None if a is None else tl.tensor(a, requires_grad=True, device=device) for a in arrays]
     outs = op.apply(*inputs, **kwargs)
     assert type(outs[0].grad_fn) is (tl.fast.registry()[op] if fast else op)
     rng = np.random.default_rng(7)
     loss = None
     for i in used:
         out = outs[i].transpose(0, 1) if i == 0 and transpose_out else outs[i]
-        term = (out * tl.tensor(rng.standard_normal(out.shape).astype(out.dtype))).sum()
+        weight = tl.tensor(rng.standard_normal(out.shape), dtype=out.dtype, device=device)
+        term = (out * weight).sum()
         loss = term if loss is None else loss + term
     assert loss is not None
     loss.backward()
@@ -73,7 +75,8 @@ def _assert_close(got: list[Any], want: list[Any], dtype: str) -> None:
        H=st.integers(1, 5), bias=st.booleans(), dtype=st.sampled_from(["float32", "float64"]),
        used=st.sets(st.integers(0, 2), min_size=1), transpose_out=st.booleans(), kernels=st.booleans(),
        seed=st.integers(0, 2**31 - 1))
-def test_fast_equals_reference(monkeypatch, case, T, B, n_in, H, bias, dtype, used, transpose_out, kernels, seed):
+def test_fast_equals_reference(monkeypatch, device, case, T, B, n_in, H, bias, dtype, used, transpose_out, kernels,
+                               seed):
     """Outputs and all gradients; unused outputs reach backward as None; kernels off is as without Numba."""
     used = tuple(sorted(i for i in used if i < CASES[case][3])) or (0,)
     arrays = _arrays(case, T, B, n_in, H, bias, dtype, seed)
@@ -81,8 +84,8 @@ def test_fast_equals_reference(monkeypatch, case, T, B, n_in, H, bias, dtype, us
     with monkeypatch.context() as m:
         if not kernels:
             m.setattr(compiler, "_numba", False)
-        got = _run(case, True, arrays, used, transpose_out)
-    want = _run(case, False, arrays, used, transpose_out)
+        got = _run(case, True, arrays, used, transpose_out, device)
+    want = _run(case, False, arrays, used, transpose_out, device)
     _assert_close(got, want, dtype)
     for a, k in zip(arrays, kept):  # neither path writes into its inputs
         if a is not None:
@@ -91,11 +94,11 @@ def test_fast_equals_reference(monkeypatch, case, T, B, n_in, H, bias, dtype, us
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_fast_equals_reference_over_many_steps(case, dtype):
+def test_fast_equals_reference_over_many_steps(device, case, dtype):
     """100 steps of a wider layer: the kernels, the blocked BPTT and the reference agree over a long recurrence."""
     arrays = _arrays(case, 100, 3, 7, 16, True, dtype, 5)
     used = tuple(range(CASES[case][3]))
-    _assert_close(_run(case, True, arrays, used, False), _run(case, False, arrays, used, False), dtype)
+    _assert_close(_run(case, True, arrays, used, False, device), _run(case, False, arrays, used, False, device), dtype)
 
 
 @pytest.mark.parametrize("case", list(CASES))
