@@ -42,7 +42,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .. import backend, creation, optim
+from .. import backend, creation, generators, optim
 from ..autograd import no_grad
 from ..data import BPTTBatcher
 from ..distributed.data_parallel import TrainingGroup
@@ -294,6 +294,39 @@ class _StopRequests:
         self._previous.clear()
 
 
+@dataclass
+class _Window:
+    """The steps since the last log line, whose averages the next line records."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+    loss: float = 0.0
+    norm: float = 0.0
+    n: int = 0
+
+    def add(self, seconds: float, tokens: int, loss: float, norm: float | None) -> None:
+        self.seconds += seconds
+        self.tokens += tokens
+        self.loss += loss
+        self.norm += norm or 0.0
+        self.n += 1
+
+
+@dataclass
+class _Run:
+    """Where one call of ``Trainer.train`` stands: its loop's state, and how it ended (``status``)."""
+
+    stop: int  # the step after which this call stops (``until``, or ``max_steps``)
+    bar: Any  # the progress bar
+    stops: _StopRequests  # Ctrl-C and SIGTERM received
+    started: float = field(default_factory=time.perf_counter)
+    status: str = "finished"
+    skipped: int = 0  # the batches skipped for a non-finite loss or gradient
+    skipped_in_a_row: int = 0
+    evaluated_at: int = -1  # the step of the last evaluation
+    window: _Window = field(default_factory=_Window)
+
+
 class Trainer:
     """Trains ``model`` on the token ids ``train_ids``, evaluating on ``val_ids`` (None: no evaluation).
 
@@ -414,7 +447,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "step": self.step,
-            "rng": {"trainer": json.dumps(self.rng.bit_generator.state), "tl": json.dumps(backend.rng_state())},
+            "rng": {"trainer": json.dumps(self.rng.bit_generator.state), "tl": json.dumps(generators.rng_state())},
             "data": self.streams.state_dict() if self.streams is not None else {},
             "carried": _state_to_host(self.dp.gather_state(self.state)),
             "model_config": _config_dict(getattr(self.model, "config", None)),
@@ -442,7 +475,7 @@ class Trainer:
                 group["initial_lr"], group["lr"] = self.config.lr, lr
         self.step = int(ckpt["step"])
         self.rng.bit_generator.state = json.loads(ckpt["rng"]["trainer"])
-        backend.set_rng_state(json.loads(ckpt["rng"]["tl"]))
+        generators.set_rng_state(json.loads(ckpt["rng"]["tl"]))
         if self.streams is not None:
             self.streams.load_state_dict(ckpt["data"])
         self.state = self.dp.shard_state(_state_from_host(ckpt.get("carried"), self.device))
@@ -464,14 +497,14 @@ class Trainer:
     def _position(self) -> tuple[Any, ...]:
         """Where the data and the random generators stand (cheap: a few small dicts)."""
         data = self.streams.state_dict() if self.streams is not None else None
-        return data, self.rng.bit_generator.state, backend.rng_state()
+        return data, self.rng.bit_generator.state, generators.rng_state()
 
     def _rewind(self, mark: tuple[Any, ...]) -> None:
         data, rng, tl_rng = mark
         if self.streams is not None:
             self.streams.load_state_dict(data)
         self.rng.bit_generator.state = rng
-        backend.set_rng_state(tl_rng)
+        generators.set_rng_state(tl_rng)
 
     def _params_finite(self) -> bool:
         return all(bool(p.xp.isfinite(p.array).all()) for p in self.params)
@@ -545,8 +578,39 @@ class Trainer:
             return self._train(resume, until)
 
     def _train(self, resume: bool, until: int | None) -> TrainResult:
+        """The loop: a step, then the log line, the evaluation and the checkpoint each when due, until a stop."""
         c = self.config
-        stop = c.max_steps if until is None else min(int(until), c.max_steps)
+        self._open_run(resume)
+        self.model.train()
+        bar = _progress(c.progress and self.dp.is_main, total=c.max_steps, initial=min(self.step, c.max_steps))
+        run = _Run(c.max_steps if until is None else min(int(until), c.max_steps), bar, _StopRequests(c.handle_signals))
+        self._phase = "between"
+        try:
+            with run.stops:
+                while self.step < run.stop:
+                    t0 = time.perf_counter()
+                    value, norm, n_tokens = self._train_step()
+                    if value is None:  # a non-finite loss or gradient norm, or a diverged loss: nothing was updated
+                        if self._skip_batch(run, norm):
+                            continue
+                        break
+                    run.skipped_in_a_row = 0
+                    run.window.add(time.perf_counter() - t0, n_tokens * self.dp.world_size, value, norm)
+                    run.bar.update(1)
+                    self._log_on_schedule(run, norm)
+                    self._evaluate_on_schedule(run)
+                    if not self._checkpoint_on_schedule(run) or self._stop_requested(run):
+                        break
+        except KeyboardInterrupt:
+            run.status = "interrupted"
+        finally:
+            run.bar.close()
+        return self._finish(run)
+
+    def _open_run(self, resume: bool) -> None:
+        """Ready the run directory: drop the temporary files of a killed save, then load the checkpoint
+        (``resume``, forgetting the log lines written after it) or, for a Trainer that has not trained
+        yet, start a new metrics log."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.dp.is_main:
             remove_stale_temp_files(self.out_dir)  # left by a process killed mid-save
@@ -557,87 +621,101 @@ class Trainer:
             self._keep_metrics_up_to(self.step)
         elif self.step == 0 and self.metrics_path.exists() and self.dp.is_main:
             self.metrics_path.unlink()
-        self.model.train()
-        bar = _progress(c.progress and self.dp.is_main, total=c.max_steps, initial=min(self.step, c.max_steps))
-        status, started = "finished", time.perf_counter()
-        evaluated_at = -1
-        skipped = skipped_in_a_row = 0
-        window = {"tokens": 0, "seconds": 0.0, "loss": 0.0, "n": 0, "norm": 0.0}
-        self._phase = "between"
-        stops = _StopRequests(c.handle_signals)
-        try:
-            with stops:
-                while self.step < stop:
-                    t0 = time.perf_counter()
-                    value, norm, n_tokens = self._train_step()
-                    if value is None:
-                        diverged = norm is None and math.isfinite(self._bad_loss)
-                        what = (f"loss diverged ({self._bad_loss:.4g} nats/token, above {self.diverged_loss:.3g})"
-                                if diverged else f"{'gradient norm' if norm is not None else 'loss'} became non-finite")
-                        if c.stop_on_nonfinite or skipped_in_a_row + 1 >= MAX_SKIPPED_IN_A_ROW:
-                            status = "nonfinite"
-                            last = self.checkpoint_path if self.checkpoint_path.exists() else "not written yet"
-                            bar.write(f"the {what} at step {self.step + 1}; stopping before "
-                                      f"the update. The last good checkpoint is {last}")
-                            break
-                        skipped, skipped_in_a_row = skipped + 1, skipped_in_a_row + 1
-                        self.state = None
-                        bar.write(f"skipping a batch: the {what} at step {self.step + 1}")
-                        continue
-                    skipped_in_a_row = 0
-                    window["seconds"] += time.perf_counter() - t0
-                    window["tokens"] += n_tokens * self.dp.world_size
-                    window["loss"] += value
-                    window["norm"] += norm or 0.0
-                    window["n"] += 1
-                    bar.update(1)
-                    if self.step % c.log_interval == 0 or self.step == c.max_steps:
-                        rate = window["tokens"] / max(window["seconds"], 1e-9)
-                        record = {"step": self.step, "train_loss": window["loss"] / window["n"],
-                                  "lr": self.optimizer.param_groups[0]["lr"], "tokens_per_s": rate}
-                        if norm is not None:
-                            record["grad_norm"] = window["norm"] / window["n"]
-                        self._log(record)
-                        bar.set_postfix(loss=f"{record['train_loss']:.3f}", tok_s=f"{rate:,.0f}")
-                        window = {"tokens": 0, "seconds": 0.0, "loss": 0.0, "n": 0, "norm": 0.0}
-                    if self.val_ids is not None and (self.step % c.eval_interval == 0 or self.step == c.max_steps):
-                        self._eval_and_log(bar)
-                        evaluated_at = self.step
-                    if self.step % c.checkpoint_interval == 0 or self.step == stop:
-                        if not self._params_finite():
-                            status = "nonfinite"
-                            bar.write(f"a parameter became non-finite at step {self.step}; the checkpoint was "
-                                      "not overwritten")
-                            break
-                        self.save_checkpoint()
-                    stops.signal = self.dp.agree_signal(stops.signal)  # all ranks stop after the same step
-                    if stops.signal is not None:
-                        status = "interrupted"
-                        bar.write(f"received {signal.Signals(stops.signal).name}: stopped after step {self.step}")
-                        break
-                    if c.time_limit is not None and self.dp.any(time.perf_counter() - started > c.time_limit):
-                        status = "time_limit"
-                        break
-        except KeyboardInterrupt:
-            status = "interrupted"
-        finally:
-            bar.close()
-        if status == "interrupted" and self._phase == "update":
-            print(f"interrupted in the middle of the update of step {self.step + 1}: the checkpoint was not "
-                  "overwritten", file=sys.stderr)
-        elif status in ("interrupted", "time_limit"):
-            if self._phase == "step" and self._mark is not None:  # a batch was read, no parameter changed:
-                self._rewind(self._mark)  # forget that batch
-            if self._params_finite():
-                self.save_checkpoint()
-        if status == "finished" and self.step < c.max_steps:
+
+    def _skip_batch(self, run: _Run, norm: float | None) -> bool:
+        """The step just tried had a non-finite loss or gradient norm, or a diverged loss: say so, and skip
+        the batch (True), unless ``stop_on_nonfinite`` or ``MAX_SKIPPED_IN_A_ROW`` skips in a row end the run."""
+        c = self.config
+        diverged = norm is None and math.isfinite(self._bad_loss)
+        what = (f"loss diverged ({self._bad_loss:.4g} nats/token, above {self.diverged_loss:.3g})"
+                if diverged else f"{'gradient norm' if norm is not None else 'loss'} became non-finite")
+        if c.stop_on_nonfinite or run.skipped_in_a_row + 1 >= MAX_SKIPPED_IN_A_ROW:
+            run.status = "nonfinite"
+            last = self.checkpoint_path if self.checkpoint_path.exists() else "not written yet"
+            run.bar.write(f"the {what} at step {self.step + 1}; stopping before "
+                          f"the update. The last good checkpoint is {last}")
+            return False
+        run.skipped, run.skipped_in_a_row = run.skipped + 1, run.skipped_in_a_row + 1
+        self.state = None
+        run.bar.write(f"skipping a batch: the {what} at step {self.step + 1}")
+        return True
+
+    def _due(self, interval: int) -> bool:
+        """Whether something done every ``interval`` steps (and after the last) is due now."""
+        return self.step % interval == 0 or self.step == self.config.max_steps
+
+    def _log_on_schedule(self, run: _Run, norm: float | None) -> None:
+        """Every ``log_interval`` steps: the averages of the steps since the last log line, to the metrics log
+        and the progress bar (the gradient norm when this step clipped, so measured, it)."""
+        if not self._due(self.config.log_interval):
+            return
+        w = run.window
+        rate = w.tokens / max(w.seconds, 1e-9)
+        record = {"step": self.step, "train_loss": w.loss / w.n, "lr": self.optimizer.param_groups[0]["lr"],
+                  "tokens_per_s": rate}
+        if norm is not None:
+            record["grad_norm"] = w.norm / w.n
+        self._log(record)
+        run.bar.set_postfix(loss=f"{record['train_loss']:.3f}", tok_s=f"{rate:,.0f}")
+        run.window = _Window()
+
+    def _evaluate_on_schedule(self, run: _Run) -> None:
+        """Every ``eval_interval`` steps, when there is a validation stream: evaluate and log."""
+        if self.val_ids is not None and self._due(self.config.eval_interval):
+            self._eval_and_log(run.bar)
+            run.evaluated_at = self.step
+
+    def _checkpoint_on_schedule(self, run: _Run) -> bool:
+        """Every ``checkpoint_interval`` steps and at the last step of this call: save, unless a parameter
+        became non-finite, which ends the run (False) and leaves the last good checkpoint in place."""
+        if self.step % self.config.checkpoint_interval != 0 and self.step != run.stop:
+            return True
+        if not self._params_finite():
+            run.status = "nonfinite"
+            run.bar.write(f"a parameter became non-finite at step {self.step}; the checkpoint was not overwritten")
+            return False
+        self.save_checkpoint()
+        return True
+
+    def _stop_requested(self, run: _Run) -> bool:
+        """Whether Ctrl-C/SIGTERM or the time limit ends the run after this step (agreed by all ranks)."""
+        c = self.config
+        run.stops.signal = self.dp.agree_signal(run.stops.signal)  # all ranks stop after the same step
+        if run.stops.signal is not None:
+            run.status = "interrupted"
+            run.bar.write(f"received {signal.Signals(run.stops.signal).name}: stopped after step {self.step}")
+            return True
+        if c.time_limit is not None and self.dp.any(time.perf_counter() - run.started > c.time_limit):
+            run.status = "time_limit"
+            return True
+        return False
+
+    def _finish(self, run: _Run) -> TrainResult:
+        """After the loop: save what an interruption left, evaluate the last step if it was not, plot the curves."""
+        status = run.status
+        if status in ("interrupted", "time_limit"):
+            self._save_interrupted(status)
+        if status == "finished" and self.step < self.config.max_steps:
             status = "stopped"
-        if status in ("finished", "stopped", "time_limit") and self.val_ids is not None and evaluated_at != self.step:
-            self._eval_and_log(bar)
+        evaluated = self.val_ids is None or run.evaluated_at == self.step
+        if status in ("finished", "stopped", "time_limit") and not evaluated:
+            self._eval_and_log(run.bar)
         history = read_metrics(self.metrics_path)
         plot = plot_metrics(history, self.plot_path) if history and self.dp.is_main else None
         return TrainResult(self.step, status, self.last_val, history,
-                           self.checkpoint_path if self.checkpoint_path.exists() else None, plot, skipped)
+                           self.checkpoint_path if self.checkpoint_path.exists() else None, plot, run.skipped)
+
+    def _save_interrupted(self, status: str) -> None:
+        """A stop between steps or while one read its batch is saved (the batch unread again, so that resuming
+        trains on it); one in the middle of an update is not, the checkpoint keeping the last whole step."""
+        if status == "interrupted" and self._phase == "update":
+            print(f"interrupted in the middle of the update of step {self.step + 1}: the checkpoint was not "
+                  "overwritten", file=sys.stderr)
+            return
+        if self._phase == "step" and self._mark is not None:  # a batch was read, no parameter changed:
+            self._rewind(self._mark)  # forget that batch
+        if self._params_finite():
+            self.save_checkpoint()
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
