@@ -275,7 +275,8 @@ class CrossEntropy(ops.CrossEntropy):
     :func:`_cross_entropy_backward_kernel`): a row stays in the L1 cache for its max, its sum of exponentials
     and its gradient, instead of a dozen array passes over the (N, C) logits and their temporaries.
 
-    Other layouts, (N, C, d1, ...), and C = 0 take the reference.
+    The kernels replace the reference's two array steps, :meth:`_row_losses` and :meth:`_logit_grad`;
+    the reductions stay the reference's. Other layouts, (N, C, d1, ...), and C = 0 take the reference.
     """
 
     def _row_losses(self, x: Any, target: Any, valid: Any) -> tuple[Any, Any, Any, Any]:

@@ -39,6 +39,7 @@ def _row_grad(xp: Any, g: Any, reduction: str, valid: Any, denom: Any) -> Any:
 
 
 def _reduce(xp: Any, loss: Any, reduction: str, denom: Any, shape: tuple[int, ...]) -> Any:
+    """The unreduced loss (N, d1, ...) as ``shape`` ('none'), its sum, or its sum / ``denom`` ('mean')."""
     if reduction == "none":
         return loss.reshape(shape)
     total = xp.asarray(loss.sum())
@@ -78,7 +79,8 @@ class CrossEntropy(Function):
         return _reduce(xp, loss, reduction, self.denom, out_shape)
 
     def _row_losses(self, x: Any, target: Any, valid: Any) -> tuple[Any, Any, Any, Any]:
-        """loss_n (N, d1, ...), and what backward needs: m and log_s (N, 1, d1, ...), w_t (N, d1, ...).
+        """loss_n (N, d1, ...), and what backward needs: m and log_s (N, 1, d1, ...), w_t (N, d1, ...)
+        (and, saved on self, the index of each target).
 
         With m_n = max_c x_nc (0 where that is not finite) and log_s_n = log sum_c e^(x_nc - m_n):
         log softmax(x_n)_c = (x_nc - m_n) - log_s_n, so that
@@ -94,9 +96,7 @@ class CrossEntropy(Function):
         wb = None if weight is None else weight.reshape(_class_shape(x.ndim, c))
         if eps > 0:
             smooth_sum = (e.sum(axis=1) if wb is None else (e * wb).sum(axis=1))  # sum_c w_c (x_c - m)
-        xp.exp(e, out=e)
-        log_s = xp.log(e.sum(axis=1, keepdims=True))  # (N, 1, d1, ...)
-        del e
+        log_s = xp.log(xp.exp(e).sum(axis=1, keepdims=True))  # (N, 1, d1, ...)
         w_t = valid.astype(x.dtype) if weight is None else xp.where(valid, weight[self.index[1]], 0)  # (N, d1, ...)
         w_t = w_t.astype(x.dtype, copy=False)
         loss = w_t * (log_s[:, 0] - picked)  # (N, d1, ...)
@@ -115,9 +115,7 @@ class CrossEntropy(Function):
         """d loss / d x_n = r_n ((sum_c w_c q_nc) softmax(x_n) - w q_n), r_n = ``row``, for all n at once."""
         xp, eps, x = self.xp, self.eps, self.x
         c = x.shape[1]
-        p = x - self.m
-        p -= self.log_s
-        xp.exp(p, out=p)  # softmax(x_n), (N, C, d1, ...)
+        p = xp.exp(x - self.m - self.log_s)  # softmax(x_n), (N, C, d1, ...)
         coef = (1.0 - eps) * self.w_t + (eps / c) * self.w_sum  # sum_c w_c q_nc
         p *= (coef * row)[:, None]
         p[self.index] -= (1.0 - eps) * self.w_t * row  # w q_n, its onehot part: (1 - eps) w_t at the target ...
