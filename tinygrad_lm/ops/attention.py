@@ -42,7 +42,8 @@ class ScaledDotProductAttention(Function):
             m = xp.zeros(s.shape[:-1] + (1,), dtype=s.dtype)
         e = xp.exp(s - m)
         total = e.sum(axis=-1, keepdims=True)  # (..., L, 1)
-        p = e / xp.where(total == 0, 1, total)  # P; a query that sees no key: 0
+        total[total == 0] = 1  # a query that sees no key: its e are all 0, and so is its P
+        p = e / total  # P
         self.q, self.k, self.v, self.p, self.keep, self.scale = q, k, v, p, keep, scale
         return self._dropped(p) @ v  # O = P' V, (..., L, Ev)
 
