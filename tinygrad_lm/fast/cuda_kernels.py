@@ -91,7 +91,7 @@ extern "C" __global__ void lstm_step_back(const real* a, const real* c_prev, con
     }
 }
 
-// Softmax cross-entropy of each row of x (N, C) (ops/nn.py, _cross_entropy_forward_kernel): one warp per row.
+// Softmax cross-entropy of each row of x (N, C) (fast/fused_nn.py, _cross_entropy_forward_kernel): one warp per row.
 extern "C" __global__ void cross_entropy_forward(const real* x, const long long* target, const bool* valid,
                                                  const real* weight, real eps, real w_sum, real* loss, real* m,
                                                  real* log_s, real* w_t, int N, int C) {
@@ -124,7 +124,7 @@ extern "C" __global__ void cross_entropy_forward(const real* x, const long long*
     loss[n] = l;
 }
 
-// dx (N, C) of softmax cross-entropy (ops/nn.py, _cross_entropy_backward_kernel): one thread per element.
+// dx (N, C) of softmax cross-entropy (fast/fused_nn.py, _cross_entropy_backward_kernel): one thread per element.
 extern "C" __global__ void cross_entropy_backward(const real* x, const long long* target, const bool* valid,
                                                   const real* weight, real eps, real w_sum, const real* m,
                                                   const real* log_s, const real* w_t, const real* row, real* dx,
@@ -142,7 +142,7 @@ extern "C" __global__ void cross_entropy_backward(const real* x, const long long
     }
 }
 
-// LayerNorm of each row of x (M, D) (ops/nn.py, _layer_norm_forward_kernel): one warp per row.
+// LayerNorm of each row of x (M, D) (fast/fused_nn.py, _layer_norm_forward_kernel): one warp per row.
 extern "C" __global__ void layer_norm_forward(const real* x, const real* weight, int has_weight, const real* bias,
                                               int has_bias, real eps, real* y, real* mean, real* rstd, int M, int D) {
     int lane = threadIdx.x & 31;
@@ -166,7 +166,7 @@ extern "C" __global__ void layer_norm_forward(const real* x, const real* weight,
     }
 }
 
-// dx of LayerNorm (ops/nn.py, _layer_norm_backward_kernel), one warp per row.
+// dx of LayerNorm (fast/fused_nn.py, _layer_norm_backward_kernel), one warp per row.
 extern "C" __global__ void layer_norm_backward_dx(const real* x, const real* mean, const real* rstd,
                                                   const real* weight, int has_weight, const real* g, real* dx,
                                                   int M, int D) {
@@ -208,7 +208,7 @@ extern "C" __global__ void layer_norm_backward_wb(const real* x, const real* mea
     part_b[blockIdx.y * (long long)D + j] = sb;
 }
 
-// The attention softmax on transposed scores st (N, S, L) -> P^T, in place (ops/attention.py,
+// The attention softmax on transposed scores st (N, S, L) -> P^T, in place (fast/fused_attention.py,
 // _softmax_columns_kernel): one thread per query column (n, l); adjacent threads read adjacent queries.
 extern "C" __global__ void softmax_columns(real* st, const real* mask_t, int has_mask, real scale,
                                            int N, int S, int L) {
@@ -233,7 +233,7 @@ extern "C" __global__ void softmax_columns(real* st, const real* mask_t, int has
     }
 }
 
-// Its derivative in place of dP^T (ops/attention.py, _softmax_columns_back_kernel): dS^T = P^T (dP^T - c).
+// Its derivative in place of dP^T (fast/fused_attention.py, _softmax_columns_back_kernel): dS^T = P^T (dP^T - c).
 extern "C" __global__ void softmax_columns_back(real* dpt, const real* pt, int N, int S, int L) {
     FOR_EACH(k, (long long)N * L) {
         long long n = k / L, l = k - n * L;
@@ -245,7 +245,7 @@ extern "C" __global__ void softmax_columns_back(real* dpt, const real* pt, int N
     }
 }
 
-// GELU and its derivative (ops/elementwise.py, _gelu_jit_float32 / _gelu_jit_exact) with Phi from erf.
+// GELU and its derivative (fast/fused_nn.py, _gelu_jit_float32 / _gelu_jit_exact) with Phi from erf.
 extern "C" __global__ void gelu(const real* x, real* out, real* dx, long long n) {
     const real inv_sqrt_2 = (real)0.70710678118654752440, inv_sqrt_2pi = (real)0.39894228040143267794;
     FOR_EACH(k, n) {
