@@ -294,6 +294,7 @@ def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | N
             return None
     fn = _compiled.get(kernel)
     if fn is None:
+        # (only the package's own kernels are cached: Numba's cache must be able to import the kernel's module)
         fn = _compiled[kernel] = _numba.njit(kernel, nogil=True, fastmath=_FASTMATH, error_model="numpy",
-                                             cache=True)
+                                             cache=kernel.__module__.startswith("tinygrad_lm."))
     return fn
