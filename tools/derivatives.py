@@ -63,8 +63,11 @@ def op_docs() -> list[OpDoc]:
 
 
 def _cell(text: str) -> str:
-    """``text`` safe in a Markdown table cell: ``|`` would end the cell, ``<`` could open an HTML tag."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<")
+    """``text`` safe in a Markdown table cell: ``|`` would end the cell, ``<`` could open an HTML tag and a pair
+    of ``~`` (``C~_t``) would strike the text between them through."""
+    for char in "\\|<~":
+        text = text.replace(char, "\\" + char)
+    return text
 
 
 def _row(op: OpDoc) -> str:
