@@ -6,7 +6,10 @@ for tinygrad_lm. The source below only uses names both frameworks have (``nn.Mod
 ``nn.Embedding``, ``nn.Linear``, ``nn.RNN``/``nn.LSTM`` with ``batch_first=True``,
 ``nn.LayerNorm``, ``nn.GELU``, ``nn.ModuleList``, ``reshape``/``transpose``/``split``/``tanh``,
 ``F.cross_entropy``, ``F.scaled_dot_product_attention``), so both frameworks train the same
-function once the weights are copied across with ``state_dict``/``load_state_dict``.
+function once the weights are copied across with ``state_dict``/``load_state_dict``. ``gpt-manual`` is
+``gpt`` with the attention written by hand (``q @ k.transpose(-2, -1)``, ``masked_fill`` with a
+registered ``tril(ones(T, T))`` buffer, ``F.softmax``, ``att @ v``), as users write it; it also uses
+the framework's ``tril``/``ones``, found from the package of ``nn``.
 
 Each model class below is a plain mixin; :func:`_bind` makes it a subclass of the chosen
 framework's ``nn.Module``. This file imports neither NumPy nor PyTorch.
@@ -14,6 +17,8 @@ framework's ``nn.Module``. This file imports neither NumPy nor PyTorch.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +36,7 @@ class Config:
     batch: int
     seq: int
     heads: int = 4
+    attention: str = "sdpa"  # gpt only: "sdpa" (F.scaled_dot_product_attention) or "manual" (written by hand)
 
     @property
     def tokens(self) -> int:
@@ -45,6 +51,7 @@ CONFIGS: dict[str, Config] = {
         Config("rnn", "rnn", vocab=96, embed=128, hidden=256, layers=1, batch=32, seq=64),
         Config("lstm", "lstm", vocab=96, embed=128, hidden=256, layers=1, batch=32, seq=64),
         Config("gpt", "gpt", vocab=96, embed=128, hidden=512, layers=4, batch=32, seq=64),
+        Config("gpt-manual", "gpt", vocab=96, embed=128, hidden=512, layers=4, batch=32, seq=64, attention="manual"),
         Config("lstm2", "lstm", vocab=96, embed=256, hidden=512, layers=2, batch=64, seq=128),
     )
 }
@@ -124,13 +131,47 @@ class CausalSelfAttention:
         return self.proj(y)
 
 
+class ManualCausalSelfAttention:
+    """The same attention as :class:`CausalSelfAttention`, written by hand the way users write it (nanoGPT's
+    slow path): ``softmax(masked_fill(Q K^T / sqrt(d), mask == 0, -inf)) V`` with a registered causal-mask buffer."""
+
+    def __init__(self, cfg: Config, nn: Any, F: Any) -> None:
+        super().__init__()
+        self.n_head = cfg.heads
+        self.qkv = nn.Linear(cfg.embed, 3 * cfg.embed)
+        self.proj = nn.Linear(cfg.embed, cfg.embed)
+        self._F = F
+        fw = _framework(nn)  # torch or tinygrad_lm, for tril/ones
+        self.register_buffer("mask", fw.tril(fw.ones(cfg.seq, cfg.seq)).view(1, 1, cfg.seq, cfg.seq))
+
+    def forward(self, x: Any) -> Any:
+        B, T, C = x.shape
+        d = C // self.n_head
+        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
+        q = q.reshape(B, T, self.n_head, d).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.reshape(B, T, self.n_head, d).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.reshape(B, T, self.n_head, d).transpose(1, 2)  # (B, nh, T, hs)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d))  # (B, nh, T, T)
+        att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
+        att = self._F.softmax(att, dim=-1)
+        y = att @ v  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        return self.proj(y)
+
+
+def _framework(nn: Any) -> Any:
+    """The package whose ``nn`` this is: ``torch`` for ``torch.nn``, ``tinygrad_lm`` for ``tinygrad_lm.nn``."""
+    return importlib.import_module(nn.__name__.partition(".")[0])
+
+
 class Block:
     """Pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + W_2 GELU(W_1 ln_2(x))."""
 
     def __init__(self, cfg: Config, nn: Any, F: Any) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.embed)
-        self.attn = _bind(CausalSelfAttention, nn)(cfg, nn, F)
+        attention = ManualCausalSelfAttention if cfg.attention == "manual" else CausalSelfAttention
+        self.attn = _bind(attention, nn)(cfg, nn, F)
         self.ln_2 = nn.LayerNorm(cfg.embed)
         self.fc = nn.Linear(cfg.embed, cfg.hidden)
         self.gelu = nn.GELU()

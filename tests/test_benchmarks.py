@@ -10,6 +10,7 @@ import importlib.util
 import math
 import os
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -59,7 +60,8 @@ def test_one_training_step_updates_every_parameter(device: str, name: str) -> No
     logits = model(idx_t)
     assert logits.shape == (cfg.batch, cfg.seq, cfg.vocab)
     assert logits.dtype == tl.float32
-    before = {k: v.copy() for k, v in model.state_dict().items()}
+    params = dict(model.named_parameters())  # not buffers (gpt-manual's causal mask)
+    before = {k: v.copy() for k, v in model.state_dict().items() if k in params}
     loss = models.train_step(model, optim.SGD(model.parameters(), lr=0.5), idx_t, tgt_t, F)
     # the loss is the mean cross-entropy of these logits (NumPy reference, float64)
     z = tl.backend.to_host(logits.array).astype(np.float64).reshape(-1, cfg.vocab)
@@ -151,3 +153,79 @@ def test_lstm_layer_benchmark_runs_at_a_tiny_size() -> None:
     diff = re.search(r"max \|output difference\| ([\d.e+-]+)", result.stdout)
     if importlib.util.find_spec("torch") is not None:
         assert diff is not None and float(diff.group(1)) < 1e-5
+
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _run_benchmark(script: str, *args: str, timeout: int = 600) -> str:
+    """``benchmarks/<script> args`` in a subprocess (PyTorch left out where it is not installed); its stdout."""
+    import subprocess
+
+    argv = [sys.executable, os.path.join(BENCHMARKS, script), *args] + ([] if HAS_TORCH else ["--no-torch"])
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{script} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def test_programs_benchmark_runs_every_program_for_one_step() -> None:
+    """bench_programs.py end to end at one step (no timing checked): a table row per program, and with
+    PyTorch installed both frameworks' first losses agree (the script fails otherwise)."""
+    import re
+
+    out = _run_benchmark("bench_programs.py", "--steps", "1", "--warmup", "0", "--threads", "1")
+    header = "program  params  tokens  tl ms/step" if not HAS_TORCH else "tl ms/step  torch ms/step   ratio"
+    assert re.search(r"\s+".join(re.escape(h) for h in header.split()), out), out
+    for program in ("bigram", "mlp", "rnn", "gru", "bow", "transformer", "nanogpt"):
+        assert re.search(rf"^{program}\s+[\d,]+\s+\d+\s+[\d.]+", out, re.M), program
+    assert "threads in effect after the runs" in out
+    if HAS_TORCH:
+        assert out.count(" ok;") == 7 and "MISMATCH" not in out
+        assert "torch.get_num_threads() = 1" in out
+
+
+def test_programs_benchmark_takes_threads_all_and_program_names() -> None:
+    out = _run_benchmark("bench_programs.py", "--steps", "1", "--warmup", "0", "--threads", "all",
+                         "--programs", "bigram")
+    assert f"threads: {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} " in out
+    assert "\nbigram " in out and "\nnanogpt " not in out
+
+
+def test_programs_are_written_once_for_either_framework() -> None:
+    """The programs' code takes the framework module as an argument: tinygrad_lm alone runs them, and the
+    made-up data sets are deterministic with the sizes the programs promise."""
+    saved = list(sys.path)
+    try:
+        path = os.path.join(BENCHMARKS, "bench_programs.py")
+        spec = importlib.util.spec_from_file_location("benchmark_programs", path)
+        bench_programs = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = bench_programs  # dataclasses look their module up
+        spec.loader.exec_module(bench_programs)
+    finally:
+        sys.path[:] = saved  # the script puts benchmarks/ on the path for itself
+    names = bench_programs.make_names()
+    assert names == bench_programs.make_names() and len(names) == 2000 and max(map(len, names)) == 15
+    model, step, tokens = bench_programs.makemore(tl, "gru", names, batch_size=4)
+    assert tokens == 4 * 16
+    losses = [step() for _ in range(3)]
+    assert all(math.isfinite(v) for v in losses)
+    text = bench_programs.make_text(names, n_chars=2000)
+    model, step, tokens = bench_programs.nanogpt(tl, text, n_layer=1, n_embd=16, batch_size=2, block_size=8)
+    assert tokens == 16 and model.lm_head.weight is model.transformer.wte.weight  # weight tying
+    assert math.isfinite(step())
+
+
+def test_cost_model_quick_grid_writes_json_and_plot(tmp_path: Path) -> None:
+    import json
+
+    png = tmp_path / "cost_model.png"
+    out = _run_benchmark("cost_model.py", "--quick", "--out", str(png))
+    assert "model      sweep  value  batch   seq  width  threads" in out
+    assert "a (ms/step)  1/b (GFLOP/s)  1/c (Melem/s)  rms resid" in out
+    data = json.loads(png.with_suffix(".json").read_text())
+    frameworks = {"tinygrad_lm", "torch"} if HAS_TORCH else {"tinygrad_lm"}
+    assert {p["framework"] for p in data["points"]} == frameworks
+    assert {p["sweep"] for p in data["points"]} == {"batch", "width", "seq", "threads"}
+    assert {f["framework"] for f in data["fits"]} == frameworks
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
