@@ -364,7 +364,7 @@ def makemore(torch: Any, model_type: str, words: list[str], batch_seed: int = 0,
                 loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
             return logits, loss
 
-    class CharDataset:  # makemore subclasses torch.utils.data.Dataset; only __len__/__getitem__ are used
+    class CharDataset(torch.utils.data.Dataset):
         def __init__(self, words, chars, max_word_length):
             self.words = words
             self.chars = chars
