@@ -215,8 +215,10 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
 def _abort_on_uncaught(kind: type[BaseException], value: BaseException, tb: Any) -> None:
     """Print the error, then end every rank: the others may be waiting for this one in a collective."""
     rank = _world.rank if _world is not None else "?"
-    sys.stderr.write(f"[rank {rank}] uncaught {kind.__name__}; aborting the job\n")
-    sys.stderr.write("".join(traceback.format_exception(kind, value, tb)))
+    # one write, flushed before Abort: mpiexec forwards a rank's stderr until Abort kills it, and under
+    # load a second write could still be in flight (the traceback was lost once in a loaded test run)
+    sys.stderr.write(f"[rank {rank}] uncaught {kind.__name__}; aborting the job\n"
+                     + "".join(traceback.format_exception(kind, value, tb)))
     sys.stderr.flush()
     from mpi4py import MPI
 
