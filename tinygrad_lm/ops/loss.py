@@ -126,10 +126,10 @@ class CrossEntropy(Function):
 
 
 class SoftCrossEntropy(Function):
-    """Cross-entropy from logits x and class probabilities y, label smoothing eps, class weights w.
+    """loss_n = -sum_c w_c q_nc log softmax(x_n)_c with q = (1 - eps) y + eps / C;
+    d loss_n / d x_n = (sum_c w_c q_nc) softmax(x_n) - w q_n, d loss_n / d y_nc = -(1 - eps) w_c log softmax(x_n)_c
 
-    With q = (1 - eps) y + eps / C: loss_n = -sum_c w_c q_nc log softmax(x_n)_c;
-    d loss_n / d x_n = (sum_c w_c q_nc) softmax(x_n) - w q_n, d loss_n / d y_nc = -(1 - eps) w_c log softmax(x_n)_c.
+    Cross-entropy from logits x and class probabilities y (soft targets), label smoothing eps, class weights w.
     """
 
     def forward(self, x: Any, y: Any, weight: Any = None, reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
