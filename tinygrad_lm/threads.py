@@ -1,10 +1,11 @@
 """How many threads the library computes with: ``set_num_threads`` / ``get_num_threads``, as in PyTorch.
 
-Two things run in parallel on the CPU: the matrix products, in the BLAS that NumPy loaded
-(OpenBLAS in NumPy's wheels), and the compiled kernels of the fast path (Numba's thread
-pool). ``set_num_threads(n)`` sets both, through threadpoolctl for the BLAS (it finds the
-library NumPy actually loaded) and ``numba.set_num_threads`` for the kernels. Until it is
-called, both use every core, as PyTorch does.
+The one thread pool the library uses is the BLAS that NumPy loaded (OpenBLAS in NumPy's
+wheels), for the matrix products; the fast path's compiled kernels run on the calling
+thread and start no pool of their own (Numba's pool, once started, would also reset the
+OpenMP thread count of a PyTorch in the same process: numba/numba#9387).
+``set_num_threads(n)`` sets the BLAS's threads through threadpoolctl, which finds the
+library NumPy actually loaded. Until it is called, the BLAS uses every core, as PyTorch does.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _cores() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Compute with ``n`` threads: the BLAS products and the compiled kernels (Numba's pool, capped at its size)."""
+    """Compute with ``n`` threads (the BLAS products)."""
     global _num_threads, _blas_limit
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__}")
@@ -34,22 +35,12 @@ def set_num_threads(n: int) -> None:
     from threadpoolctl import threadpool_limits
 
     _blas_limit = threadpool_limits(limits=n, user_api="blas")
-    numba = _numba()
-    if numba is not None:
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     _num_threads = n
 
 
 def get_num_threads() -> int:
     """The number of threads set by :func:`set_num_threads`, else the number of cores."""
     return _cores() if _num_threads is None else _num_threads
-
-
-def _numba() -> Any:
-    """Numba once the fast path has loaded it, else None (setting a thread count is no reason to import it)."""
-    from .fast import compiler
-
-    return compiler.numba_module()
 
 
 __all__ = ["get_num_threads", "set_num_threads"]

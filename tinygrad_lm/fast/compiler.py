@@ -203,10 +203,6 @@ def _load() -> Any:
         else:
             _register(_numba)
             _cache_on_disk(_numba)
-            from .. import threads
-
-            if threads._num_threads is not None:  # set before Numba was loaded
-                threads.set_num_threads(threads._num_threads)
     return _numba
 
 
