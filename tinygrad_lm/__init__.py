@@ -43,6 +43,10 @@ from .creation import (
 from .dtypes import DType as dtype
 from .dtypes import set_default_dtype
 from .fast import allocator as _allocator  # noqa: F401 - freed arrays stay in the heap, from the first step on
+from .fast import blas as _blas  # noqa: F401 - the fast ops: each module registers its own (tinygrad_lm.fast)
+from .fast import fused_attention as _fused_attention  # noqa: F401
+from .fast import fused_nn as _fused_nn  # noqa: F401
+from .fast import fused_recurrent as _fused_recurrent  # noqa: F401
 from .functions import *  # noqa: F403 - PyTorch's function forms (tl.exp(x), tl.max(x, 1), ...): see functions.py
 from .functions import __all__ as _function_names
 from .functions import get_default_dtype
@@ -63,8 +67,6 @@ from .random import (
 from .serialization import load, save
 from .tensor import Tensor, return_types
 from .threads import get_num_threads, set_num_threads
-
-fast._register_all()  # the fast ops, registered against the reference ops loaded above
 
 concat = concatenate = cat
 

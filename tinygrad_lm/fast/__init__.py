@@ -13,6 +13,9 @@ one technique per module:
   LSTM and RNN layers, attention);
 - :mod:`.allocator`: keeping freed arrays in the process's heap.
 
+Each technique module registers its ops when it is imported; ``tinygrad_lm/__init__.py``
+imports them all, after the reference ops.
+
 A fast op is a subclass of the reference op, registered against it with
 :func:`register`. While the fast path is on (the default), ``Function.apply`` of the
 reference op builds the registered subclass instead; the subclass takes the inputs it
@@ -85,11 +88,6 @@ def registry() -> dict[type[autograd.Function], type[autograd.Function]]:
 _registry = autograd._fast_registry  # read by Function.apply
 autograd._fast_ops = env_choice("TINYGRAD_LM_FAST", _CHOICES, "on") == "on"
 
-
-
-def _register_all() -> None:
-    """Import the modules that register fast ops (``tinygrad_lm/__init__.py`` calls this once the ops exist)."""
-    from . import blas, fused_attention, fused_nn, fused_recurrent  # noqa: F401
 
 
 __all__ = ["enabled", "is_enabled", "register", "registry", "set_enabled"]

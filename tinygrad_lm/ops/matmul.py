@@ -11,7 +11,7 @@ from ..autograd import Function
 class Matmul(Function):
     """d(a @ b) = dy @ b^T (for a) and a^T @ dy (for b), with batch axes broadcast like NumPy
 
-    ``product`` is the function that multiplies (``a @ b``); a fast version may replace it.
+    ``product`` is the function that multiplies (``a @ b``); a subclass may multiply another way.
     """
 
     product = staticmethod(operator.matmul)
