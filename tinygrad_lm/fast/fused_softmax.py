@@ -1,0 +1,122 @@
+"""Softmax and log-softmax over the last axis as compiled loops, one row at a time.
+
+The reference ops (:class:`tinygrad_lm.ops.Softmax`, :class:`tinygrad_lm.ops.LogSoftmax`) are
+whole-array NumPy expressions: a max, a subtraction, an exp, a sum and a division, each a pass
+over memory with its own temporary, and three or four more for the backward. Attention written by
+hand (``(q @ k.transpose(-2, -1)) * scale``, ``masked_fill``, ``softmax``, ``@ v``) runs its
+(B, heads, T, T) scores through them at every layer. Here each row stays in the L1 cache while
+two short passes over it do the whole forward (max; then exp, sum and scale), and one does the
+backward, with no temporaries. On a GPU these kernels have no CUDA twin, so CuPy arrays take the
+reference.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import ops
+from . import compiler, register
+
+
+def _softmax_rows_kernel(x: Any, y: Any, log: bool) -> None:
+    """y_n = softmax(x_n), or log softmax(x_n) with ``log``, for each row n of x (N, C).
+
+    m_n = max_c x_nc; e_nc = exp(x_nc - m_n); s_n = sum_c e_nc; softmax = e / s, log softmax = (x - m) - log s.
+    A row whose max is not finite gives what the reference gives: NaN where x - m is NaN (all -inf, or +inf);
+    log softmax shifts by 0 instead of an infinite max, as the reference does.
+    """
+    N, C = x.shape
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    for n in range(N):
+        m = x[n, 0]
+        for c in range(1, C):
+            if x[n, c] > m:
+                m = x[n, c]
+        if log and not (m - m == zero):  # an infinite (or NaN) max: shift by 0
+            m = zero
+        s = zero
+        for c in range(C):
+            e = compiler.exp(x[n, c] - m)
+            if not log:
+                y[n, c] = e
+            s += e
+        if log:
+            log_s = math.log(s)
+            for c in range(C):
+                y[n, c] = (x[n, c] - m) - log_s
+        else:
+            r = one / s
+            for c in range(C):
+                y[n, c] *= r
+
+
+def _softmax_rows_back_kernel(y: Any, g: Any, dx: Any, log: bool) -> None:
+    """dx_n = y_n (g_n - sum(g_n y_n)) for softmax, dx_n = g_n - exp(y_n) sum(g_n) for log softmax (y the output)."""
+    N, C = y.shape
+    zero = y.dtype.type(0)
+    for n in range(N):
+        s = zero
+        for c in range(C):
+            s += g[n, c] if log else g[n, c] * y[n, c]
+        for c in range(C):
+            dx[n, c] = g[n, c] - compiler.exp(y[n, c]) * s if log else y[n, c] * (g[n, c] - s)
+
+
+class _RowsMixin:
+    """What Softmax and LogSoftmax share: the kernels take a C-contiguous float array over its last axis."""
+
+    log = False
+    xp: Any
+
+    def _rows(self, x: Any, axis: int) -> Any:
+        """The compiled forward for x over ``axis``, or None when the reference must run."""
+        if x.ndim == 0 or x.size == 0 or axis not in (-1, x.ndim - 1) or not x.flags.c_contiguous:
+            return None
+        return compiler.compiled(_softmax_rows_kernel, x)  # None for CuPy arrays: there is no CUDA twin
+
+    def _forward_rows(self, kernel: Any, x: Any) -> Any:
+        y = self.xp.empty_like(x)
+        kernel(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]), self.log)
+        return y
+
+    def _backward_rows(self, y: Any, g: Any) -> Any:
+        kernel = compiler.compiled(_softmax_rows_back_kernel, y, g)
+        g = self.xp.ascontiguousarray(g)
+        dx = self.xp.empty_like(y)
+        c = y.shape[-1]
+        kernel(y.reshape(-1, c), g.reshape(-1, c), dx.reshape(-1, c), self.log)
+        return dx
+
+
+@register(ops.Softmax)
+class Softmax(_RowsMixin, ops.Softmax):
+    """The reference softmax, as :func:`_softmax_rows_kernel` for C-contiguous float rows on the CPU."""
+
+    def forward(self, x: Any, axis: int = -1) -> Any:
+        kernel = self._rows(x, axis)
+        self.fused = kernel is not None
+        if not self.fused:
+            return super().forward(x, axis)
+        self.out = self._forward_rows(kernel, x)
+        return self.out
+
+    def backward(self, g: Any) -> Any:
+        return self._backward_rows(self.out, g) if self.fused else super().backward(g)
+
+
+@register(ops.LogSoftmax)
+class LogSoftmax(_RowsMixin, ops.LogSoftmax):
+    """The reference log-softmax, as :func:`_softmax_rows_kernel` for C-contiguous float rows on the CPU."""
+
+    log = True
+
+    def forward(self, x: Any, axis: int = -1) -> Any:
+        kernel = self._rows(x, axis)
+        self.fused = kernel is not None
+        if not self.fused:
+            return super().forward(x, axis)
+        self.out = self._forward_rows(kernel, x)
+        return self.out
+
+    def backward(self, g: Any) -> Any:
+        return self._backward_rows(self.out, g) if self.fused else super().backward(g)
