@@ -80,8 +80,11 @@ class _RowsMixin:
         return y
 
     def _backward_rows(self, y: Any, g: Any) -> Any:
-        kernel = compiler.compiled(_softmax_rows_back_kernel, y, g)
+        """dx from the output y and its gradient g with the compiled backward, or None if it cannot take g."""
         g = self.xp.ascontiguousarray(g)
+        kernel = compiler.compiled(_softmax_rows_back_kernel, y, g)
+        if kernel is None or g.dtype != y.dtype:
+            return None
         dx = self.xp.empty_like(y)
         c = y.shape[-1]
         kernel(y.reshape(-1, c), g.reshape(-1, c), dx.reshape(-1, c), self.log)
@@ -101,7 +104,8 @@ class Softmax(_RowsMixin, ops.Softmax):
         return self.out
 
     def backward(self, g: Any) -> Any:
-        return self._backward_rows(self.out, g) if self.fused else super().backward(g)
+        dx = self._backward_rows(self.out, g) if self.fused else None
+        return super().backward(g) if dx is None else dx
 
 
 @register(ops.LogSoftmax)
@@ -119,4 +123,5 @@ class LogSoftmax(_RowsMixin, ops.LogSoftmax):
         return self.out
 
     def backward(self, g: Any) -> Any:
-        return self._backward_rows(self.out, g) if self.fused else super().backward(g)
+        dx = self._backward_rows(self.out, g) if self.fused else None
+        return super().backward(g) if dx is None else dx
