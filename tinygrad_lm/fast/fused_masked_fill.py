@@ -41,9 +41,10 @@ class MaskedFill(ops.MaskedFill):
         self.fused = kernel is not None
         if not self.fused:
             return super().forward(x, mask, value)
-        self.mask = mask.reshape(-1)
+        self.mask, self.flat_mask = mask, mask.reshape(-1)
+        m = self.flat_mask.size
         out = self.xp.empty_like(x)
-        kernel(x.reshape(-1, self.mask.size), self.mask, x.dtype.type(value), out.reshape(-1, self.mask.size))
+        kernel(x.reshape(-1, m), self.flat_mask, x.dtype.type(value), out.reshape(-1, m))
         return out
 
     def backward(self, g: Any) -> Any:
@@ -51,8 +52,11 @@ class MaskedFill(ops.MaskedFill):
             return super().backward(g)
         g = self.xp.ascontiguousarray(g)
         kernel = compiler.compiled(_masked_zero_kernel, g)
+        if kernel is None:  # a gradient the kernel cannot take: the reference, with the mask's own shape
+            return super().backward(g)
+        m = self.flat_mask.size
         dx = self.xp.empty_like(g)
-        kernel(g.reshape(-1, self.mask.size), self.mask, dx.reshape(-1, self.mask.size))
+        kernel(g.reshape(-1, m), self.flat_mask, dx.reshape(-1, m))
         return dx
 
     @staticmethod
