@@ -50,9 +50,10 @@ def test_fast_softmax_equals_the_reference(name, dtype, shape, seed, scale):
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
-def test_rows_with_infinities_and_nan_give_what_the_reference_gives(name):
+def test_rows_with_infinities_nan_and_huge_values_give_what_the_reference_gives(name):
     inf = np.inf
-    x = np.array([[0.0, -inf, 1.0], [-inf, -inf, -inf], [inf, 0.0, 1.0], [np.nan, 0.0, 1.0], [-inf, 2.0, -inf]])
+    x = np.array([[0.0, -inf, 1.0], [-inf, -inf, -inf], [inf, 0.0, 1.0], [np.nan, 0.0, 1.0], [-inf, 2.0, -inf],
+                  [-1e4, -1e4, -1e4], [1e4, 1e4, -1e4]])  # (log s must not be lost next to a large max)
     for dtype in ("float32", "float64"):
         (y_fast, g_fast, _), (y_ref, g_ref, _) = both_paths(name, x.astype(dtype), g=np.ones(x.shape, dtype))
         np.testing.assert_array_equal(np.isnan(y_fast), np.isnan(y_ref))

@@ -36,14 +36,19 @@ def _softmax_rows_kernel(x: Any, y: Any, log: bool) -> None:
             m = zero
         s = zero
         for c in range(C):
-            e = compiler.exp(x[n, c] - m)
-            if not log:
+            if log:
+                y[n, c] = x[n, c] - m
+                s += compiler.exp(y[n, c])
+            else:
+                e = compiler.exp(x[n, c] - m)
                 y[n, c] = e
-            s += e
+                s += e
         if log:
+            # x - m waits in y (memory): a compiler free to reassociate would otherwise compute
+            # x - (m + log s), where log s is lost next to a large m (log softmax of [-1e4] * 3 in float32)
             log_s = math.log(s)
             for c in range(C):
-                y[n, c] = (x[n, c] - m) - log_s
+                y[n, c] -= log_s
         else:
             r = one / s
             for c in range(C):
