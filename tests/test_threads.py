@@ -68,3 +68,17 @@ def test_get_num_threads_returns_what_was_set(monkeypatch):
         if threads._blas_limit is not None:
             threads._blas_limit.restore_original_limits()
         threads._blas_limit = before
+
+
+def test_the_command_line_shares_the_cores_among_the_ranks_of_this_machine(monkeypatch):
+    from tinygrad_lm import cli
+
+    for name in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPIR_CVAR_CH4_NUM_LOCAL_RANKS", "PMI_SIZE",
+                 "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "_num_threads", 4)
+    assert cli._threads_per_rank() == 0  # not under a launcher: the library's default
+    monkeypatch.setenv("MPI_LOCALNRANKS", "2")
+    assert cli._threads_per_rank() == 2
+    monkeypatch.setenv("MPI_LOCALNRANKS", "8")
+    assert cli._threads_per_rank() == 1

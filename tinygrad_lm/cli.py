@@ -704,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT,
                    help=f"seconds before stopping early, evaluated and saved (0: none; default {DEFAULT_TIME_LIMIT:g})")
     t.add_argument("--device", default="cpu")
-    t.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+    t.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     t.add_argument("--seed", type=int, default=1337)
     t.add_argument("--out", default=None, help="run directory (default runs/<corpus>-<tokenizer>-<model>[-N])")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -726,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--greedy", action="store_true")
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--device", default="cpu")
-    s.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+    s.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="loss, perplexity and bits/token of a trained run on held-out data")
@@ -734,7 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("val", "test"), default="val")
     e.add_argument("--batches", type=int, default=None, help="read at most this many batches (default: all)")
     e.add_argument("--device", default="cpu")
-    e.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+    e.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     e.set_defaults(func=cmd_eval)
 
     g = sub.add_parser("ngram", help="fit and evaluate an n-gram LM (the counting baseline)")
@@ -751,20 +751,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 LATEST_RUN_HELP = "run directory written by 'train' (default: the run under ./runs with the newest checkpoint)"
-THREADS_HELP = ("BLAS threads for the matrix products (default 1; 0 keeps the library's own default). "
-                "The small products of these models gain little from more threads and lose a lot when the "
-                "cores are shared with other work")
+THREADS_HELP = ("threads for the matrix products (tl.set_num_threads; default 0: every core, as the library). "
+                "On a machine shared with other work, fewer threads (even 1) can be much faster")
 
 
 def limit_blas_threads(threads: int | None) -> Any:
-    """Cap NumPy's BLAS thread pool for the rest of the process (None or 0: no-op)."""
+    """``tl.set_num_threads(threads)`` for the rest of the process (None or 0: the library's default, every core).
+
+    Returns threadpoolctl's handle of the BLAS limit (None when nothing was set)."""
     if not threads:
         return None
     if threads < 0:
         raise CLIError(f"--threads must be >= 0, got {threads}")
-    from threadpoolctl import threadpool_limits
+    from . import threads as _threads
 
-    return threadpool_limits(limits=threads, user_api="blas")
+    _threads.set_num_threads(threads)
+    return _threads._blas_limit
+
+
+def _threads_per_rank() -> int:
+    """Under an MPI launcher, this machine's cores shared among its ranks (so that N ranks do not each take
+    every core); otherwise 0, the library's default."""
+    from . import threads
+    from .distributed import data_parallel
+
+    ranks = data_parallel.launched_local_size()
+    return max(1, threads.get_num_threads() // ranks) if ranks > 1 else 0
 
 
 def _given_options(argv: Sequence[str]) -> set[str]:
@@ -789,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         args.given = _given_options(argv)
         args.argv = argv
-        limit_blas_threads(getattr(args, "threads", None))
+        limit_blas_threads(getattr(args, "threads", None) or _threads_per_rank())
         return int(args.func(args) or 0)
     except CLIError as err:
         print(f"tinygrad-lm: error: {err}", file=sys.stderr)

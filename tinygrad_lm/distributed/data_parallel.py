@@ -154,6 +154,16 @@ def launched_world_size() -> int:
     return 1
 
 
+def launched_local_size() -> int:
+    """How many ranks the MPI launcher started on this machine (its local-size variable where it sets one,
+    else all of them), 1 when not started by one."""
+    for name in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPIR_CVAR_CH4_NUM_LOCAL_RANKS"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return launched_world_size()
+
+
 class LaunchedJob(NamedTuple):
     """This process in a job that ``mpiexec`` started: its rank, the world size and the device it trains on."""
 
