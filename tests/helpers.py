@@ -13,6 +13,8 @@ the forward nor the backward pass wrote into its inputs.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -151,3 +153,24 @@ def reduced_size(shape: tuple[int, ...], dim: Any) -> int:
         return int(np.prod(shape))
     axes = dim if isinstance(dim, tuple) else (dim,)
     return int(np.prod([shape[a] for a in axes]))
+
+
+@contextlib.contextmanager
+def kernels_taken() -> Iterator[list[str]]:
+    """The names of the compiled kernels that ran (``fast.compiler.compiled`` gave one) inside the block."""
+    from tinygrad_lm.fast import compiler
+
+    taken: list[str] = []
+    compiled = compiler.compiled
+
+    def spy(kernel: Any, *arrays: Any) -> Any:
+        fn = compiled(kernel, *arrays)
+        if fn is not None:
+            taken.append(kernel.__name__)
+        return fn
+
+    compiler.compiled = spy  # type: ignore[assignment]
+    try:
+        yield taken
+    finally:
+        compiler.compiled = compiled  # type: ignore[assignment]

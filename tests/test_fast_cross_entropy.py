@@ -9,11 +9,11 @@ take no ``device``.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
 import pytest
+from helpers import kernels_taken
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,25 +27,6 @@ pytest.importorskip("numba")
 TOL = {"float32": 1e-5, "float64": 1e-12}
 REDUCTIONS = ["none", "sum", "mean"]
 CE_KERNELS = ["_cross_entropy_forward_kernel", "_cross_entropy_backward_kernel"]
-
-
-@contextlib.contextmanager
-def kernels_taken():
-    """The names of the kernels that ran (compiler.compiled gave a compiled function) inside the block."""
-    taken: list[str] = []
-    compiled = compiler.compiled
-
-    def spy(kernel, *arrays):
-        fn = compiled(kernel, *arrays)
-        if fn is not None:
-            taken.append(kernel.__name__)
-        return fn
-
-    compiler.compiled = spy
-    try:
-        yield taken
-    finally:
-        compiler.compiled = compiled
 
 
 def host(t):

@@ -8,10 +8,9 @@ comparisons hold trivially. A float64 gradcheck runs through both paths.
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
+from helpers import kernels_taken
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,25 +59,6 @@ def assert_fast_equals_reference(fn, arrays, dy, dtype, device, scale=1.0, grads
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype] * scale)
     return fast, ref
-
-
-@contextlib.contextmanager
-def kernels_taken():
-    """The names of the kernels that ran (compiler.compiled gave one) inside the block."""
-    taken: list[str] = []
-    compiled = compiler.compiled
-
-    def spy(kernel, *arrays):
-        fn = compiled(kernel, *arrays)
-        if fn is not None:
-            taken.append(kernel.__name__)
-        return fn
-
-    compiler.compiled = spy
-    try:
-        yield taken
-    finally:
-        compiler.compiled = compiled
 
 
 def test_the_fast_ops_are_registered_against_their_references():

@@ -68,10 +68,23 @@ def _softmax_rows_back_kernel(y: Any, g: Any, dx: Any, log: bool) -> None:
 
 
 class _RowsMixin:
-    """What Softmax and LogSoftmax share: the kernels take a C-contiguous float array over its last axis."""
+    """Softmax and LogSoftmax over the rows of a C-contiguous float array's last axis (``log`` picks which);
+    anything else goes to the reference op that follows this class in the method resolution order."""
 
     log = False
     xp: Any
+
+    def forward(self, x: Any, axis: int = -1) -> Any:
+        kernel = self._rows(x, axis)
+        self.fused = kernel is not None
+        if not self.fused:
+            return super().forward(x, axis)  # type: ignore[misc]  # the reference op's
+        self.out = self._forward_rows(kernel, x)
+        return self.out
+
+    def backward(self, g: Any) -> Any:
+        dx = self._backward_rows(self.out, g) if self.fused else None
+        return super().backward(g) if dx is None else dx  # type: ignore[misc]
 
     def _rows(self, x: Any, axis: int) -> Any:
         """The compiled forward for x over ``axis``, or None when the reference must run."""
@@ -100,33 +113,9 @@ class _RowsMixin:
 class Softmax(_RowsMixin, ops.Softmax):
     """The reference softmax, as :func:`_softmax_rows_kernel` for C-contiguous float rows on the CPU."""
 
-    def forward(self, x: Any, axis: int = -1) -> Any:
-        kernel = self._rows(x, axis)
-        self.fused = kernel is not None
-        if not self.fused:
-            return super().forward(x, axis)
-        self.out = self._forward_rows(kernel, x)
-        return self.out
-
-    def backward(self, g: Any) -> Any:
-        dx = self._backward_rows(self.out, g) if self.fused else None
-        return super().backward(g) if dx is None else dx
-
 
 @register(ops.LogSoftmax)
 class LogSoftmax(_RowsMixin, ops.LogSoftmax):
     """The reference log-softmax, as :func:`_softmax_rows_kernel` for C-contiguous float rows on the CPU."""
 
     log = True
-
-    def forward(self, x: Any, axis: int = -1) -> Any:
-        kernel = self._rows(x, axis)
-        self.fused = kernel is not None
-        if not self.fused:
-            return super().forward(x, axis)
-        self.out = self._forward_rows(kernel, x)
-        return self.out
-
-    def backward(self, g: Any) -> Any:
-        dx = self._backward_rows(self.out, g) if self.fused else None
-        return super().backward(g) if dx is None else dx
