@@ -23,8 +23,8 @@ reference op builds the registered subclass instead; the subclass takes the inpu
 was written for and hands anything else to its parent class with ``super()``. Nothing
 in ``ops`` mentions this package: switch it off (``TINYGRAD_LM_FAST=off`` in the
 environment, or :func:`set_enabled`) and every op runs as written in ``ops``, on NumPy
-alone or on CuPy. ``tests/test_fast_ops.py`` checks every registered op against its
-reference, in values and gradients.
+alone or on CuPy. The ``tests/test_fast_*.py`` files check every registered op against its
+reference, in values and gradients (``tests/test_fast_registry.py`` checks that each has them).
 """
 from __future__ import annotations
 
