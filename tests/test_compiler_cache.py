@@ -45,3 +45,36 @@ def test_cache_dir_follows_xdg_without_override(monkeypatch, tmp_path):
     monkeypatch.delenv("TINYGRAD_LM_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert compiler.cache_dir() == str(tmp_path / "tinygrad_lm" / "numba")
+
+
+def test_an_unwritable_cache_directory_is_no_error(tmp_path):
+    """A cache directory that cannot be made (a file is in the way) is no error: the kernels still compile."""
+    blocked = tmp_path / "not_a_dir"
+    blocked.write_text("a file where the cache directory would go")
+    code = CODE.replace("print(", "print('ok', ")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TINYGRAD_LM_CACHE_DIR": str(blocked), "TINYGRAD_LM_FAST": "on"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok")
+
+
+def test_no_cache_location_at_all_compiles_in_memory(monkeypatch):
+    """Where Numba finds nowhere to cache ("cannot cache function"), the kernel compiles without a cache."""
+    import numpy as np
+
+    from tinygrad_lm.fast import compiler, fused_nn
+
+    compiler.numba_available()
+    calls = []
+
+    class RefusingCache:
+        def njit(self, fn, cache=False, **options):
+            calls.append(cache)
+            if cache:
+                raise RuntimeError("cannot cache function: no locator available")
+            return fn
+
+    monkeypatch.setattr(compiler, "_numba", RefusingCache())
+    monkeypatch.setattr(compiler, "_compiled", {})
+    assert compiler.compiled(fused_nn._gelu_jit_exact, np.zeros(3)) is fused_nn._gelu_jit_exact
+    assert calls == [True, False]

@@ -262,7 +262,7 @@ def _cache_on_disk(numba: Any) -> None:
             locator = cls(py_func, py_file)
             try:
                 locator.ensure_cache_path()
-            except OSError:  # no writable cache directory: compile in memory, as without a cache
+            except OSError:  # not writable: Numba's own locators are tried next (then no cache, see compiled)
                 return None
             return locator
 
@@ -290,7 +290,11 @@ def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | N
             return None
     fn = _compiled.get(kernel)
     if fn is None:
+        options = {"nogil": True, "fastmath": _FASTMATH, "error_model": "numpy"}
         # (only the package's own kernels are cached: Numba's cache must be able to import the kernel's module)
-        fn = _compiled[kernel] = _numba.njit(kernel, nogil=True, fastmath=_FASTMATH, error_model="numpy",
-                                             cache=kernel.__module__.startswith("tinygrad_lm."))
+        try:
+            fn = _numba.njit(kernel, cache=kernel.__module__.startswith("tinygrad_lm."), **options)
+        except RuntimeError:  # "cannot cache function": no writable cache directory anywhere; compile in memory
+            fn = _numba.njit(kernel, **options)
+        _compiled[kernel] = fn
     return fn
