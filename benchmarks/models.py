@@ -126,37 +126,29 @@ class CausalSelfAttention:
         q = q.reshape(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.reshape(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.reshape(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        y = self._F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+        y = self._attend(q, k, v)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.proj(y)
 
+    def _attend(self, q: Any, k: Any, v: Any) -> Any:
+        return self._F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
-class ManualCausalSelfAttention:
+
+class ManualCausalSelfAttention(CausalSelfAttention):
     """The same attention as :class:`CausalSelfAttention`, written by hand the way users write it (nanoGPT's
     slow path): ``softmax(masked_fill(Q K^T / sqrt(d), mask == 0, -inf)) V`` with a registered causal-mask buffer."""
 
     def __init__(self, cfg: Config, nn: Any, F: Any) -> None:
-        super().__init__()
-        self.n_head = cfg.heads
-        self.qkv = nn.Linear(cfg.embed, 3 * cfg.embed)
-        self.proj = nn.Linear(cfg.embed, cfg.embed)
-        self._F = F
+        super().__init__(cfg, nn, F)
         fw = _framework(nn)  # torch or tinygrad_lm, for tril/ones
         self.register_buffer("mask", fw.tril(fw.ones(cfg.seq, cfg.seq)).view(1, 1, cfg.seq, cfg.seq))
 
-    def forward(self, x: Any) -> Any:
-        B, T, C = x.shape
-        d = C // self.n_head
-        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
-        q = q.reshape(B, T, self.n_head, d).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.reshape(B, T, self.n_head, d).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.reshape(B, T, self.n_head, d).transpose(1, 2)  # (B, nh, T, hs)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d))  # (B, nh, T, T)
+    def _attend(self, q: Any, k: Any, v: Any) -> Any:
+        T = q.shape[2]
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, nh, T, T)
         att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
         att = self._F.softmax(att, dim=-1)
-        y = att @ v  # (B, nh, T, hs)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        return self.proj(y)
+        return att @ v  # (B, nh, T, hs)
 
 
 def _framework(nn: Any) -> Any:
