@@ -200,10 +200,16 @@ def test_gelu_fast_equals_reference(device, seed, shape, scale, approximate, dty
     assert_fast_equals_reference(lambda x: F.gelu(x, approximate=approximate), [x], dy, dtype, device, 1 + scale)
 
 
-def test_gelu_fast_special_values():
-    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 40.0, -40.0, 1e-30], dtype=np.float32)
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_fast_special_values(approximate):
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 40.0, -40.0, 1e-30, -6.0, 1e13], dtype=np.float32)
     for dtype in ("float32", "float64"):
-        assert_fast_equals_reference(lambda x: F.gelu(x), [x], np.ones_like(x), dtype, "cpu")
+        with kernels_taken() as taken:
+            assert_fast_equals_reference(lambda x: F.gelu(x, approximate=approximate), [x], np.ones_like(x), dtype,
+                                         "cpu")
+        if compiler.numba_available():
+            assert taken[0] == {"none": "_gelu_jit_float32" if dtype == "float32" else "_gelu_jit_exact",
+                                "tanh": "_gelu_tanh_kernel"}[approximate]
 
 
 # -------------------------------------------------------------------------------------- float64 gradchecks

@@ -44,6 +44,7 @@ from .dtypes import DType as dtype
 from .dtypes import set_default_dtype
 from .fast import allocator as _allocator  # noqa: F401 - freed arrays stay in the heap, from the first step on
 from .fast import blas as _blas  # noqa: F401 - the fast ops: each module registers its own (tinygrad_lm.fast)
+from .fast import fused_activations as _fused_activations  # noqa: F401
 from .fast import fused_attention as _fused_attention  # noqa: F401
 from .fast import fused_masked_fill as _fused_masked_fill  # noqa: F401
 from .fast import fused_nn as _fused_nn  # noqa: F401

@@ -8,10 +8,10 @@ one technique per module:
 - :mod:`.cuda_kernels`: the CUDA C twins of those loops, for CuPy arrays;
 - :mod:`.blas`: how products reach BLAS (a Linear's bias in the GEMM, a recurrent weight
   kept contiguous across the steps, cuBLAS called directly);
-- :mod:`.fused_nn`, :mod:`.fused_recurrent`, :mod:`.fused_attention`, :mod:`.fused_softmax`,
-  :mod:`.fused_masked_fill`: the ops that run as compiled kernels (GELU, LayerNorm,
-  cross-entropy, the embedding's backward, the LSTM and RNN layers, attention, softmax and
-  log-softmax, masked_fill with a broadcast mask);
+- :mod:`.fused_activations`, :mod:`.fused_nn`, :mod:`.fused_recurrent`, :mod:`.fused_attention`,
+  :mod:`.fused_softmax`, :mod:`.fused_masked_fill`: the ops that run as compiled kernels (tanh
+  and the sigmoid, GELU, LayerNorm, cross-entropy, the embedding's backward, the LSTM and RNN
+  layers, attention, softmax and log-softmax, masked_fill with a broadcast mask);
 - :mod:`.allocator`: keeping freed arrays in the process's heap.
 
 Each technique module registers its ops when it is imported; ``tinygrad_lm/__init__.py``

@@ -1,4 +1,4 @@
-"""GELU, LayerNorm, cross-entropy and the embedding's backward as compiled kernels.
+"""GELU (both forms), LayerNorm, cross-entropy and the embedding's backward as compiled kernels.
 
 NumPy runs each of these ops as a dozen passes over memory, one per array operation, with a
 temporary array for each. A kernel here writes the op's equations once more, one row (or one
@@ -18,6 +18,8 @@ from .blas import matmul
 
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_TANH_CUBIC = 0.044715
 
 # Abramowitz & Stegun, Handbook of Mathematical Functions, formula 7.1.26 (|error| < 1.5e-7):
 # erfc(z) = t P(t) exp(-z^2) for z >= 0, t = 1 / (1 + p z), P(t) = a1 + a2 t + a3 t^2 + a4 t^3 + a5 t^4;
@@ -57,17 +59,33 @@ def _gelu_jit_exact(x: Any, out: Any, dx: Any) -> None:
         dx[k] = cdf + _INV_SQRT_2PI * v * math.exp(-0.5 * v * v)
 
 
+def _gelu_tanh_kernel(x: Any, out: Any, dx: Any) -> None:
+    """GELU's tanh form and its derivative in one pass (flat arrays): with u = sqrt(2/pi) (x + 0.044715 x^3)
+    and h = (1 + tanh u) / 2, out = x h and dx = h + x (1 - tanh^2 u) u' / 2, u' = sqrt(2/pi) (1 + 3 0.044715 x^2)."""
+    f = x.dtype.type
+    c, k3 = f(_SQRT_2_OVER_PI), f(_TANH_CUBIC)
+    half, one, three = f(0.5), f(1), f(3)
+    for k in range(x.size):
+        v = x[k]
+        t = compiler.tanh(c * (v + k3 * v * v * v))
+        h = half * (one + t)
+        out[k] = v * h
+        dx[k] = h + half * v * (one - t * t) * c * (one + three * k3 * v * v)
+
+
 @register(ops.Gelu)
 class Gelu(ops.Gelu):
-    """The exact GELU and its derivative in one compiled pass (:func:`_gelu_jit_float32`, :func:`_gelu_jit_exact`).
+    """GELU and its derivative in one compiled pass: the exact form (:func:`_gelu_jit_float32`,
+    :func:`_gelu_jit_exact`) and the tanh form (:func:`_gelu_tanh_kernel`, which has no CUDA twin).
 
-    The reference's backward (dy times the saved derivative) serves both; ``approximate='tanh'`` is the reference.
+    The reference's backward (dy times the saved derivative) serves both.
     """
 
     def forward(self, x: Any, approximate: str = "none") -> Any:
-        kernel = None
         if approximate == "none":
             kernel = compiler.compiled(_gelu_jit_float32 if x.dtype == "float32" else _gelu_jit_exact, x)
+        else:
+            kernel = compiler.compiled(_gelu_tanh_kernel, x)
         if kernel is None:
             return super().forward(x, approximate)
         xp = self.xp

@@ -25,6 +25,7 @@ from typing import Any
 from ..ops import recurrent as reference
 from . import compiler, register
 from .blas import RightFactor, matmul, matmul_right_steps
+from .fused_activations import tanh_in_place
 
 # LSTMLayer's backward makes its step-independent factors for blocks of steps of about this many
 # bytes of gates: small enough to stay in the L2 cache, large enough to spread the ufunc call cost.
@@ -173,7 +174,8 @@ class RNNLayer(reference.RNNLayer):
             a = hs[t + 1]
             recurrent(t)  # a_t = x_t W_ih^T + b + h_{t-1} W_hh^T
             if nonlinearity == "tanh":
-                xp.tanh(a, out=a)
+                if not tanh_in_place(a):  # compiled where it can be: NumPy's float32 tanh is libm's, element by element
+                    xp.tanh(a, out=a)
             elif nonlinearity == "relu":
                 xp.maximum(a, 0, out=a)
             else:
