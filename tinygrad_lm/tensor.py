@@ -1895,16 +1895,9 @@ class Tensor:
         dim_list: list[Any] = [dims] if isinstance(dims, numbers.Integral) else list(dims)
         if len(shift_list) != len(dim_list):
             raise RuntimeError(f"roll: shifts {shifts} and dims {dims} must have the same length")
-        out = self
-        for shift, dim in zip(shift_list, dim_list):
-            d = _axis(dim, self.ndim)
-            n = self.shape[d]
-            k = _int(shift) % n if n else 0
-            if k:
-                from .creation import cat
-
-                out = cat([out.narrow(d, n - k, k), out.narrow(d, 0, n - k)], d)
-        return out
+        axes = tuple(_axis(dim, self.ndim) for dim in dim_list)
+        shift_ints = tuple(_int(shift) for shift in shift_list)
+        return _ops.Roll.apply(self, shifts=shift_ints, axes=axes)
 
     def repeat(self, *sizes: Any) -> Tensor:
         """The tensor tiled ``sizes[i]`` times along each dim (new leading dims where there are more sizes)."""

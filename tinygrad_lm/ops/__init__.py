@@ -59,6 +59,7 @@ from .movement import (
     MaskedFill,
     Permute,
     Reshape,
+    Roll,
     Scatter,
     ScatterAdd,
     Split,
@@ -76,6 +77,6 @@ __all__ = [
     "Expand", "Expm1", "FloorDivide", "Fmod", "Gather", "Gelu", "GetItem", "IndexAccumulate", "IndexPut", "LayerNorm",
     "Log", "Log10", "Log1p", "Log2", "LogSoftmax", "Linear", "LogSumExp", "MaskedFill", "Matmul", "Max", "Maximum",
     "Mean", "Min", "Minimum", "Mul", "NLLLoss", "Neg", "Norm", "Permute", "Piecewise", "Pow", "Prod", "Reciprocal",
-    "Relu", "Remainder", "Reshape", "Rsqrt", "Scatter", "ScatterAdd", "Sigmoid", "Sin", "Sinh", "SoftCrossEntropy",
+    "Relu", "Remainder", "Reshape", "Roll", "Rsqrt", "Scatter", "ScatterAdd", "Sigmoid", "Sin", "Sinh", "SoftCrossEntropy",
     "Softmax", "Split", "Sqrt", "Stack", "Sub", "Sum", "Tan", "Tanh", "ToDevice", "Tril", "Triu", "Where",
 ]

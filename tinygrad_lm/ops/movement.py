@@ -208,6 +208,17 @@ class Triu(Function):
         return self.xp.triu(g, self.k)
 
 
+class Roll(Function):
+    """roll(x, k) shifts by k along each axis, wrapping around; d roll(x, k) = roll(dy, -k)"""
+
+    def forward(self, x: Any, shifts: tuple[int, ...] = (), axes: tuple[int, ...] = ()) -> Any:
+        self.shifts, self.axes = shifts, axes
+        return self.xp.roll(x, shifts, axes)
+
+    def backward(self, g: Any) -> Any:
+        return self.xp.roll(g, tuple(-k for k in self.shifts), self.axes)
+
+
 class Clone(Function):
     """d clone(x) = dy"""
 
