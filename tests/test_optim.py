@@ -597,3 +597,23 @@ def test_schedules_match_pytorch(name, kw):
         expected.append(theirs.get_last_lr())
     np.testing.assert_allclose(np.array(got), np.array(expected), rtol=1e-14, atol=0)
     assert math.isclose(ours.base_lrs[1], theirs.base_lrs[1])
+
+
+@pytest.mark.parametrize("name", ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "SGD"])
+@pytest.mark.parametrize("fast", [False, True], ids=["reference", "fast"])
+def test_a_0d_parameter_steps_as_a_1_element_one(name, fast):
+    """A scalar parameter (nn.Parameter(torch.tensor(1.0)), a learnable temperature) follows the same path as a
+    one-element vector; the update rules once failed on it, where NumPy returns a scalar instead of a 0-d array."""
+    extra = {"RMSprop": dict(momentum=0.9, centered=True), "SGD": dict(momentum=0.9)}.get(name, dict(weight_decay=0.1))
+    values = []
+    for shape in ((), (1,)):
+        p = tl.tensor(np.full(shape, 0.5, dtype=np.float32), requires_grad=True)
+        opt = getattr(tl.optim, name)([p], lr=0.01, **extra)
+        with tl.fast.enabled(fast):
+            for _ in range(3):
+                opt.zero_grad()
+                (p * p * 3).sum().backward()
+                opt.step()
+        assert p.shape == shape
+        values.append(float(p.detach().numpy().reshape(())))
+    assert values[0] == values[1]

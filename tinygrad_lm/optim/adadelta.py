@@ -67,11 +67,11 @@ class Adadelta(Optimizer):
         g = descent_grad(xp, p, grad, group)
 
         square_avg, acc_delta = state["square_avg"], state["acc_delta"]
-        scratch = xp.multiply(g, g)
+        scratch = xp.multiply(g, g, out=xp.empty_like(p.array))  # (an array even for a 0-d parameter)
         scratch *= 1.0 - rho
         square_avg *= rho
         square_avg += scratch
-        std = xp.add(square_avg, eps)
+        std = xp.add(square_avg, eps, out=xp.empty_like(square_avg))
         xp.sqrt(std, out=std)
         delta = xp.add(acc_delta, eps, out=scratch)
         xp.sqrt(delta, out=delta)

@@ -84,7 +84,7 @@ class Adagrad(Optimizer):
         clr = lr / (1 + (step - 1) * lr_decay)
 
         total = state["sum"]
-        scratch = xp.multiply(g, g)
+        scratch = xp.multiply(g, g, out=xp.empty_like(p.array))  # (an array even for a 0-d parameter)
         total += scratch
         std = xp.sqrt(total, out=scratch)
         std += eps

@@ -82,7 +82,7 @@ class NAdam(Optimizer):
         v *= beta2
         v += scratch
 
-        denom = xp.divide(v, 1.0 - beta2**step)
+        denom = xp.divide(v, 1.0 - beta2**step, out=xp.empty_like(v))
         xp.sqrt(denom, out=denom)
         denom += eps
         step_g = xp.divide(g, denom, out=scratch)

@@ -395,13 +395,13 @@ def descent_grad(xp: Any, p: Tensor, grad: Any, group: dict[str, Any]) -> Any:
     """The gradient an update rule follows: ``-grad`` with ``maximize``, plus ``weight_decay * p`` (L2, added to
     the gradient as PyTorch does), or, with ``decoupled_weight_decay``, ``p`` shrunk by ``lr * weight_decay``
     in place first (AdamW's rule). A new array whenever it differs from ``grad``."""
-    g = xp.negative(grad) if group["maximize"] else grad
+    g = xp.negative(grad, out=xp.empty_like(grad)) if group["maximize"] else grad  # (0-d: an array, not a scalar)
     weight_decay = float(group["weight_decay"])
     if weight_decay != 0:
         if group.get("decoupled_weight_decay", False):
             p.array *= 1.0 - float(group["lr"]) * weight_decay
         else:
-            decayed = xp.multiply(p.array, weight_decay)
+            decayed = xp.multiply(p.array, weight_decay, out=xp.empty_like(p.array))
             decayed += g
             g = decayed
     return g

@@ -72,7 +72,7 @@ class RMSprop(Optimizer):
         g = descent_grad(xp, p, grad, group)
 
         square_avg = state["square_avg"]
-        scratch = xp.multiply(g, g)
+        scratch = xp.multiply(g, g, out=xp.empty_like(p.array))  # (an array even for a 0-d parameter)
         scratch *= 1.0 - alpha
         square_avg *= alpha
         square_avg += scratch
