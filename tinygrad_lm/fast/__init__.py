@@ -12,6 +12,7 @@ one technique per module:
   :mod:`.fused_softmax`, :mod:`.fused_masked_fill`: the ops that run as compiled kernels (tanh
   and the sigmoid, GELU, LayerNorm, cross-entropy, the embedding's backward, the LSTM and RNN
   layers, attention, softmax and log-softmax, masked_fill with a broadcast mask);
+- :mod:`.fused_optim`: Adam's update of a parameter as one compiled pass (``optim.Adam`` asks it first);
 - :mod:`.powers`: ``x ** 3`` and ``x ** 4`` as products (NumPy calls libm's ``pow`` per element);
 - :mod:`.allocator`: keeping freed arrays in the process's heap.
 

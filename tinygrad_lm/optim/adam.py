@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from ..fast import fused_optim
 from ..tensor import Tensor
 from .optimizer import Optimizer, descent_grad
 
@@ -70,8 +71,19 @@ class Adam(Optimizer):
         m, v = state["exp_avg"], state["exp_avg_sq"]
 
         g = descent_grad(xp, p, grad, group)
+        bias_correction1 = 1.0 - beta1**step
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
+        v_max = None
+        if group["amsgrad"]:
+            v_max = state.get("max_exp_avg_sq")
+            if v_max is None:
+                v_max = state["max_exp_avg_sq"] = xp.zeros_like(p.array)
+        # the same update as one compiled pass (tinygrad_lm/fast/fused_optim.py), where the fast path can run it
+        if fused_optim.adam_step(p.array, g, m, v, v_max, beta1, beta2, lr / bias_correction1, bias_correction2_sqrt,
+                                 eps):
+            return
 
-        scratch = xp.multiply(g, 1.0 - beta1)
+        scratch = xp.multiply(g, 1.0 - beta1, out=xp.empty_like(m))  # (an array even for a 0-d parameter)
         m *= beta1
         m += scratch
         xp.multiply(g, g, out=scratch)
@@ -79,14 +91,9 @@ class Adam(Optimizer):
         v *= beta2
         v += scratch
 
-        if group["amsgrad"]:
-            v_max = state.get("max_exp_avg_sq")
-            if v_max is None:
-                v_max = state["max_exp_avg_sq"] = xp.zeros_like(p.array)
+        if v_max is not None:
             xp.maximum(v_max, v, out=v_max)
             v = v_max
-        bias_correction1 = 1.0 - beta1**step
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
         denom = xp.sqrt(v, out=scratch)
         denom /= bias_correction2_sqrt
         denom += eps
