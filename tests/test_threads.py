@@ -1,4 +1,4 @@
-"""tl.set_num_threads / tl.get_num_threads: one setting for the BLAS and the compiled kernels' pool."""
+"""tl.set_num_threads / tl.get_num_threads: one setting for every BLAS in the process."""
 from __future__ import annotations
 
 import os
@@ -33,6 +33,17 @@ def test_set_num_threads_limits_the_blas_numpy_loaded():
             "print(tl.get_num_threads(), sorted({i['num_threads'] for i in threadpoolctl.threadpool_info() "
             "if i['user_api'] == 'blas'}))")
     assert _run(code) == "1 [1]"
+
+
+def test_set_num_threads_limits_a_blas_that_the_kernels_bring_in_later():
+    """Numba imports SciPy, which loads a BLAS of its own; a kernel that runs after set_num_threads must not
+    leave that one at its old count."""
+    code = ("import tinygrad_lm as tl, threadpoolctl\n"
+            "tl.set_num_threads(1)\n"
+            "x = tl.randn(8, 8, requires_grad=True)\n"
+            "x.tanh().sum().backward()  # a compiled kernel: Numba is loaded by now\n"
+            "print(sorted({i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'}))")
+    assert _run(code) == "[1]"
 
 
 def test_set_num_threads_leaves_a_pytorch_in_the_process_alone():
