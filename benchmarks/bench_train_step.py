@@ -11,7 +11,7 @@ for PyTorch and, for NumPy's BLAS, ``threadpoolctl`` when it is installed, other
 OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / MKL_NUM_THREADS set before NumPy is imported.
 
     python benchmarks/bench_train_step.py [--configs tiny,rnn,lstm,gpt,lstm2] [--steps N] [--warmup N]
-                                          [--threads N] [--memory] [--long-seq] [--profile]
+                                          [--threads N] [--isolated ROUNDS] [--memory] [--long-seq] [--profile]
 
 See benchmarks/README.md for what every column means.
 """
@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-steps", type=int, default=30, help="steps of the flatness check (RSS after 10 vs N)")
     p.add_argument("--long-seq", action="store_true", help="LSTM BPTT over seq 1000 and 10000: time/token, memory")
     p.add_argument("--profile", action="store_true", help="pyinstrument profile of tinygrad_lm's steps (own time)")
+    p.add_argument("--isolated", type=int, default=0, metavar="ROUNDS",
+                   help="also time each framework alone in fresh processes, ROUNDS rounds (no cross-framework "
+                        "thread contention; see benchmarks/README.md)")
     p.add_argument("--no-torch", action="store_true", help="run tinygrad_lm alone even if PyTorch is installed")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="cuda: both frameworks on the GPU (tinygrad_lm through CuPy, PyTorch CUDA)")
@@ -341,6 +344,37 @@ def memory_worker(args: argparse.Namespace) -> None:
                       "rss": rss, "ms_per_step": 1e3 * statistics.median(fw.times)}))
 
 
+def isolated_table(args: argparse.Namespace, frameworks: list[str]) -> None:
+    """Speed with each framework alone in its process: no thread pool of the other framework spins beside it.
+
+    In the interleaved table, both libraries share the process, and the threads each leaves spinning
+    after its step (OpenBLAS's workers wait busily for new work for a while, as do PyTorch's OpenMP
+    threads) take the second core from the other's step. Users run one framework, so here every
+    (framework, config) runs in a fresh process (the memory worker: one warm-up step on a 2 x 3 batch,
+    then ``--warmup + --steps`` steps, their median time), ``ROUNDS`` times, the order of the
+    frameworks swapped every round; the table gives the median over the rounds and each round's ratio.
+    """
+    steps = args.warmup + args.steps
+    print(f"\nisolated: each framework alone in a fresh process, median of {steps} steps per process, "
+          f"{args.isolated} rounds, order swapped every round")
+    has_torch = "torch" in frameworks
+    head = ["config", "tl ms"] + (["torch ms", "ratio", "ratio per round"] if has_torch else [])
+    widths = [12, 10] + ([10, 8, 30] if has_torch else [])
+    print(fmt_row(head, widths), flush=True)
+    for name in args.configs:
+        ms: dict[str, list[float]] = {fw: [] for fw in frameworks}
+        for r in range(args.isolated):
+            for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
+                ms[fw].append(run_worker(fw, name, args, steps)["ms_per_step"])
+        row = [name, f"{statistics.median(ms['tinygrad_lm']):.2f}"]
+        if has_torch:
+            per_round = [t / m for t, m in zip(ms["torch"], ms["tinygrad_lm"])]
+            row += [f"{statistics.median(ms['torch']):.2f}",
+                    f"{statistics.median(ms['torch']) / statistics.median(ms['tinygrad_lm']):.2f}",
+                    " ".join(f"{x:.2f}" for x in per_round)]
+        print(fmt_row(row, widths), flush=True)
+
+
 def run_worker(fw_name: str, cfg_name: str, args: argparse.Namespace, steps: int) -> dict[str, Any]:
     cmd = [sys.executable, os.path.abspath(__file__), "--_worker", f"{fw_name}:{cfg_name}", "--threads",
            str(args.threads), "--memory-steps", str(steps), "--lr", str(args.lr)]
@@ -469,6 +503,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("--device cuda: CuPy or a CUDA GPU is missing (pip install -e '.[gpu]' on a GPU machine)")
     frameworks = ["tinygrad_lm"] + (["torch"] if torch is not None else [])
     speed_table(args, torch)
+    if args.isolated:
+        isolated_table(args, frameworks)
     if args.memory:
         memory_table(args, frameworks)
     if args.long_seq:
