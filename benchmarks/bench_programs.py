@@ -42,16 +42,18 @@ does the same work in worker processes, off the training loop).
 
     python benchmarks/bench_programs.py [--threads 1|N|all] [--steps 20] [--warmup 3]
                                         [--programs makemore,nanogpt | bigram,mlp,rnn,gru,bow,transformer]
-                                        [--no-torch]
+                                        [--no-torch] [--isolated ROUNDS]
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -886,6 +888,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=parse_threads, default=1, help="threads for both frameworks: N or 'all'")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of the batches")
     p.add_argument("--no-torch", action="store_true", help="run tinygrad_lm alone even if PyTorch is installed")
+    p.add_argument("--isolated", type=int, default=0, metavar="ROUNDS",
+                   help="also time each framework alone in fresh processes, ROUNDS rounds (no cross-framework "
+                        "thread contention; see benchmarks/README.md)")
+    p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)  # "framework:program", an isolated run
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be at least 1 and --warmup at least 0")
@@ -893,8 +899,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def worker(args: argparse.Namespace) -> int:
+    """In a fresh process: one framework's run of one program alone; prints its median ms per step (JSON)."""
+    fw_name, program = args._worker.split(":")
+    pt = None
+    if fw_name == "torch":
+        import torch as pt
+    set_threads(args.threads, pt)
+    import tinygrad_lm as tl
+
+    data = {"names": make_names(), "text": None}
+    data["text"] = make_text(data["names"])
+    side = next(s for s in build_sides(program, tl, pt, data, seed=args.seed) if s.name == fw_name)
+    run_interleaved([side], args.steps, args.warmup)
+    print(json.dumps({"ms_per_step": 1e3 * statistics.median(side.times)}))
+    return 0
+
+
+def isolated_table(args: argparse.Namespace, frameworks: list[str]) -> None:
+    """Each framework alone in a fresh process per program and round (see bench_train_step.isolated_table):
+    in one process, each library's idle thread pools spin into the other's steps."""
+    print(f"\nisolated: each framework alone in a fresh process, median of {args.steps} steps after {args.warmup}, "
+          f"{args.isolated} rounds, order swapped every round")
+    has_torch = "torch" in frameworks
+    head = ["program", "tl ms/step"] + (["torch ms/step", "ratio", "ratio per round"] if has_torch else [])
+    widths = [13, 12] + ([15, 8, 30] if has_torch else [])
+    print(fmt_row(head, widths), flush=True)
+    for program in args.programs:
+        ms: dict[str, list[float]] = {fw: [] for fw in frameworks}
+        for r in range(args.isolated):
+            for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
+                cmd = [sys.executable, os.path.abspath(__file__), "--_worker", f"{fw}:{program}", "--threads",
+                       str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup), "--seed",
+                       str(args.seed)]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    raise RuntimeError(f"worker {fw}:{program} failed:\n{res.stderr}")
+                ms[fw].append(json.loads(res.stdout.strip().splitlines()[-1])["ms_per_step"])
+        row: list[Any] = [program, f"{statistics.median(ms['tinygrad_lm']):.2f}"]
+        if has_torch:
+            row += [f"{statistics.median(ms['torch']):.2f}",
+                    f"{statistics.median(ms['torch']) / statistics.median(ms['tinygrad_lm']):.2f}",
+                    " ".join(f"{t / m:.2f}" for t, m in zip(ms["torch"], ms["tinygrad_lm"]))]
+        print(fmt_row(row, widths), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args._worker:
+        return worker(args)
     pt = None
     if not args.no_torch and importlib.util.find_spec("torch") is not None:
         import torch as pt
@@ -959,6 +1012,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nsanity check (same initial weights, same batches):" if has_torch else "\nlosses:")
     for line in checks:
         print("  " + line)
+    if args.isolated:
+        isolated_table(args, ["tinygrad_lm"] + (["torch"] if has_torch else []))
     print("\nthreads in effect after the runs:")
     for line in threads_in_effect(pt):
         print("  " + line)

@@ -192,6 +192,21 @@ def test_programs_benchmark_takes_threads_all_and_program_names() -> None:
     assert "\nbigram " in out and "\nnanogpt " not in out
 
 
+def test_isolated_runs_give_a_row_per_program_and_config() -> None:
+    """--isolated times each framework in fresh processes (no timing checked): a row per program or config,
+    with a ratio per round where PyTorch is installed."""
+    import re
+
+    out = _run_benchmark("bench_programs.py", "--steps", "1", "--warmup", "0", "--programs", "bigram",
+                         "--isolated", "2")
+    rounds = r"\s+[\d.]+\s+[\d.]+\s+[\d.]+ [\d.]+" if HAS_TORCH else ""
+    assert "isolated: each framework alone" in out and re.search(rf"^bigram\s+[\d.]+{rounds}\s*$", out, re.M), out
+    out = _run_benchmark("bench_train_step.py", "--configs", "tiny", "--steps", "1", "--warmup", "0",
+                         "--isolated", "1")
+    rounds = r"\s+[\d.]+\s+[\d.]+\s+[\d.]+" if HAS_TORCH else ""
+    assert "isolated: each framework alone" in out and re.search(rf"^tiny\s+[\d.]+{rounds}\s*$", out, re.M), out
+
+
 def test_programs_are_written_once_for_either_framework() -> None:
     """The programs' code takes the framework module as an argument: tinygrad_lm alone runs them, and the
     made-up data sets are deterministic with the sizes the programs promise."""
