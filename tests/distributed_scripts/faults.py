@@ -103,6 +103,9 @@ def case_caught() -> None:
             share_from_main(bad_settings)  # raised on every rank alike: no abort, every rank handles it
     except ValueError as err:
         print(f"rank {rank} got: {err}", flush=True)
+        # also in a file: rank 1's abort below may end mpiexec before it has passed this line's output on
+        with open(f"{sys.argv[2]}.{rank}", "w") as f:
+            f.write(f"rank {rank} got: {err}")
     try:
         with abort_on_error():
             if rank == 1:
