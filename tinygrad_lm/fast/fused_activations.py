@@ -80,36 +80,38 @@ def _elementwise_back(op: Any, kernel: Any, g: Any, y: Any) -> Any:
     return dx.reshape(y.shape)
 
 
-@register(ops.Tanh)
-class Tanh(ops.Tanh):
-    """tanh and its derivative, each one compiled pass (:func:`_tanh_kernel`, :func:`_tanh_back_kernel`)."""
+class _OnePass:
+    """forward and backward as one compiled pass each: the subclass names its ``kernel`` (x -> y) and
+    ``back_kernel`` (dy, y -> dx); what they do not take goes to the reference op, next in the MRO."""
+
+    __slots__ = ()
+    kernel: Any
+    back_kernel: Any
 
     def forward(self, x: Any) -> Any:
-        out = _elementwise(self, _tanh_kernel, x)
+        out = _elementwise(self, type(self).kernel, x)
         if out is None:
-            return super().forward(x)
+            return super().forward(x)  # type: ignore[misc]
         self.out = out
         return out
 
     def backward(self, g: Any) -> Any:
-        dx = _elementwise_back(self, _tanh_back_kernel, g, self.out)
-        return super().backward(g) if dx is None else dx
+        dx = _elementwise_back(self, type(self).back_kernel, g, self.out)
+        return super().backward(g) if dx is None else dx  # type: ignore[misc]
+
+
+@register(ops.Tanh)
+class Tanh(_OnePass, ops.Tanh):
+    """tanh and its derivative, each one compiled pass (:func:`_tanh_kernel`, :func:`_tanh_back_kernel`)."""
+
+    kernel, back_kernel = staticmethod(_tanh_kernel), staticmethod(_tanh_back_kernel)
 
 
 @register(ops.Sigmoid)
-class Sigmoid(ops.Sigmoid):
+class Sigmoid(_OnePass, ops.Sigmoid):
     """The sigmoid and its derivative, each one compiled pass (:func:`_sigmoid_kernel`, :func:`_sigmoid_back_kernel`)."""
 
-    def forward(self, x: Any) -> Any:
-        out = _elementwise(self, _sigmoid_kernel, x)
-        if out is None:
-            return super().forward(x)
-        self.out = out
-        return out
-
-    def backward(self, g: Any) -> Any:
-        dx = _elementwise_back(self, _sigmoid_back_kernel, g, self.out)
-        return super().backward(g) if dx is None else dx
+    kernel, back_kernel = staticmethod(_sigmoid_kernel), staticmethod(_sigmoid_back_kernel)
 
 
 def tanh_in_place(a: Any) -> bool:
