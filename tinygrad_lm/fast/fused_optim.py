@@ -4,7 +4,7 @@ The reference update (:meth:`tinygrad_lm.optim.Adam._update`) is a dozen NumPy c
 parameter: the two moments, their bias corrections, the square root, the quotient and the step,
 each a pass over the parameter's elements. For the many small parameters of the models in the
 course (makemore's Transformer has 53, most of them a few thousand elements) the calls cost more
-than the arithmetic: about 30 us a parameter, against a few for :func:`_adam_kernel`, which
+than the arithmetic: tens of microseconds a parameter, against a few for :func:`_adam_kernel`, which
 reads and writes each element once. The results differ from the reference's by rounding only
 (the kernel may fuse a multiply and an add).
 

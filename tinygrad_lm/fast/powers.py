@@ -4,8 +4,8 @@ NumPy computes a float array to a scalar power with libm's ``pow``, one element 
 for a few exponents it special-cases (2, 0.5, -1). On the project's machine ``x ** 3`` of a
 (512, 256) float32 array took 0.8 ms, ``x * x * x`` 0.04 ms. The tanh form of GELU as users write
 it (``0.5 * x * (1 + tanh(c * (x + 0.044715 * x ** 3)))``, makemore's and nanoGPT's NewGELU) spends
-most of its time there, and its backward computes ``x ** 2`` again. PyTorch multiplies out these
-powers too. The products differ from ``pow`` by rounding only (an ulp or two).
+most of its time there, and its backward computes ``x ** 2`` again. The products differ from
+``pow`` by rounding only (an ulp or two).
 
 Float arrays raised to a constant whole number from 2 to :data:`LARGEST` take products; anything
 else (a tensor exponent, negative or fractional powers, integer arrays) goes to the reference op.
@@ -24,7 +24,7 @@ def _whole_power(a: Any, b: Any) -> int | None:
     """b as an int when ``a ** b`` is a float array to a constant whole power from 1 to LARGEST, else None."""
     if type(b) not in (int, float) or getattr(a, "dtype", None) is None or a.dtype.kind != "f":
         return None
-    if b != int(b) or not 1 <= b <= LARGEST:
+    if not 1 <= b <= LARGEST or b != int(b):  # (the range first: int() of inf or nan raises)
         return None
     return int(b)
 
