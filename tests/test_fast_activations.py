@@ -21,7 +21,8 @@ from tinygrad_lm.fast import compiler, fused_activations, fused_recurrent
 
 OPS = {"tanh": lambda t: t.tanh(), "sigmoid": lambda t: t.sigmoid()}
 TOL = {"float32": dict(rtol=4e-7, atol=1e-37), "float64": dict(rtol=1e-13, atol=1e-300)}
-SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 9.0, 10.5, 20.0, -20.0, 88.0, -88.0, -100.0, -750.0, 750.0]
+SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 9.0, 10.5, 20.0, -20.0, 88.0, -88.0, -100.0, -750.0,
+           750.0]
 
 
 def both_paths(name, x, dy, device="cpu"):

@@ -5,7 +5,8 @@ wheels), for the matrix products; the fast path's compiled kernels run on the ca
 thread and start no pool of their own (Numba's pool, once started, would also reset the
 OpenMP thread count of a PyTorch in the same process: numba/numba#9387).
 ``set_num_threads(n)`` sets the BLAS's threads through threadpoolctl, which finds the
-library NumPy actually loaded (and any other BLAS in the process, such as SciPy's). Until it is called, the BLAS uses every core, as PyTorch does.
+library NumPy actually loaded (and any other BLAS in the process, such as SciPy's). Until it is
+called, the BLAS uses every core, as PyTorch does.
 """
 from __future__ import annotations
 
@@ -32,12 +33,12 @@ def set_num_threads(n: int) -> None:
     if n < 1:
         raise ValueError(f"set_num_threads: the number of threads must be at least 1, got {n}")
     import numpy  # noqa: F401 - loads the BLAS, so that threadpoolctl finds it
-    from threadpoolctl import threadpool_limits
 
     # Numba, on its first compile, imports scipy.linalg.cython_blas (its check for a BLAS), and with it
     # SciPy's own OpenBLAS. The library never calls that one, but its pool would keep its old count:
     # load it now, so that the limit below covers it too (the first compiled kernel would load it anyway).
     import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import threadpool_limits
 
     _blas_limit = threadpool_limits(limits=n, user_api="blas")
     _num_threads = n

@@ -84,9 +84,9 @@ class _OnePass:
     """forward and backward as one compiled pass each: the subclass names its ``kernel`` (x -> y) and
     ``back_kernel`` (dy, y -> dx); what they do not take goes to the reference op, next in the MRO."""
 
-    __slots__ = ()
     kernel: Any
     back_kernel: Any
+    out: Any  # the forward's result, which both derivatives are written in
 
     def forward(self, x: Any) -> Any:
         out = _elementwise(self, type(self).kernel, x)
@@ -109,7 +109,8 @@ class Tanh(_OnePass, ops.Tanh):
 
 @register(ops.Sigmoid)
 class Sigmoid(_OnePass, ops.Sigmoid):
-    """The sigmoid and its derivative, each one compiled pass (:func:`_sigmoid_kernel`, :func:`_sigmoid_back_kernel`)."""
+    """The sigmoid and its derivative, one compiled pass each (:func:`_sigmoid_kernel`,
+    :func:`_sigmoid_back_kernel`)."""
 
     kernel, back_kernel = staticmethod(_sigmoid_kernel), staticmethod(_sigmoid_back_kernel)
 

@@ -77,6 +77,7 @@ __all__ = [
     "Expand", "Expm1", "FloorDivide", "Fmod", "Gather", "Gelu", "GetItem", "IndexAccumulate", "IndexPut", "LayerNorm",
     "Log", "Log10", "Log1p", "Log2", "LogSoftmax", "Linear", "LogSumExp", "MaskedFill", "Matmul", "Max", "Maximum",
     "Mean", "Min", "Minimum", "Mul", "NLLLoss", "Neg", "Norm", "Permute", "Piecewise", "Pow", "Prod", "Reciprocal",
-    "Relu", "Remainder", "Reshape", "Roll", "Rsqrt", "Scatter", "ScatterAdd", "Sigmoid", "Sin", "Sinh", "SoftCrossEntropy",
-    "Softmax", "Split", "Sqrt", "Stack", "Sub", "Sum", "Tan", "Tanh", "ToDevice", "Tril", "Triu", "Where",
+    "Relu", "Remainder", "Reshape", "Roll", "Rsqrt", "Scatter", "ScatterAdd", "Sigmoid", "Sin", "Sinh",
+    "SoftCrossEntropy", "Softmax", "Split", "Sqrt", "Stack", "Sub", "Sum", "Tan", "Tanh", "ToDevice", "Tril", "Triu",
+    "Where",
 ]
