@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import tinygrad_lm as tl
 import tinygrad_lm.nn.functional as F
 from tinygrad_lm import nn, ops
-from tinygrad_lm.fast import compiler, fused_activations, fused_recurrent
+from tinygrad_lm.fast import compiler, fused_activations
 
 OPS = {"tanh": lambda t: t.tanh(), "sigmoid": lambda t: t.sigmoid()}
 TOL = {"float32": dict(rtol=4e-7, atol=1e-37), "float64": dict(rtol=1e-13, atol=1e-300)}
@@ -132,7 +132,6 @@ def test_the_modules_and_the_rnn_layer_run_the_kernels():
                        "_gelu_tanh_kernel"):
             assert kernel in taken
         assert taken.count("_tanh_kernel") == 1 + 2  # nn.Tanh, then the RNN's two time steps
-    assert fused_recurrent.tanh_in_place is fused_activations.tanh_in_place
 
 
 def test_tanh_in_place_refuses_what_it_cannot_take():
