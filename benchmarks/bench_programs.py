@@ -63,6 +63,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.append(os.path.dirname(HERE))  # a checkout without an install; an installed or PYTHONPATH copy wins
 
+from bench_train_step import isolated_cells  # noqa: E402  (imports neither NumPy nor PyTorch)
+
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 MAKEMORE_MODELS = ("bigram", "mlp", "rnn", "gru", "bow", "transformer")
 PROGRAMS = MAKEMORE_MODELS + ("nanogpt",)
@@ -926,22 +928,19 @@ def isolated_table(args: argparse.Namespace, frameworks: list[str]) -> None:
     widths = [13, 12] + ([15, 8, 30] if has_torch else [])
     print(fmt_row(head, widths), flush=True)
     for program in args.programs:
-        ms: dict[str, list[float]] = {fw: [] for fw in frameworks}
-        for r in range(args.isolated):
-            for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
-                cmd = [sys.executable, os.path.abspath(__file__), "--_worker", f"{fw}:{program}", "--threads",
-                       str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup), "--seed",
-                       str(args.seed)]
-                res = subprocess.run(cmd, capture_output=True, text=True)
-                if res.returncode != 0:
-                    raise RuntimeError(f"worker {fw}:{program} failed:\n{res.stderr}")
-                ms[fw].append(json.loads(res.stdout.strip().splitlines()[-1])["ms_per_step"])
-        row: list[Any] = [program, f"{statistics.median(ms['tinygrad_lm']):.2f}"]
-        if has_torch:
-            row += [f"{statistics.median(ms['torch']):.2f}",
-                    f"{statistics.median(ms['torch']) / statistics.median(ms['tinygrad_lm']):.2f}",
-                    " ".join(f"{t / m:.2f}" for t, m in zip(ms["torch"], ms["tinygrad_lm"]))]
-        print(fmt_row(row, widths), flush=True)
+        print(fmt_row([program] + isolated_cells(frameworks, args.isolated,
+                                                 lambda fw, program=program: run_worker(fw, program, args)), widths),
+              flush=True)
+
+
+def run_worker(fw: str, program: str, args: argparse.Namespace) -> float:
+    """The median ms per step of ``program`` run by ``fw`` alone in a fresh process (:func:`worker`)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", f"{fw}:{program}", "--threads",
+           str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup), "--seed", str(args.seed)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"worker {fw}:{program} failed:\n{res.stderr}")
+    return float(json.loads(res.stdout.strip().splitlines()[-1])["ms_per_step"])
 
 
 def main(argv: list[str] | None = None) -> int:

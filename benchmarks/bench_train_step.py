@@ -362,17 +362,26 @@ def isolated_table(args: argparse.Namespace, frameworks: list[str]) -> None:
     widths = [12, 10] + ([10, 8, 30] if has_torch else [])
     print(fmt_row(head, widths), flush=True)
     for name in args.configs:
-        ms: dict[str, list[float]] = {fw: [] for fw in frameworks}
-        for r in range(args.isolated):
-            for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
-                ms[fw].append(run_worker(fw, name, args, steps)["ms_per_step"])
-        row = [name, f"{statistics.median(ms['tinygrad_lm']):.2f}"]
-        if has_torch:
-            per_round = [t / m for t, m in zip(ms["torch"], ms["tinygrad_lm"])]
-            row += [f"{statistics.median(ms['torch']):.2f}",
-                    f"{statistics.median(ms['torch']) / statistics.median(ms['tinygrad_lm']):.2f}",
-                    " ".join(f"{x:.2f}" for x in per_round)]
-        print(fmt_row(row, widths), flush=True)
+        cells = isolated_cells(frameworks, args.isolated,
+                               lambda fw, name=name: run_worker(fw, name, args, steps)["ms_per_step"])
+        print(fmt_row([name] + cells, widths), flush=True)
+
+
+def isolated_cells(frameworks: list[str], rounds: int, ms_per_step: Callable[[str], float]) -> list[str]:
+    """A row of an isolated table (here and in bench_programs.py): ``ms_per_step(framework)`` (one fresh
+    process) ``rounds`` times for each framework, their order swapped every round; the median ms of
+    tinygrad_lm and, with PyTorch, PyTorch's, the ratio of the medians and each round's ratio."""
+    ms: dict[str, list[float]] = {fw: [] for fw in frameworks}
+    for r in range(rounds):
+        for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
+            ms[fw].append(ms_per_step(fw))
+    ours = statistics.median(ms["tinygrad_lm"])
+    cells = [f"{ours:.2f}"]
+    if "torch" in ms:
+        theirs = statistics.median(ms["torch"])
+        cells += [f"{theirs:.2f}", f"{theirs / ours:.2f}",
+                  " ".join(f"{t / m:.2f}" for t, m in zip(ms["torch"], ms["tinygrad_lm"]))]
+    return cells
 
 
 def run_worker(fw_name: str, cfg_name: str, args: argparse.Namespace, steps: int) -> dict[str, Any]:
@@ -380,7 +389,7 @@ def run_worker(fw_name: str, cfg_name: str, args: argparse.Namespace, steps: int
            str(args.threads), "--memory-steps", str(steps), "--lr", str(args.lr)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
-        raise RuntimeError(f"memory worker {fw_name}:{cfg_name} failed:\n{res.stderr}")
+        raise RuntimeError(f"worker {fw_name}:{cfg_name} failed:\n{res.stderr}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
