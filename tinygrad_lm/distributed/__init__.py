@@ -41,6 +41,8 @@ __all__ = [
     "reduce_scatter_tensor", "scatter", "send",
 ]
 
+_ABORT_GRACE_S = 0.5  # how long a failing rank waits, its error printed, before it aborts the job
+
 
 class ReduceOp(enum.Enum):
     """How ``all_reduce`` and ``reduce_scatter`` combine the ranks' values (PyTorch's names)."""
@@ -220,6 +222,10 @@ def _abort_on_uncaught(kind: type[BaseException], value: BaseException, tb: Any)
     sys.stderr.write(f"[rank {rank}] uncaught {kind.__name__}; aborting the job\n"
                      + "".join(traceback.format_exception(kind, value, tb)))
     sys.stderr.flush()
+    # mpiexec reads a rank's output and its abort request from different channels, in either order; an
+    # abort read first kills the job with the message still unread in the pipe (seen once in CI, where
+    # the failing rank's stderr came back empty). A moment's pause lets the output go out first.
+    time.sleep(_ABORT_GRACE_S)
     from mpi4py import MPI
 
     MPI.COMM_WORLD.Abort(130 if issubclass(kind, KeyboardInterrupt) else 1)
