@@ -63,7 +63,7 @@ def assert_fast_equals_reference(fn, arrays, dy, dtype, device, scale=1.0, grads
 
 def test_the_fast_ops_are_registered_against_their_references():
     registry = tl.fast.registry()
-    for name in ("LayerNorm", "CrossEntropy", "Embedding", "Gelu"):
+    for name in ("LayerNorm", "CrossEntropy", "Embedding", "Gelu", "GetItem"):
         impl = registry[getattr(ops, name)]
         assert impl is getattr(fused_nn, name) and impl.__name__ == name
     x = tl.randn(3, 4, requires_grad=True)
@@ -183,6 +183,46 @@ def test_embedding_without_a_kernel_equals_reference(monkeypatch, num, dtype):
                                  rng.standard_normal((5, 9, 4)), dtype, "cpu", scale=10.0)
 
 
+# ---------------------------------------------------------------------------------------- GetItem by ids
+
+# Indexes of a (5, 3, 2) tensor: those that pick whole rows by one integer array take the embedding's
+# kernel; the others (two arrays, a boolean mask, a slice on a later axis, plain slices) the reference.
+ROW_LOOKUPS = [lambda i: i, lambda i: (i,), lambda i: (i, slice(None)), lambda i: (i, slice(None), slice(None))]
+OTHER_INDEXES = [lambda i: (i, i % 3), lambda i: (i, slice(1, 3)), lambda i: (slice(None), i % 3),
+                 lambda i: i % 2 == 0, lambda i: (slice(1, 4),)]
+
+
+@settings(max_examples=30)
+@given(seed=st.integers(0, 2**31 - 1), ids_shape=st.sampled_from([(0,), (1,), (7,), (3, 4)]),
+       ids_dtype=st.sampled_from(["int64", "int32", "uint8"]), lookup=st.sampled_from(range(len(ROW_LOOKUPS))),
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_row_lookup_fast_equals_reference(device, seed, ids_shape, ids_dtype, lookup, dtype):
+    """x[ids] (as a bigram model's table lookup): repeated and negative ids accumulate alike on both paths."""
+    rng = np.random.default_rng(seed)
+    low = 0 if ids_dtype == "uint8" else -5
+    ids = rng.integers(low, 5 if rng.random() < 0.5 else low + 2, ids_shape).astype(ids_dtype)  # often repeats
+    x = rng.standard_normal((5, 3, 2))
+    dy = rng.standard_normal(ids_shape + (3, 2))
+    index = ROW_LOOKUPS[lookup]
+    with kernels_taken() as taken:
+        assert_fast_equals_reference(lambda x, i: x[index(i)], [x, ids], dy, dtype, device,
+                                     scale=float(np.abs(dy).sum(axis=tuple(range(len(ids_shape)))).max(initial=1.0)))
+    if device == "cpu" and compiler.numba_available():
+        assert taken == ["_embedding_backward_kernel"]
+
+
+@pytest.mark.parametrize("which", range(len(OTHER_INDEXES)))
+def test_other_indexes_take_the_reference(which):
+    rng = np.random.default_rng(which)
+    ids = np.array([4, 0, 4, 2, 1])
+    x = rng.standard_normal((5, 3, 2))
+    out_shape = x[OTHER_INDEXES[which](ids)].shape
+    with kernels_taken() as taken:
+        assert_fast_equals_reference(lambda x, i: x[OTHER_INDEXES[which](i)], [x, ids],
+                                     rng.standard_normal(out_shape), "float64", "cpu")
+    assert taken == []
+
+
 # ----------------------------------------------------------------------------------------------------- Gelu
 
 
@@ -231,6 +271,7 @@ def gradcheck_cases(rng):
     table = tl.tensor(rng.standard_normal((6, 3)), requires_grad=True)
     ids = tl.tensor(np.array([[1, 2, 2], [0, 1, 1]]))  # not the padding row 5: it gets 0, by definition
     yield (lambda w: F.embedding(ids, w, padding_idx=5)), [table]
+    yield (lambda w: w[ids]), [table]
     for approximate in ("none", "tanh"):
         yield (lambda x, a=approximate: F.gelu(x, approximate=a)), [tl.tensor(rng.standard_normal(7) * 2,
                                                                               requires_grad=True)]

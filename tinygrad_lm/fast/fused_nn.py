@@ -372,3 +372,33 @@ class Embedding(ops.Embedding):
         if self.padding_idx is not None:
             gw[self.padding_idx] = 0
         return gw, None
+
+
+def _leading_ids(index: Any) -> Any:
+    """The integer array of an index that picks whole rows by one array on the first axis (``w[ids]``,
+    ``w[ids, :]``, the lookup a bigram model makes), else None."""
+    if type(index) is tuple:
+        if not index or any(type(i) is not slice or i != slice(None) for i in index[1:]):
+            return None
+        index = index[0]
+    kind = getattr(getattr(index, "dtype", None), "kind", None)
+    return index if kind in ("i", "u") and getattr(index, "ndim", 0) >= 1 else None
+
+
+@register(ops.GetItem)
+class GetItem(ops.GetItem):
+    """``x[ids]`` with an integer array on the first axis: its gradient is an embedding's, rows of dy added
+    into their ids' rows by :func:`_embedding_backward_kernel` (NumPy's ``add.at``, which the reference uses,
+    takes about 0.2 ms for the 480 rows of a 27-wide bigram table). Every other index takes the reference."""
+
+    def backward(self, g: Any) -> Any:
+        ids = _leading_ids(self.index) if self.advanced else None
+        if ids is not None and type(ids) is type(g) and self.shape:
+            row = math.prod(self.shape[1:])  # the size of a row of x
+            g2 = g.reshape(ids.size, row)  # (N, D): a row per id
+            kernel = compiler.compiled(_embedding_backward_kernel, g2)
+            if kernel is not None:
+                gx = self.xp.zeros(self.shape, dtype=g.dtype)
+                kernel(ids.reshape(-1), self.xp.ascontiguousarray(g2), gx.reshape(self.shape[0], row))
+                return gx
+        return super().backward(g)
