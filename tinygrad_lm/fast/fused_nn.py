@@ -1,4 +1,4 @@
-"""GELU (both forms), LayerNorm, cross-entropy and the embedding's backward as compiled kernels.
+"""GELU, LayerNorm, cross-entropy and the embedding's backward (that of ``x[ids]`` too) as compiled kernels.
 
 NumPy runs each of these ops as a dozen passes over memory, one per array operation, with a
 temporary array for each. A kernel here writes the op's equations once more, one row (or one
