@@ -277,13 +277,16 @@ def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | N
     arrays get the kernel's CUDA twin (:mod:`tinygrad_lm.fast.cuda_kernels`) where it has one. Other
     arrays get None.
     """
-    if arrays and all(type(a).__module__.startswith("cupy") for a in arrays):
-        if any(a.dtype.char not in "fd" for a in arrays):
-            return None
-        from . import cuda_kernels
+    # (an op asks this once or twice per call, so the usual case, NumPy arrays and a kernel compiled
+    # before, comes first and costs a dictionary lookup: on 8x8 arrays the op's own work is a microsecond)
+    if not arrays or type(arrays[0]) is not numpy.ndarray:
+        if arrays and all(type(a).__module__.startswith("cupy") for a in arrays):
+            if any(a.dtype.char not in "fd" for a in arrays):
+                return None
+            from . import cuda_kernels
 
-        return cuda_kernels.twin(kernel)
-    if not _load():
+            return cuda_kernels.twin(kernel)
+    if not (_numba if _numba is not None else _load()):
         return None
     for a in arrays:
         if type(a) is not numpy.ndarray or a.dtype.char not in "fd":

@@ -53,7 +53,7 @@ def _sigmoid_back_kernel(g: Any, y: Any, dx: Any) -> None:
 
 def _flat(xp: Any, x: Any) -> Any:
     """x as a flat C-contiguous array (a view where x already is one)."""
-    return xp.ascontiguousarray(x).reshape(-1)
+    return x.reshape(-1) if x.flags.c_contiguous else xp.ascontiguousarray(x).reshape(-1)
 
 
 def _elementwise(op: Any, kernel: Any, x: Any) -> Any:
@@ -61,10 +61,9 @@ def _elementwise(op: Any, kernel: Any, x: Any) -> Any:
     run = compiler.compiled(kernel, x)
     if run is None:
         return None
-    flat = _flat(op.xp, x)
-    out = op.xp.empty_like(flat)
-    run(flat, out)
-    return out.reshape(x.shape)
+    out = op.xp.empty(x.shape, dtype=x.dtype)
+    run(_flat(op.xp, x), out.reshape(-1))
+    return out
 
 
 def _elementwise_back(op: Any, kernel: Any, g: Any, y: Any) -> Any:
@@ -74,10 +73,9 @@ def _elementwise_back(op: Any, kernel: Any, g: Any, y: Any) -> Any:
     run = compiler.compiled(kernel, g, y)
     if run is None:
         return None
-    y_flat = _flat(op.xp, y)
-    dx = op.xp.empty_like(y_flat)
-    run(_flat(op.xp, g), y_flat, dx)
-    return dx.reshape(y.shape)
+    dx = op.xp.empty(y.shape, dtype=y.dtype)
+    run(_flat(op.xp, g), _flat(op.xp, y), dx.reshape(-1))
+    return dx
 
 
 class _OnePass:
