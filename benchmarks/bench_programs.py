@@ -63,7 +63,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.append(os.path.dirname(HERE))  # a checkout without an install; an installed or PYTHONPATH copy wins
 
-from bench_train_step import isolated_cells  # noqa: E402  (imports neither NumPy nor PyTorch)
+from bench_train_step import fmt_row, print_isolated_rows  # noqa: E402  (imports neither NumPy nor PyTorch)
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 MAKEMORE_MODELS = ("bigram", "mlp", "rnn", "gru", "bow", "transformer")
@@ -842,10 +842,6 @@ def threads_in_effect(pt: Any) -> list[str]:
     return lines
 
 
-def fmt_row(cells: list[Any], widths: list[int]) -> str:
-    return "".join(f"{c:>{w}}" if i else f"{c:<{w}}" for i, (c, w) in enumerate(zip(cells, widths)))
-
-
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -923,14 +919,8 @@ def isolated_table(args: argparse.Namespace, frameworks: list[str]) -> None:
     in one process, each library's idle thread pools spin into the other's steps."""
     print(f"\nisolated: each framework alone in a fresh process, median of {args.steps} steps after {args.warmup}, "
           f"{args.isolated} rounds, order swapped every round")
-    has_torch = "torch" in frameworks
-    head = ["program", "tl ms/step"] + (["torch ms/step", "ratio", "ratio per round"] if has_torch else [])
-    widths = [13, 12] + ([15, 8, 30] if has_torch else [])
-    print(fmt_row(head, widths), flush=True)
-    for program in args.programs:
-        print(fmt_row([program] + isolated_cells(frameworks, args.isolated,
-                                                 lambda fw, program=program: run_worker(fw, program, args)), widths),
-              flush=True)
+    print_isolated_rows(frameworks, args.isolated, ("program", "tl ms/step", "torch ms/step"), (13, 12, 15),
+                        args.programs, lambda fw, program: run_worker(fw, program, args))
 
 
 def run_worker(fw: str, program: str, args: argparse.Namespace) -> float:

@@ -357,20 +357,28 @@ def isolated_table(args: argparse.Namespace, frameworks: list[str]) -> None:
     steps = args.warmup + args.steps
     print(f"\nisolated: each framework alone in a fresh process, median of {steps} steps per process, "
           f"{args.isolated} rounds, order swapped every round")
+    print_isolated_rows(frameworks, args.isolated, ("config", "tl ms", "torch ms"), (12, 10, 10), args.configs,
+                        lambda fw, name: run_worker(fw, name, args, steps)["ms_per_step"])
+
+
+def print_isolated_rows(frameworks: list[str], rounds: int, head: tuple[str, str, str], widths: tuple[int, int, int],
+                        names: list[str], ms_per_step: Callable[[str, str], float]) -> None:
+    """An isolated table's head and a row per name (here and in bench_programs.py): the head is the first
+    column's title and the two ms columns' titles, with their widths; the row of each name is
+    :func:`isolated_cells` of ``ms_per_step(framework, name)``."""
     has_torch = "torch" in frameworks
-    head = ["config", "tl ms"] + (["torch ms", "ratio", "ratio per round"] if has_torch else [])
-    widths = [12, 10] + ([10, 8, 30] if has_torch else [])
-    print(fmt_row(head, widths), flush=True)
-    for name in args.configs:
-        cells = isolated_cells(frameworks, args.isolated,
-                               lambda fw, name=name: run_worker(fw, name, args, steps)["ms_per_step"])
-        print(fmt_row([name] + cells, widths), flush=True)
+    cols = [head[0], head[1]] + ([head[2], "ratio", "ratio per round"] if has_torch else [])
+    col_widths = [widths[0], widths[1]] + ([widths[2], 8, 30] if has_torch else [])
+    print(fmt_row(cols, col_widths), flush=True)
+    for name in names:
+        cells = isolated_cells(frameworks, rounds, lambda fw, name=name: ms_per_step(fw, name))
+        print(fmt_row([name] + cells, col_widths), flush=True)
 
 
 def isolated_cells(frameworks: list[str], rounds: int, ms_per_step: Callable[[str], float]) -> list[str]:
-    """A row of an isolated table (here and in bench_programs.py): ``ms_per_step(framework)`` (one fresh
-    process) ``rounds`` times for each framework, their order swapped every round; the median ms of
-    tinygrad_lm and, with PyTorch, PyTorch's, the ratio of the medians and each round's ratio."""
+    """A row of an isolated table: ``ms_per_step(framework)`` (one fresh process) ``rounds`` times for each
+    framework, their order swapped every round; the median ms of tinygrad_lm and, with PyTorch, PyTorch's,
+    the ratio of the medians and each round's ratio."""
     ms: dict[str, list[float]] = {fw: [] for fw in frameworks}
     for r in range(rounds):
         for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
