@@ -207,6 +207,21 @@ def test_isolated_runs_give_a_row_per_program_and_config() -> None:
     assert "isolated: each framework alone" in out and re.search(rf"^tiny\s+[\d.]+{rounds}\s*$", out, re.M), out
 
 
+def test_small_products_benchmark_checks_the_column_layout_against_the_rows() -> None:
+    """bench_small_products.py at a tiny size (no timing checked): a row per product set and thread count, and
+    the column layout's LSTM steps agree with the row layout's (the script fails otherwise)."""
+    import re
+
+    out = _run_benchmark("bench_small_products.py", "--threads", "1", "--batch", "3", "--hidden", "5", "--steps",
+                         "4", "--heads", "2", "--seq", "6", "--head-size", "4", "--repeats", "1")
+    for name in ("lstm forward, rows", "lstm forward, columns", "lstm backward, rows", "lstm backward, columns",
+                 r"attention q @ k\^T", "attention p @ v"):
+        assert re.search(rf"^1\s+{name}\s+.+\s+[\d.]+\s+[\d.]+\s+\d+%", out, re.M), (name, out)
+    gaps = re.search(r"columns against rows, largest relative difference: h_T (\S+), C_T (\S+), dh_0 (\S+), "
+                     r"dC_0 (\S+)$", out, re.M)
+    assert gaps is not None and max(float(g) for g in gaps.groups()) < 1e-4, out
+
+
 def test_programs_are_written_once_for_either_framework() -> None:
     """The programs' code takes the framework module as an argument: tinygrad_lm alone runs them, and the
     made-up data sets are deterministic with the sizes the programs promise."""
