@@ -57,10 +57,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def thread_counts(spec: str) -> list[int]:
-    """'1,2' -> [1, 2]; 'all' -> [1, the machine's cores] (one entry when it has one core)."""
+    """'1,2' -> [1, 2]; 'all' -> [1, the cores this process may use] (one entry when that is one)."""
     if spec == "all":
-        return sorted({1, os.cpu_count() or 1})
-    counts = [int(s) for s in spec.split(",") if s.strip()]
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return sorted({1, cores})
+    try:
+        counts = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        counts = []
     if not counts or min(counts) < 1:
         raise SystemExit(f"--threads: expected positive integers or 'all', got {spec!r}")
     return counts
