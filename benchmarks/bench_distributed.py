@@ -35,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+from bench_train_step import median_seconds  # noqa: E402
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,17 +81,6 @@ def _loss(model: Any, idx: Any, tgt: Any, F: Any) -> Any:
     return F.cross_entropy(logits.reshape(b * t, v), tgt.reshape(b * t))
 
 
-def _median_step(step: Any, steps: int, warmup: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def worker_single(args: argparse.Namespace) -> dict[str, Any]:
     from tinygrad_lm import optim
 
@@ -103,7 +94,7 @@ def worker_single(args: argparse.Namespace) -> dict[str, Any]:
         loss.backward()
         opt.step()
 
-    seconds = _median_step(step, args.steps, args.warmup)
+    seconds = median_seconds(step, args.steps, args.warmup)
     return {"step_s": seconds, "tokens_per_s": cfg.tokens / seconds}
 
 

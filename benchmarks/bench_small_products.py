@@ -28,16 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from typing import Any, Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_train_step import fmt_row, gemm_gflops  # noqa: E402
+from bench_train_step import fmt_row, gemm_gflops, median_seconds  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,14 +70,7 @@ def thread_counts(spec: str) -> list[int]:
 
 def median_ms(fn: Callable[[], Any], repeats: int) -> float:
     """Median wall time of ``fn()`` in ms, after two untimed calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_seconds(fn, repeats, warmup=2)
 
 
 def shapes(args: argparse.Namespace) -> dict[str, Any]:

@@ -159,6 +159,18 @@ def run_interleaved(fws: list[Framework], steps: int, warmup: int) -> None:
             fw.step(record=i >= warmup)
 
 
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def gemm_gflops(n: int, repeats: int = 9) -> float:
     """Median GFLOP/s of a float32 ``(n, n) @ (n, n)`` (2 n^3 FLOPs each) with NumPy's BLAS."""
     import numpy as np
