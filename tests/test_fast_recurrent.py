@@ -124,3 +124,144 @@ def test_gradcheck(case, T, B, H, bias, fast, seed):
 
     for k in range(n_outputs):
         assert tl.gradcheck(lambda *ts, k=k: run(*ts)[k], inputs)
+
+
+# --- the LSTM split by hidden units over threads (fused_recurrent._forward_parts, fast.workers) ---
+
+
+@pytest.fixture
+def lstm_parts(monkeypatch):
+    """Let the LSTM take its parts path at any size and thread count (``set_threads(n)``; the process's
+    cores are taken as 8), and record each ``run_parts`` call as (kernel name, parts)."""
+    from tinygrad_lm import threads
+    from tinygrad_lm.fast import workers
+
+    if not compiler.numba_available() or workers.numpy_blas() is None:
+        pytest.skip("the parts path needs Numba and NumPy's OpenBLAS")
+    monkeypatch.setattr(workers, "MIN_UNITS_PER_PART", 1)
+    monkeypatch.setattr(workers, "MIN_WORK_PER_PART", 1)
+    monkeypatch.setattr(threads, "_cores", lambda: 8)
+    runs: list[tuple[str, int]] = []
+    real = workers.run_parts
+
+    def recording(kernel: Any, parts: int, args_of: Any) -> None:
+        runs.append((kernel.__name__, parts))
+        real(kernel, parts, args_of)
+
+    monkeypatch.setattr(workers, "run_parts", recording)
+    saved_count, saved_setting = threads.get_num_threads(), threads._num_threads
+    yield runs, tl.set_num_threads
+    tl.set_num_threads(saved_count)
+    threads._num_threads = saved_setting
+
+
+@settings(max_examples=30)
+@given(T=st.integers(1, 6), B=st.integers(1, 4), n_in=st.integers(1, 5), H=st.integers(2, 9), parts=st.integers(2, 3),
+       bias=st.booleans(), dtype=st.sampled_from(["float32", "float64"]), used=st.sets(st.integers(0, 2), min_size=1),
+       transpose_out=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_lstm_parts_equal_reference(lstm_parts, T, B, n_in, H, parts, bias, dtype, used, transpose_out, seed):
+    """Split over 2 or 3 threads (uneven slices of units included): outputs and every gradient as the reference."""
+    runs, set_threads = lstm_parts
+    parts = min(parts, H)
+    set_threads(parts)
+    runs.clear()
+    arrays = _arrays("LSTM", T, B, n_in, H, bias, dtype, seed)
+    got = _run("LSTM", True, arrays, tuple(sorted(used)), transpose_out)
+    assert runs == [("_lstm_forward_part", parts), ("_lstm_backward_part", parts)]
+    _assert_close(got, _run("LSTM", False, arrays, tuple(sorted(used)), transpose_out), dtype)
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lstm_parts_over_many_steps_and_a_retained_graph(lstm_parts, parts, dtype):
+    """100 steps, and two backward passes through one graph (the second cannot reuse the gates' memory)."""
+    runs, set_threads = lstm_parts
+    set_threads(parts)
+    arrays = _arrays("LSTM", 100, 3, 7, 16, True, dtype, 5)
+    want = _run("LSTM", False, arrays, (0, 1, 2), False)
+    tl.fast.set_enabled(True)
+    inputs = [tl.tensor(a, requires_grad=True) for a in arrays]
+    outs = recurrent.LSTMLayer.apply(*inputs)
+    rng = np.random.default_rng(7)  # the weights that _run draws, in its order
+    weights = [tl.tensor(rng.standard_normal(o.shape), dtype=o.dtype) for o in outs]
+    loss = sum(((o * w).sum() for o, w in zip(outs, weights)), tl.tensor(0.0, dtype=dtype))
+    loss.backward(retain_graph=True)
+    loss.backward()
+    assert runs == [("_lstm_forward_part", parts)] + [("_lstm_backward_part", parts)] * 2
+    _assert_close([o.detach().numpy() for o in outs], want[:3], dtype)
+    _assert_close([t.grad.numpy() / 2 for t in inputs], want[3:], dtype)
+
+
+@settings(max_examples=8)
+@given(T=st.integers(1, 4), B=st.integers(1, 3), H=st.integers(2, 4), bias=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_lstm_parts_gradcheck(lstm_parts, T, B, H, bias, seed):
+    """float64 central differences against the backward of the split layer, every output."""
+    runs, set_threads = lstm_parts
+    set_threads(2)
+    tl.fast.set_enabled(True)
+    arrays = _arrays("LSTM", T, B, 2, H, bias, "float64", seed)
+    inputs = [tl.tensor(a, requires_grad=True) for a in arrays if a is not None]
+
+    def run(*ts: Any) -> Any:
+        it = iter(ts)
+        return recurrent.LSTMLayer.apply(*[None if a is None else next(it) for a in arrays])
+
+    for k in range(3):
+        assert tl.gradcheck(lambda *ts, k=k: run(*ts)[k], inputs)
+    assert ("_lstm_backward_part", 2) in runs
+
+
+def test_lstm_parts_only_where_they_can_run(monkeypatch):
+    """parts_for: 1 for one thread, small layers, other dtypes or array types, and without Numba or OpenBLAS."""
+    from tinygrad_lm import threads
+    from tinygrad_lm.fast import workers
+
+    monkeypatch.setattr(threads, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(threads, "_cores", lambda: 4)
+    x32, x64 = np.zeros((2, 2, 2), np.float32), np.zeros((2, 2, 2))
+    big = 64 * workers.MIN_WORK_PER_PART
+    if compiler.numba_available() and workers.numpy_blas() is not None:
+        assert workers.parts_for(4 * workers.MIN_UNITS_PER_PART, big, x32, None) == 4
+        assert workers.parts_for(2 * workers.MIN_UNITS_PER_PART, big, x64) == 2  # at least MIN_UNITS each
+        assert workers.parts_for(4 * workers.MIN_UNITS_PER_PART, 3 * workers.MIN_WORK_PER_PART, x32) == 3
+    units = 4 * workers.MIN_UNITS_PER_PART
+    assert workers.parts_for(units, big, x32, x64) == 1  # mixed dtypes
+    assert workers.parts_for(units, big, x32.astype(np.float16)) == 1
+    assert workers.parts_for(units, big, x32.tolist()) == 1
+    assert workers.parts_for(units, workers.MIN_WORK_PER_PART, x32) == 1
+    monkeypatch.setattr(threads, "get_num_threads", lambda: 1)
+    assert workers.parts_for(units, big, x32) == 1
+    monkeypatch.setattr(threads, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(workers, "_blas", None)  # no OpenBLAS with its own pool
+    assert workers.parts_for(units, big, x32) == 1
+    monkeypatch.setattr(compiler, "_numba", False)
+    assert workers.parts_for(units, big, x32) == 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_compiled_gemm_and_barrier(dtype):
+    """compiler.gemm inside a compiled kernel: c = a @ b + beta c on views with strided rows, as NumPy's product;
+    the Python stand-ins give the same."""
+    from tinygrad_lm.fast import workers
+
+    blas = workers.numpy_blas()
+    if not compiler.numba_available() or blas is None:
+        pytest.skip("needs Numba and NumPy's OpenBLAS")
+
+    def kernel(address: int, int_like: Any, a: Any, b: Any, c: Any, beta: float, flags: Any) -> None:
+        compiler.gemm(address, int_like, a, b, c, beta)
+        workers.barrier(flags, 0, 1, 1, 0)  # one part: returns at once
+
+    rng = np.random.default_rng(0)
+    big_a, big_b, big_c = (rng.standard_normal(s).astype(dtype) for s in ((6, 9), (5, 11), (7, 8)))
+    a, b = big_a[1:5, 2:7], big_b[:, 3:10]  # (4, 5) and (5, 7), rows 9 and 11 apart
+    for beta in (0.0, 1.0, 0.5):
+        want = big_c.copy()
+        want[2:6, 1:8] = a @ b + beta * want[2:6, 1:8]
+        for fn in (kernel, compiler.compiled(kernel, a)):
+            c = big_c.copy()
+            flags = workers.new_flags(1)
+            fn(blas.gemm[dtype], blas.int_like(0), a, b, c[2:6, 1:8], beta, flags)
+            np.testing.assert_allclose(c, want, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+            assert flags[0] == 1

@@ -14,7 +14,9 @@ one technique per module:
   layers, attention, softmax and log-softmax, masked_fill with a broadcast mask);
 - :mod:`.fused_optim`: Adam's update of a parameter as one compiled pass (``optim.Adam`` asks it first);
 - :mod:`.powers`: ``x ** 3`` and ``x ** 4`` as products (NumPy calls libm's ``pow`` per element);
-- :mod:`.allocator`: keeping freed arrays in the process's heap.
+- :mod:`.allocator`: keeping freed arrays in the process's heap;
+- :mod:`.workers`: one compiled kernel run as parts on several threads, calling NumPy's BLAS
+  from inside (the LSTM layer split by hidden units).
 
 Each technique module registers its ops when it is imported; ``tinygrad_lm/__init__.py``
 imports them all, after the reference ops.

@@ -56,6 +56,35 @@ def scratch(n: int, like: Any) -> Any:
     return numpy.empty(n, dtype=like.dtype)
 
 
+# For kernels that run as parts on several threads at once (:mod:`.workers`): a flag array that the
+# threads share, BLAS called from inside the kernel, and a way to give the core away while waiting.
+def atomic_load(flags: Any, i: int) -> int:
+    """Inside a kernel: ``flags[i]`` (int64) read afresh from memory, after the writes that preceded its store."""
+    return int(flags[i])
+
+
+def atomic_store(flags: Any, i: int, value: int) -> None:
+    """Inside a kernel: ``flags[i] = value`` (int64), visible to another thread's :func:`atomic_load` only
+    after every write this thread made before it."""
+    flags[i] = value
+
+
+def gemm(address: int, int_like: Any, a: Any, b: Any, c: Any, beta: float) -> None:
+    """Inside a kernel: ``c = a @ b + beta * c`` by the BLAS ``cblas_?gemm`` at ``address``.
+
+    a (m, k), b (k, n) and c (m, n) are 2-D views of one float dtype whose rows are contiguous;
+    ``int_like`` (numpy.int32 or numpy.int64) has the BLAS's integer width. In plain Python the
+    product is NumPy's (the address is not used)."""
+    c[...] = a @ b + beta * c
+
+
+def call(address: int) -> None:
+    """Inside a kernel: call the C function ``void f(void)`` at ``address`` (its return value is dropped)."""
+    import ctypes
+
+    ctypes.CFUNCTYPE(None)(address)()
+
+
 _LOG2E = 1.4426950408889634
 # Per dtype: the range where e^x is finite and normal, ln 2 = HI + LO (HI with enough trailing zero bits
 # that n * HI is exact for every n in range), and 1/k! for k = K .. 0, Horner's order, with K the last
@@ -176,6 +205,8 @@ def _register(numba: Any) -> None:
     _tanh32 = numba.njit(_tanh32, **options)
     _tanh64 = numba.njit(_tanh64, **options)
 
+    _register_threads(numba)
+
     @overload(scratch, inline="always")
     def _scratch(n, like):  # type: ignore[no-untyped-def]
         return lambda n, like: numpy.empty(n, like.dtype)
@@ -193,6 +224,102 @@ def _register(numba: Any) -> None:
         return (lambda x: _tanh64(x)) if x == types.float64 else (lambda x: math.tanh(x))
 
 
+def _register_threads(numba: Any) -> None:
+    """Compiled :func:`atomic_load`, :func:`atomic_store`, :func:`gemm` and :func:`call` (LLVM atomics and
+    calls through a function pointer)."""
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic, overload
+
+    def element_pointer(context: Any, builder: Any, array_type: Any, array: Any, index: Any) -> Any:
+        array = context.make_array(array_type)(context, builder, array)
+        return cgutils.get_item_pointer(context, builder, array_type, array, [index])
+
+    @intrinsic
+    def load_acquire(typingctx: Any, flags: Any, i: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            pointer = element_pointer(context, builder, sig.args[0], args[0], args[1])
+            return builder.load_atomic(pointer, "acquire", 8)
+
+        return types.int64(flags, i), codegen
+
+    @intrinsic
+    def store_release(typingctx: Any, flags: Any, i: Any, value: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            pointer = element_pointer(context, builder, sig.args[0], args[0], args[1])
+            value = context.cast(builder, args[2], sig.args[2], types.int64)
+            builder.store_atomic(value, pointer, "release", 8)
+            return context.get_dummy_value()
+
+        return types.void(flags, i, value), codegen
+
+    @intrinsic
+    def gemm_at(typingctx: Any, address: Any, int_like: Any, a: Any, b: Any, c: Any, beta: Any) -> Any:
+        arrays = (a, b, c)
+        if not all(isinstance(t, types.Array) and t.ndim == 2 and t.dtype == a.dtype for t in arrays):
+            return None
+        if a.dtype not in (types.float32, types.float64) or int_like not in (types.int32, types.int64):
+            return None
+
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            int_type, float_type = context.get_value_type(int_like), context.get_value_type(a.dtype)
+            pointer_type, i32 = float_type.as_pointer(), ir.IntType(32)
+            function_type = ir.FunctionType(ir.VoidType(), [i32, i32, i32, int_type, int_type, int_type, float_type,
+                                                            pointer_type, int_type, pointer_type, int_type, float_type,
+                                                            pointer_type, int_type])
+            function = builder.inttoptr(args[0], function_type.as_pointer())
+            views = [context.make_array(t)(context, builder, v) for t, v in zip(arrays, args[2:5])]
+            itemsize = context.get_constant(types.intp, context.get_abi_sizeof(float_type))
+
+            def as_int(value: Any) -> Any:
+                return builder.trunc(value, int_type) if int_type.width < value.type.width else value
+
+            def rows_and_stride(view: Any) -> tuple[Any, Any, Any]:
+                rows, cols = cgutils.unpack_tuple(builder, view.shape, 2)
+                row_stride = cgutils.unpack_tuple(builder, view.strides, 2)[0]
+                # the leading dimension in elements, at least the row length (BLAS checks it even for one row)
+                lead = builder.sdiv(row_stride, itemsize)
+                lead = builder.select(builder.icmp_signed("<", lead, cols), cols, lead)
+                lead = builder.select(builder.icmp_signed("<", lead, context.get_constant(types.intp, 1)),
+                                      context.get_constant(types.intp, 1), lead)
+                return rows, cols, lead
+
+            (m, k, lda), (_, n, ldb), (_, _, ldc) = (rows_and_stride(v) for v in views)
+            beta_value = context.cast(builder, args[5], sig.args[5], a.dtype)
+            row_major, no_transpose = ir.Constant(i32, 101), ir.Constant(i32, 111)  # CblasRowMajor, CblasNoTrans
+            builder.call(function, [row_major, no_transpose, no_transpose, as_int(m), as_int(n), as_int(k),
+                                    ir.Constant(float_type, 1.0), views[0].data, as_int(lda), views[1].data,
+                                    as_int(ldb), beta_value, views[2].data, as_int(ldc)])
+            return context.get_dummy_value()
+
+        return types.void(address, int_like, a, b, c, beta), codegen
+
+    @intrinsic
+    def call_at(typingctx: Any, address: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            function_type = ir.FunctionType(ir.IntType(32), [])
+            builder.call(builder.inttoptr(args[0], function_type.as_pointer()), [])
+            return context.get_dummy_value()
+
+        return types.void(address), codegen
+
+    @overload(atomic_load, inline="always")
+    def _atomic_load(flags, i):  # type: ignore[no-untyped-def]
+        return lambda flags, i: load_acquire(flags, i)
+
+    @overload(atomic_store, inline="always")
+    def _atomic_store(flags, i, value):  # type: ignore[no-untyped-def]
+        return lambda flags, i, value: store_release(flags, i, value)
+
+    @overload(gemm, inline="always")
+    def _gemm(address, int_like, a, b, c, beta):  # type: ignore[no-untyped-def]
+        return lambda address, int_like, a, b, c, beta: gemm_at(address, int_like, a, b, c, beta)
+
+    @overload(call, inline="always")
+    def _call(address):  # type: ignore[no-untyped-def]
+        return lambda address: call_at(address)
+
+
 def _load() -> Any:
     global _numba
     if _numba is None:
@@ -203,6 +330,10 @@ def _load() -> Any:
         else:
             _register(_numba)
             _cache_on_disk(_numba)
+            import numba.extending
+
+            for kernel in _callable_kernels:
+                numba.extending.register_jitable(**_options())(kernel)
     return _numba
 
 
@@ -269,6 +400,23 @@ def _cache_on_disk(numba: Any) -> None:
     caching.CacheImpl._locator_classes.insert(0, KernelCacheLocator)
 
 
+_callable_kernels: list[Callable[..., Any]] = []  # kernels that other kernels call (see callable_in_kernels)
+
+
+def callable_in_kernels(*kernels: Callable[..., Any]) -> None:
+    """Let other kernels call these kernels: compiled, a call is compiled into the caller, with the
+    same options as :func:`compiled` uses. Python calls and :func:`compiled` are unaffected."""
+    for kernel in kernels:
+        if kernel not in _callable_kernels:
+            _callable_kernels.append(kernel)
+            if _numba:
+                _numba.extending.register_jitable(**_options())(kernel)
+
+
+def _options() -> dict[str, Any]:
+    return {"nogil": True, "fastmath": _FASTMATH, "error_model": "numpy"}
+
+
 def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | None:
     """The compiled ``kernel`` for these arrays, or None (the op then takes its array path).
 
@@ -293,7 +441,7 @@ def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | N
             return None
     fn = _compiled.get(kernel)
     if fn is None:
-        options = {"nogil": True, "fastmath": _FASTMATH, "error_model": "numpy"}
+        options = _options()
         # (only the package's own kernels are cached: Numba's cache must be able to import the kernel's module)
         try:
             fn = _numba.njit(kernel, cache=kernel.__module__.startswith("tinygrad_lm."), **options)

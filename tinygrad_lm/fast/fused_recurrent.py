@@ -17,13 +17,19 @@ These subclasses compute the same, with the copies and passes over memory taken 
   (:func:`_lstm_step_kernel`, :func:`_lstm_step_back_kernel`: Numba on the CPU, their CUDA twins in
   :mod:`.cuda_kernels` on a GPU). Without a kernel (no Numba, or another dtype) it takes NumPy
   passes over each step, and its backward walks the steps in blocks of ``BPTT_BLOCK_BYTES``.
+- On more than one thread, a large enough LSTM is split by hidden units (:mod:`.workers`): each
+  thread runs the whole time loop for its slice of the units, forward (:func:`_lstm_forward_part`)
+  and backward (:func:`_lstm_backward_part`), with the same step kernels, its slice of each product
+  computed by BLAS from inside the compiled loop, and one wait for the other slices per step.
 """
 from __future__ import annotations
 
 from typing import Any
 
+import numpy
+
 from ..ops import recurrent as reference
-from . import compiler, register
+from . import compiler, register, workers
 from .blas import RightFactor, matmul, matmul_right_steps
 from .fused_activations import tanh_in_place
 
@@ -94,6 +100,53 @@ def _lstm_step_back_kernel(a: Any, c_prev: Any, tanh_c: Any, grad: Any, dh: Any,
             dc[b, j] = d_c * f  # dL/dC_{t-1} along C_t = f C_{t-1} + ...
         for k in range(4 * H):
             da[b, k] = d_row[k]
+
+
+compiler.callable_in_kernels(_lstm_step_kernel, _lstm_step_back_kernel)
+
+
+def _lstm_forward_part(part: int, parts: int, start: int, gates: Any, bias: Any, hs: Any, c: Any, tanh_c: Any,
+                       w_t: Any, h: Any, flags: Any, blas: int, int_like: Any, yield_at: int) -> None:
+    """The forward time loop of one part of an LSTM layer split by hidden units (:mod:`.workers`).
+
+    This part owns units start .. start + U - 1. ``gates`` (T, B, 4U) holds their [i, f, g, o]
+    pre-activations from x_t (scaled, as in the layer), ``bias`` (4U,) theirs, ``w_t`` (H, 4U) their
+    rows of W_hh (scaled), transposed; ``c`` (T+1, B, U) and ``tanh_c`` (T, B, U) their cells; ``h``
+    (B, U) is scratch. ``hs`` (T+1, B, H) is shared: every part reads all of h_{t-1} and writes its
+    own columns of h_t, then waits for the others before step t+1.
+    """
+    one = gates.dtype.type(1)
+    for t in range(gates.shape[0]):
+        compiler.gemm(blas, int_like, hs[t], w_t, gates[t], one)  # + h_{t-1} W_hh^T, this part's columns
+        _lstm_step_kernel(gates[t], bias, c[t], c[t + 1], tanh_c[t], h)
+        for b in range(h.shape[0]):
+            for j in range(h.shape[1]):
+                hs[t + 1, b, start + j] = h[b, j]
+        workers.barrier(flags, part, parts, t + 1, yield_at)
+
+
+def _lstm_backward_part(part: int, parts: int, start: int, gates: Any, das: Any, c: Any, tanh_c: Any, grad: Any,
+                        grad_part: Any, dh: Any, dc: Any, w_parts: Any, flags: Any, blas: int, int_like: Any,
+                        yield_at: int) -> None:
+    """The backward time loop of one part (see :func:`_lstm_forward_part`).
+
+    ``das`` holds every part's dL/da (T, B, 4U_q), this part's being written (it may be ``gates``
+    itself); ``grad`` (T, B, H) is the output's gradient, of which ``grad_part`` (B, U) takes this
+    part's columns each step; dh and dc (B, U) are this part's dL/dh_t and dL/dC_t. After each step's
+    kernel the parts wait for each other, then each forms its own dh_{t-1} = sum over parts q of
+    dL/da_t[q] W_hh[rows of q, this part's units] (``w_parts[q]``, (4U_q, U)).
+    """
+    zero, one = dh.dtype.type(0), dh.dtype.type(1)
+    da = das[part]
+    for step in range(gates.shape[0]):
+        t = gates.shape[0] - 1 - step
+        for b in range(dh.shape[0]):
+            for j in range(dh.shape[1]):
+                grad_part[b, j] = grad[t, b, start + j]
+        _lstm_step_back_kernel(gates[t], c[t], tanh_c[t], grad_part, dh, dc, da[t])
+        workers.barrier(flags, part, parts, step + 1, yield_at)
+        for q in range(parts):
+            compiler.gemm(blas, int_like, das[q][t], w_parts[q], dh, zero if q == 0 else one)
 
 
 def _gate_(a: Any, xp: Any, scale: Any, shift: Any) -> Any:
@@ -218,10 +271,13 @@ class LSTMLayer(reference.LSTMLayer):
         scale[2 * H : 3 * H] = 1
         # tanh's argument is scale * a. Scaling the rows of W_ih, W_hh and the biases by 1/2 (exact in
         # floating point) lets the GEMMs produce it directly, so one tanh pass acts on a step's four gates.
-        gates, self.x2 = _input_projection(xp, x, w_ih * scale[:, None])  # (T, B, 4H)
         # The biases are added one step at a time, while the step's rows are in the cache: a pass
         # over all T steps here would stream the whole (T, B, 4H) array through memory once more.
         biases = [b for b in (b_ih, b_hh) if b is not None]
+        self.parts = workers.parts_for(H, T * B * H * 4 * H, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        if self.parts > 1:
+            return self._forward_parts(x, h0, c0, w_ih, w_hh, biases, scale)
+        gates, self.x2 = _input_projection(xp, x, w_ih * scale[:, None])  # (T, B, 4H)
         hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
         cs = xp.empty((T + 1, B, H), dtype=x.dtype)  # C_0 .. C_T
         tanh_c = xp.empty((T, B, H), dtype=x.dtype)  # tanh(C_1) .. tanh(C_T)
@@ -257,7 +313,95 @@ class LSTMLayer(reference.LSTMLayer):
         self.h_prev = hs[:T]
         return hs[1:], hs[T], cs[T]  # output (T, B, H), h_T and C_T (B, H)
 
+    def _forward_parts(self, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, biases: list[Any], scale: Any) -> Any:
+        """The forward with the hidden units split over ``self.parts`` threads (:func:`_lstm_forward_part`).
+
+        Part p owns units bounds[p] .. bounds[p+1] - 1, and ``rows[p]`` are their rows in the gate order
+        [i, f, g, o]: its input projection, its slice of W_hh and its cells are arrays of its own, so
+        that each thread's GEMMs and kernels run on contiguous memory.
+        """
+        T, B, n_in = x.shape
+        H = w_hh.shape[1]
+        parts = self.parts
+        bounds = [H * p // parts for p in range(parts + 1)]
+        rows = [numpy.concatenate([numpy.arange(g * H + bounds[p], g * H + bounds[p + 1]) for g in range(4)])
+                for p in range(parts)]
+        self.x2 = x2 = numpy.ascontiguousarray(x).reshape(T * B, n_in)  # (T*B, I)
+        w_ih_s, w_hh_s = w_ih * scale[:, None], w_hh * scale[:, None]
+        bias = sum(biases) * scale if biases else None
+        gates = [matmul(x2, w_ih_s[r].T).reshape(T, B, len(r)) for r in rows]  # (T, B, 4U) each, all threads
+        hs = numpy.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T, shared
+        hs[0] = h0
+        cs, tanh_c = [], []
+        for p in range(parts):
+            cs.append(numpy.empty((T + 1, B, bounds[p + 1] - bounds[p]), dtype=x.dtype))
+            cs[p][0] = c0[:, bounds[p] : bounds[p + 1]]
+            tanh_c.append(numpy.empty((T, B, bounds[p + 1] - bounds[p]), dtype=x.dtype))
+        gemm, int_like, yield_at = workers.blas_arguments(x.dtype)
+        flags = workers.new_flags(parts)
+
+        def args(p: int) -> tuple[Any, ...]:
+            part_bias = None if bias is None else numpy.ascontiguousarray(bias[rows[p]])
+            w_t = numpy.ascontiguousarray(w_hh_s[rows[p]].T)  # (H, 4U)
+            h = numpy.empty((B, bounds[p + 1] - bounds[p]), dtype=x.dtype)
+            return (p, parts, bounds[p], gates[p], part_bias, hs, cs[p], tanh_c[p], w_t, h, flags, gemm, int_like,
+                    yield_at)
+
+        workers.run_parts(_lstm_forward_part, parts, args)
+        self.w_ih, self.w_hh, self.gates, self.cs, self.tanh_c = w_ih, w_hh, gates, cs, tanh_c
+        self.bounds, self.rows, self.h_prev = bounds, rows, hs[:T]
+        return hs[1:], hs[T], numpy.concatenate([c[T] for c in cs], axis=1)
+
+    def _backward_parts(self, grads: list[Any]) -> tuple[Any, ...]:
+        """The backward of :meth:`_forward_parts`, on the same parts (:func:`_lstm_backward_part`)."""
+        gates, cs, tanh_c, bounds, rows = self.gates, self.cs, self.tanh_c, self.bounds, self.rows
+        T, B = gates[0].shape[:2]
+        H, parts, dtype = bounds[-1], self.parts, gates[0].dtype
+        grad, (dh, dc) = _state_grads(numpy, grads, B, H, dtype)
+        grad = numpy.zeros((T, B, H), dtype=dtype) if grad is None else numpy.ascontiguousarray(grad)
+        units = [slice(bounds[p], bounds[p + 1]) for p in range(parts)]
+        dhs = [numpy.ascontiguousarray(dh[:, u]) for u in units]
+        dcs = [numpy.ascontiguousarray(dc[:, u]) for u in units]
+        das = tuple(gates) if self.last_backward else tuple(numpy.empty_like(g) for g in gates)
+        gemm, int_like, yield_at = workers.blas_arguments(dtype)
+        flags = workers.new_flags(parts)
+        w_rows = [self.w_hh[r] for r in rows]  # (4U_q, H)
+
+        def args(p: int) -> tuple[Any, ...]:
+            w_parts = tuple(numpy.ascontiguousarray(w[:, units[p]]) for w in w_rows)  # (4U_q, U_p)
+            grad_part = numpy.empty((B, bounds[p + 1] - bounds[p]), dtype=dtype)
+            return (p, parts, bounds[p], gates[p], das, cs[p], tanh_c[p], grad, grad_part, dhs[p], dcs[p], w_parts,
+                    flags, gemm, int_like, yield_at)
+
+        workers.run_parts(_lstm_backward_part, parts, args)
+        need = self.needs_grad  # x, h_0, C_0, W_ih, W_hh, b_ih, b_hh
+        n_in = self.x2.shape[1]
+        dx = dw = db = None
+        if need[3] or need[4]:  # [dW_ih, dW_hh] = da^T [x, h_{t-1}], one GEMM per part's rows
+            xh = numpy.empty((T * B, n_in + H), dtype=dtype)  # (T*B, I + H)
+            xh[:, :n_in], xh[:, n_in:] = self.x2, self.h_prev.reshape(T * B, H)
+            dw = numpy.empty((4 * H, n_in + H), dtype=dtype)
+        if need[5] or need[6]:
+            db = numpy.empty(4 * H, dtype=dtype)
+        for da, r in zip(das, rows):
+            da2 = da.reshape(T * B, -1)  # (T*B, 4U)
+            if need[0]:
+                part_dx = matmul(da2, self.w_ih[r])  # (T*B, I)
+                dx = part_dx if dx is None else numpy.add(dx, part_dx, out=dx)
+            if dw is not None:
+                dw[r] = matmul(da2.T, xh)
+            if db is not None:
+                db[r] = da2.sum(axis=0)
+        dh0 = numpy.concatenate(dhs, axis=1) if need[1] else None
+        dc0 = numpy.concatenate(dcs, axis=1) if need[2] else None
+        dw_ih = dw[:, :n_in] if dw is not None and need[3] else None
+        dw_hh = dw[:, n_in:] if dw is not None and need[4] else None
+        return (None if dx is None else dx.reshape(T, B, n_in), dh0, dc0, dw_ih, dw_hh,
+                db if need[5] else None, db if need[6] else None)
+
     def backward(self, grads: list[Any]) -> tuple[Any, ...]:
+        if self.parts > 1:
+            return self._backward_parts(grads)
         xp = self.xp
         gates, cs, tanh_c = self.gates, self.cs, self.tanh_c
         T, B, H = tanh_c.shape

@@ -1,0 +1,218 @@
+"""Running one compiled kernel as parts on several threads at once, with BLAS called from inside it.
+
+An LSTM's time loop is a chain of small steps: a product ``h_{t-1} W_hh^T`` of (B, H) by (H, 4H),
+then the step's gates. OpenBLAS splits each such product between its threads, but it packs
+W_hh afresh for every call, and on two threads it barely beats one (B = 32, H = 256: 255 against
+275 us). What scales is splitting the layer itself: each thread owns a slice of the hidden units,
+with all four gates of them, and runs the whole time loop for it, its slice of W_hh packed by a
+one-thread GEMM of a quarter of the size, and one wait per step for the other slices' h_t. PyTorch's
+oneDNN runs its LSTM the same way. The kernels that do so are in :mod:`.fused_recurrent`; this module
+gives them what they need:
+
+- :func:`numpy_blas`: the ``cblas_?gemm`` of the BLAS that NumPy loaded (one BLAS runtime per
+  process), found through threadpoolctl, for kernels to call with :func:`compiler.gemm`;
+- :func:`parts_for`: how many parts a sequence gets (1: run it as before);
+- :func:`run_parts`: part 0 on the calling thread, the others on worker threads, with the BLAS held
+  at one thread meanwhile;
+- :func:`barrier`: the per-step wait, spinning on shared flags.
+
+While the parts run, OpenBLAS's own pool must be quiet. Its idle workers spin for a while after
+each product (about 0.1 s of CPU here); a part spinning at a barrier on the same core would wait
+for them. So the BLAS is set to one thread and its pool shut down (``blas_thread_shutdown_``, what
+OpenBLAS itself does before a ``fork``); the next multithreaded product starts it again.
+
+Only an OpenBLAS with its pthreads pool qualifies (NumPy's wheels). With another BLAS, without
+Numba, or on one thread, :func:`parts_for` says 1. The BLAS's thread count is process-wide: a
+NumPy product that another Python thread runs while the parts do runs on one thread.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy
+
+from .. import threads
+from . import compiler
+
+# A part gets at least this many hidden units, and a sequence this many multiply-adds per thread in its
+# recurrent products (B T H 4H / parts), before the layer is split: below, waking the workers and
+# restarting OpenBLAS's pool (about 0.1-0.2 ms) would cost more than the parts save.
+MIN_UNITS_PER_PART = 64
+MIN_WORK_PER_PART = 1 << 23
+# Spins at a barrier before each sched_yield, so that more parts than free cores still progress.
+SPINS_BEFORE_YIELD = 1 << 14
+FLAG_STRIDE = 16  # int64 slots between two parts' flags: each on a cache line of its own
+
+
+class _Blas:
+    """NumPy's OpenBLAS as the parts call it: gemm addresses, integer width, thread count and pool."""
+
+    def __init__(self, controller: Any, lib: Any, gemm: dict[str, int], int_like: Any, shutdown: Any) -> None:
+        self.controller, self.lib, self.gemm, self.int_like, self.shutdown = controller, lib, gemm, int_like, shutdown
+        self.lock = threading.Lock()  # one set of parts at a time holds the BLAS at one thread
+
+
+_blas: _Blas | None | bool = False  # False: not looked up yet
+
+
+def _symbol(lib: Any, name: str, prefixes: tuple[str, ...], suffixes: tuple[str, ...]) -> tuple[Any, str, str]:
+    for prefix in prefixes:
+        for suffix in suffixes:
+            function = getattr(lib, prefix + name + suffix, None)
+            if function is not None:
+                return function, prefix, suffix
+    raise AttributeError(name)
+
+
+def _find_blas() -> _Blas | None:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    numpy_dir = os.path.dirname(os.path.abspath(numpy.__file__))
+    candidates = [c for c in ThreadpoolController().select(internal_api="openblas").lib_controllers
+                  if getattr(c, "threading_layer", None) == "pthreads"]
+    # NumPy's own (its wheels keep it in numpy.libs or numpy/.dylibs); else the only OpenBLAS there is
+    own = [c for c in candidates if os.path.abspath(c.filepath).startswith(numpy_dir)]
+    if len(own) == 1:
+        candidates = own
+    if len(candidates) != 1:
+        return None
+    controller = candidates[0]
+    lib = ctypes.CDLL(controller.filepath)
+    try:
+        config, prefix, suffix = _symbol(lib, "openblas_get_config", ("scipy_", ""), ("64_", "_64", ""))
+        config.restype = ctypes.c_char_p
+        int_like = numpy.int64 if b"USE64BITINT" in (config() or b"") else numpy.int32
+        gemm: dict[str, int] = {}
+        for dtype, name in (("float32", "cblas_sgemm"), ("float64", "cblas_dgemm")):
+            gemm[dtype] = ctypes.cast(getattr(lib, prefix + name + suffix), ctypes.c_void_p).value or 0
+        shutdown, _, _ = _symbol(lib, "blas_thread_shutdown_", (prefix, ""), ("",))
+    except AttributeError:
+        return None
+    shutdown.restype = ctypes.c_int
+    return _Blas(controller, lib, gemm, int_like, shutdown)
+
+
+def numpy_blas() -> _Blas | None:
+    """NumPy's BLAS, when it is an OpenBLAS with its own pthreads pool (found once), else None."""
+    global _blas
+    if _blas is False:
+        _blas = _find_blas()
+    return _blas  # type: ignore[return-value]
+
+
+_yield_address: int | None = None
+
+
+def yield_address() -> int:
+    """The address of the C library's ``sched_yield`` (0 where there is none): what :func:`barrier` calls
+    after :data:`SPINS_BEFORE_YIELD` spins."""
+    global _yield_address
+    if _yield_address is None:
+        try:
+            _yield_address = ctypes.cast(ctypes.CDLL(None).sched_yield, ctypes.c_void_p).value or 0
+        except (OSError, AttributeError, TypeError):  # no C library by that name (Windows)
+            _yield_address = 0
+    return _yield_address
+
+
+def parts_for(units: int, work: int, *arrays: Any) -> int:
+    """How many threads a recurrence over ``units`` hidden units, with ``work`` multiply-adds in its
+    recurrent products, runs on: at most ``tl.get_num_threads()`` and the process's cores, each part
+    with at least :data:`MIN_UNITS_PER_PART` units and :data:`MIN_WORK_PER_PART` of the work. 1 unless
+    ``arrays`` (the layer's inputs; None for an absent bias) are NumPy arrays of one float32/float64
+    dtype, and Numba and :func:`numpy_blas` are there."""
+    wanted = min(threads.get_num_threads(), threads._cores(), units // MIN_UNITS_PER_PART, work // MIN_WORK_PER_PART)
+    if wanted < 2 or not arrays or type(arrays[0]) is not numpy.ndarray or arrays[0].dtype.char not in "fd":
+        return 1
+    dtype = arrays[0].dtype
+    if any(a is not None and (type(a) is not numpy.ndarray or a.dtype != dtype) for a in arrays):
+        return 1
+    if not compiler.numba_available() or numpy_blas() is None:
+        return 1
+    return wanted
+
+
+def blas_arguments(dtype: Any) -> tuple[int, Any, int]:
+    """What a part kernel passes on to :func:`compiler.gemm` and :func:`barrier`: the address of NumPy's BLAS
+    ``cblas_?gemm`` for ``dtype``, a zero of its integer type, and :func:`yield_address`."""
+    blas = numpy_blas()
+    if blas is None:
+        raise RuntimeError("blas_arguments: NumPy's BLAS is not an OpenBLAS with its own pool (ask parts_for first)")
+    return blas.gemm[numpy.dtype(dtype).name], blas.int_like(0), yield_address()
+
+
+def new_flags(parts: int) -> Any:
+    """The flags that :func:`barrier` counts steps in, one cache line per part."""
+    return numpy.zeros(parts * FLAG_STRIDE, dtype=numpy.int64)
+
+
+def barrier(flags: Any, part: int, parts: int, count: int, yield_at: int) -> None:
+    """Inside a kernel: say that this part has done ``count`` steps, then wait until every part has."""
+    compiler.atomic_store(flags, part * FLAG_STRIDE, count)
+    for other in range(parts):
+        spins = 0
+        while compiler.atomic_load(flags, other * FLAG_STRIDE) < count:
+            spins += 1
+            if spins == SPINS_BEFORE_YIELD:
+                spins = 0
+                if yield_at != 0:
+                    compiler.call(yield_at)
+
+
+compiler.callable_in_kernels(barrier)
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def _forget_workers() -> None:
+    """In a forked child: the parent's worker threads do not exist there; start new ones when needed."""
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
+
+
+def _workers(n: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    if _pool is None or _pool_size < n:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool, _pool_size = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tinygrad_lm-part"), n
+    return _pool
+
+
+def run_parts(kernel: Callable[..., Any], parts: int, args_of: Callable[[int], tuple[Any, ...]]) -> None:
+    """Run the compiled ``kernel(*args_of(p))`` for p = 0 .. parts-1 at once: part 0 on this thread, the others
+    on worker threads, with NumPy's BLAS at one thread and its pool shut down meanwhile.
+
+    The parts wait for each other (:func:`barrier`), so they must all run: the kernel is compiled for
+    the parts' argument types before any of them starts, and a compile error is raised here.
+    """
+    fn: Any = compiler.compiled(kernel, numpy.empty(0))
+    blas = numpy_blas()
+    if fn is None or blas is None:
+        raise RuntimeError("run_parts: needs Numba and NumPy's OpenBLAS (ask parts_for first)")
+    args = [args_of(p) for p in range(parts)]
+    numba = compiler.numba_module()
+    fn.compile(tuple(numba.typeof(a) for a in args[0]))  # every part has the same types
+    with blas.lock:
+        saved = blas.controller.num_threads
+        blas.controller.set_num_threads(1)
+        blas.shutdown()
+        try:
+            futures = [_workers(parts - 1).submit(fn, *args[p]) for p in range(1, parts)]
+            fn(*args[0])
+            for future in futures:
+                future.result()
+        finally:
+            blas.controller.set_num_threads(saved)
