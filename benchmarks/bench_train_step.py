@@ -380,7 +380,7 @@ def print_isolated_rows(frameworks: list[str], rounds: int, head: tuple[str, str
     :func:`isolated_cells` of ``ms_per_step(framework, name)``."""
     has_torch = "torch" in frameworks
     cols = [head[0], head[1]] + ([head[2], "ratio", "ratio per round"] if has_torch else [])
-    col_widths = [widths[0], widths[1]] + ([widths[2], 8, 30] if has_torch else [])
+    col_widths = [widths[0], widths[1]] + ([widths[2], 8, max(30, 5 * rounds + 4)] if has_torch else [])
     print(fmt_row(cols, col_widths), flush=True)
     for name in names:
         cells = isolated_cells(frameworks, rounds, lambda fw, name=name: ms_per_step(fw, name))
