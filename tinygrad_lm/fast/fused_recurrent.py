@@ -269,14 +269,14 @@ class LSTMLayer(reference.LSTMLayer):
         H = w_hh.shape[1]
         scale = xp.full(4 * H, 0.5, dtype=x.dtype)  # (4H,) sigmoid for i, f, o; tanh for g
         scale[2 * H : 3 * H] = 1
-        # tanh's argument is scale * a. Scaling the rows of W_ih, W_hh and the biases by 1/2 (exact in
-        # floating point) lets the GEMMs produce it directly, so one tanh pass acts on a step's four gates.
         # The biases are added one step at a time, while the step's rows are in the cache: a pass
         # over all T steps here would stream the whole (T, B, 4H) array through memory once more.
         biases = [b for b in (b_ih, b_hh) if b is not None]
         self.parts = workers.parts_for(H, T * B * H * 4 * H, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-        if self.parts > 1:
+        if self.parts > 1:  # on several threads, one slice of the hidden units each (see the module's notes)
             return self._forward_parts(x, h0, c0, w_ih, w_hh, biases, scale)
+        # tanh's argument is scale * a. Scaling the rows of W_ih, W_hh and the biases by 1/2 (exact in
+        # floating point) lets the GEMMs produce it directly, so one tanh pass acts on a step's four gates.
         gates, self.x2 = _input_projection(xp, x, w_ih * scale[:, None])  # (T, B, 4H)
         hs = xp.empty((T + 1, B, H), dtype=x.dtype)  # h_0 .. h_T
         cs = xp.empty((T + 1, B, H), dtype=x.dtype)  # C_0 .. C_T

@@ -3,11 +3,11 @@
 An LSTM's time loop is a chain of small steps: a product ``h_{t-1} W_hh^T`` of (B, H) by (H, 4H),
 then the step's gates. OpenBLAS splits each such product between its threads, but it packs
 W_hh afresh for every call, and on two threads it barely beats one (B = 32, H = 256: 255 against
-275 us). What scales is splitting the layer itself: each thread owns a slice of the hidden units,
-with all four gates of them, and runs the whole time loop for it, its slice of W_hh packed by a
-one-thread GEMM of a quarter of the size, and one wait per step for the other slices' h_t. PyTorch's
-oneDNN runs its LSTM the same way. The kernels that do so are in :mod:`.fused_recurrent`; this module
-gives them what they need:
+275 us). What scales better is splitting the layer itself: each thread owns a slice of the hidden
+units, with all four gates of them, and runs the whole time loop for it. Each step, a one-thread
+GEMM multiplies h_{t-1} by that slice's rows of W_hh, and the thread then waits once for the other
+slices' h_t. The kernels that do so are in :mod:`.fused_recurrent`; this module gives them what
+they need:
 
 - :func:`numpy_blas`: the ``cblas_?gemm`` of the BLAS that NumPy loaded (one BLAS runtime per
   process), found through threadpoolctl, for kernels to call with :func:`compiler.gemm`;
@@ -40,10 +40,13 @@ from .. import threads
 from . import compiler
 
 # A part gets at least this many hidden units, and a sequence this many multiply-adds per thread in its
-# recurrent products (B T H 4H / parts), before the layer is split: below, waking the workers and
-# restarting OpenBLAS's pool (about 0.1-0.2 ms) would cost more than the parts save.
+# recurrent products (B T H 4H / parts), before the layer is split. Measured on 2 threads, forward and
+# backward: H = 64 split into 32-unit parts ran 6% slower than unsplit; a split costs 0.5-1 ms more per
+# forward and backward (the workers, OpenBLAS's pool restarted), so that B = 8, T = 16, H = 256 (2^25
+# multiply-adds) ran slower split (7.8-8.7 against 6.3-7.7 ms) and B = 32 (2^27) faster (13.6-16.8 against
+# 15.7-17.8).
 MIN_UNITS_PER_PART = 64
-MIN_WORK_PER_PART = 1 << 23
+MIN_WORK_PER_PART = 1 << 25
 # Spins at a barrier before each sched_yield, so that more parts than free cores still progress.
 SPINS_BEFORE_YIELD = 1 << 14
 FLAG_STRIDE = 16  # int64 slots between two parts' flags: each on a cache line of its own
@@ -191,6 +194,19 @@ def _workers(n: int) -> ThreadPoolExecutor:
     return _pool
 
 
+_compiled: set[tuple[Any, ...]] = set()  # (kernel, argument kinds) that run_parts has compiled
+
+
+def _kind(argument: Any) -> Any:
+    """What Numba's type of an argument depends on here: an array's dtype, rank and layout, a tuple's
+    length and first element, another value's Python type."""
+    if isinstance(argument, numpy.ndarray):
+        return argument.dtype.char, argument.ndim, argument.flags.c_contiguous
+    if isinstance(argument, tuple):
+        return len(argument), _kind(argument[0]) if argument else None
+    return type(argument)
+
+
 def run_parts(kernel: Callable[..., Any], parts: int, args_of: Callable[[int], tuple[Any, ...]]) -> None:
     """Run the compiled ``kernel(*args_of(p))`` for p = 0 .. parts-1 at once: part 0 on this thread, the others
     on worker threads, with NumPy's BLAS at one thread and its pool shut down meanwhile.
@@ -203,8 +219,11 @@ def run_parts(kernel: Callable[..., Any], parts: int, args_of: Callable[[int], t
     if fn is None or blas is None:
         raise RuntimeError("run_parts: needs Numba and NumPy's OpenBLAS (ask parts_for first)")
     args = [args_of(p) for p in range(parts)]
-    numba = compiler.numba_module()
-    fn.compile(tuple(numba.typeof(a) for a in args[0]))  # every part has the same types
+    key = (kernel, tuple(_kind(a) for a in args[0]))  # every part has the same types
+    if key not in _compiled:  # (Numba's typeof of every argument costs more than the call itself)
+        numba = compiler.numba_module()
+        fn.compile(tuple(numba.typeof(a) for a in args[0]))
+        _compiled.add(key)
     with blas.lock:
         saved = blas.controller.num_threads
         blas.controller.set_num_threads(1)
