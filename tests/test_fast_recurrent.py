@@ -3,6 +3,7 @@ outputs and the gradients of every input, with and without biases, through any s
 without compiled kernels; and float64 gradchecks of both."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -265,3 +266,30 @@ def test_compiled_gemm_and_barrier(dtype):
             fn(blas.gemm[dtype], blas.int_like(0), a, b, c[2:6, 1:8], beta, flags)
             np.testing.assert_allclose(c, want, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
             assert flags[0] == 1
+
+
+def _split_lstm_in_child(queue: Any) -> None:
+    arrays = _arrays("LSTM", 5, 2, 3, 6, True, "float64", 3)
+    got = _run("LSTM", True, arrays, (0, 1, 2), False)
+    queue.put(float(np.abs(got[0]).sum()))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_lstm_parts_in_a_forked_child(lstm_parts):
+    """A child forked after the parent has split a layer starts worker threads of its own (no hang)."""
+    import multiprocessing
+
+    runs, set_threads = lstm_parts
+    set_threads(2)
+    arrays = _arrays("LSTM", 5, 2, 3, 6, True, "float64", 3)
+    want = float(np.abs(_run("LSTM", True, arrays, (0, 1, 2), False)[0]).sum())
+    assert runs  # the parent's workers exist
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_split_lstm_in_child, args=(queue,))
+    child.start()
+    child.join(120)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child did not finish its split layer within 120 s")
+    assert child.exitcode == 0 and queue.get(timeout=10) == pytest.approx(want, rel=1e-12)

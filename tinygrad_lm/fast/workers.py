@@ -176,9 +176,12 @@ _pool_size = 0
 
 
 def _forget_workers() -> None:
-    """In a forked child: the parent's worker threads do not exist there; start new ones when needed."""
+    """In a forked child: the parent's worker threads do not exist there (start new ones when needed), and
+    the BLAS's lock may have been held by one of the parent's other threads."""
     global _pool, _pool_size
     _pool, _pool_size = None, 0
+    if isinstance(_blas, _Blas):
+        _blas.lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
