@@ -235,8 +235,14 @@ def _register_threads(numba: Any) -> None:
         array = context.make_array(array_type)(context, builder, array)
         return cgutils.get_item_pointer(context, builder, array_type, array, [index])
 
+    def int64_array(t: Any) -> bool:
+        return isinstance(t, types.Array) and t.dtype == types.int64
+
     @intrinsic
     def load_acquire(typingctx: Any, flags: Any, i: Any) -> Any:
+        if not int64_array(flags):
+            return None
+
         def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
             pointer = element_pointer(context, builder, sig.args[0], args[0], args[1])
             return builder.load_atomic(pointer, "acquire", 8)
@@ -245,6 +251,9 @@ def _register_threads(numba: Any) -> None:
 
     @intrinsic
     def store_release(typingctx: Any, flags: Any, i: Any, value: Any) -> Any:
+        if not int64_array(flags) or not isinstance(value, types.Integer):
+            return None
+
         def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
             pointer = element_pointer(context, builder, sig.args[0], args[0], args[1])
             value = context.cast(builder, args[2], sig.args[2], types.int64)
