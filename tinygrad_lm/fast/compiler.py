@@ -339,10 +339,8 @@ def _load() -> Any:
         else:
             _register(_numba)
             _cache_on_disk(_numba)
-            import numba.extending
-
             for kernel in _callable_kernels:
-                numba.extending.register_jitable(**_options())(kernel)
+                _make_callable(kernel)
     return _numba
 
 
@@ -419,7 +417,13 @@ def callable_in_kernels(*kernels: Callable[..., Any]) -> None:
         if kernel not in _callable_kernels:
             _callable_kernels.append(kernel)
             if _numba:
-                _numba.extending.register_jitable(**_options())(kernel)
+                _make_callable(kernel)
+
+
+def _make_callable(kernel: Callable[..., Any]) -> None:
+    import numba.extending
+
+    numba.extending.register_jitable(**_options())(kernel)
 
 
 def _options() -> dict[str, Any]:

@@ -55,8 +55,8 @@ FLAG_STRIDE = 16  # int64 slots between two parts' flags: each on a cache line o
 class _Blas:
     """NumPy's OpenBLAS as the parts call it: gemm addresses, integer width, thread count and pool."""
 
-    def __init__(self, controller: Any, lib: Any, gemm: dict[str, int], int_like: Any, shutdown: Any) -> None:
-        self.controller, self.lib, self.gemm, self.int_like, self.shutdown = controller, lib, gemm, int_like, shutdown
+    def __init__(self, controller: Any, gemm: dict[str, int], int_like: Any, shutdown: Any) -> None:
+        self.controller, self.gemm, self.int_like, self.shutdown = controller, gemm, int_like, shutdown
         self.lock = threading.Lock()  # one set of parts at a time holds the BLAS at one thread
 
 
@@ -99,7 +99,7 @@ def _find_blas() -> _Blas | None:
     except AttributeError:
         return None
     shutdown.restype = ctypes.c_int
-    return _Blas(controller, lib, gemm, int_like, shutdown)
+    return _Blas(controller, gemm, int_like, shutdown)
 
 
 def numpy_blas() -> _Blas | None:
