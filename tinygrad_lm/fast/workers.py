@@ -42,9 +42,10 @@ from . import compiler
 # A part gets at least this many hidden units, and a sequence this many multiply-adds per thread in its
 # recurrent products (B T H 4H / parts), before the layer is split. Measured on 2 threads, forward and
 # backward: H = 64 split into 32-unit parts ran 6% slower than unsplit; a split costs 0.5-1 ms more per
-# forward and backward (the workers, OpenBLAS's pool restarted), so that B = 8, T = 16, H = 256 (2^25
-# multiply-adds) ran slower split (7.8-8.7 against 6.3-7.7 ms) and B = 32 (2^27) faster (13.6-16.8 against
-# 15.7-17.8).
+# forward and backward (most likely the worker thread waking: a thread sleeping on a condition took 220-260 us
+# to wake here; stopping OpenBLAS's pool and its restart at the next product take about 115 us), so that
+# B = 8, T = 16, H = 256 (2^25 multiply-adds) ran slower split (7.8-8.7 against 6.3-7.7 ms) and B = 32 (2^27)
+# faster (13.6-16.8 against 15.7-17.8).
 MIN_UNITS_PER_PART = 64
 MIN_WORK_PER_PART = 1 << 25
 # Spins at a barrier before each sched_yield, so that more parts than free cores still progress.
