@@ -193,6 +193,27 @@ def test_lstm_parts_over_many_steps_and_a_retained_graph(lstm_parts, parts, dtyp
     _assert_close([t.grad.numpy() / 2 for t in inputs], want[3:], dtype)
 
 
+@pytest.mark.parametrize("frozen", [(3,), (4,), (3, 4), (0, 5, 6), (1, 2)])
+def test_lstm_parts_when_some_inputs_need_no_gradient(lstm_parts, frozen):
+    """Split over 2 threads with some inputs frozen (W_ih, W_hh, both, x and the biases, the states): those get
+    no gradient, and every other gradient is the reference's."""
+    runs, set_threads = lstm_parts
+    set_threads(2)
+    arrays = _arrays("LSTM", 5, 3, 4, 6, True, "float64", 11)
+    grads = []
+    for fast in (True, False):
+        tl.fast.set_enabled(fast)
+        inputs = [tl.tensor(a, requires_grad=i not in frozen) for i, a in enumerate(arrays)]
+        outs = recurrent.LSTMLayer.apply(*inputs)
+        rng = np.random.default_rng(7)
+        loss = sum(((o * tl.tensor(rng.standard_normal(o.shape))).sum() for o in outs), tl.tensor(0.0))
+        loss.backward()
+        grads.append([None if t.grad is None else t.grad.numpy() for t in inputs])
+    assert ("_lstm_backward_part", 2) in runs
+    assert all(grads[0][i] is None for i in frozen)
+    _assert_close(grads[0], grads[1], "float64")
+
+
 @settings(max_examples=8)
 @given(T=st.integers(1, 4), B=st.integers(1, 3), H=st.integers(2, 4), bias=st.booleans(),
        seed=st.integers(0, 2**31 - 1))
