@@ -257,3 +257,136 @@ def test_fast_linear_and_matmul_pass_gradcheck() -> None:
     assert tl.fast.is_enabled()
     assert tl.gradcheck(tl.nn.functional.linear, (x, w, b))
     assert tl.gradcheck(tl.matmul, (x, m))
+
+
+# --- batches of products shared out between OpenBLAS's threads (blas.batched_on_blas_pool) ---
+
+
+@pytest.fixture
+def blas_pool(monkeypatch):
+    """Split every batch that can be split, on 2 threads, and record each run on OpenBLAS's pool (parts)."""
+    from tinygrad_lm import threads
+    from tinygrad_lm.fast import compiler, workers
+
+    blas_lib = workers.numpy_blas()
+    if not compiler.numba_available() or blas_lib is None or blas_lib.pool is None:
+        pytest.skip("the split needs Numba and NumPy's OpenBLAS with gotoblas_pthread")
+    saved_count, saved_setting = threads.get_num_threads(), threads._num_threads
+    tl.set_num_threads(2)
+    monkeypatch.setattr(blas, "MIN_BATCHED_WORK", 1)
+    runs: list[int] = []
+    real = workers.run_on_blas_pool
+
+    def recording(kernel, tasks):
+        runs.append(tasks.shape[0])
+        real(kernel, tasks)
+
+    monkeypatch.setattr(workers, "run_on_blas_pool", recording)
+    yield runs
+    tl.set_num_threads(saved_count)
+    threads._num_threads = saved_setting
+
+
+@settings(deadline=None, max_examples=60)
+@given(ba=batch_shapes, bb=batch_shapes, m=dims, k=dims, n=dims, la=layouts, lb=layouts, dtype=dtypes,
+       seed=st.integers(0, 2**31))
+def test_batches_split_between_blas_threads_equal_numpy(blas_pool, ba, bb, m, k, n, la, lb, dtype, seed) -> None:
+    rng = np.random.default_rng(seed)
+    a = _as_layout(rng, (*ba, m, k), dtype, la)
+    b = _as_layout(rng, (*bb, k, n), dtype, lb)
+    try:
+        batch = np.broadcast_shapes(ba, bb)
+    except ValueError:
+        with pytest.raises(ValueError):
+            blas.matmul(a, b)
+        return
+    before = len(blas_pool)
+    _check(blas.matmul(a, b), a, b)
+    # split exactly when there are two products or more and BLAS reads both operands in place
+    in_place = all(layout in ("C", "F", "rows") and min(shape) > 1 for layout, shape in ((la, (m, k)), (lb, (k, n))))
+    assert blas_pool[before:] == ([2] if in_place and int(np.prod(batch)) >= 2 and batch else [])
+
+
+def test_the_split_keeps_the_blas_thread_count(blas_pool) -> None:
+    from tinygrad_lm.fast import workers
+
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((4, 6, 5)), rng.standard_normal((4, 5, 7))
+    _check(blas.matmul(a, b), a, b)
+    assert blas_pool == [2]
+    assert workers.numpy_blas().get_threads() == 2
+
+
+def test_no_split_on_one_thread_or_below_the_work_threshold(blas_pool, monkeypatch) -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((4, 6, 5)).astype(np.float32), rng.standard_normal((4, 5, 7)).astype(np.float32)
+    monkeypatch.setattr(blas, "MIN_BATCHED_WORK", 4 * 6 * 5 * 7 + 1)
+    assert blas.batched_on_blas_pool(a, b) is None
+    monkeypatch.setattr(blas, "MIN_BATCHED_WORK", 4 * 6 * 5 * 7)
+    assert blas.batched_on_blas_pool(a, b) is not None
+    tl.set_num_threads(1)
+    assert blas.batched_on_blas_pool(a, b) is None
+    tl.set_num_threads(2)
+    assert blas.batched_on_blas_pool(a, b.astype(np.float64)) is None  # NumPy's type promotion decides
+    assert blas.batched_on_blas_pool(a[None, None, None, None], b) is None  # more batch axes than a task holds
+    assert blas.batched_on_blas_pool(a, b[0]) is not None  # a 2-D operand is broadcast
+
+
+def test_the_part_kernel_runs_as_plain_python(blas_pool) -> None:
+    """``_batched_part`` is ordinary Python too: its task words, read through ctypes, give the same products."""
+    from tinygrad_lm.fast import workers
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((2, 3, 4, 5))  # broadcast against b's batch (3,), b transposed
+    b = rng.standard_normal((3, 6, 5)).swapaxes(-1, -2)
+    captured = []
+    monkeypatch_run = workers.run_on_blas_pool
+    try:
+        workers.run_on_blas_pool = lambda kernel, tasks: captured.append(tasks.copy())
+        c = blas.batched_on_blas_pool(a, b)
+    finally:
+        workers.run_on_blas_pool = monkeypatch_run
+    (tasks,) = captured
+    for row in tasks:
+        blas._batched_part(row.ctypes.data)
+    _check(c, a, b)
+
+
+def test_run_on_blas_pool_checks_its_tasks(blas_pool) -> None:
+    from tinygrad_lm.fast import workers
+
+    with pytest.raises(ValueError, match="int64"):
+        workers.run_on_blas_pool(blas._batched_part, np.zeros((2, 3), np.int64))
+    with pytest.raises(ValueError, match="parts for a pool"):
+        workers.run_on_blas_pool(blas._batched_part, workers.new_tasks(workers.numpy_blas().pool_size.value + 1))
+
+
+def test_attention_with_split_products_equals_the_reference(blas_pool) -> None:
+    """Forward and gradients of attention (fused and written by hand) with every batched product split,
+    against the reference ops, in float64."""
+    import tinygrad_lm.nn.functional as F
+    from tinygrad_lm import fast
+
+    rng = np.random.default_rng(5)
+    qkv = [rng.standard_normal((2, 3, 7, 4)) for _ in range(3)]
+    g = rng.standard_normal((2, 3, 7, 4))
+
+    def run(manual: bool) -> list[np.ndarray]:
+        q, k, v = (tl.tensor(x, requires_grad=True) for x in qkv)
+        if manual:
+            s = (q @ k.transpose(-2, -1)) * 0.5
+            s = s.masked_fill(tl.triu(tl.ones(7, 7, dtype=tl.bool), diagonal=1), float("-inf"))
+            out = F.softmax(s, dim=-1) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.5)
+        (out * tl.tensor(g)).sum().backward()
+        return [out.detach().numpy(), q.grad.numpy(), k.grad.numpy(), v.grad.numpy()]
+
+    for manual in (False, True):
+        split = run(manual)
+        assert blas_pool, "no product was split"
+        with fast.enabled(False):
+            reference = run(manual)
+        for got, want in zip(split, reference):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+        blas_pool.clear()

@@ -27,20 +27,130 @@ import numpy
 
 from .. import ops
 from ..backend import cupy_module
-from . import register
+from . import compiler, register, workers
 
 
 def matmul(a: Any, b: Any, out: Any = None) -> Any:
     """``a @ b`` (into ``out`` when given) on either backend, with NumPy's rules for shapes and batch axes;
-    2-D float products on a GPU go straight to cuBLAS."""
+    2-D float products on a GPU go straight to cuBLAS, large batches of products on the CPU are split
+    between OpenBLAS's threads (:func:`batched_on_blas_pool`)."""
     if isinstance(a, (numpy.ndarray, numpy.generic)):
-        return numpy.matmul(a, b, out=out) if out is not None else numpy.matmul(a, b)
+        if out is not None:
+            return numpy.matmul(a, b, out=out)
+        if a.ndim > 2 or getattr(b, "ndim", 0) > 2:
+            c = batched_on_blas_pool(a, b)
+            if c is not None:
+                return c
+        return numpy.matmul(a, b)
     if _is_cupy_float_2d(a, b) and a.shape[1] == b.shape[0]:
         if out is None:
             out = cupy_module().empty((a.shape[0], b.shape[1]), dtype=a.dtype)
         if _is_cupy_float_2d(a, out) and out.shape == (a.shape[0], b.shape[1]):
             return _cupy_gemm(a, b, out, beta=0.0)
     return cupy_module().matmul(a, b, out=out)
+
+
+# A batch of products is split between threads from this many multiply-adds on (the hand-off to a
+# waiting thread costs 5-80 us; see fast/workers.py). NumPy runs a batch as one BLAS call per matrix,
+# and OpenBLAS runs each small one on one thread: `gpt`'s attention products, 128 of 64 x 64 x 32,
+# took 1.0-1.5 ms that way and 0.6-1.0 ms split in two, right after a large product.
+MIN_BATCHED_WORK = 1 << 21
+MAX_BATCH_AXES = 4
+_BATCH = 17  # where a task's batch shape starts; the operands' batch strides (bytes) follow, 4 words each
+
+
+def batched_on_blas_pool(a: Any, b: Any) -> Any:
+    """``a @ b`` for NumPy arrays with batch axes (NumPy's broadcasting rules), its matrices shared out between
+    OpenBLAS's threads (:func:`workers.run_on_blas_pool`), each product one ``cblas_?gemm`` call; None
+    where that does not apply: other arrays, a batch too small to split, one thread, no such pool,
+    or matrices that BLAS cannot read in place (then NumPy's own ``matmul`` is the one to use)."""
+    if type(a) is not numpy.ndarray or type(b) is not numpy.ndarray or a.ndim < 2 or b.ndim < 2:
+        return None
+    dtype = a.dtype
+    if b.dtype != dtype or dtype.char not in "fd":
+        return None
+    (m, k), (k_b, n) = a.shape[-2:], b.shape[-2:]
+    if k != k_b or min(m, n, k) == 0:
+        return None
+    try:
+        batch = numpy.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        return None  # NumPy says why
+    count = math.prod(batch)
+    if len(batch) > MAX_BATCH_AXES or count * m * n * k < MIN_BATCHED_WORK:
+        return None
+    layout_a, layout_b = _blas_layout(a), _blas_layout(b)
+    if layout_a is None or layout_b is None:
+        return None
+    parts = workers.blas_pool_parts(count)
+    blas = workers.numpy_blas()
+    if parts < 2 or blas is None:
+        return None
+    c = numpy.empty(batch + (m, n), dtype=dtype)
+    tasks = workers.new_tasks(parts)
+    words = tasks[0]
+    words[0], words[3], words[4] = blas.gemm[dtype.name], len(batch), dtype.itemsize
+    words[5] = numpy.dtype(blas.int_like).itemsize
+    words[6:17] = (m, n, k, *layout_a, *layout_b, n, a.ctypes.data, b.ctypes.data, c.ctypes.data)
+    nd = len(batch)
+    words[_BATCH:_BATCH + nd] = batch
+    for i, x in enumerate((a, b, c)):  # a stride of 0 along an axis the operand is broadcast over
+        start = _BATCH + MAX_BATCH_AXES * (i + 1)
+        shape, strides = x.shape[:-2], x.strides[:-2]
+        words[start + nd - len(shape):start + nd] = [0 if size == 1 else stride for size, stride in zip(shape, strides)]
+    tasks[1:] = words
+    for p in range(parts):
+        tasks[p, 1], tasks[p, 2] = count * p // parts, count * (p + 1) // parts
+    workers.run_on_blas_pool(_batched_part, tasks)
+    return c
+
+
+def _blas_layout(x: Any) -> tuple[int, int] | None:
+    """How CBLAS (row-major) reads the last two axes of ``x`` in place: (0, row stride) for rows of
+    contiguous elements, (1 = transposed, column stride) for contiguous columns; None otherwise."""
+    rows, cols = x.shape[-2:]
+    row_stride, col_stride = x.strides[-2:]
+    size = x.itemsize
+    if rows > 1 and cols > 1:
+        if col_stride == size and row_stride % size == 0 and row_stride >= cols * size:
+            return 0, row_stride // size
+        if row_stride == size and col_stride % size == 0 and col_stride >= rows * size:
+            return 1, col_stride // size
+    return None
+
+
+def _batched_part(task: int) -> None:
+    """One thread's share of :func:`batched_on_blas_pool`: the products ``first .. last - 1`` of the batch.
+
+    The task's words: 0 the ``cblas_?gemm`` address, 1-2 first and last, 3 the batch axes, 4 the float
+    size, 5 the BLAS's integer size, 6-8 m, n, k, 9-10 a's transposition and leading dimension, 11-12
+    b's, 13 c's leading dimension, 14-16 the addresses of a, b, c, then the batch shape and the three
+    operands' batch strides in bytes (:data:`MAX_BATCH_AXES` words each)."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    nd = w[3]
+    for i in range(w[1], w[2]):
+        a, b, c = w[14], w[15], w[16]
+        rest = i
+        for axis in range(nd - 1, -1, -1):  # the product's position in the batch, last axis fastest
+            size = w[_BATCH + axis]
+            j = rest % size
+            rest //= size
+            a += j * w[_BATCH + MAX_BATCH_AXES + axis]
+            b += j * w[_BATCH + 2 * MAX_BATCH_AXES + axis]
+            c += j * w[_BATCH + 3 * MAX_BATCH_AXES + axis]
+        if w[4] == 4:
+            if w[5] == 8:
+                compiler.gemm_addresses(w[0], numpy.int64(0), numpy.float32(0), w[9], w[11], w[6], w[7], w[8], a,
+                                        w[10], b, w[12], 0.0, c, w[13])
+            else:
+                compiler.gemm_addresses(w[0], numpy.int32(0), numpy.float32(0), w[9], w[11], w[6], w[7], w[8], a,
+                                        w[10], b, w[12], 0.0, c, w[13])
+        elif w[5] == 8:
+            compiler.gemm_addresses(w[0], numpy.int64(0), numpy.float64(0), w[9], w[11], w[6], w[7], w[8], a,
+                                    w[10], b, w[12], 0.0, c, w[13])
+        else:
+            compiler.gemm_addresses(w[0], numpy.int32(0), numpy.float64(0), w[9], w[11], w[6], w[7], w[8], a,
+                                    w[10], b, w[12], 0.0, c, w[13])
 
 
 def addmm(bias: Any, a: Any, b: Any) -> Any:

@@ -78,6 +78,33 @@ def gemm(address: int, int_like: Any, a: Any, b: Any, c: Any, beta: float) -> No
     c[...] = a @ b + beta * c
 
 
+def words(address: int, n: int) -> Any:
+    """Inside a kernel: the ``n`` int64 values at ``address`` (a task's description), as an array."""
+    import ctypes
+
+    return numpy.ctypeslib.as_array((ctypes.c_int64 * int(n)).from_address(int(address)))
+
+
+def gemm_addresses(address: int, int_like: Any, like: Any, transpose_a: int, transpose_b: int, m: int, n: int,
+                   k: int, a: int, lda: int, b: int, ldb: int, beta: float, c: int, ldc: int) -> None:
+    """Inside a kernel: ``C = op(A) @ op(B) + beta * C`` by the BLAS ``cblas_?gemm`` at ``address``, on matrices
+    given by the addresses of their first elements (row-major, as CBLAS takes them).
+
+    op(A) is (m, k), op(B) (k, n), C (m, n); ``transpose_a`` (0 or 1) says that A is stored as its
+    transpose (k, m); ``lda``, ``ldb``, ``ldc`` are the stored rows' strides in elements. ``like`` is a
+    value of the matrices' float type, ``int_like`` one of the BLAS's integer type."""
+    import ctypes
+
+    f = ctypes.c_float if numpy.dtype(type(like)) == numpy.float32 else ctypes.c_double
+    i = ctypes.c_int64 if numpy.dtype(type(int_like)) == numpy.int64 else ctypes.c_int32
+    p = ctypes.c_void_p
+    function = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, f, p, i, p, i, f, p, i)
+    integers = [int(v) for v in (m, n, k, a, lda, b, ldb, c, ldc)]  # (NumPy integers are not ctypes arguments)
+    m, n, k, a, lda, b, ldb, c, ldc = integers
+    function(int(address))(101, 112 if transpose_a else 111, 112 if transpose_b else 111, m, n, k, 1.0, a, lda, b,
+                           ldb, float(beta), c, ldc)
+
+
 def call(address: int) -> None:
     """Inside a kernel: call the C function ``void f(void)`` at ``address`` (its return value is dropped)."""
     import ctypes
@@ -304,6 +331,53 @@ def _register_threads(numba: Any) -> None:
         return types.void(address, int_like, a, b, c, beta), codegen
 
     @intrinsic
+    def int64_pointer(typingctx: Any, address: Any) -> Any:
+        if not isinstance(address, types.Integer):
+            return None
+
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            return builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+
+        return types.CPointer(types.int64)(address), codegen
+
+    @intrinsic
+    def gemm_at_addresses(typingctx: Any, address: Any, int_like: Any, like: Any, transpose_a: Any, transpose_b: Any,
+                          m: Any, n: Any, k: Any, a: Any, lda: Any, b: Any, ldb: Any, beta: Any, c: Any,
+                          ldc: Any) -> Any:
+        integers = (address, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, c, ldc)
+        if like not in (types.float32, types.float64) or int_like not in (types.int32, types.int64):
+            return None
+        if not all(isinstance(t, types.Integer) for t in integers):
+            return None
+
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            int_type, float_type = context.get_value_type(int_like), context.get_value_type(like)
+            pointer_type, i32, i64 = float_type.as_pointer(), ir.IntType(32), ir.IntType(64)
+            function_type = ir.FunctionType(ir.VoidType(), [i32, i32, i32, int_type, int_type, int_type, float_type,
+                                                            pointer_type, int_type, pointer_type, int_type, float_type,
+                                                            pointer_type, int_type])
+            values = [context.cast(builder, v, t, types.int64) for v, t in zip(args, sig.args)]
+            (address_, _, _, trans_a, trans_b, m_, n_, k_, a_, lda_, b_, ldb_, _, c_, ldc_) = values
+
+            def as_int(value: Any) -> Any:
+                return builder.trunc(value, int_type) if int_type.width < 64 else value
+
+            def op(flag: Any) -> Any:  # CblasNoTrans = 111, CblasTrans = 112
+                transposed = builder.icmp_signed("!=", flag, ir.Constant(i64, 0))
+                return builder.add(ir.Constant(i32, 111), builder.zext(transposed, i32))
+
+            beta_value = context.cast(builder, args[12], sig.args[12], like)
+            function = builder.inttoptr(address_, function_type.as_pointer())
+            builder.call(function, [ir.Constant(i32, 101), op(trans_a), op(trans_b), as_int(m_), as_int(n_),
+                                    as_int(k_), ir.Constant(float_type, 1.0), builder.inttoptr(a_, pointer_type),
+                                    as_int(lda_), builder.inttoptr(b_, pointer_type), as_int(ldb_), beta_value,
+                                    builder.inttoptr(c_, pointer_type), as_int(ldc_)])
+            return context.get_dummy_value()
+
+        return types.void(address, int_like, like, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, beta, c,
+                          ldc), codegen
+
+    @intrinsic
     def call_at(typingctx: Any, address: Any) -> Any:
         def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
             function_type = ir.FunctionType(ir.IntType(32), [])
@@ -323,6 +397,17 @@ def _register_threads(numba: Any) -> None:
     @overload(gemm, inline="always")
     def _gemm(address, int_like, a, b, c, beta):  # type: ignore[no-untyped-def]
         return lambda address, int_like, a, b, c, beta: gemm_at(address, int_like, a, b, c, beta)
+
+    @overload(words, inline="always")
+    def _words(address, n):  # type: ignore[no-untyped-def]
+        return lambda address, n: numba.carray(int64_pointer(address), n)
+
+    @overload(gemm_addresses, inline="always")
+    def _gemm_addresses(address, int_like, like, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, beta, c,
+                        ldc):  # type: ignore[no-untyped-def]
+        return (lambda address, int_like, like, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, beta, c, ldc:
+                gemm_at_addresses(address, int_like, like, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, beta,
+                                  c, ldc))
 
     @overload(call, inline="always")
     def _call(address):  # type: ignore[no-untyped-def]
@@ -462,3 +547,30 @@ def compiled(kernel: Callable[..., Any], *arrays: Any) -> Callable[..., Any] | N
             fn = _numba.njit(kernel, **options)
         _compiled[kernel] = fn
     return fn
+
+
+_callbacks: dict[Callable[..., Any], int] = {}
+
+
+def callback(kernel: Callable[[int], None]) -> int | None:
+    """The address of ``kernel`` compiled as the C function ``void f(void *task)``, for a thread pool written in
+    C to call (:func:`tinygrad_lm.fast.workers.run_on_blas_pool`); None without Numba.
+
+    The kernel receives ``task`` as an integer (an ``intptr_t``, passed exactly as a pointer is) and
+    reads what it points to with :func:`words`. Compiled on first use, cached on disk like :func:`compiled`.
+    """
+    address = _callbacks.get(kernel)
+    if address is None:
+        numba = _load()
+        if not numba:
+            return None
+        options = _options()
+        del options["nogil"]  # (a C callback holds no GIL to release)
+        function = numba.cfunc(numba.types.void(numba.types.intp), cache=kernel.__module__.startswith("tinygrad_lm."),
+                               **options)(kernel)
+        address = _callbacks[kernel] = function.address
+        _callback_objects.append(function)  # the compiled code lives as long as its object
+    return address
+
+
+_callback_objects: list[Any] = []

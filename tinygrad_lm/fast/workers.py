@@ -54,11 +54,17 @@ FLAG_STRIDE = 16  # int64 slots between two parts' flags: each on a cache line o
 
 
 class _Blas:
-    """NumPy's OpenBLAS as the parts call it: gemm addresses, integer width, thread count and pool."""
+    """NumPy's OpenBLAS as the parts call it: gemm addresses, integer width, thread count and pool; and,
+    where the build exports them, its pool's entry for other work (:func:`run_on_blas_pool`)."""
 
     def __init__(self, controller: Any, gemm: dict[str, int], int_like: Any, shutdown: Any) -> None:
         self.controller, self.gemm, self.int_like, self.shutdown = controller, gemm, int_like, shutdown
         self.lock = threading.Lock()  # one set of parts at a time holds the BLAS at one thread
+        # gotoblas_pthread, openblas_get/set_num_threads and blas_num_threads (None where one is missing)
+        self.pool: Any = None
+        self.get_threads: Any = None
+        self.set_threads: Any = None
+        self.pool_size: Any = None
 
 
 _blas: _Blas | None | bool = False  # False: not looked up yet
@@ -100,7 +106,20 @@ def _find_blas() -> _Blas | None:
     except AttributeError:
         return None
     shutdown.restype = ctypes.c_int
-    return _Blas(controller, gemm, int_like, shutdown)
+    blas = _Blas(controller, gemm, int_like, shutdown)
+    try:
+        blas.get_threads, _, _ = _symbol(lib, "openblas_get_num_threads", (prefix,), (suffix,))
+        blas.set_threads, _, _ = _symbol(lib, "openblas_set_num_threads", (prefix,), (suffix,))
+        blas.pool, _, _ = _symbol(lib, "gotoblas_pthread", (prefix, ""), ("",))
+        blas.pool_size = ctypes.c_int.in_dll(lib, "blas_num_threads")
+    except (AttributeError, ValueError):
+        blas.pool = None
+    else:
+        blas.get_threads.restype, blas.get_threads.argtypes = ctypes.c_int, []
+        blas.set_threads.restype, blas.set_threads.argtypes = None, [ctypes.c_int]
+        blas.pool.restype = ctypes.c_int
+        blas.pool.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    return blas
 
 
 def numpy_blas() -> _Blas | None:
@@ -239,3 +258,54 @@ def run_parts(kernel: Callable[..., Any], parts: int, args_of: Callable[[int], t
                 future.result()
         finally:
             blas.controller.set_num_threads(saved)
+
+
+# OpenBLAS's own pool, for work of the library's own. OpenBLAS keeps its worker threads spinning for a
+# while after each product (about 0.1 s), and its gotoblas_pthread runs any C function on them: the
+# caller's share on the calling thread, the others handed to those workers. Inside a training step the
+# workers are still spinning from the last product, so a hand-off costs 5-80 us (a thread sleeping on a
+# condition takes 220-260 us to wake here), and nothing of the library's competes with them for a core:
+# the process keeps one pool. What runs there must never ask OpenBLAS for threads itself (a worker
+# waiting for a free worker waits for ever), so OpenBLAS is held at one thread meanwhile.
+TASK_WORDS = 40  # int64 words per part of a task: what one call of a callback reads
+
+
+def blas_pool_parts(items: int) -> int:
+    """How many threads :func:`run_on_blas_pool` would run ``items`` independent pieces of work on: at most
+    ``tl.get_num_threads()``, the BLAS's current thread count and the threads its pool has; 1 where
+    there is no such pool (another BLAS, no Numba) or on one thread."""
+    wanted = min(threads.get_num_threads(), items)
+    if wanted < 2:
+        return 1
+    blas = numpy_blas()
+    if blas is None or blas.pool is None or not compiler.numba_available():
+        return 1
+    return max(1, min(wanted, blas.get_threads(), blas.pool_size.value))
+
+
+def new_tasks(parts: int) -> Any:
+    """Zeroed task words for ``parts`` parts, one row of :data:`TASK_WORDS` each."""
+    return numpy.zeros((parts, TASK_WORDS), dtype=numpy.int64)
+
+
+def run_on_blas_pool(kernel: Callable[[int], None], tasks: Any) -> None:
+    """Run ``kernel(address of tasks[p])`` for every row p of ``tasks`` (made by :func:`new_tasks`, at most
+    :func:`blas_pool_parts` rows) at once: row 0 on this thread, the others on OpenBLAS's worker threads,
+    with OpenBLAS held at one thread meanwhile. ``kernel`` is compiled by :func:`compiler.callback`; it
+    must not raise (a C callback has no way to report it)."""
+    blas = numpy_blas()
+    address = compiler.callback(kernel)
+    if blas is None or blas.pool is None or address is None:
+        raise RuntimeError("run_on_blas_pool: needs Numba and NumPy's OpenBLAS with its pool (ask blas_pool_parts)")
+    parts = tasks.shape[0]
+    if not (tasks.dtype == numpy.int64 and tasks.flags.c_contiguous and tasks.shape[1:] == (TASK_WORDS,)):
+        raise ValueError(f"run_on_blas_pool: tasks must be a C-contiguous int64 array of shape (parts, {TASK_WORDS})")
+    if not 1 <= parts <= blas.pool_size.value:
+        raise ValueError(f"run_on_blas_pool: {parts} parts for a pool of {blas.pool_size.value} threads")
+    with blas.lock:
+        saved = blas.get_threads()
+        blas.set_threads(1)
+        try:
+            blas.pool(parts, address, tasks.ctypes.data, TASK_WORDS * 8)
+        finally:
+            blas.set_threads(saved)
