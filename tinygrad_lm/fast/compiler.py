@@ -85,6 +85,16 @@ def words(address: int, n: int) -> Any:
     return numpy.ctypeslib.as_array((ctypes.c_int64 * int(n)).from_address(int(address)))
 
 
+def floats(address: int, shape: Any, like: Any) -> Any:
+    """Inside a kernel: the C-contiguous array of ``shape`` (an int or a tuple) of ``like``'s float type whose
+    first element is at ``address`` (part of an array made elsewhere)."""
+    import ctypes
+
+    element = ctypes.c_float if numpy.dtype(type(like)) == numpy.float32 else ctypes.c_double
+    dims = tuple(int(d) for d in shape) if isinstance(shape, tuple) else (int(shape),)
+    return numpy.ctypeslib.as_array((element * math.prod(dims)).from_address(int(address))).reshape(dims)
+
+
 def gemm_addresses(address: int, int_like: Any, like: Any, transpose_a: int, transpose_b: int, m: int, n: int,
                    k: int, a: int, lda: int, b: int, ldb: int, beta: float, c: int, ldc: int) -> None:
     """Inside a kernel: ``C = op(A) @ op(B) + beta * C`` by the BLAS ``cblas_?gemm`` at ``address``, on matrices
@@ -341,6 +351,16 @@ def _register_threads(numba: Any) -> None:
         return types.CPointer(types.int64)(address), codegen
 
     @intrinsic
+    def float_pointer(typingctx: Any, address: Any, like: Any) -> Any:
+        if not isinstance(address, types.Integer) or like not in (types.float32, types.float64):
+            return None
+
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            return builder.inttoptr(args[0], context.get_value_type(like).as_pointer())
+
+        return types.CPointer(like)(address, like), codegen
+
+    @intrinsic
     def gemm_at_addresses(typingctx: Any, address: Any, int_like: Any, like: Any, transpose_a: Any, transpose_b: Any,
                           m: Any, n: Any, k: Any, a: Any, lda: Any, b: Any, ldb: Any, beta: Any, c: Any,
                           ldc: Any) -> Any:
@@ -401,6 +421,10 @@ def _register_threads(numba: Any) -> None:
     @overload(words, inline="always")
     def _words(address, n):  # type: ignore[no-untyped-def]
         return lambda address, n: numba.carray(int64_pointer(address), n)
+
+    @overload(floats, inline="always")
+    def _floats(address, shape, like):  # type: ignore[no-untyped-def]
+        return lambda address, shape, like: numba.carray(float_pointer(address, like), shape)
 
     @overload(gemm_addresses, inline="always")
     def _gemm_addresses(address, int_like, like, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, beta, c,

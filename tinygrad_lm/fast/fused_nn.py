@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy
+
 from .. import ops
-from . import compiler, register
+from . import compiler, register, workers
 from .blas import matmul
 
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -91,9 +93,41 @@ class Gelu(ops.Gelu):
         xp = self.xp
         flat = xp.ascontiguousarray(x).reshape(-1)
         out, dx = xp.empty_like(flat), xp.empty_like(flat)
-        kernel(flat, out, dx)
+        parts = workers.pieces_for(flat.size, flat.size, flat)
+        if parts > 1:
+            variant = (0 if approximate == "none" else 2) + (flat.dtype.itemsize == 8)
+            workers.run_pieces(_gelu_part, parts, flat.size, variant, *workers.addresses(flat, out, dx))
+        else:
+            kernel(flat, out, dx)
         self.dx = dx.reshape(x.shape)
         return out.reshape(x.shape)
+
+
+compiler.callable_in_kernels(_gelu_jit_float32, _gelu_jit_exact, _gelu_tanh_kernel)
+
+
+def _gelu_part(task: int) -> None:
+    """One thread's share of Gelu's forward (:func:`workers.run_pieces`): elements ``first .. last - 1`` of
+    x, out and dx, whose addresses are words 5-7. Word 4 picks the kernel: 0 exact float32
+    (:func:`_gelu_jit_float32`), 1 exact float64 (:func:`_gelu_jit_exact`), 2 and 3 the tanh form."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    first, n, variant = w[1], w[2] - w[1], w[4]
+    if variant % 2 == 0:
+        like32 = numpy.float32(0)
+        x32 = compiler.floats(w[5] + 4 * first, n, like32)
+        out32, dx32 = compiler.floats(w[6] + 4 * first, n, like32), compiler.floats(w[7] + 4 * first, n, like32)
+        if variant == 0:
+            _gelu_jit_float32(x32, out32, dx32)
+        else:
+            _gelu_tanh_kernel(x32, out32, dx32)
+    else:
+        like64 = numpy.float64(0)
+        x64 = compiler.floats(w[5] + 8 * first, n, like64)
+        out64, dx64 = compiler.floats(w[6] + 8 * first, n, like64), compiler.floats(w[7] + 8 * first, n, like64)
+        if variant == 1:
+            _gelu_jit_exact(x64, out64, dx64)
+        else:
+            _gelu_tanh_kernel(x64, out64, dx64)
 
 
 def _layer_norm_forward_kernel(x: Any, weight: Any, bias: Any, eps: float, y: Any, mean: Any, rstd: Any) -> None:
@@ -180,7 +214,13 @@ class LayerNorm(ops.LayerNorm):
         b = None if bias is None else xp.ascontiguousarray(bias.reshape(-1))
         out = xp.empty_like(x2)  # (M, D)
         mean, rstd = xp.empty(x2.shape[0], dtype=x.dtype), xp.empty(x2.shape[0], dtype=x.dtype)  # (M,)
-        kernel(x2, w, b, eps, out, mean, rstd)
+        parts = workers.pieces_for(x2.shape[0], x2.size, x2, w, b) if w is not None and b is not None else 1
+        if parts > 1:  # (with weight and bias: the usual layer; without, one thread)
+            eps_ = numpy.array([eps], dtype=x2.dtype)
+            workers.run_pieces(_layer_norm_forward_part, parts, x2.shape[0], x2.dtype.itemsize, x2.shape[1],
+                               *workers.addresses(x2, w, b, eps_, out, mean, rstd))
+        else:
+            kernel(x2, w, b, eps, out, mean, rstd)
         self.x2, self.mean, self.rstd, self.weight = x2, mean, rstd, w
         self.shape, self.norm_shape = x.shape, norm_shape
         return out.reshape(x.shape)
@@ -194,11 +234,68 @@ class LayerNorm(ops.LayerNorm):
         kernel = compiler.compiled(_layer_norm_backward_kernel, *(a for a in (x2, w, g2) if a is not None))
         assert kernel is not None  # dy has the dtype of the arrays the forward kernel took
         dx = xp.empty_like(x2)  # (M, D)
-        dw, db = xp.zeros(x2.shape[1], dtype=x2.dtype), xp.zeros(x2.shape[1], dtype=x2.dtype)  # (D,); it writes all 3
-        kernel(x2, self.mean, self.rstd, w, g2, dx, dw, db)
+        parts = workers.pieces_for(x2.shape[0], x2.size, x2, g2, w) if w is not None else 1
+        if parts > 1:  # each part sums its rows' dw and db, then the parts' sums are added
+            sums = xp.zeros((2, parts, x2.shape[1]), dtype=x2.dtype)
+            workers.run_pieces(_layer_norm_backward_part, parts, x2.shape[0], x2.dtype.itemsize, x2.shape[1],
+                               *workers.addresses(x2, self.mean, self.rstd, w, g2, dx, sums))
+            dw, db = sums.sum(axis=1)
+        else:
+            dw, db = xp.zeros(x2.shape[1], dtype=x2.dtype), xp.zeros(x2.shape[1], dtype=x2.dtype)  # (D,)
+            kernel(x2, self.mean, self.rstd, w, g2, dx, dw, db)  # (it writes all 3)
         return (dx.reshape(self.shape) if need_x else None,
                 dw.reshape(self.norm_shape) if need_w else None,
                 db.reshape(self.norm_shape) if need_b else None)
+
+
+compiler.callable_in_kernels(_layer_norm_forward_kernel, _layer_norm_backward_kernel)
+
+
+def _layer_norm_forward_part(task: int) -> None:
+    """One thread's share of LayerNorm's forward (:func:`workers.run_pieces`): rows ``first .. last - 1``.
+    Words: 4 the float size, 5 D, 6-12 the addresses of x (M, D), weight, bias, eps (one element),
+    y (M, D), mean and rstd (M,)."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    first, rows, size, D = w[1], w[2] - w[1], w[4], w[5]
+    if size == 4:
+        f32 = numpy.float32(0)
+        _layer_norm_forward_kernel(
+            compiler.floats(w[6] + 4 * first * D, (rows, D), f32), compiler.floats(w[7], D, f32),
+            compiler.floats(w[8], D, f32), compiler.floats(w[9], 1, f32)[0],
+            compiler.floats(w[10] + 4 * first * D, (rows, D), f32), compiler.floats(w[11] + 4 * first, rows, f32),
+            compiler.floats(w[12] + 4 * first, rows, f32))
+    else:
+        f64 = numpy.float64(0)
+        _layer_norm_forward_kernel(
+            compiler.floats(w[6] + 8 * first * D, (rows, D), f64), compiler.floats(w[7], D, f64),
+            compiler.floats(w[8], D, f64), compiler.floats(w[9], 1, f64)[0],
+            compiler.floats(w[10] + 8 * first * D, (rows, D), f64), compiler.floats(w[11] + 8 * first, rows, f64),
+            compiler.floats(w[12] + 8 * first, rows, f64))
+
+
+def _layer_norm_backward_part(task: int) -> None:
+    """One thread's share of LayerNorm's backward: rows ``first .. last - 1`` of dx, and this part's sums
+    of dw and db. Words: 4 the float size, 5 D, 6-11 the addresses of x (M, D), mean, rstd (M,),
+    weight (D,), dy, dx (M, D), 12 that of the sums (2, parts, D), zeroed: dw's rows, then db's."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    first, rows, size, D = w[1], w[2] - w[1], w[4], w[5]
+    part, parts = w[0], w[3]
+    if size == 4:
+        f32 = numpy.float32(0)
+        sums32 = compiler.floats(w[12], (2, parts, D), f32)
+        _layer_norm_backward_kernel(
+            compiler.floats(w[6] + 4 * first * D, (rows, D), f32), compiler.floats(w[7] + 4 * first, rows, f32),
+            compiler.floats(w[8] + 4 * first, rows, f32), compiler.floats(w[9], D, f32),
+            compiler.floats(w[10] + 4 * first * D, (rows, D), f32),
+            compiler.floats(w[11] + 4 * first * D, (rows, D), f32), sums32[0, part], sums32[1, part])
+    else:
+        f64 = numpy.float64(0)
+        sums64 = compiler.floats(w[12], (2, parts, D), f64)
+        _layer_norm_backward_kernel(
+            compiler.floats(w[6] + 8 * first * D, (rows, D), f64), compiler.floats(w[7] + 8 * first, rows, f64),
+            compiler.floats(w[8] + 8 * first, rows, f64), compiler.floats(w[9], D, f64),
+            compiler.floats(w[10] + 8 * first * D, (rows, D), f64),
+            compiler.floats(w[11] + 8 * first * D, (rows, D), f64), sums64[0, part], sums64[1, part])
 
 
 # CrossEntropy's forward kernel takes this many rows at a time (see its docstring).

@@ -309,3 +309,32 @@ def run_on_blas_pool(kernel: Callable[[int], None], tasks: Any) -> None:
             blas.pool(parts, address, tasks.ctypes.data, TASK_WORDS * 8)
         finally:
             blas.set_threads(saved)
+
+
+# An elementwise or row-wise kernel is split between threads from this many elements per part on: a piece
+# of 64 K float32 elements takes 50-100 us in the kernels here, about what a hand-off may cost.
+MIN_ELEMENTS_PER_PART = 1 << 16
+
+
+def pieces_for(count: int, elements: int, *arrays: Any) -> int:
+    """How many threads a kernel over ``count`` independent pieces (elements or rows), ``elements`` elements
+    in all, runs on (:func:`run_pieces`): 1 for small work, one thread, or arrays other than NumPy's."""
+    if any(type(a) is not numpy.ndarray for a in arrays):
+        return 1
+    return blas_pool_parts(min(count, elements // MIN_ELEMENTS_PER_PART))
+
+
+def run_pieces(kernel: Callable[[int], None], parts: int, count: int, *words: int) -> None:
+    """Run the callback ``kernel`` on ``parts`` threads of :func:`run_on_blas_pool`. Part p's task words: 0 p,
+    1-2 its share ``first, last`` of ``0 .. count`` (``parts`` nearly equal pieces), 3 ``parts``, then from
+    4 on ``words``, the same for every part (a kernel's variant, its arrays' addresses and sizes)."""
+    tasks = new_tasks(parts)
+    tasks[:, 4:4 + len(words)] = words
+    bounds = [count * p // parts for p in range(parts + 1)]
+    tasks[:, 0], tasks[:, 1], tasks[:, 2], tasks[:, 3] = range(parts), bounds[:-1], bounds[1:], parts
+    run_on_blas_pool(kernel, tasks)
+
+
+def addresses(*arrays: Any) -> list[int]:
+    """The addresses of the arrays' first elements: task words for :func:`run_pieces`."""
+    return [a.ctypes.data for a in arrays]

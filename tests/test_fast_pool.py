@@ -1,0 +1,133 @@
+"""Kernels split between OpenBLAS's threads (fast.workers.run_pieces): GELU and LayerNorm.
+
+A kernel run in pieces must give what the same kernel gives in one piece: elementwise and row-wise
+results bit for bit, LayerNorm's weight and bias gradients (summed per piece, then added) within
+rounding. Gradients through the split path pass float64 finite differences, and each piece kernel
+also runs as plain Python (its task words read through ctypes).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinygrad_lm as tl
+import tinygrad_lm.nn.functional as F
+from tinygrad_lm import threads
+from tinygrad_lm.fast import compiler, fused_nn, workers
+
+
+@pytest.fixture
+def pieces(monkeypatch):
+    """Split every kernel that can be split, on 2 threads; record each run_pieces call (kernel name, parts)."""
+    blas = workers.numpy_blas()
+    if not compiler.numba_available() or blas is None or blas.pool is None:
+        pytest.skip("the split needs Numba and NumPy's OpenBLAS with gotoblas_pthread")
+    saved_count, saved_setting = threads.get_num_threads(), threads._num_threads
+    tl.set_num_threads(2)
+    monkeypatch.setattr(workers, "MIN_ELEMENTS_PER_PART", 1)
+    runs: list[tuple[str, int]] = []
+    real = workers.run_pieces
+
+    def recording(kernel, parts, count, *words):
+        runs.append((kernel.__name__, parts))
+        real(kernel, parts, count, *words)
+
+    monkeypatch.setattr(workers, "run_pieces", recording)
+    tl.fast.set_enabled(True)
+    yield runs
+    tl.set_num_threads(saved_count)
+    threads._num_threads = saved_setting
+
+
+def _gelu(x: np.ndarray, approximate: str) -> tuple[np.ndarray, np.ndarray]:
+    t = tl.tensor(x, requires_grad=True)
+    y = F.gelu(t, approximate=approximate)
+    (y * tl.tensor(np.cos(x))).sum().backward()
+    return y.detach().numpy(), t.grad.numpy()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_in_pieces_equals_one_piece(pieces, monkeypatch, dtype, approximate):
+    x = np.random.default_rng(0).standard_normal((37, 11)).astype(dtype) * 3
+    split = _gelu(x, approximate)
+    assert pieces == [("_gelu_part", 2)]
+    tl.set_num_threads(1)
+    whole = _gelu(x, approximate)
+    assert pieces == [("_gelu_part", 2)]
+    for got, want in zip(split, whole):
+        np.testing.assert_array_equal(got, want)
+
+
+def _layer_norm(x, w, b, g):
+    x, w, b = (tl.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = F.layer_norm(x, x.shape[-1:], w, b)
+    (y * tl.tensor(g)).sum().backward()
+    return [y.detach().numpy(), x.grad.numpy(), w.grad.numpy(), b.grad.numpy()]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows", [2, 3, 41])
+def test_layer_norm_in_pieces_equals_one_piece(pieces, dtype, rows):
+    rng = np.random.default_rng(rows)
+    x, g = (rng.standard_normal((rows, 13)).astype(dtype) for _ in range(2))
+    w, b = (rng.standard_normal(13).astype(dtype) for _ in range(2))
+    split = _layer_norm(x, w, b, g)
+    assert pieces == [("_layer_norm_forward_part", 2), ("_layer_norm_backward_part", 2)]
+    tl.set_num_threads(1)
+    whole = _layer_norm(x, w, b, g)
+    np.testing.assert_array_equal(split[0], whole[0])  # y and dx: row by row, the same arithmetic
+    np.testing.assert_array_equal(split[1], whole[1])
+    scale = np.abs(g).sum(axis=0) * (np.abs(x).max() + 1)  # dw, db: sums over the rows in another order
+    tol = 1e-6 if dtype == "float32" else 1e-14
+    for got, want in zip(split[2:], whole[2:]):
+        assert np.all(np.abs(got - want) <= tol * scale)
+
+
+def test_layer_norm_without_weight_or_bias_takes_one_piece(pieces):
+    """The forward splits with both weight and bias, the backward with a weight (the kernels' None cases
+    run in one piece)."""
+    x = tl.tensor(np.random.default_rng(1).standard_normal((9, 5)), requires_grad=True)
+    F.layer_norm(x, (5,)).sum().backward()
+    assert pieces == []
+    w = tl.tensor(np.random.default_rng(2).standard_normal(5), requires_grad=True)
+    want = tl.gradcheck(lambda x, w: F.layer_norm(x, (5,), w), [x, w])
+    assert want and {name for name, _ in pieces} == {"_layer_norm_backward_part"}
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(2, 6), cols=st.integers(1, 5))
+def test_gradcheck_through_the_pieces(pieces, seed, rows, cols):
+    """float64 finite differences through the split GELU and LayerNorm, forward and backward."""
+    rng = np.random.default_rng(seed)
+    x = tl.tensor(rng.standard_normal((rows, cols)) * 2, requires_grad=True)
+    w = tl.tensor(rng.standard_normal(cols), requires_grad=True)
+    b = tl.tensor(rng.standard_normal(cols), requires_grad=True)
+    assert tl.gradcheck(lambda x, w, b: F.gelu(F.layer_norm(x, (cols,), w, b)), [x, w, b])
+    assert tl.gradcheck(lambda x: F.gelu(x, approximate="tanh"), [x])
+    assert {name for name, _ in pieces} == {"_gelu_part", "_layer_norm_forward_part", "_layer_norm_backward_part"}
+
+
+def test_piece_kernels_run_as_plain_python(pieces, monkeypatch):
+    """The piece kernels are ordinary Python too: run each captured task row in Python, compare."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 7))
+    wants = {approximate: _gelu(x, approximate)[0] for approximate in ("none", "tanh")}
+    captured: list[tuple] = []
+    monkeypatch.setattr(workers, "run_pieces", lambda kernel, parts, count, *words: captured.append(
+        (kernel, parts, count, words)))
+    for approximate in ("none", "tanh"):
+        fn = fused_nn.Gelu()
+        fn.xp, fn.device = np, "cpu"
+        out = fn.forward(x, approximate)
+        (kernel, parts, count, words), = captured
+        tasks = workers.new_tasks(parts)
+        tasks[:, 4:4 + len(words)] = words
+        bounds = [count * p // parts for p in range(parts + 1)]
+        tasks[:, 0], tasks[:, 1], tasks[:, 2], tasks[:, 3] = range(parts), bounds[:-1], bounds[1:], parts
+        for row in tasks:
+            kernel(row.ctypes.data)
+        np.testing.assert_allclose(out, wants[approximate], rtol=1e-14, atol=1e-15)
+        captured.clear()
