@@ -1,4 +1,4 @@
-"""Kernels split between OpenBLAS's threads (fast.workers.run_pieces): GELU and LayerNorm.
+"""Kernels split between OpenBLAS's threads (fast.workers.run_pieces): GELU, LayerNorm, attention's softmax.
 
 A kernel run in pieces must give what the same kernel gives in one piece: elementwise and row-wise
 results bit for bit, LayerNorm's weight and bias gradients (summed per piece, then added) within
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import tinygrad_lm as tl
 import tinygrad_lm.nn.functional as F
 from tinygrad_lm import threads
-from tinygrad_lm.fast import compiler, fused_nn, workers
+from tinygrad_lm.fast import compiler, fused_attention, fused_nn, workers
 
 
 @pytest.fixture
@@ -27,6 +27,7 @@ def pieces(monkeypatch):
     saved_count, saved_setting = threads.get_num_threads(), threads._num_threads
     tl.set_num_threads(2)
     monkeypatch.setattr(workers, "MIN_ELEMENTS_PER_PART", 1)
+    monkeypatch.setattr(fused_nn, "LAYER_NORM_SPLIT_COST", 1)
     runs: list[tuple[str, int]] = []
     real = workers.run_pieces
 
@@ -131,3 +132,40 @@ def test_piece_kernels_run_as_plain_python(pieces, monkeypatch):
             kernel(row.ctypes.data)
         np.testing.assert_allclose(out, wants[approximate], rtol=1e-14, atol=1e-15)
         captured.clear()
+
+
+def _attention(q, k, v, g, **kwargs):
+    q, k, v = (tl.tensor(a, requires_grad=True) for a in (q, k, v))
+    tl.manual_seed(7)  # the same dropout mask every run
+    out = F.scaled_dot_product_attention(q, k, v, **kwargs)
+    (out * tl.tensor(g)).sum().backward()
+    return [out.detach().numpy(), q.grad.numpy(), k.grad.numpy(), v.grad.numpy()]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", ["plain", "causal", "bool mask per head", "float mask per batch", "causal dropout"])
+def test_attention_softmax_in_pieces_equals_one_piece(pieces, dtype, case):
+    rng = np.random.default_rng(3)
+    q, k, v, g = (rng.standard_normal((3, 2, 5, 4)).astype(dtype) for _ in range(4))
+    kwargs = {"plain": {}, "causal": {"is_causal": True}, "causal dropout": {"is_causal": True, "dropout_p": 0.3},
+              "bool mask per head": {"attn_mask": tl.tensor(rng.random((2, 5, 5)) > 0.3)},
+              "float mask per batch": {"attn_mask": tl.tensor(rng.standard_normal((3, 1, 5, 5)).astype(dtype))}}[case]
+    split = _attention(q, k, v, g, **kwargs)
+    assert pieces == [("_softmax_piece_task", 2), ("_softmax_back_piece_task", 2)]
+    tl.set_num_threads(1)
+    whole = _attention(q, k, v, g, **kwargs)
+    for got, want in zip(split, whole):  # block by block, the same arithmetic
+        np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), heads=st.integers(1, 3), L=st.integers(1, 6), S=st.integers(1, 6),
+       causal=st.booleans())
+def test_gradcheck_through_the_attention_pieces(pieces, seed, heads, L, S, causal):
+    rng = np.random.default_rng(seed)
+    q = tl.tensor(rng.standard_normal((2, heads, L, 3)), requires_grad=True)
+    k, v = (tl.tensor(rng.standard_normal((2, heads, S, 3)), requires_grad=True) for _ in range(2))
+    mask = None if causal else tl.tensor(rng.standard_normal((heads, L, S)))
+    assert tl.gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal),
+                        [q, k, v])
+    assert ("_softmax_piece_task", 2) in pieces and ("_softmax_back_piece_task", 2) in pieces

@@ -24,7 +24,7 @@ from typing import Any
 import numpy
 
 from ..ops import attention
-from . import compiler, register
+from . import compiler, register, workers
 from .blas import matmul
 
 # The compiled softmax skips exp on whole chunks of this many queries that a key cannot see; the
@@ -264,8 +264,20 @@ def _fused_softmax(xp: Any, kernel: Any, st: Any, blocks: tuple[Any, Any, Any], 
     """P^T and P'^T from K Q^T ``st`` (..., S, L) by the compiled :func:`_softmax_kernel`; ``st`` becomes P^T."""
     mask_t, mask_index, keep_blocks = blocks
     S, L = st.shape[-2:]
-    st_blocks = st.reshape(math.prod(st.shape[:-2]), S, L)  # (N, S, L), a view
+    N = math.prod(st.shape[:-2])
+    st_blocks = st.reshape(N, S, L)  # (N, S, L), a view
     pt_used = None if keep_blocks is None else xp.empty_like(st)
+    parts = workers.pieces_for(N, st.size, st, mask_t, keep_blocks)
+    contiguous = all(a is None or a.flags.c_contiguous for a in (st, mask_t, mask_index, keep_blocks))
+    if parts > 1 and contiguous and (mask_index is None or mask_index.dtype == numpy.int64):
+        # each part has spans and rows of its own (each works out the spans of every mask block)
+        Nm = 0 if mask_t is None else mask_t.shape[0]
+        spans = xp.empty((parts, max(Nm, 1), S, 2), dtype=numpy.int64)
+        rows, scale_ = xp.empty((parts, 2, L), dtype=st.dtype), numpy.array([scale], dtype=st.dtype)
+        optional = [0 if a is None else a.ctypes.data for a in (mask_t, mask_index, keep_blocks, pt_used)]
+        workers.run_pieces(_softmax_piece_task, parts, N, st.dtype.itemsize, S, L, Nm,
+                           *workers.addresses(st_blocks, scale_, spans, rows), *optional)
+        return st, (st if pt_used is None else pt_used)
     spans = None if mask_t is None else xp.empty(mask_t.shape[:-1] + (2,), dtype=mask_index.dtype)  # (Nm, S, 2)
     kernel(st_blocks, scale, mask_t, mask_index, spans, keep_blocks,
            None if pt_used is None else pt_used.reshape(st_blocks.shape), xp.empty((2, L), dtype=st.dtype))
@@ -278,8 +290,84 @@ def _fused_softmax_back(xp: Any, kernel: Any, dpt: Any, pt: Any, keep_blocks: An
     ``dpt`` is overwritten with dS^T and returned."""
     S, L = pt.shape[-2:]
     n_blocks = math.prod(pt.shape[:-2])
+    parts = workers.pieces_for(n_blocks, pt.size, dpt, pt, keep_blocks)
+    contiguous = all(a is None or a.flags.c_contiguous for a in (dpt, pt, keep_blocks))
+    if parts > 1 and contiguous:
+        c = xp.empty((parts, L), dtype=pt.dtype)
+        workers.run_pieces(_softmax_back_piece_task, parts, n_blocks, pt.dtype.itemsize, S, L,
+                           *workers.addresses(dpt, pt, c), 0 if keep_blocks is None else keep_blocks.ctypes.data)
+        return dpt
     kernel(dpt.reshape(n_blocks, S, L), pt.reshape(n_blocks, S, L), keep_blocks, xp.empty(L, dtype=pt.dtype))
     return dpt
+
+
+compiler.callable_in_kernels(_softmax_kernel, _softmax_back_kernel)
+
+
+def _softmax_piece(w: Any, like: Any) -> None:
+    """Blocks ``first .. last - 1`` of :func:`_softmax_kernel` in floats of ``like``'s type, from the task words
+    of :func:`_softmax_piece_task`."""
+    part, first, n = w[0], w[1], w[2] - w[1]
+    size, S, L, Nm = w[4], w[5], w[6], w[7]
+    st = compiler.floats(w[8] + size * first * S * L, (n, S, L), like)
+    scale = compiler.floats(w[9], 1, like)[0]
+    spans = compiler.words(w[10] + 8 * part * max(Nm, 1) * S * 2, max(Nm, 1) * S * 2).reshape((max(Nm, 1), S, 2))
+    rows = compiler.floats(w[11] + size * part * 2 * L, (2, L), like)
+    if w[14] == 0:  # no dropout
+        if w[12] == 0:
+            _softmax_kernel(st, scale, None, None, None, None, None, rows)
+        else:
+            mask, mask_index = compiler.floats(w[12], (Nm, S, L), like), compiler.words(w[13] + 8 * first, n)
+            _softmax_kernel(st, scale, mask, mask_index, spans, None, None, rows)
+    else:
+        keep = compiler.floats(w[14] + size * first * L * S, (n, L, S), like)
+        pt_used = compiler.floats(w[15] + size * first * S * L, (n, S, L), like)
+        if w[12] == 0:
+            _softmax_kernel(st, scale, None, None, None, keep, pt_used, rows)
+        else:
+            mask, mask_index = compiler.floats(w[12], (Nm, S, L), like), compiler.words(w[13] + 8 * first, n)
+            _softmax_kernel(st, scale, mask, mask_index, spans, keep, pt_used, rows)
+
+
+def _softmax_piece_task(task: int) -> None:
+    """One thread's share of :func:`_fused_softmax` (:func:`workers.run_pieces`): blocks ``first .. last - 1``.
+
+    Words: 4 the float size, 5-7 S, L and the mask's blocks Nm, 8-11 the addresses of the scores (N, S, L),
+    the scale (one element), the parts' spans (parts, Nm, S, 2) and rows (parts, 2, L), 12-15 those of
+    the mask (Nm, S, L), its block index (N,), the keep-mask (N, L, S) and P' (N, S, L), 0 where absent."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    if w[4] == 4:
+        _softmax_piece(w, numpy.float32(0))
+    else:
+        _softmax_piece(w, numpy.float64(0))
+
+
+def _softmax_back_piece(w: Any, like: Any) -> None:
+    """Blocks ``first .. last - 1`` of :func:`_softmax_back_kernel`, from the words of
+    :func:`_softmax_back_piece_task`."""
+    part, first, n = w[0], w[1], w[2] - w[1]
+    size, S, L = w[4], w[5], w[6]
+    dpt = compiler.floats(w[7] + size * first * S * L, (n, S, L), like)
+    pt = compiler.floats(w[8] + size * first * S * L, (n, S, L), like)
+    c = compiler.floats(w[9] + size * part * L, L, like)
+    if w[10] == 0:
+        _softmax_back_kernel(dpt, pt, None, c)
+    else:
+        _softmax_back_kernel(dpt, pt, compiler.floats(w[10] + size * first * L * S, (n, L, S), like), c)
+
+
+def _softmax_back_piece_task(task: int) -> None:
+    """One thread's share of :func:`_fused_softmax_back`: blocks ``first .. last - 1``. Words: 4 the float size,
+    5-6 S and L, 7-10 the addresses of dP'^T and P^T (N, S, L), the parts' scratch (parts, L) and the
+    keep-mask (N, L, S) (0: none)."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    if w[4] == 4:
+        _softmax_back_piece(w, numpy.float32(0))
+    else:
+        _softmax_back_piece(w, numpy.float64(0))
+
+
+compiler.callable_in_kernels(_softmax_piece, _softmax_back_piece)
 
 
 def _kernel_operands(xp: Any, kind: Any, shape: tuple[int, ...], dtype: Any, mask: Any,

@@ -318,8 +318,9 @@ MIN_ELEMENTS_PER_PART = 1 << 16
 
 def pieces_for(count: int, elements: int, *arrays: Any) -> int:
     """How many threads a kernel over ``count`` independent pieces (elements or rows), ``elements`` elements
-    in all, runs on (:func:`run_pieces`): 1 for small work, one thread, or arrays other than NumPy's."""
-    if any(type(a) is not numpy.ndarray for a in arrays):
+    in all, runs on (:func:`run_pieces`): 1 for small work, one thread, or arrays other than NumPy's
+    (None stands for an absent one)."""
+    if any(type(a) is not numpy.ndarray for a in arrays if a is not None):
         return 1
     return blas_pool_parts(min(count, elements // MIN_ELEMENTS_PER_PART))
 
