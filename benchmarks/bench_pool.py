@@ -2,8 +2,8 @@
 
 ``tinygrad_lm/fast/workers.py`` runs some of the library's own work on OpenBLAS's worker threads
 (``gotoblas_pthread``): batches of small products (attention's ``q @ k^T`` and ``p @ v``, one
-``cblas_?gemm`` per matrix) and the compiled GELU, LayerNorm and attention-softmax kernels, cut in
-pieces. This script times each such op at the sizes of the ``gpt`` configuration of
+``cblas_?gemm`` per matrix) and the compiled GELU, LayerNorm, softmax and attention-softmax kernels,
+cut in pieces. This script times each such op at the sizes of the ``gpt`` configuration of
 ``bench_train_step.py`` twice, alternating: with the pool (the library's thresholds) and in one
 piece (thresholds out of reach). Each call follows a (2048, 128) @ (128, 512) product, a Linear of
 that model, so that OpenBLAS's workers are in the state a training step leaves them (still
@@ -65,6 +65,12 @@ def ops(rng: np.random.Generator) -> dict[str, Callable[[], Any]]:
         g = tl.tensor(rng.standard_normal((rows, 128)).astype(f32))
         return lambda: (F.layer_norm(x, (128,), w, b) * g).sum().backward()
 
+    scores = tl.tensor(rng.standard_normal((32, 4, 64, 64)).astype(f32), requires_grad=True)
+    dscores = tl.tensor(rng.standard_normal((32, 4, 64, 64)).astype(f32))
+
+    def softmax() -> None:
+        (F.softmax(scores, dim=-1) * dscores).sum().backward()
+
     def attention() -> None:
         (F.scaled_dot_product_attention(tq, tk, tv, is_causal=True) * tg).sum().backward()
 
@@ -75,6 +81,7 @@ def ops(rng: np.random.Generator) -> dict[str, Callable[[], Any]]:
         "LayerNorm forward + backward (2048 x 128)": layer_norm(2048),
         "LayerNorm forward + backward (8192 x 128)": layer_norm(8192),
         "causal attention forward + backward": attention,
+        "softmax forward + backward (32x4 of 64x64)": softmax,
     }
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy
+
 from .. import ops
-from . import compiler, register
+from . import compiler, register, workers
 
 
 def _softmax_rows_kernel(x: Any, y: Any, log: bool) -> None:
@@ -67,6 +69,35 @@ def _softmax_rows_back_kernel(y: Any, g: Any, dx: Any, log: bool) -> None:
             dx[n, c] = g[n, c] - compiler.exp(y[n, c]) * s if log else y[n, c] * (g[n, c] - s)
 
 
+compiler.callable_in_kernels(_softmax_rows_kernel, _softmax_rows_back_kernel)
+
+
+def _rows_piece(w: Any, like: Any) -> None:
+    """Rows ``first .. last - 1`` of :func:`_softmax_rows_kernel` or of its backward (word 7), in floats of
+    ``like``'s type: the words of :func:`_softmax_rows_task`."""
+    first, n, size, c, log, backward = w[1], w[2] - w[1], w[4], w[5], w[6] != 0, w[7] != 0
+    at = size * first * c  # the first row's offset in bytes
+    if backward:
+        _softmax_rows_back_kernel(compiler.floats(w[8] + at, (n, c), like), compiler.floats(w[9] + at, (n, c), like),
+                                  compiler.floats(w[10] + at, (n, c), like), log)
+    else:
+        _softmax_rows_kernel(compiler.floats(w[8] + at, (n, c), like), compiler.floats(w[9] + at, (n, c), like), log)
+
+
+compiler.callable_in_kernels(_rows_piece)
+
+
+def _softmax_rows_task(task: int) -> None:
+    """One thread's share of the forward or the backward (:func:`workers.run_pieces`): rows ``first .. last - 1``.
+    Words: 4 the float size, 5 the row length C, 6 log softmax (1) or softmax (0), 7 forward (0) or backward
+    (1), then the addresses of x and y (forward) or of y, dy and dx (backward)."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    if w[4] == 4:
+        _rows_piece(w, numpy.float32(0))
+    else:
+        _rows_piece(w, numpy.float64(0))
+
+
 class _RowsMixin:
     """Softmax and LogSoftmax over the rows of a C-contiguous float array's last axis (``log`` picks which);
     anything else goes to the reference op that follows this class in the method resolution order."""
@@ -94,7 +125,13 @@ class _RowsMixin:
 
     def _forward_rows(self, kernel: Any, x: Any) -> Any:
         y = self.xp.empty_like(x)
-        kernel(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]), self.log)
+        rows, c = x.size // x.shape[-1], x.shape[-1]
+        parts = workers.pieces_for(rows, x.size, x)
+        if parts > 1:
+            workers.run_pieces(_softmax_rows_task, parts, rows, x.dtype.itemsize, c, self.log, 0,
+                               *workers.addresses(x, y))
+        else:
+            kernel(x.reshape(-1, c), y.reshape(-1, c), self.log)
         return y
 
     def _backward_rows(self, y: Any, g: Any) -> Any:
@@ -104,8 +141,13 @@ class _RowsMixin:
         if kernel is None or g.dtype != y.dtype:
             return None
         dx = self.xp.empty_like(y)
-        c = y.shape[-1]
-        kernel(y.reshape(-1, c), g.reshape(-1, c), dx.reshape(-1, c), self.log)
+        rows, c = y.size // y.shape[-1], y.shape[-1]
+        parts = workers.pieces_for(rows, y.size, y, g)
+        if parts > 1:
+            workers.run_pieces(_softmax_rows_task, parts, rows, y.dtype.itemsize, c, self.log, 1,
+                               *workers.addresses(y, g, dx))
+        else:
+            kernel(y.reshape(-1, c), g.reshape(-1, c), dx.reshape(-1, c), self.log)
         return dx
 
 
