@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 import tinygrad_lm as tl
 import tinygrad_lm.nn.functional as F
 from tinygrad_lm import threads
-from tinygrad_lm.fast import compiler, fused_attention, fused_nn, workers
+from tinygrad_lm.fast import compiler, fused_nn, workers
 
 
 @pytest.fixture
 def pieces(monkeypatch):
     """Split every kernel that can be split, on 2 threads; record each run_pieces call (kernel name, parts)."""
     blas = workers.numpy_blas()
-    if not compiler.numba_available() or blas is None or blas.pool is None:
+    if not compiler.numba_available() or blas is None:
         pytest.skip("the split needs Numba and NumPy's OpenBLAS with gotoblas_pthread")
     saved_count, saved_setting = threads.get_num_threads(), threads._num_threads
     tl.set_num_threads(2)

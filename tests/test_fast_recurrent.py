@@ -133,7 +133,7 @@ def test_gradcheck(case, T, B, H, bias, fast, seed):
 @pytest.fixture
 def lstm_parts(monkeypatch):
     """Let the LSTM take its parts path at any size and thread count (``set_threads(n)``; the process's
-    cores are taken as 8), and record each ``run_parts`` call as (kernel name, parts)."""
+    cores are taken as 8), and record each ``run_on_blas_pool`` call as (kernel name, parts)."""
     from tinygrad_lm import threads
     from tinygrad_lm.fast import workers
 
@@ -143,13 +143,13 @@ def lstm_parts(monkeypatch):
     monkeypatch.setattr(workers, "MIN_WORK_PER_PART", 1)
     monkeypatch.setattr(threads, "_cores", lambda: 8)
     runs: list[tuple[str, int]] = []
-    real = workers.run_parts
+    real = workers.run_on_blas_pool
 
-    def recording(kernel: Any, parts: int, args_of: Any) -> None:
-        runs.append((kernel.__name__, parts))
-        real(kernel, parts, args_of)
+    def recording(kernel: Any, tasks: Any) -> None:
+        runs.append((kernel.__name__, tasks.shape[0]))
+        real(kernel, tasks)
 
-    monkeypatch.setattr(workers, "run_parts", recording)
+    monkeypatch.setattr(workers, "run_on_blas_pool", recording)
     saved_count, saved_setting = threads.get_num_threads(), threads._num_threads
     yield runs, tl.set_num_threads
     tl.set_num_threads(saved_count)
@@ -168,7 +168,7 @@ def test_lstm_parts_equal_reference(lstm_parts, T, B, n_in, H, parts, bias, dtyp
     runs.clear()
     arrays = _arrays("LSTM", T, B, n_in, H, bias, dtype, seed)
     got = _run("LSTM", True, arrays, tuple(sorted(used)), transpose_out)
-    assert runs == [("_lstm_forward_part", parts), ("_lstm_backward_part", parts)]
+    assert runs == [("_lstm_forward_task", parts), ("_lstm_backward_task", parts)]
     _assert_close(got, _run("LSTM", False, arrays, tuple(sorted(used)), transpose_out), dtype)
 
 
@@ -188,7 +188,7 @@ def test_lstm_parts_over_many_steps_and_a_retained_graph(lstm_parts, parts, dtyp
     loss = sum(((o * w).sum() for o, w in zip(outs, weights)), tl.tensor(0.0, dtype=dtype))
     loss.backward(retain_graph=True)
     loss.backward()
-    assert runs == [("_lstm_forward_part", parts)] + [("_lstm_backward_part", parts)] * 2
+    assert runs == [("_lstm_forward_task", parts)] + [("_lstm_backward_task", parts)] * 2
     _assert_close([o.detach().numpy() for o in outs], want[:3], dtype)
     _assert_close([t.grad.numpy() / 2 for t in inputs], want[3:], dtype)
 
@@ -209,7 +209,7 @@ def test_lstm_parts_when_some_inputs_need_no_gradient(lstm_parts, frozen):
         loss = sum(((o * tl.tensor(rng.standard_normal(o.shape))).sum() for o in outs), tl.tensor(0.0))
         loss.backward()
         grads.append([None if t.grad is None else t.grad.numpy() for t in inputs])
-    assert ("_lstm_backward_part", 2) in runs
+    assert ("_lstm_backward_task", 2) in runs
     assert all(grads[0][i] is None for i in frozen)
     _assert_close(grads[0], grads[1], "float64")
 
@@ -231,7 +231,7 @@ def test_lstm_parts_gradcheck(lstm_parts, T, B, H, bias, seed):
 
     for k in range(3):
         assert tl.gradcheck(lambda *ts, k=k: run(*ts)[k], inputs)
-    assert ("_lstm_backward_part", 2) in runs
+    assert ("_lstm_backward_task", 2) in runs
 
 
 def test_lstm_parts_only_where_they_can_run(monkeypatch):

@@ -1,16 +1,14 @@
 """How many threads the library computes with: ``set_num_threads`` / ``get_num_threads``, as in PyTorch.
 
-The one thread pool the library uses is the BLAS that NumPy loaded (OpenBLAS in NumPy's
-wheels), for the matrix products; the fast path's compiled kernels run on the calling
-thread and start no pool of their own (Numba's pool, once started, would also reset the
-OpenMP thread count of a PyTorch in the same process: numba/numba#9387). Work of the library's
-own that is split between threads runs on OpenBLAS's worker threads too (a batch of products,
-such as attention's, shared out matrix by matrix: ``tinygrad_lm/fast/workers.py``). The exception
-is a large LSTM layer on more than one thread: its time loop runs as one part per thread, on
-worker threads of its own, while OpenBLAS is held at one thread.
-``set_num_threads(n)`` sets the BLAS's threads through threadpoolctl, which finds the
-library NumPy actually loaded (and any other BLAS in the process, such as SciPy's). Until it is
-called, the BLAS uses every core, as PyTorch does.
+The one thread pool the library uses is that of the BLAS NumPy loaded (OpenBLAS in NumPy's
+wheels): the matrix products run on it, and so does the library's own work that is split between
+threads (batches of products such as attention's, the compiled GELU, LayerNorm and softmax kernels
+in pieces, a large LSTM layer's time loop as one part per thread: ``tinygrad_lm/fast/workers.py``).
+The library starts no threads of its own, and its compiled kernels use no pool of Numba's (which,
+once started, would also reset the OpenMP thread count of a PyTorch in the same process:
+numba/numba#9387). ``set_num_threads(n)`` sets the BLAS's threads through threadpoolctl, which
+finds the library NumPy actually loaded (and any other BLAS in the process, such as SciPy's).
+Until it is called, the BLAS uses every core, as PyTorch does.
 """
 from __future__ import annotations
 

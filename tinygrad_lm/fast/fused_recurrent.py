@@ -125,28 +125,108 @@ def _lstm_forward_part(part: int, parts: int, start: int, gates: Any, bias: Any,
         workers.barrier(flags, part, parts, t + 1, yield_at)
 
 
-def _lstm_backward_part(part: int, parts: int, start: int, gates: Any, das: Any, c: Any, tanh_c: Any, grad: Any,
-                        grad_part: Any, dh: Any, dc: Any, w_parts: Any, flags: Any, blas: int, int_like: Any,
+def _lstm_backward_part(part: int, parts: int, bounds: Any, gates: Any, das_at: Any, c: Any, tanh_c: Any, grad: Any,
+                        grad_part: Any, dh: Any, dc: Any, w_parts_at: Any, flags: Any, blas: int, int_like: Any,
                         yield_at: int) -> None:
     """The backward time loop of one part (see :func:`_lstm_forward_part`).
 
-    ``das`` holds every part's dL/da (T, B, 4U_q), this part's being written (it may be ``gates``
-    itself); ``grad`` (T, B, H) is the output's gradient, of which ``grad_part`` (B, U) takes this
-    part's columns each step; dh and dc (B, U) are this part's dL/dh_t and dL/dC_t. After each step's
-    kernel the parts wait for each other, then each forms its own dh_{t-1} = sum over parts q of
-    dL/da_t[q] W_hh[rows of q, this part's units] (``w_parts[q]``, (4U_q, U)).
+    ``bounds`` (parts + 1,) are the parts' first units. ``das_at`` (parts,) holds the addresses of every
+    part's dL/da (T, B, 4U_q), this part's being written (it may be ``gates`` itself); ``grad`` (T, B, H)
+    is the output's gradient, of which ``grad_part`` (B, U) takes this part's columns each step; dh and
+    dc (B, U) are this part's dL/dh_t and dL/dC_t. After each step's kernel the parts wait for each
+    other, then each forms its own dh_{t-1} = sum over parts q of dL/da_t[q] W_hh[rows of q, this part's
+    units] (the (4U_q, U) matrices at ``w_parts_at[q]``).
     """
     zero, one = dh.dtype.type(0), dh.dtype.type(1)
-    da = das[part]
-    for step in range(gates.shape[0]):
-        t = gates.shape[0] - 1 - step
-        for b in range(dh.shape[0]):
-            for j in range(dh.shape[1]):
+    T, B = gates.shape[0], gates.shape[1]
+    start, U = bounds[part], bounds[part + 1] - bounds[part]
+    size = dh.itemsize
+    da = compiler.floats(das_at[part], (T, B, 4 * U), zero)
+    for step in range(T):
+        t = T - 1 - step
+        for b in range(B):
+            for j in range(U):
                 grad_part[b, j] = grad[t, b, start + j]
         _lstm_step_back_kernel(gates[t], c[t], tanh_c[t], grad_part, dh, dc, da[t])
         workers.barrier(flags, part, parts, step + 1, yield_at)
         for q in range(parts):
-            compiler.gemm(blas, int_like, das[q][t], w_parts[q], dh, zero if q == 0 else one)
+            width = 4 * (bounds[q + 1] - bounds[q])
+            da_q = compiler.floats(das_at[q] + size * t * B * width, (B, width), zero)
+            compiler.gemm(blas, int_like, da_q, compiler.floats(w_parts_at[q], (width, U), zero), dh,
+                          zero if q == 0 else one)
+
+
+compiler.callable_in_kernels(_lstm_forward_part, _lstm_backward_part)
+
+
+# The parts run on OpenBLAS's threads (workers.run_on_blas_pool), each reading its arrays from task words:
+# 0 the part, 1 parts, 2 the float size, 3 the BLAS's integer size, 4-6 T, B and H, then addresses.
+def _lstm_forward_piece(w: Any, like: Any, int_like: Any) -> None:
+    """:func:`_lstm_forward_part` from the words of :func:`_lstm_forward_task`, in floats of ``like``'s type."""
+    part, parts, T, B, H = w[0], w[1], w[4], w[5], w[6]
+    bounds = compiler.words(w[7], parts + 1)
+    U = bounds[part + 1] - bounds[part]
+    gates = compiler.floats(w[8], (T, B, 4 * U), like)
+    hs, c = compiler.floats(w[10], (T + 1, B, H), like), compiler.floats(w[11], (T + 1, B, U), like)
+    tanh_c, w_t = compiler.floats(w[12], (T, B, U), like), compiler.floats(w[13], (H, 4 * U), like)
+    h, flags = compiler.floats(w[14], (B, U), like), compiler.words(w[15], parts * workers.FLAG_STRIDE)
+    if w[9] == 0:
+        _lstm_forward_part(part, parts, bounds[part], gates, None, hs, c, tanh_c, w_t, h, flags, w[16], int_like,
+                           w[17])
+    else:
+        _lstm_forward_part(part, parts, bounds[part], gates, compiler.floats(w[9], 4 * U, like), hs, c, tanh_c, w_t, h,
+                           flags, w[16], int_like, w[17])
+
+
+def _lstm_forward_task(task: int) -> None:
+    """One part of the split forward. Words after the first seven: 7-15 the addresses of the bounds
+    (parts + 1,), the part's gates (T, B, 4U), bias (4U,) (0: none), the shared h (T+1, B, H), the
+    part's cells (T+1, B, U), tanh of them (T, B, U), W_hh's rows transposed (H, 4U), scratch h (B, U)
+    and the flags; 16 the ``cblas_?gemm`` address, 17 ``sched_yield``'s."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    if w[2] == 4:
+        if w[3] == 8:
+            _lstm_forward_piece(w, numpy.float32(0), numpy.int64(0))
+        else:
+            _lstm_forward_piece(w, numpy.float32(0), numpy.int32(0))
+    elif w[3] == 8:
+        _lstm_forward_piece(w, numpy.float64(0), numpy.int64(0))
+    else:
+        _lstm_forward_piece(w, numpy.float64(0), numpy.int32(0))
+
+
+def _lstm_backward_piece(w: Any, like: Any, int_like: Any) -> None:
+    """:func:`_lstm_backward_part` from the words of :func:`_lstm_backward_task`."""
+    part, parts, T, B, H = w[0], w[1], w[4], w[5], w[6]
+    bounds = compiler.words(w[7], parts + 1)
+    U = bounds[part + 1] - bounds[part]
+    gates, das_at = compiler.floats(w[8], (T, B, 4 * U), like), compiler.words(w[9], parts)
+    c, tanh_c = compiler.floats(w[10], (T + 1, B, U), like), compiler.floats(w[11], (T, B, U), like)
+    grad, grad_part = compiler.floats(w[12], (T, B, H), like), compiler.floats(w[13], (B, U), like)
+    dh, dc = compiler.floats(w[14], (B, U), like), compiler.floats(w[15], (B, U), like)
+    w_parts_at, flags = compiler.words(w[16], parts), compiler.words(w[17], parts * workers.FLAG_STRIDE)
+    _lstm_backward_part(part, parts, bounds, gates, das_at, c, tanh_c, grad, grad_part, dh, dc, w_parts_at, flags,
+                        w[18], int_like, w[19])
+
+
+def _lstm_backward_task(task: int) -> None:
+    """One part of the split backward. Words after the first seven: 7-17 the addresses of the bounds, the
+    part's gates (T, B, 4U), the parts' dL/da addresses (parts,), the part's cells (T+1, B, U) and tanh
+    of them (T, B, U), the output's gradient (T, B, H), scratch (B, U), the part's dh and dc (B, U), the
+    addresses of W_hh's blocks (parts,) and the flags; 18 the ``cblas_?gemm`` address, 19 ``sched_yield``'s."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    if w[2] == 4:
+        if w[3] == 8:
+            _lstm_backward_piece(w, numpy.float32(0), numpy.int64(0))
+        else:
+            _lstm_backward_piece(w, numpy.float32(0), numpy.int32(0))
+    elif w[3] == 8:
+        _lstm_backward_piece(w, numpy.float64(0), numpy.int64(0))
+    else:
+        _lstm_backward_piece(w, numpy.float64(0), numpy.int32(0))
+
+
+compiler.callable_in_kernels(_lstm_forward_piece, _lstm_backward_piece)
 
 
 def _gate_(a: Any, xp: Any, scale: Any, shift: Any) -> Any:
@@ -355,16 +435,19 @@ class LSTMLayer(reference.LSTMLayer):
             cs[p][0] = c0[:, bounds[p] : bounds[p + 1]]
             tanh_c.append(numpy.empty((T, B, bounds[p + 1] - bounds[p]), dtype=x.dtype))
         gemm, int_like, yield_at = workers.blas_arguments(x.dtype)
-        flags = workers.new_flags(parts)
-
-        def args(p: int) -> tuple[Any, ...]:
+        flags, bounds_ = workers.new_flags(parts), numpy.array(bounds, dtype=numpy.int64)
+        keep = []  # (the arrays that only the task words point to, alive until the parts are done)
+        tasks = workers.new_tasks(parts)
+        for p in range(parts):
             part_bias = None if bias is None else numpy.ascontiguousarray(bias[rows[p]])
             w_t = numpy.ascontiguousarray(w_hh_s[rows[p]].T)  # (H, 4U)
             h = numpy.empty((B, bounds[p + 1] - bounds[p]), dtype=x.dtype)
-            return (p, parts, bounds[p], gates[p], part_bias, hs, cs[p], tanh_c[p], w_t, h, flags, gemm, int_like,
-                    yield_at)
-
-        workers.run_parts(_lstm_forward_part, parts, args)
+            keep += [part_bias, w_t, h]
+            tasks[p, :18] = [p, parts, x.dtype.itemsize, int_like.itemsize, T, B, H,
+                             *workers.addresses(bounds_, gates[p]), 0 if part_bias is None else part_bias.ctypes.data,
+                             *workers.addresses(hs, cs[p], tanh_c[p], w_t, h, flags), gemm, yield_at]
+        workers.run_on_blas_pool(_lstm_forward_task, tasks)
+        del keep
         self.w_ih, self.w_hh, self.gates, self.cs, self.tanh_c = w_ih, w_hh, gates, cs, tanh_c
         self.bounds, self.rows, self.h_prev = bounds, rows, hs[:T]
         return hs[1:], hs[T], numpy.concatenate([c[T] for c in cs], axis=1)
@@ -381,16 +464,21 @@ class LSTMLayer(reference.LSTMLayer):
         dcs = [numpy.ascontiguousarray(dc[:, u]) for u in units]
         das = tuple(gates) if self.last_backward else tuple(numpy.empty_like(g) for g in gates)
         gemm, int_like, yield_at = workers.blas_arguments(dtype)
-        flags = workers.new_flags(parts)
+        flags, bounds_ = workers.new_flags(parts), numpy.array(bounds, dtype=numpy.int64)
+        das_at = numpy.array(workers.addresses(*das), dtype=numpy.int64)
         w_rows = [self.w_hh[r] for r in rows]  # (4U_q, H)
-
-        def args(p: int) -> tuple[Any, ...]:
-            w_parts = tuple(numpy.ascontiguousarray(w[:, units[p]]) for w in w_rows)  # (4U_q, U_p)
+        keep = []  # (the arrays that only the task words point to, alive until the parts are done)
+        tasks = workers.new_tasks(parts)
+        for p in range(parts):
+            w_parts = [numpy.ascontiguousarray(w[:, units[p]]) for w in w_rows]  # (4U_q, U_p)
+            w_parts_at = numpy.array(workers.addresses(*w_parts), dtype=numpy.int64)
             grad_part = numpy.empty((B, bounds[p + 1] - bounds[p]), dtype=dtype)
-            return (p, parts, bounds[p], gates[p], das, cs[p], tanh_c[p], grad, grad_part, dhs[p], dcs[p], w_parts,
-                    flags, gemm, int_like, yield_at)
-
-        workers.run_parts(_lstm_backward_part, parts, args)
+            keep += [*w_parts, w_parts_at, grad_part]
+            tasks[p, :20] = [p, parts, dtype.itemsize, int_like.itemsize, T, B, H,
+                             *workers.addresses(bounds_, gates[p], das_at, cs[p], tanh_c[p], grad, grad_part, dhs[p],
+                                                dcs[p], w_parts_at, flags), gemm, yield_at]
+        workers.run_on_blas_pool(_lstm_backward_task, tasks)
+        del keep
         need = self.needs_grad  # x, h_0, C_0, W_ih, W_hh, b_ih, b_hh
         n_in = self.x2.shape[1]
         h_prev2 = self.h_prev.reshape(T * B, H)  # (T*B, H)

@@ -1,29 +1,34 @@
-"""Running one compiled kernel as parts on several threads at once, with BLAS called from inside it.
+"""The library's own work on OpenBLAS's threads: one thread pool per process.
 
-An LSTM's time loop is a chain of small steps: a product ``h_{t-1} W_hh^T`` of (B, H) by (H, 4H),
-then the step's gates. OpenBLAS splits each such product between its threads, but it packs
-W_hh afresh for every call, and on two threads it barely beats one (B = 32, H = 256: 255 against
-275 us). What scales better is splitting the layer itself: each thread owns a slice of the hidden
-units, with all four gates of them, and runs the whole time loop for it. Each step, a one-thread
-GEMM multiplies h_{t-1} by that slice's rows of W_hh, and the thread then waits once for the other
-slices' h_t. The kernels that do so are in :mod:`.fused_recurrent`; this module gives them what
-they need:
+NumPy's products run on OpenBLAS's pool of worker threads. After each product those workers keep
+spinning for a while (about 0.1 s of CPU) before they sleep, so inside a training step they are
+always awake. OpenBLAS also runs any C function on them: ``gotoblas_pthread(n, f, args, stride)``
+calls ``f(args + p * stride)`` for p = 0 .. n-1, part 0 on the calling thread and each other part on
+a worker of its own, and returns when all are done. The library's compiled kernels become such C
+functions (:func:`compiler.callback`), and their parts reach a worker in 5-80 us, where a thread of
+the library's own, sleeping on a condition, took 220-260 us to wake on this project's 2-core
+machine, and would then have competed with OpenBLAS's spinning workers for a core. So the library
+starts no threads of its own, and ``tl.set_num_threads`` (OpenBLAS's thread count) governs them all:
 
-- :func:`numpy_blas`: the ``cblas_?gemm`` of the BLAS that NumPy loaded (one BLAS runtime per
-  process), found through threadpoolctl, for kernels to call with :func:`compiler.gemm`;
-- :func:`parts_for`: how many parts a sequence gets (1: run it as before);
-- :func:`run_parts`: part 0 on the calling thread, the others on worker threads, with the BLAS held
-  at one thread meanwhile;
-- :func:`barrier`: the per-step wait, spinning on shared flags.
-
-While the parts run, OpenBLAS's own pool must be quiet. Its idle workers spin for a while after
-each product (about 0.1 s of CPU here); a part spinning at a barrier on the same core would wait
-for them. So the BLAS is set to one thread and its pool shut down (``blas_thread_shutdown_``, what
-OpenBLAS itself does before a ``fork``); the next multithreaded product starts it again.
+- :func:`run_on_blas_pool`: a callback run once per row of a task array (:data:`TASK_WORDS` int64
+  words per part: the part's index, the addresses and sizes of its arrays), with OpenBLAS held at
+  one thread meanwhile: a part that called a multithreaded product from a worker would wait for
+  ever for a free worker;
+- :func:`pieces_for` and :func:`run_pieces`: independent pieces of work, elements or rows or
+  matrices of a batch (:func:`blas.batched_on_blas_pool`, GELU, LayerNorm, the softmaxes);
+- :func:`parts_for` and :func:`barrier`: parts that wait for each other. An LSTM's time loop is a
+  chain of small steps: a product ``h_{t-1} W_hh^T`` of (B, H) by (H, 4H), then the step's gates.
+  OpenBLAS splits each such product between its threads, but it packs W_hh afresh for every call,
+  and on two threads it barely beats one (B = 32, H = 256: 255 against 275 us). What scales better
+  is splitting the layer itself: each thread owns a slice of the hidden units, with all four gates
+  of them, and runs the whole time loop for it. Each step, a one-thread GEMM (:func:`compiler.gemm`,
+  NumPy's own ``cblas_?gemm``: one BLAS runtime) multiplies h_{t-1} by that slice's rows of W_hh,
+  and the part then waits once for the other slices' h_t. The kernels are in :mod:`.fused_recurrent`.
 
 Only an OpenBLAS with its pthreads pool qualifies (NumPy's wheels). With another BLAS, without
-Numba, or on one thread, :func:`parts_for` says 1. The BLAS's thread count is process-wide: a
-NumPy product that another Python thread runs while the parts do runs on one thread.
+Numba, or on one thread, everything runs in one piece on the calling thread. The BLAS's thread
+count is process-wide: a NumPy product that another Python thread runs while parts do runs on one
+thread.
 """
 from __future__ import annotations
 
@@ -31,7 +36,6 @@ import ctypes
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy
@@ -40,12 +44,11 @@ from .. import threads
 from . import compiler
 
 # A part gets at least this many hidden units, and a sequence this many multiply-adds per thread in its
-# recurrent products (B T H 4H / parts), before the layer is split. Measured on 2 threads, forward and
-# backward: H = 64 split into 32-unit parts ran 6% slower than unsplit; a split costs 0.5-1 ms more per
-# forward and backward (most likely the worker thread waking: a thread sleeping on a condition took 220-260 us
-# to wake here; stopping OpenBLAS's pool and its restart at the next product take about 115 us), so that
-# B = 8, T = 16, H = 256 (2^25 multiply-adds) ran slower split (7.8-8.7 against 6.3-7.7 ms) and B = 32 (2^27)
-# faster (13.6-16.8 against 15.7-17.8).
+# recurrent products (B T H 4H / parts), before the layer is split. Measured on 2 threads, nn.LSTM(64, H)
+# forward and backward, split and unsplit alternating in one process: B = 8, T = 16, H = 256 (2^25
+# multiply-adds in all) ran 4% slower split, B = 16 (2^26) 4% faster and B = 32, T = 64 (2^28) 18% faster;
+# B = 8, T = 64, H = 128 (2^25) gained 21%, so the threshold is a compromise between short and long
+# sequences. H = 64 split into 32-unit parts ran 6% slower.
 MIN_UNITS_PER_PART = 64
 MIN_WORK_PER_PART = 1 << 25
 # Spins at a barrier before each sched_yield, so that more parts than free cores still progress.
@@ -54,17 +57,15 @@ FLAG_STRIDE = 16  # int64 slots between two parts' flags: each on a cache line o
 
 
 class _Blas:
-    """NumPy's OpenBLAS as the parts call it: gemm addresses, integer width, thread count and pool; and,
-    where the build exports them, its pool's entry for other work (:func:`run_on_blas_pool`)."""
+    """NumPy's OpenBLAS as the library calls it: ``cblas_?gemm`` addresses and integer width, its thread
+    count (``openblas_get/set_num_threads``), its pool's entry (``gotoblas_pthread``) and size
+    (``blas_num_threads``, the threads it has started, counting the caller)."""
 
-    def __init__(self, controller: Any, gemm: dict[str, int], int_like: Any, shutdown: Any) -> None:
-        self.controller, self.gemm, self.int_like, self.shutdown = controller, gemm, int_like, shutdown
+    def __init__(self, controller: Any, gemm: dict[str, int], int_like: Any, get_threads: Any, set_threads: Any,
+                 pool: Any, pool_size: Any) -> None:
+        self.controller, self.gemm, self.int_like = controller, gemm, int_like
+        self.get_threads, self.set_threads, self.pool, self.pool_size = get_threads, set_threads, pool, pool_size
         self.lock = threading.Lock()  # one set of parts at a time holds the BLAS at one thread
-        # gotoblas_pthread, openblas_get/set_num_threads and blas_num_threads (None where one is missing)
-        self.pool: Any = None
-        self.get_threads: Any = None
-        self.set_threads: Any = None
-        self.pool_size: Any = None
 
 
 _blas: _Blas | None | bool = False  # False: not looked up yet
@@ -102,28 +103,21 @@ def _find_blas() -> _Blas | None:
         gemm: dict[str, int] = {}
         for dtype, name in (("float32", "cblas_sgemm"), ("float64", "cblas_dgemm")):
             gemm[dtype] = ctypes.cast(getattr(lib, prefix + name + suffix), ctypes.c_void_p).value or 0
-        shutdown, _, _ = _symbol(lib, "blas_thread_shutdown_", (prefix, ""), ("",))
-    except AttributeError:
-        return None
-    shutdown.restype = ctypes.c_int
-    blas = _Blas(controller, gemm, int_like, shutdown)
-    try:
-        blas.get_threads, _, _ = _symbol(lib, "openblas_get_num_threads", (prefix,), (suffix,))
-        blas.set_threads, _, _ = _symbol(lib, "openblas_set_num_threads", (prefix,), (suffix,))
-        blas.pool, _, _ = _symbol(lib, "gotoblas_pthread", (prefix, ""), ("",))
-        blas.pool_size = ctypes.c_int.in_dll(lib, "blas_num_threads")
+        get_threads, _, _ = _symbol(lib, "openblas_get_num_threads", (prefix,), (suffix,))
+        set_threads, _, _ = _symbol(lib, "openblas_set_num_threads", (prefix,), (suffix,))
+        pool, _, _ = _symbol(lib, "gotoblas_pthread", (prefix, ""), ("",))
+        pool_size = ctypes.c_int.in_dll(lib, "blas_num_threads")
     except (AttributeError, ValueError):
-        blas.pool = None
-    else:
-        blas.get_threads.restype, blas.get_threads.argtypes = ctypes.c_int, []
-        blas.set_threads.restype, blas.set_threads.argtypes = None, [ctypes.c_int]
-        blas.pool.restype = ctypes.c_int
-        blas.pool.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
-    return blas
+        return None
+    get_threads.restype, get_threads.argtypes = ctypes.c_int, []
+    set_threads.restype, set_threads.argtypes = None, [ctypes.c_int]
+    pool.restype, pool.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    return _Blas(controller, gemm, int_like, get_threads, set_threads, pool, pool_size)
 
 
 def numpy_blas() -> _Blas | None:
-    """NumPy's BLAS, when it is an OpenBLAS with its own pthreads pool (found once), else None."""
+    """NumPy's BLAS, when it is an OpenBLAS with its own pthreads pool that takes other work (found once),
+    else None."""
     global _blas
     if _blas is False:
         _blas = _find_blas()
@@ -148,18 +142,16 @@ def yield_address() -> int:
 def parts_for(units: int, work: int, *arrays: Any) -> int:
     """How many threads a recurrence over ``units`` hidden units, with ``work`` multiply-adds in its
     recurrent products, runs on: at most ``tl.get_num_threads()`` and the process's cores, each part
-    with at least :data:`MIN_UNITS_PER_PART` units and :data:`MIN_WORK_PER_PART` of the work. 1 unless
-    ``arrays`` (the layer's inputs; None for an absent bias) are NumPy arrays of one float32/float64
-    dtype, and Numba and :func:`numpy_blas` are there."""
+    with at least :data:`MIN_UNITS_PER_PART` units and :data:`MIN_WORK_PER_PART` of the work, and at most
+    :func:`blas_pool_parts` says. 1 unless ``arrays`` (the layer's inputs; None for an absent bias) are
+    NumPy arrays of one float32/float64 dtype."""
     wanted = min(threads.get_num_threads(), threads._cores(), units // MIN_UNITS_PER_PART, work // MIN_WORK_PER_PART)
     if wanted < 2 or not arrays or type(arrays[0]) is not numpy.ndarray or arrays[0].dtype.char not in "fd":
         return 1
     dtype = arrays[0].dtype
     if any(a is not None and (type(a) is not numpy.ndarray or a.dtype != dtype) for a in arrays):
         return 1
-    if not compiler.numba_available() or numpy_blas() is None:
-        return 1
-    return wanted
+    return blas_pool_parts(wanted)
 
 
 def blas_arguments(dtype: Any) -> tuple[int, Any, int]:
@@ -191,82 +183,6 @@ def barrier(flags: Any, part: int, parts: int, count: int, yield_at: int) -> Non
 
 compiler.callable_in_kernels(barrier)
 
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-
-
-def _forget_workers() -> None:
-    """In a forked child: the parent's worker threads do not exist there (start new ones when needed), and
-    the BLAS's lock may have been held by one of the parent's other threads."""
-    global _pool, _pool_size
-    _pool, _pool_size = None, 0
-    if isinstance(_blas, _Blas):
-        _blas.lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_workers)
-
-
-def _workers(n: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
-    if _pool is None or _pool_size < n:
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-        _pool, _pool_size = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tinygrad_lm-part"), n
-    return _pool
-
-
-_compiled: set[tuple[Any, ...]] = set()  # (kernel, argument kinds) that run_parts has compiled
-
-
-def _kind(argument: Any) -> Any:
-    """What Numba's type of an argument depends on here: an array's dtype, rank and layout, a tuple's
-    length and first element, another value's Python type."""
-    if isinstance(argument, numpy.ndarray):
-        return argument.dtype.char, argument.ndim, argument.flags.c_contiguous
-    if isinstance(argument, tuple):
-        return len(argument), _kind(argument[0]) if argument else None
-    return type(argument)
-
-
-def run_parts(kernel: Callable[..., Any], parts: int, args_of: Callable[[int], tuple[Any, ...]]) -> None:
-    """Run the compiled ``kernel(*args_of(p))`` for p = 0 .. parts-1 at once: part 0 on this thread, the others
-    on worker threads, with NumPy's BLAS at one thread and its pool shut down meanwhile.
-
-    The parts wait for each other (:func:`barrier`), so they must all run: the kernel is compiled for
-    the parts' argument types before any of them starts, and a compile error is raised here.
-    """
-    fn: Any = compiler.compiled(kernel, numpy.empty(0))
-    blas = numpy_blas()
-    if fn is None or blas is None:
-        raise RuntimeError("run_parts: needs Numba and NumPy's OpenBLAS (ask parts_for first)")
-    args = [args_of(p) for p in range(parts)]
-    key = (kernel, tuple(_kind(a) for a in args[0]))  # every part has the same types
-    if key not in _compiled:  # (Numba's typeof of every argument costs more than the call itself)
-        numba = compiler.numba_module()
-        fn.compile(tuple(numba.typeof(a) for a in args[0]))
-        _compiled.add(key)
-    with blas.lock:
-        saved = blas.controller.num_threads
-        blas.controller.set_num_threads(1)
-        blas.shutdown()
-        try:
-            futures = [_workers(parts - 1).submit(fn, *args[p]) for p in range(1, parts)]
-            fn(*args[0])
-            for future in futures:
-                future.result()
-        finally:
-            blas.controller.set_num_threads(saved)
-
-
-# OpenBLAS's own pool, for work of the library's own. OpenBLAS keeps its worker threads spinning for a
-# while after each product (about 0.1 s), and its gotoblas_pthread runs any C function on them: the
-# caller's share on the calling thread, the others handed to those workers. Inside a training step the
-# workers are still spinning from the last product, so a hand-off costs 5-80 us (a thread sleeping on a
-# condition takes 220-260 us to wake here), and nothing of the library's competes with them for a core:
-# the process keeps one pool. What runs there must never ask OpenBLAS for threads itself (a worker
-# waiting for a free worker waits for ever), so OpenBLAS is held at one thread meanwhile.
 TASK_WORDS = 40  # int64 words per part of a task: what one call of a callback reads
 
 
@@ -278,7 +194,7 @@ def blas_pool_parts(items: int) -> int:
     if wanted < 2:
         return 1
     blas = numpy_blas()
-    if blas is None or blas.pool is None or not compiler.numba_available():
+    if blas is None or not compiler.numba_available():
         return 1
     return max(1, min(wanted, blas.get_threads(), blas.pool_size.value))
 
@@ -295,7 +211,7 @@ def run_on_blas_pool(kernel: Callable[[int], None], tasks: Any) -> None:
     must not raise (a C callback has no way to report it)."""
     blas = numpy_blas()
     address = compiler.callback(kernel)
-    if blas is None or blas.pool is None or address is None:
+    if blas is None or address is None:
         raise RuntimeError("run_on_blas_pool: needs Numba and NumPy's OpenBLAS with its pool (ask blas_pool_parts)")
     parts = tasks.shape[0]
     if not (tasks.dtype == numpy.int64 and tasks.flags.c_contiguous and tasks.shape[1:] == (TASK_WORDS,)):
@@ -339,3 +255,13 @@ def run_pieces(kernel: Callable[[int], None], parts: int, count: int, *words: in
 def addresses(*arrays: Any) -> list[int]:
     """The addresses of the arrays' first elements: task words for :func:`run_pieces`."""
     return [a.ctypes.data for a in arrays]
+
+
+def _forget_lock() -> None:
+    """In a forked child: the BLAS's lock may have been held by one of the parent's other threads."""
+    if isinstance(_blas, _Blas):
+        _blas.lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_lock)
