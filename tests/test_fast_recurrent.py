@@ -234,19 +234,35 @@ def test_lstm_parts_gradcheck(lstm_parts, T, B, H, bias, seed):
     assert ("_lstm_backward_task", 2) in runs
 
 
-def test_lstm_parts_only_where_they_can_run(monkeypatch):
-    """parts_for: 1 for one thread, small layers, other dtypes or array types, and without Numba or OpenBLAS."""
+@pytest.fixture
+def four_threads(monkeypatch):
+    """tl.set_num_threads(4) (OpenBLAS starts 4 threads) on a process whose cores are taken as 4; restored after."""
+    from tinygrad_lm import threads
+
+    saved_count, saved_setting = threads.get_num_threads(), threads._num_threads
+    monkeypatch.setattr(threads, "_cores", lambda: 4)
+    tl.set_num_threads(4)
+    yield
+    tl.set_num_threads(saved_count)
+    threads._num_threads = saved_setting
+
+
+def test_lstm_parts_only_where_they_can_run(monkeypatch, four_threads):
+    """parts_for: 1 for one thread, small layers, other dtypes or array types, and without Numba or OpenBLAS;
+    never more than OpenBLAS's threads, whose workers run the parts."""
     from tinygrad_lm import threads
     from tinygrad_lm.fast import workers
 
-    monkeypatch.setattr(threads, "get_num_threads", lambda: 4)
-    monkeypatch.setattr(threads, "_cores", lambda: 4)
     x32, x64 = np.zeros((2, 2, 2), np.float32), np.zeros((2, 2, 2))
     big = 64 * workers.MIN_WORK_PER_PART
-    if compiler.numba_available() and workers.numpy_blas() is not None:
+    blas = workers.numpy_blas()
+    if compiler.numba_available() and blas is not None:
         assert workers.parts_for(4 * workers.MIN_UNITS_PER_PART, big, x32, None) == 4
         assert workers.parts_for(2 * workers.MIN_UNITS_PER_PART, big, x64) == 2  # at least MIN_UNITS each
         assert workers.parts_for(4 * workers.MIN_UNITS_PER_PART, 3 * workers.MIN_WORK_PER_PART, x32) == 3
+        blas.set_threads(2)  # OpenBLAS set apart from the library (through threadpoolctl, say)
+        assert workers.parts_for(4 * workers.MIN_UNITS_PER_PART, big, x32) == 2
+        blas.set_threads(4)
     units = 4 * workers.MIN_UNITS_PER_PART
     assert workers.parts_for(units, big, x32, x64) == 1  # mixed dtypes
     assert workers.parts_for(units, big, x32.astype(np.float16)) == 1
