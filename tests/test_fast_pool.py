@@ -197,3 +197,55 @@ def test_gradcheck_through_the_softmax_pieces(pieces, seed, rows, cols, log):
     x = tl.tensor(np.random.default_rng(seed).standard_normal((rows, cols)) * 3, requires_grad=True)
     assert tl.gradcheck(lambda x: (F.log_softmax if log else F.softmax)(x, dim=-1), [x])
     assert pieces and {name for name, _ in pieces} == {"_softmax_rows_task"}
+
+
+def _run(code: str, **env: str) -> str:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(root), **env})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+_SPLIT_GELU = """
+import numpy as np, tinygrad_lm as tl, tinygrad_lm.nn.functional as F
+from tinygrad_lm.fast import workers
+tl.set_num_threads(2)
+workers.MIN_ELEMENTS_PER_PART = 1
+runs = []
+real = workers.run_pieces
+workers.run_pieces = lambda kernel, parts, *rest: (runs.append(parts), real(kernel, parts, *rest))
+x = np.linspace(-3, 3, 1000)
+y = F.gelu(tl.tensor(x)).numpy()
+"""
+
+
+def test_the_pool_after_openblas_started_on_one_thread():
+    """OPENBLAS_NUM_THREADS=1 at start: OpenBLAS has no workers until tl.set_num_threads(2) starts one, and the
+    pieces then run on it (they must not wait for a worker that does not exist)."""
+    blas = workers.numpy_blas()
+    if not compiler.numba_available() or blas is None:
+        pytest.skip("the split needs Numba and NumPy's OpenBLAS with gotoblas_pthread")
+    code = _SPLIT_GELU + "tl.set_num_threads(1)\nprint(runs, np.array_equal(y, F.gelu(tl.tensor(x)).numpy()))"
+    assert _run(code, OPENBLAS_NUM_THREADS="1") == "[2] True"
+
+
+def test_the_pool_in_a_forked_child():
+    """A forked process (a DataLoader worker, say) gets OpenBLAS's pool anew and splits as its parent does."""
+    blas = workers.numpy_blas()
+    if not compiler.numba_available() or blas is None:
+        pytest.skip("the split needs Numba and NumPy's OpenBLAS with gotoblas_pthread")
+    code = _SPLIT_GELU + (
+        "import multiprocessing as mp\n"
+        "def child(q):\n"
+        "    q.put((F.gelu(tl.tensor(x)).numpy(), runs))\n"
+        "q = mp.get_context('fork').Queue()\n"
+        "p = mp.get_context('fork').Process(target=child, args=(q,))\n"
+        "p.start(); got, child_runs = q.get(timeout=120); p.join(timeout=120)\n"
+        "print(p.exitcode, child_runs, np.array_equal(got, y))")
+    assert _run(code) == "0 [2, 2] True"
