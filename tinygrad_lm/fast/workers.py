@@ -245,11 +245,9 @@ def run_pieces(kernel: Callable[[int], None], parts: int, count: int, *words: in
     """Run the callback ``kernel`` on ``parts`` threads of :func:`run_on_blas_pool`. Part p's task words: 0 p,
     1-2 its share ``first, last`` of ``0 .. count`` (``parts`` nearly equal pieces), 3 ``parts``, then from
     4 on ``words``, the same for every part (a kernel's variant, its arrays' addresses and sizes)."""
-    tasks = new_tasks(parts)
-    tasks[:, 4:4 + len(words)] = words
-    bounds = [count * p // parts for p in range(parts + 1)]
-    tasks[:, 0], tasks[:, 1], tasks[:, 2], tasks[:, 3] = range(parts), bounds[:-1], bounds[1:], parts
-    run_on_blas_pool(kernel, tasks)
+    padding = [0] * (TASK_WORDS - 4 - len(words))
+    rows = [[p, count * p // parts, count * (p + 1) // parts, parts, *words, *padding] for p in range(parts)]
+    run_on_blas_pool(kernel, numpy.array(rows, dtype=numpy.int64))  # (one conversion: this runs per op call)
 
 
 def addresses(*arrays: Any) -> list[int]:
