@@ -259,3 +259,16 @@ def test_cost_model_quick_grid_writes_json_and_plot(tmp_path: Path) -> None:
     assert {p["sweep"] for p in data["points"]} == {"batch", "width", "seq", "threads"}
     assert {f["framework"] for f in data["fits"]} == frameworks
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pool_benchmark_times_every_op_both_ways() -> None:
+    """bench_pool.py at one repeat (no timing checked): a row per op, with the pool's time, one piece's, a ratio."""
+    import re
+    import subprocess
+
+    result = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "bench_pool.py"), "--threads", "2",
+                             "--repeats", "1"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    for name in (r"q @ k\^T", "p @ v", "GELU forward", r"LayerNorm forward \+ backward \(2048", "causal attention",
+                 r"softmax forward \+ backward"):
+        assert re.search(rf"^{name}.*\s[\d.]+\s+[\d.]+\s+[\d.]+$", result.stdout, re.M), (name, result.stdout)
