@@ -390,3 +390,17 @@ def test_attention_with_split_products_equals_the_reference(blas_pool) -> None:
         for got, want in zip(split, reference):
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
         blas_pool.clear()
+
+
+def test_split_batches_with_reversed_and_stepped_batch_axes(blas_pool) -> None:
+    """Batch strides that are negative or skip matrices: each product's address is the base's plus its strides."""
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((4, 5, 6))[::-1]
+    b = rng.standard_normal((8, 6, 3)).astype(np.float64)[::-2]
+    _check(blas.matmul(a, b), a, b)
+    c = rng.standard_normal((3, 2, 5, 6))[:, ::-1]
+    _check(blas.matmul(c, b[:2]), c, b[:2])
+    assert blas_pool == [2, 2]
+    swapped = rng.standard_normal((4, 5, 6)).astype(">f8")  # not the machine's byte order: NumPy's product
+    assert blas.batched_on_blas_pool(swapped, swapped.swapaxes(-1, -2)) is None
+    np.testing.assert_allclose(blas.matmul(swapped, swapped.swapaxes(-1, -2)), swapped @ swapped.swapaxes(-1, -2))

@@ -67,7 +67,7 @@ def batched_on_blas_pool(a: Any, b: Any) -> Any:
     if type(a) is not numpy.ndarray or type(b) is not numpy.ndarray or a.ndim < 2 or b.ndim < 2:
         return None
     dtype = a.dtype
-    if b.dtype != dtype or dtype.char not in "fd":
+    if b.dtype != dtype or dtype.char not in "fd" or not dtype.isnative:
         return None
     (m, k), (k_b, n) = a.shape[-2:], b.shape[-2:]
     if k != k_b or min(m, n, k) == 0:
