@@ -211,6 +211,14 @@ def test_addmm_is_matmul_plus_the_bias_row(m, k, n, la, lb, dtype, seed):
     want = np.matmul(a.astype(np.float64), b.astype(np.float64)) + bias
     scale = np.matmul(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64)) + np.abs(bias)
     assert np.max(np.abs(got - want) / scale) <= _tol(dtype)
+    # NumPy's OpenBLAS adds the product into the bias rows (beta = 1) wherever it reads both operands in place
+    from tinygrad_lm.fast import workers
+
+    direct = blas._numpy_gemm_into(bias, a, b)
+    in_place = la != "every2" and lb != "every2" and min(m, k, n) >= 2
+    assert (direct is not None) == (in_place and workers.numpy_blas() is not None)
+    if direct is not None:
+        assert np.max(np.abs(direct - want) / scale) <= _tol(dtype)
 
 
 def _run_op(fast: bool, f, *arrays: np.ndarray) -> list[np.ndarray]:

@@ -18,6 +18,7 @@ runtime, one thread pool per process (see ``tinygrad_lm.set_num_threads``).
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 import math
 from collections.abc import Callable
@@ -156,15 +157,55 @@ def _batched_part(task: int) -> None:
 def addmm(bias: Any, a: Any, b: Any) -> Any:
     """``a @ b + bias`` for a (m, k), b (k, n) and a bias row (n,): a Linear layer's forward.
 
-    On a GPU the output is first filled with the bias rows and cuBLAS adds the product to it
-    (beta = 1), one pass over the output fewer than a GEMM followed by the addition.
+    The output is first filled with the bias rows and the BLAS adds the product to it (beta = 1),
+    one pass over the output fewer than a GEMM followed by the addition: cuBLAS on a GPU, NumPy's
+    OpenBLAS on the CPU (:func:`_numpy_gemm_into`; with beta = 0, OpenBLAS would zero the output
+    first). At `gpt`'s Linear sizes, (2048, 128) @ (128, 384) and the like, 7-8% faster on 2 threads
+    than ``a @ b`` and ``+= bias``.
     """
     if _is_cupy_float_2d(a, b) and bias.shape == b.shape[1:] and bias.dtype == a.dtype:
         out = cupy_module().empty((a.shape[0], b.shape[1]), dtype=a.dtype)
         out[...] = bias
         return _cupy_gemm(a, b, out, beta=1.0)
+    out = _numpy_gemm_into(bias, a, b)
+    if out is not None:
+        return out
     out = matmul(a, b)
     out += bias
+    return out
+
+
+_numpy_gemms: dict[tuple[str, Any], Any] = {}  # (dtype name, BLAS integer type) -> cblas_?gemm as a ctypes function
+
+
+def _numpy_gemm_into(bias: Any, a: Any, b: Any) -> Any:
+    """``bias + a @ b`` as one ``cblas_?gemm`` of NumPy's OpenBLAS with beta = 1 into the bias rows, for NumPy
+    float arrays that BLAS reads in place; None otherwise (or without such a BLAS)."""
+    if type(a) is not numpy.ndarray or type(b) is not numpy.ndarray or type(bias) is not numpy.ndarray:
+        return None
+    dtype = a.dtype
+    if a.ndim != 2 or b.ndim != 2 or dtype.char not in "fd" or not dtype.isnative or b.dtype != dtype:
+        return None
+    (m, k), (k_b, n) = a.shape, b.shape
+    if k != k_b or bias.shape != (n,) or bias.dtype != dtype or min(m, n, k) < 2:
+        return None
+    layout_a, layout_b = _blas_layout(a), _blas_layout(b)
+    blas = workers.numpy_blas()
+    if layout_a is None or layout_b is None or blas is None:
+        return None
+    key = (dtype.name, blas.int_like)
+    gemm = _numpy_gemms.get(key)
+    if gemm is None:
+        real = ctypes.c_float if dtype.char == "f" else ctypes.c_double
+        integer = ctypes.c_int64 if blas.int_like is numpy.int64 else ctypes.c_int32
+        signature = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer, real,
+                                     ctypes.c_void_p, integer, ctypes.c_void_p, integer, real, ctypes.c_void_p, integer)
+        gemm = _numpy_gemms[key] = signature(blas.gemm[dtype.name])
+    out = numpy.empty((m, n), dtype=dtype)
+    out[...] = bias
+    (transpose_a, lda), (transpose_b, ldb) = layout_a, layout_b
+    gemm(101, 112 if transpose_a else 111, 112 if transpose_b else 111, m, n, k, 1.0, a.ctypes.data, lda,
+         b.ctypes.data, ldb, 1.0, out.ctypes.data, n)  # CblasRowMajor, CblasNoTrans (111) or CblasTrans (112)
     return out
 
 
