@@ -465,8 +465,8 @@ def numba_module() -> Any:
 
 # Compiled kernels are cached on disk, so that only a process's first run pays for compiling (about
 # a second per kernel and dtype). Numba keys its cache by the kernel's source file; but a kernel also
-# compiles in this module's exp and tanh, so the key here is a hash of both files' contents: a change
-# to either compiles afresh. The cache lives under the user's cache directory
+# compiles in this module's exp and tanh (and workers.py's barrier and task layout), so the key here is
+# a hash of the three files' contents: a change to any compiles afresh. The cache lives under the user's cache directory
 # (``$XDG_CACHE_HOME/tinygrad_lm/numba``, else ``~/.cache/...``), or ``TINYGRAD_LM_CACHE_DIR``.
 def cache_dir() -> str:
     """The directory of the compiled kernels' disk cache."""
@@ -475,6 +475,9 @@ def cache_dir() -> str:
         return os.path.join(base, "numba")
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(xdg, "tinygrad_lm", "numba")
+
+
+_WORKERS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers.py")
 
 
 def _cache_on_disk(numba: Any) -> None:
@@ -494,7 +497,7 @@ def _cache_on_disk(numba: Any) -> None:
 
         def get_source_stamp(self) -> str:
             digest = hashlib.sha256()
-            for path in (self._py_file, __file__):
+            for path in (self._py_file, __file__, _WORKERS_FILE):
                 with open(path, "rb") as f:
                     digest.update(f.read())
             return digest.hexdigest()
