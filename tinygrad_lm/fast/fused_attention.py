@@ -275,7 +275,8 @@ def _fused_softmax(xp: Any, kernel: Any, st: Any, blocks: tuple[Any, Any, Any], 
         spans = xp.empty((parts, max(Nm, 1), S, 2), dtype=numpy.int64)
         rows, scale_ = xp.empty((parts, 2, L), dtype=st.dtype), numpy.array([scale], dtype=st.dtype)
         optional = [0 if a is None else a.ctypes.data for a in (mask_t, mask_index, keep_blocks, pt_used)]
-        workers.run_pieces(_softmax_piece_task, parts, N, st.dtype.itemsize, S, L, Nm,
+        task = _softmax_pieces_f32 if st.dtype.itemsize == 4 else _softmax_pieces_f64
+        workers.run_pieces(task, parts, N, st.dtype.itemsize, S, L, Nm,
                            *workers.addresses(st_blocks, scale_, spans, rows), *optional)
         return st, (st if pt_used is None else pt_used)
     spans = None if mask_t is None else xp.empty(mask_t.shape[:-1] + (2,), dtype=mask_index.dtype)  # (Nm, S, 2)
@@ -294,7 +295,8 @@ def _fused_softmax_back(xp: Any, kernel: Any, dpt: Any, pt: Any, keep_blocks: An
     contiguous = all(a is None or a.flags.c_contiguous for a in (dpt, pt, keep_blocks))
     if parts > 1 and contiguous:
         c = xp.empty((parts, L), dtype=pt.dtype)
-        workers.run_pieces(_softmax_back_piece_task, parts, n_blocks, pt.dtype.itemsize, S, L,
+        task = _softmax_back_pieces_f32 if pt.dtype.itemsize == 4 else _softmax_back_pieces_f64
+        workers.run_pieces(task, parts, n_blocks, pt.dtype.itemsize, S, L,
                            *workers.addresses(dpt, pt, c), 0 if keep_blocks is None else keep_blocks.ctypes.data)
         return dpt
     kernel(dpt.reshape(n_blocks, S, L), pt.reshape(n_blocks, S, L), keep_blocks, xp.empty(L, dtype=pt.dtype))
@@ -306,7 +308,7 @@ compiler.callable_in_kernels(_softmax_kernel, _softmax_back_kernel)
 
 def _softmax_piece(w: Any, like: Any) -> None:
     """Blocks ``first .. last - 1`` of :func:`_softmax_kernel` in floats of ``like``'s type, from the task words
-    of :func:`_softmax_piece_task`."""
+    of :func:`_softmax_pieces_f32` (or ``_f64``)."""
     part, first, n = w[0], w[1], w[2] - w[1]
     size, S, L, Nm = w[4], w[5], w[6], w[7]
     st = compiler.floats(w[8] + size * first * S * L, (n, S, L), like)
@@ -329,22 +331,22 @@ def _softmax_piece(w: Any, like: Any) -> None:
             _softmax_kernel(st, scale, mask, mask_index, spans, keep, pt_used, rows)
 
 
-def _softmax_piece_task(task: int) -> None:
-    """One thread's share of :func:`_fused_softmax` (:func:`workers.run_pieces`): blocks ``first .. last - 1``.
+# The callbacks, one per float type, so that a process compiles only the one it uses (each compiles
+# the kernel four times, with and without a mask and a keep-mask: 19 s for both float types on first use).
+# Words: 4 the float size, 5-7 S, L and the mask's blocks Nm, 8-11 the addresses of the scores (N, S, L),
+# the scale (one element), the parts' spans (parts, Nm, S, 2) and rows (parts, 2, L), 12-15 those of the
+# mask (Nm, S, L), its block index (N,), the keep-mask (N, L, S) and P' (N, S, L), 0 where absent.
+def _softmax_pieces_f32(task: int) -> None:
+    _softmax_piece(compiler.words(task, workers.TASK_WORDS), numpy.float32(0))
 
-    Words: 4 the float size, 5-7 S, L and the mask's blocks Nm, 8-11 the addresses of the scores (N, S, L),
-    the scale (one element), the parts' spans (parts, Nm, S, 2) and rows (parts, 2, L), 12-15 those of
-    the mask (Nm, S, L), its block index (N,), the keep-mask (N, L, S) and P' (N, S, L), 0 where absent."""
-    w = compiler.words(task, workers.TASK_WORDS)
-    if w[4] == 4:
-        _softmax_piece(w, numpy.float32(0))
-    else:
-        _softmax_piece(w, numpy.float64(0))
+
+def _softmax_pieces_f64(task: int) -> None:
+    _softmax_piece(compiler.words(task, workers.TASK_WORDS), numpy.float64(0))
 
 
 def _softmax_back_piece(w: Any, like: Any) -> None:
     """Blocks ``first .. last - 1`` of :func:`_softmax_back_kernel`, from the words of
-    :func:`_softmax_back_piece_task`."""
+    :func:`_softmax_back_pieces_f32` (or ``_f64``)."""
     part, first, n = w[0], w[1], w[2] - w[1]
     size, S, L = w[4], w[5], w[6]
     dpt = compiler.floats(w[7] + size * first * S * L, (n, S, L), like)
@@ -356,15 +358,14 @@ def _softmax_back_piece(w: Any, like: Any) -> None:
         _softmax_back_kernel(dpt, pt, compiler.floats(w[10] + size * first * L * S, (n, L, S), like), c)
 
 
-def _softmax_back_piece_task(task: int) -> None:
-    """One thread's share of :func:`_fused_softmax_back`: blocks ``first .. last - 1``. Words: 4 the float size,
-    5-6 S and L, 7-10 the addresses of dP'^T and P^T (N, S, L), the parts' scratch (parts, L) and the
-    keep-mask (N, L, S) (0: none)."""
-    w = compiler.words(task, workers.TASK_WORDS)
-    if w[4] == 4:
-        _softmax_back_piece(w, numpy.float32(0))
-    else:
-        _softmax_back_piece(w, numpy.float64(0))
+# Backward words: 4 the float size, 5-6 S and L, 7-10 the addresses of dP'^T and P^T (N, S, L), the parts'
+# scratch (parts, L) and the keep-mask (N, L, S) (0: none).
+def _softmax_back_pieces_f32(task: int) -> None:
+    _softmax_back_piece(compiler.words(task, workers.TASK_WORDS), numpy.float32(0))
+
+
+def _softmax_back_pieces_f64(task: int) -> None:
+    _softmax_back_piece(compiler.words(task, workers.TASK_WORDS), numpy.float64(0))
 
 
 compiler.callable_in_kernels(_softmax_piece, _softmax_back_piece)

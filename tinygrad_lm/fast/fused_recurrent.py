@@ -162,7 +162,8 @@ compiler.callable_in_kernels(_lstm_forward_part, _lstm_backward_part)
 # The parts run on OpenBLAS's threads (workers.run_on_blas_pool), each reading its arrays from task words:
 # 0 the part, 1 parts, 2 the float size, 3 the BLAS's integer size, 4-6 T, B and H, then addresses.
 def _lstm_forward_piece(w: Any, like: Any, int_like: Any) -> None:
-    """:func:`_lstm_forward_part` from the words of :func:`_lstm_forward_task`, in floats of ``like``'s type."""
+    """:func:`_lstm_forward_part` from a forward task's words (see :data:`_LSTM_TASKS`), in floats of ``like``'s
+    type and with the BLAS integers of ``int_like``'s."""
     part, parts, T, B, H = w[0], w[1], w[4], w[5], w[6]
     bounds = compiler.words(w[7], parts + 1)
     U = bounds[part + 1] - bounds[part]
@@ -178,25 +179,8 @@ def _lstm_forward_piece(w: Any, like: Any, int_like: Any) -> None:
                            flags, w[16], int_like, w[17])
 
 
-def _lstm_forward_task(task: int) -> None:
-    """One part of the split forward. Words after the first seven: 7-15 the addresses of the bounds
-    (parts + 1,), the part's gates (T, B, 4U), bias (4U,) (0: none), the shared h (T+1, B, H), the
-    part's cells (T+1, B, U), tanh of them (T, B, U), W_hh's rows transposed (H, 4U), scratch h (B, U)
-    and the flags; 16 the ``cblas_?gemm`` address, 17 ``sched_yield``'s."""
-    w = compiler.words(task, workers.TASK_WORDS)
-    if w[2] == 4:
-        if w[3] == 8:
-            _lstm_forward_piece(w, numpy.float32(0), numpy.int64(0))
-        else:
-            _lstm_forward_piece(w, numpy.float32(0), numpy.int32(0))
-    elif w[3] == 8:
-        _lstm_forward_piece(w, numpy.float64(0), numpy.int64(0))
-    else:
-        _lstm_forward_piece(w, numpy.float64(0), numpy.int32(0))
-
-
 def _lstm_backward_piece(w: Any, like: Any, int_like: Any) -> None:
-    """:func:`_lstm_backward_part` from the words of :func:`_lstm_backward_task`."""
+    """:func:`_lstm_backward_part` from a backward task's words (see :data:`_LSTM_TASKS`)."""
     part, parts, T, B, H = w[0], w[1], w[4], w[5], w[6]
     bounds = compiler.words(w[7], parts + 1)
     U = bounds[part + 1] - bounds[part]
@@ -209,24 +193,54 @@ def _lstm_backward_piece(w: Any, like: Any, int_like: Any) -> None:
                         w[18], int_like, w[19])
 
 
-def _lstm_backward_task(task: int) -> None:
-    """One part of the split backward. Words after the first seven: 7-17 the addresses of the bounds, the
-    part's gates (T, B, 4U), the parts' dL/da addresses (parts,), the part's cells (T+1, B, U) and tanh
-    of them (T, B, U), the output's gradient (T, B, H), scratch (B, U), the part's dh and dc (B, U), the
-    addresses of W_hh's blocks (parts,) and the flags; 18 the ``cblas_?gemm`` address, 19 ``sched_yield``'s."""
-    w = compiler.words(task, workers.TASK_WORDS)
-    if w[2] == 4:
-        if w[3] == 8:
-            _lstm_backward_piece(w, numpy.float32(0), numpy.int64(0))
-        else:
-            _lstm_backward_piece(w, numpy.float32(0), numpy.int32(0))
-    elif w[3] == 8:
-        _lstm_backward_piece(w, numpy.float64(0), numpy.int64(0))
-    else:
-        _lstm_backward_piece(w, numpy.float64(0), numpy.int32(0))
-
-
 compiler.callable_in_kernels(_lstm_forward_piece, _lstm_backward_piece)
+
+
+# The callbacks, one per float type and BLAS integer width, so that a process compiles only the one it uses
+# (a callback compiles every branch it has: the four in one took 14 s on first use, against 3.5 s).
+# Forward words after the first seven: 7-15 the addresses of the bounds (parts + 1,), the part's gates
+# (T, B, 4U), bias (4U,) (0: none), the shared h (T+1, B, H), the part's cells (T+1, B, U), tanh of them
+# (T, B, U), W_hh's rows transposed (H, 4U), scratch h (B, U) and the flags; 16 the ``cblas_?gemm``
+# address, 17 ``sched_yield``'s. Backward: 7-17 the addresses of the bounds, the part's gates, the parts'
+# dL/da addresses (parts,), the part's cells and tanh of them, the output's gradient (T, B, H), scratch
+# (B, U), the part's dh and dc (B, U), the addresses of W_hh's blocks (parts,) and the flags; 18 the
+# ``cblas_?gemm`` address, 19 ``sched_yield``'s.
+def _lstm_forward_f32_i64(task: int) -> None:
+    _lstm_forward_piece(compiler.words(task, workers.TASK_WORDS), numpy.float32(0), numpy.int64(0))
+
+
+def _lstm_forward_f32_i32(task: int) -> None:
+    _lstm_forward_piece(compiler.words(task, workers.TASK_WORDS), numpy.float32(0), numpy.int32(0))
+
+
+def _lstm_forward_f64_i64(task: int) -> None:
+    _lstm_forward_piece(compiler.words(task, workers.TASK_WORDS), numpy.float64(0), numpy.int64(0))
+
+
+def _lstm_forward_f64_i32(task: int) -> None:
+    _lstm_forward_piece(compiler.words(task, workers.TASK_WORDS), numpy.float64(0), numpy.int32(0))
+
+
+def _lstm_backward_f32_i64(task: int) -> None:
+    _lstm_backward_piece(compiler.words(task, workers.TASK_WORDS), numpy.float32(0), numpy.int64(0))
+
+
+def _lstm_backward_f32_i32(task: int) -> None:
+    _lstm_backward_piece(compiler.words(task, workers.TASK_WORDS), numpy.float32(0), numpy.int32(0))
+
+
+def _lstm_backward_f64_i64(task: int) -> None:
+    _lstm_backward_piece(compiler.words(task, workers.TASK_WORDS), numpy.float64(0), numpy.int64(0))
+
+
+def _lstm_backward_f64_i32(task: int) -> None:
+    _lstm_backward_piece(compiler.words(task, workers.TASK_WORDS), numpy.float64(0), numpy.int32(0))
+
+
+_LSTM_TASKS = {  # (float size, BLAS integer size) -> (forward, backward)
+    (4, 8): (_lstm_forward_f32_i64, _lstm_backward_f32_i64), (4, 4): (_lstm_forward_f32_i32, _lstm_backward_f32_i32),
+    (8, 8): (_lstm_forward_f64_i64, _lstm_backward_f64_i64), (8, 4): (_lstm_forward_f64_i32, _lstm_backward_f64_i32),
+}
 
 
 def _gate_(a: Any, xp: Any, scale: Any, shift: Any) -> Any:
@@ -446,7 +460,7 @@ class LSTMLayer(reference.LSTMLayer):
             tasks[p, :18] = [p, parts, x.dtype.itemsize, int_like.itemsize, T, B, H,
                              *workers.addresses(bounds_, gates[p]), 0 if part_bias is None else part_bias.ctypes.data,
                              *workers.addresses(hs, cs[p], tanh_c[p], w_t, h, flags), gemm, yield_at]
-        workers.run_on_blas_pool(_lstm_forward_task, tasks)
+        workers.run_on_blas_pool(_LSTM_TASKS[x.dtype.itemsize, int_like.itemsize][0], tasks)
         del keep
         self.w_ih, self.w_hh, self.gates, self.cs, self.tanh_c = w_ih, w_hh, gates, cs, tanh_c
         self.bounds, self.rows, self.h_prev = bounds, rows, hs[:T]
@@ -477,7 +491,7 @@ class LSTMLayer(reference.LSTMLayer):
             tasks[p, :20] = [p, parts, dtype.itemsize, int_like.itemsize, T, B, H,
                              *workers.addresses(bounds_, gates[p], das_at, cs[p], tanh_c[p], grad, grad_part, dhs[p],
                                                 dcs[p], w_parts_at, flags), gemm, yield_at]
-        workers.run_on_blas_pool(_lstm_backward_task, tasks)
+        workers.run_on_blas_pool(_LSTM_TASKS[dtype.itemsize, int_like.itemsize][1], tasks)
         del keep
         need = self.needs_grad  # x, h_0, C_0, W_ih, W_hh, b_ih, b_hh
         n_in = self.x2.shape[1]
