@@ -78,3 +78,20 @@ def test_no_cache_location_at_all_compiles_in_memory(monkeypatch):
     monkeypatch.setattr(compiler, "_compiled", {})
     assert compiler.compiled(fused_nn._gelu_jit_exact, np.zeros(3)) is fused_nn._gelu_jit_exact
     assert calls == [True, False]
+
+
+# Compiles (or loads) the callback that runs GELU in pieces on OpenBLAS's threads, and prints its cache hits.
+CALLBACK = """
+from tinygrad_lm.fast import compiler, fused_nn
+compiler.callback(fused_nn._gelu_part)
+print(compiler._callback_objects[-1].cache_hits)
+"""
+
+
+def test_second_process_loads_the_callbacks_from_disk(tmp_path):
+    """The callbacks that run on OpenBLAS's threads (compiler.callback) are cached like the kernels."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TINYGRAD_LM_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", CALLBACK], capture_output=True, text=True, timeout=300, env=env)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    assert [r.stdout.strip() for r in runs] == ["0", "1"]
