@@ -197,7 +197,7 @@ compiler.callable_in_kernels(_lstm_forward_piece, _lstm_backward_piece)
 
 
 # The callbacks, one per float type and BLAS integer width, so that a process compiles only the one it uses
-# (a callback compiles every branch it has: the four in one took 14 s on first use, against 3.5 s).
+# (a callback compiles every branch it has: the forward's four in one took 14 s on first use, one alone 5 s).
 # Forward words after the first seven: 7-15 the addresses of the bounds (parts + 1,), the part's gates
 # (T, B, 4U), bias (4U,) (0: none), the shared h (T+1, B, H), the part's cells (T+1, B, U), tanh of them
 # (T, B, U), W_hh's rows transposed (H, 4U), scratch h (B, U) and the flags; 16 the ``cblas_?gemm``
