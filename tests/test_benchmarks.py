@@ -272,3 +272,16 @@ def test_pool_benchmark_times_every_op_both_ways() -> None:
     for name in (r"q @ k\^T", "p @ v", "GELU forward", r"LayerNorm forward \+ backward \(2048", "causal attention",
                  r"softmax forward \+ backward"):
         assert re.search(rf"^{name}.*\s[\d.]+\s+[\d.]+\s+[\d.]+$", result.stdout, re.M), (name, result.stdout)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="compares processes with and without PyTorch imported")
+def test_torch_beside_benchmark_runs_every_kind() -> None:
+    """bench_torch_beside.py at one step and round (no timing checked): a row with three times and two ratios."""
+    import re
+    import subprocess
+
+    argv = [sys.executable, os.path.join(BENCHMARKS, "bench_torch_beside.py"), "--configs", "tiny", "--steps", "1",
+            "--rounds", "1", "--threads", "1"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^tiny(\s+[\d.]+){5}$", result.stdout, re.M), result.stdout
