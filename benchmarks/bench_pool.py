@@ -55,7 +55,8 @@ def ops(rng: np.random.Generator) -> dict[str, Callable[[], Any]]:
     qkv = rng.standard_normal((32, 64, 3, 4, 32)).astype(f32)  # one projection, split as models split it
     q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # (B, heads, T, 32) views
     p = rng.standard_normal((32, 4, 64, 64)).astype(f32)
-    hidden = tl.tensor(rng.standard_normal((32, 64, 512)).astype(f32))
+    hidden = tl.tensor(rng.standard_normal((32, 64, 512)).astype(f32), requires_grad=True)
+    dhidden = tl.tensor(rng.standard_normal((32, 64, 512)).astype(f32))
     w, b = (tl.tensor(rng.standard_normal(128).astype(f32), requires_grad=True) for _ in range(2))
     tq, tk, tv = (tl.tensor(np.ascontiguousarray(a), requires_grad=True) for a in (q, k, v))
     tg = tl.tensor(rng.standard_normal((32, 4, 64, 32)).astype(f32))
@@ -77,7 +78,8 @@ def ops(rng: np.random.Generator) -> dict[str, Callable[[], Any]]:
     return {
         "q @ k^T (32x4 of 64x32 @ 32x64)": lambda: blas.matmul(q, k.swapaxes(-1, -2)),
         "p @ v (32x4 of 64x64 @ 64x32)": lambda: blas.matmul(p, v),
-        "GELU forward (2048 x 512)": lambda: F.gelu(hidden),
+        "GELU forward (2048 x 512)": lambda: F.gelu(hidden.detach()),
+        "GELU forward + backward (2048 x 512)": lambda: (F.gelu(hidden) * dhidden).sum().backward(),
         "LayerNorm forward + backward (2048 x 128)": layer_norm(2048),
         "LayerNorm forward + backward (8192 x 128)": layer_norm(8192),
         "causal attention forward + backward": attention,

@@ -54,10 +54,10 @@ def _gelu(x: np.ndarray, approximate: str) -> tuple[np.ndarray, np.ndarray]:
 def test_gelu_in_pieces_equals_one_piece(pieces, monkeypatch, dtype, approximate):
     x = np.random.default_rng(0).standard_normal((37, 11)).astype(dtype) * 3
     split = _gelu(x, approximate)
-    assert pieces == [("_gelu_part", 2)]
+    assert pieces == [("_gelu_part", 2), ("_multiply_part", 2)]  # forward, then backward's dy * GELU'(x)
     tl.set_num_threads(1)
     whole = _gelu(x, approximate)
-    assert pieces == [("_gelu_part", 2)]
+    assert pieces == [("_gelu_part", 2), ("_multiply_part", 2)]
     for got, want in zip(split, whole):
         np.testing.assert_array_equal(got, want)
 
@@ -108,7 +108,8 @@ def test_gradcheck_through_the_pieces(pieces, seed, rows, cols):
     b = tl.tensor(rng.standard_normal(cols), requires_grad=True)
     assert tl.gradcheck(lambda x, w, b: F.gelu(F.layer_norm(x, (cols,), w, b)), [x, w, b])
     assert tl.gradcheck(lambda x: F.gelu(x, approximate="tanh"), [x])
-    assert {name for name, _ in pieces} == {"_gelu_part", "_layer_norm_forward_part", "_layer_norm_backward_part"}
+    assert {name for name, _ in pieces} == {"_gelu_part", "_multiply_part", "_layer_norm_forward_part",
+                                            "_layer_norm_backward_part"}
 
 
 def test_piece_kernels_run_as_plain_python(pieces, monkeypatch):

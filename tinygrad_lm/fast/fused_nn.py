@@ -102,8 +102,38 @@ class Gelu(ops.Gelu):
         self.dx = dx.reshape(x.shape)
         return out.reshape(x.shape)
 
+    def backward(self, g: Any) -> Any:
+        dx = self.dx
+        if type(g) is not numpy.ndarray or g.shape != dx.shape or g.dtype != dx.dtype or not g.flags.c_contiguous:
+            return super().backward(g)
+        parts = workers.pieces_for(dx.size, dx.size, g, dx)  # (a multiply streams memory: 1.2x on 2 threads)
+        if parts < 2:
+            return super().backward(g)
+        out = numpy.empty_like(dx)
+        workers.run_pieces(_multiply_part, parts, dx.size, dx.itemsize, *workers.addresses(g, dx, out))
+        return out
+
 
 compiler.callable_in_kernels(_gelu_jit_float32, _gelu_jit_exact, _gelu_tanh_kernel)
+
+
+def _multiply_part(task: int) -> None:
+    """One thread's share of ``a * b`` (GELU's backward, dy times the saved derivative): elements ``first .. last
+    - 1``. Words: 4 the float size, 5-7 the addresses of a, b and the product (flat, C-contiguous)."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    first, n = w[1], w[2] - w[1]
+    if w[4] == 4:
+        f32 = numpy.float32(0)
+        a32, b32 = compiler.floats(w[5] + 4 * first, n, f32), compiler.floats(w[6] + 4 * first, n, f32)
+        out32 = compiler.floats(w[7] + 4 * first, n, f32)
+        for i in range(n):
+            out32[i] = a32[i] * b32[i]
+    else:
+        f64 = numpy.float64(0)
+        a64, b64 = compiler.floats(w[5] + 8 * first, n, f64), compiler.floats(w[6] + 8 * first, n, f64)
+        out64 = compiler.floats(w[7] + 8 * first, n, f64)
+        for i in range(n):
+            out64[i] = a64[i] * b64[i]
 
 
 def _gelu_part(task: int) -> None:
