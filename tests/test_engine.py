@@ -407,3 +407,31 @@ def test_backward_tells_an_op_whether_it_is_its_last_backward():
     assert seen == [False, True]
     np.testing.assert_array_equal(x.grad.numpy(), [4.0, 4.0, 4.0])
     assert Function.last_backward is False  # an op's backward called outside the engine may not reuse
+
+
+def test_grad_mode_is_per_thread_as_in_pytorch():
+    """Grad mode and inference mode belong to a thread: a new thread starts with grad on whatever the thread that
+    started it had, and switching it in one thread leaves the others recording (a backward pass in one thread
+    used to switch off recording in every other)."""
+    import threading
+
+    seen: dict[str, object] = {}
+
+    def in_thread() -> None:
+        x = tl.ones(2, requires_grad=True)
+        seen["enabled"] = tl.is_grad_enabled()
+        seen["records"] = (x * 2).requires_grad
+        tl.set_grad_enabled(False)  # this thread only
+        seen["off"] = (x * 2).requires_grad
+        with tl.inference_mode():
+            seen["inference"] = tl.is_inference_mode_enabled()
+
+    with tl.no_grad():
+        t = threading.Thread(target=in_thread)
+        t.start()
+        t.join()
+        assert not tl.is_grad_enabled()
+    assert seen == {"enabled": True, "records": True, "off": False, "inference": True}
+    assert tl.is_grad_enabled() and not tl.is_inference_mode_enabled()
+    x = tl.ones(2, requires_grad=True)
+    assert (x * 2).requires_grad

@@ -250,3 +250,43 @@ def test_the_pool_in_a_forked_child():
         "p.start(); got, child_runs = q.get(timeout=120); p.join(timeout=120)\n"
         "print(p.exitcode, child_runs, np.array_equal(got, y))")
     assert _run(code) == "0 [2, 2] True"
+
+
+def test_pieces_from_two_python_threads_beside_numpy_products(pieces):
+    """Two Python threads running split ops (forward and backward: grad mode is per thread) while a third runs
+    NumPy's own (multithreaded) products: every result right, nobody waits for ever (the pool's users take
+    turns; a product finds OpenBLAS's workers busy, or OpenBLAS at one thread, at worst)."""
+    import threading
+
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((64, 50)) for _ in range(2)]
+    wants = [_gelu(x, "none") for x in xs]
+    big = rng.standard_normal((300, 300))
+    big_want = big @ big
+    errors: list[BaseException] = []
+
+    def split(i: int) -> None:
+        try:
+            for _ in range(20):
+                for got, want in zip(_gelu(xs[i], "none"), wants[i]):
+                    np.testing.assert_array_equal(got, want)
+        except BaseException as e:  # noqa: BLE001 - reported below, from the main thread
+            errors.append(e)
+
+    def products() -> None:
+        try:
+            for _ in range(20):
+                np.testing.assert_allclose(big @ big, big_want)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads_ = [threading.Thread(target=split, args=(i,)) for i in range(2)] + [threading.Thread(target=products)]
+    for t in threads_:
+        t.start()
+    for t in threads_:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads_), "a thread is still waiting"
+    assert not errors, errors
+    # 4 splits made `wants`; while one thread's pieces run, OpenBLAS is held at one thread, and the other
+    # thread's ops see that and run in one piece: some of the 80 ops split, not all
+    assert len(pieces) > 4

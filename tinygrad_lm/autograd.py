@@ -31,13 +31,23 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import traceback
 import weakref
 from typing import Any, Callable
 
 from . import backend
 
-_grad_enabled = True
+
+class _ThreadModes(threading.local):
+    """Grad mode and inference mode, one setting per thread, as PyTorch keeps them: a thread starts with grad
+    mode on, and a ``no_grad`` block (or a backward pass) in one thread does not stop another recording."""
+
+    grad_enabled = True
+    inference_mode = 0  # how many inference_mode blocks are open
+
+
+_modes = _ThreadModes()
 _anomaly_mode = False
 # The fast path (tinygrad_lm.fast): whether it is on, and the fast version registered for each reference op.
 _fast_ops = True
@@ -60,13 +70,11 @@ class _GradMode(contextlib.ContextDecorator):
         return self if func is None else self(func)
 
     def __enter__(self) -> None:
-        global _grad_enabled
-        self._prev.append(_grad_enabled)
-        _grad_enabled = self._mode
+        self._prev.append(_modes.grad_enabled)
+        _modes.grad_enabled = self._mode
 
     def __exit__(self, *exc: Any) -> None:
-        global _grad_enabled
-        _grad_enabled = self._prev.pop()
+        _modes.grad_enabled = self._prev.pop()
 
 
 class no_grad(_GradMode):
@@ -85,20 +93,19 @@ class set_grad_enabled(contextlib.ContextDecorator):
     """Switch grad mode to ``mode`` (at once, and back on leaving a ``with`` block)."""
 
     def __init__(self, mode: bool) -> None:
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = bool(mode)
+        self._prev = _modes.grad_enabled
+        _modes.grad_enabled = bool(mode)
 
     def __enter__(self) -> None:
         pass
 
     def __exit__(self, *exc: Any) -> None:
-        global _grad_enabled
-        _grad_enabled = self._prev
+        _modes.grad_enabled = self._prev
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    """Whether ops record the graph in this thread (each thread has its own setting, as in PyTorch)."""
+    return _modes.grad_enabled
 
 
 class inference_mode(contextlib.ContextDecorator):
@@ -123,24 +130,19 @@ class inference_mode(contextlib.ContextDecorator):
         pass
 
     def __enter__(self) -> None:
-        global _grad_enabled, _inference_mode
-        self._prev.append(_grad_enabled)
+        self._prev.append(_modes.grad_enabled)
         if self._enabled:
-            _grad_enabled = False
-            _inference_mode += 1
+            _modes.grad_enabled = False
+            _modes.inference_mode += 1
 
     def __exit__(self, *exc: Any) -> None:
-        global _grad_enabled, _inference_mode
-        _grad_enabled = self._prev.pop()
+        _modes.grad_enabled = self._prev.pop()
         if self._enabled:
-            _inference_mode -= 1
-
-
-_inference_mode = 0  # how many inference_mode blocks are open
+            _modes.inference_mode -= 1
 
 
 def is_inference_mode_enabled() -> bool:
-    return _inference_mode > 0
+    return _modes.inference_mode > 0
 
 
 class AnomalyError(RuntimeError):
@@ -271,7 +273,7 @@ class Function:
         result = Tensor._wrap(out, ctx.device)
         if result.array.base is not None:  # a view (reshape, slice, permute) of an input shares its version counter
             _share_version(result, inputs)
-        if requires_grad and _grad_enabled and cls.differentiable and out.dtype.kind in "fc":
+        if requires_grad and _modes.grad_enabled and cls.differentiable and out.dtype.kind in "fc":
             ctx.inputs = _graph_inputs(inputs)
             ctx.needs_grad = tuple(needs_grad)
             result.grad_fn = ctx
@@ -294,7 +296,7 @@ def _wrap_outputs(ctx: Function, outs: tuple[Any, ...], inputs: tuple[Any, ...],
     for result in results:
         if result.array.base is not None:
             _share_version(result, inputs)
-    if requires_grad and _grad_enabled and ctx.differentiable and outs and outs[0].dtype.kind in "fc":
+    if requires_grad and _modes.grad_enabled and ctx.differentiable and outs and outs[0].dtype.kind in "fc":
         ctx.inputs = _graph_inputs(inputs)
         ctx.needs_grad = needs_grad
         ctx.n_outputs = len(outs)
@@ -350,7 +352,7 @@ def share_counter(source: Any, view: Any) -> list[Any]:
     if counter is None:
         counter = source._vc = [0, None, True]
     refs = counter[1]
-    if not _grad_enabled:  # no graph can be redirected now: note only that unknown tensors share the memory
+    if not _modes.grad_enabled:  # no graph can be redirected now: note only that unknown tensors share the memory
         if refs is None:
             counter[1] = [_unknown_sharer]
         elif refs[0] is not _unknown_sharer:

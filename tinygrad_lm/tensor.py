@@ -1042,7 +1042,7 @@ class Tensor:
     def fill_(self, value: Any) -> Tensor:
         """Every element set to ``value`` (a number or a one-element tensor); no gradient flows to the old values."""
         value = _scalar_value(value)
-        if self.requires_grad and autograd._grad_enabled:
+        if self.requires_grad and autograd._modes.grad_enabled:
             everywhere = self.xp.ones((), dtype=bool)
             return _inplace(self, "fill_", lambda: _ops.MaskedFill.apply(self, mask=everywhere, value=value))
         _check_writable("fill_", self)
@@ -1063,7 +1063,7 @@ class Tensor:
             out = src.to(self.dtype).to(self.device)
             if out.shape != self.shape:
                 out = out.expand(self.shape)
-            return out.clone() if autograd._grad_enabled and out.requires_grad else out
+            return out.clone() if autograd._modes.grad_enabled and out.requires_grad else out
         return _inplace(self, "copy_", compute)
 
     def uniform_(self, a: Any = 0.0, b: Any = 1.0, *, generator: Any = None) -> Tensor:
@@ -2145,12 +2145,12 @@ class Tensor:
         index, advanced = _normalise_index(index, self)
         if isinstance(value, Tensor):
             _check_same_device("setitem", self, value)
-            if autograd._grad_enabled and (self.requires_grad or value.requires_grad):
+            if autograd._modes.grad_enabled and (self.requires_grad or value.requires_grad):
                 if value.array.dtype != self.array.dtype:
                     value = value.to(self.dtype)
                 self._rebind("setitem", _ops.IndexPut.apply(self, value, index=index))
                 return
-        elif autograd._grad_enabled and self.requires_grad:
+        elif autograd._modes.grad_enabled and self.requires_grad:
             self._rebind("setitem", _ops.IndexPut.apply(self, _scalar_value(value), index=index))
             return
         _check_writable("setitem", self)
@@ -2235,7 +2235,7 @@ def _memory_family(name: str, t: Tensor, refs: list[Any]) -> tuple[Any, list[Any
 
 
 def _check_leaf_inplace(name: str, t: Tensor) -> None:
-    if t.requires_grad and t.grad_fn is None and autograd._grad_enabled:
+    if t.requires_grad and t.grad_fn is None and autograd._modes.grad_enabled:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place operation "
                            "(change its values under tl.no_grad(), as optimizers do)")
 
@@ -2266,7 +2266,7 @@ def _inplace(t: Tensor, name: str, compute: Any) -> Tensor:
     """Run ``compute()`` (the out-of-place op) and make its result ``t``'s value, in place."""
     _check_leaf_inplace(name, t)
     result = compute()
-    if autograd._grad_enabled and (t.requires_grad or result.requires_grad):
+    if autograd._modes.grad_enabled and (t.requires_grad or result.requires_grad):
         return t._rebind(name, result)
     out = result.array
     if out.shape != t.shape:
@@ -2287,7 +2287,8 @@ _OUT_OF_PLACE = {"add_": "add", "sub_": "sub", "mul_": "mul", "div_": "div"}
 def _inplace_arith(t: Tensor, name: str, other: Any, alpha: Any) -> Tensor:
     """add_/sub_/mul_/div_: straight into ``t``'s memory (one ufunc) when no graph is recorded."""
     _check_leaf_inplace(name, t)
-    recording = autograd._grad_enabled and (t.requires_grad or (isinstance(other, Tensor) and other.requires_grad))
+    needs = t.requires_grad or (isinstance(other, Tensor) and other.requires_grad)
+    recording = autograd._modes.grad_enabled and needs
     if recording or not (isinstance(other, Tensor) or type(other) in (int, float, bool)):
         method = getattr(t, _OUT_OF_PLACE[name])
         return _inplace(t, name, lambda: method(other, alpha=alpha) if alpha != 1 else method(other))
