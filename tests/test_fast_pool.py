@@ -290,3 +290,18 @@ def test_pieces_from_two_python_threads_beside_numpy_products(pieces):
     # 4 splits made `wants`; while one thread's pieces run, OpenBLAS is held at one thread, and the other
     # thread's ops see that and run in one piece: some of the 80 ops split, not all
     assert len(pieces) > 4
+
+
+def test_set_num_threads_waits_for_the_pool(pieces):
+    """tl.set_num_threads from another thread waits while work holds OpenBLAS at one thread (its lock), so that no
+    piece gets a multithreaded product in the middle."""
+    import threading
+
+    blas = workers.numpy_blas()
+    done = threading.Event()
+    with blas.lock:  # as run_on_blas_pool holds it
+        t = threading.Thread(target=lambda: (tl.set_num_threads(2), done.set()))
+        t.start()
+        assert not done.wait(0.3)
+    assert done.wait(30)
+    t.join()

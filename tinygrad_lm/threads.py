@@ -12,7 +12,9 @@ Until it is called, the BLAS uses every core, as PyTorch does.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from typing import Any
 
 _num_threads: int | None = None  # the last set_num_threads, None before
@@ -42,8 +44,13 @@ def set_num_threads(n: int) -> None:
     import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import threadpool_limits
 
-    _blas_limit = threadpool_limits(limits=n, user_api="blas")
-    _num_threads = n
+    # Not while work runs on OpenBLAS's threads (fast/workers.py holds it at one thread then: a piece that
+    # got a multithreaded product would wait for ever for a free worker). Its lock exists once it is in use.
+    workers = sys.modules.get("tinygrad_lm.fast.workers")
+    lock: Any = getattr(getattr(workers, "_blas", None), "lock", None)
+    with lock if lock is not None else contextlib.nullcontext():
+        _blas_limit = threadpool_limits(limits=n, user_api="blas")
+        _num_threads = n
 
 
 def get_num_threads() -> int:
