@@ -95,3 +95,25 @@ def test_second_process_loads_the_callbacks_from_disk(tmp_path):
             for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
     assert [r.stdout.strip() for r in runs] == ["0", "1"]
+
+
+def test_a_callback_with_no_cache_location_compiles_in_memory(monkeypatch):
+    """As for the kernels: where Numba finds nowhere to cache a callback, it compiles without a cache."""
+    import numba
+
+    from tinygrad_lm.fast import compiler, fused_nn
+
+    compiler.numba_available()
+    calls = []
+    real = numba.cfunc
+
+    def refusing(signature, cache=False, **options):
+        calls.append(cache)
+        if cache:
+            raise RuntimeError("cannot cache function: no locator available")
+        return real(signature, **options)
+
+    monkeypatch.setattr(numba, "cfunc", refusing)
+    monkeypatch.setattr(compiler, "_callbacks", {})
+    assert compiler.callback(fused_nn._gelu_part)
+    assert calls == [True, False]

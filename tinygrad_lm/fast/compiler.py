@@ -593,8 +593,11 @@ def callback(kernel: Callable[[int], None]) -> int | None:
             return None
         options = _options()
         del options["nogil"]  # (a C callback holds no GIL to release)
-        function = numba.cfunc(numba.types.void(numba.types.intp), cache=kernel.__module__.startswith("tinygrad_lm."),
-                               **options)(kernel)
+        signature = numba.types.void(numba.types.intp)
+        try:
+            function = numba.cfunc(signature, cache=kernel.__module__.startswith("tinygrad_lm."), **options)(kernel)
+        except RuntimeError:  # "cannot cache function": no writable cache directory anywhere; compile in memory
+            function = numba.cfunc(signature, **options)(kernel)
         address = _callbacks[kernel] = function.address
         _callback_objects.append(function)  # the compiled code lives as long as its object
     return address
