@@ -120,14 +120,9 @@ def _blas_layout(x: Any) -> tuple[int, int] | None:
     return None
 
 
-def _batched_part(task: int) -> None:
-    """One thread's share of :func:`batched_on_blas_pool`: the products ``first .. last - 1`` of the batch.
-
-    The task's words: 0 the ``cblas_?gemm`` address, 1-2 first and last, 3 the batch axes, 4 the float
-    size, 5 the BLAS's integer size, 6-8 m, n, k, 9-10 a's transposition and leading dimension, 11-12
-    b's, 13 c's leading dimension, 14-16 the addresses of a, b, c, then the batch shape and the three
-    operands' batch strides in bytes (:data:`MAX_BATCH_AXES` words each)."""
-    w = compiler.words(task, workers.TASK_WORDS)
+def _batched_piece(w: Any, like: Any, int_like: Any) -> None:
+    """The products ``first .. last - 1`` of a batch, in floats of ``like``'s type with the BLAS integers of
+    ``int_like``'s, from the words of :func:`_batched_part`."""
     nd = w[3]
     for i in range(w[1], w[2]):
         a, b, c = w[14], w[15], w[16]
@@ -139,19 +134,30 @@ def _batched_part(task: int) -> None:
             a += j * w[_BATCH + MAX_BATCH_AXES + axis]
             b += j * w[_BATCH + 2 * MAX_BATCH_AXES + axis]
             c += j * w[_BATCH + 3 * MAX_BATCH_AXES + axis]
-        if w[4] == 4:
-            if w[5] == 8:
-                compiler.gemm_addresses(w[0], numpy.int64(0), numpy.float32(0), w[9], w[11], w[6], w[7], w[8], a,
-                                        w[10], b, w[12], 0.0, c, w[13])
-            else:
-                compiler.gemm_addresses(w[0], numpy.int32(0), numpy.float32(0), w[9], w[11], w[6], w[7], w[8], a,
-                                        w[10], b, w[12], 0.0, c, w[13])
-        elif w[5] == 8:
-            compiler.gemm_addresses(w[0], numpy.int64(0), numpy.float64(0), w[9], w[11], w[6], w[7], w[8], a,
-                                    w[10], b, w[12], 0.0, c, w[13])
+        compiler.gemm_addresses(w[0], int_like, like, w[9], w[11], w[6], w[7], w[8], a, w[10], b, w[12], 0.0, c, w[13])
+
+
+compiler.callable_in_kernels(_batched_piece)
+
+
+def _batched_part(task: int) -> None:
+    """One thread's share of :func:`batched_on_blas_pool`: the products ``first .. last - 1`` of the batch.
+
+    The task's words: 0 the ``cblas_?gemm`` address, 1-2 first and last, 3 the batch axes, 4 the float
+    size, 5 the BLAS's integer size, 6-8 m, n, k, 9-10 a's transposition and leading dimension, 11-12
+    b's, 13 c's leading dimension, 14-16 the addresses of a, b, c, then the batch shape and the three
+    operands' batch strides in bytes (:data:`MAX_BATCH_AXES` words each)."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    # (one call per type: compiled, `int64(0) if ... else int32(0)` would unify to int64)
+    if w[4] == 4:
+        if w[5] == 8:
+            _batched_piece(w, numpy.float32(0), numpy.int64(0))
         else:
-            compiler.gemm_addresses(w[0], numpy.int32(0), numpy.float64(0), w[9], w[11], w[6], w[7], w[8], a,
-                                    w[10], b, w[12], 0.0, c, w[13])
+            _batched_piece(w, numpy.float32(0), numpy.int32(0))
+    elif w[5] == 8:
+        _batched_piece(w, numpy.float64(0), numpy.int64(0))
+    else:
+        _batched_piece(w, numpy.float64(0), numpy.int32(0))
 
 
 def addmm(bias: Any, a: Any, b: Any) -> Any:

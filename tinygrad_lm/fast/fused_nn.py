@@ -95,8 +95,8 @@ class Gelu(ops.Gelu):
         out, dx = xp.empty_like(flat), xp.empty_like(flat)
         parts = workers.pieces_for(flat.size, flat.size, flat)
         if parts > 1:
-            variant = (0 if approximate == "none" else 2) + (flat.dtype.itemsize == 8)
-            workers.run_pieces(_gelu_part, parts, flat.size, variant, *workers.addresses(flat, out, dx))
+            workers.run_pieces(_gelu_part, parts, flat.size, flat.dtype.itemsize, int(approximate != "none"),
+                               *workers.addresses(flat, out, dx))
         else:
             kernel(flat, out, dx)
         self.dx = dx.reshape(x.shape)
@@ -117,47 +117,52 @@ class Gelu(ops.Gelu):
 compiler.callable_in_kernels(_gelu_jit_float32, _gelu_jit_exact, _gelu_tanh_kernel)
 
 
-def _multiply_part(task: int) -> None:
-    """One thread's share of ``a * b`` (GELU's backward, dy times the saved derivative): elements ``first .. last
-    - 1``. Words: 4 the float size, 5-7 the addresses of a, b and the product (flat, C-contiguous)."""
-    w = compiler.words(task, workers.TASK_WORDS)
-    first, n = w[1], w[2] - w[1]
-    if w[4] == 4:
-        f32 = numpy.float32(0)
-        a32, b32 = compiler.floats(w[5] + 4 * first, n, f32), compiler.floats(w[6] + 4 * first, n, f32)
-        out32 = compiler.floats(w[7] + 4 * first, n, f32)
-        for i in range(n):
-            out32[i] = a32[i] * b32[i]
+def _gelu_piece(w: Any, like: Any) -> None:
+    """Elements ``first .. last - 1`` of Gelu's forward in floats of ``like``'s type, from the words of
+    :func:`_gelu_part`."""
+    first, n, size = w[1], w[2] - w[1], w[4]
+    x, out = compiler.floats(w[6] + size * first, n, like), compiler.floats(w[7] + size * first, n, like)
+    dx = compiler.floats(w[8] + size * first, n, like)
+    if w[5] != 0:
+        _gelu_tanh_kernel(x, out, dx)
+    elif size == 4:
+        _gelu_jit_float32(x, out, dx)
     else:
-        f64 = numpy.float64(0)
-        a64, b64 = compiler.floats(w[5] + 8 * first, n, f64), compiler.floats(w[6] + 8 * first, n, f64)
-        out64 = compiler.floats(w[7] + 8 * first, n, f64)
-        for i in range(n):
-            out64[i] = a64[i] * b64[i]
+        _gelu_jit_exact(x, out, dx)
+
+
+def _multiply_piece(w: Any, like: Any) -> None:
+    """Elements ``first .. last - 1`` of ``a * b`` in floats of ``like``'s type, from the words of
+    :func:`_multiply_part`."""
+    first, n, size = w[1], w[2] - w[1], w[4]
+    a, b = compiler.floats(w[5] + size * first, n, like), compiler.floats(w[6] + size * first, n, like)
+    out = compiler.floats(w[7] + size * first, n, like)
+    for i in range(n):
+        out[i] = a[i] * b[i]
+
+
+compiler.callable_in_kernels(_gelu_piece, _multiply_piece)
 
 
 def _gelu_part(task: int) -> None:
     """One thread's share of Gelu's forward (:func:`workers.run_pieces`): elements ``first .. last - 1`` of
-    x, out and dx, whose addresses are words 5-7. Word 4 picks the kernel: 0 exact float32
-    (:func:`_gelu_jit_float32`), 1 exact float64 (:func:`_gelu_jit_exact`), 2 and 3 the tanh form."""
+    x, out and dx. Words: 4 the float size, 5 the form (0 exact: :func:`_gelu_jit_float32` for float32,
+    :func:`_gelu_jit_exact` for float64; 1 tanh: :func:`_gelu_tanh_kernel`), 6-8 the addresses of x, out, dx."""
     w = compiler.words(task, workers.TASK_WORDS)
-    first, n, variant = w[1], w[2] - w[1], w[4]
-    if variant % 2 == 0:
-        like32 = numpy.float32(0)
-        x32 = compiler.floats(w[5] + 4 * first, n, like32)
-        out32, dx32 = compiler.floats(w[6] + 4 * first, n, like32), compiler.floats(w[7] + 4 * first, n, like32)
-        if variant == 0:
-            _gelu_jit_float32(x32, out32, dx32)
-        else:
-            _gelu_tanh_kernel(x32, out32, dx32)
+    if w[4] == 4:
+        _gelu_piece(w, numpy.float32(0))
     else:
-        like64 = numpy.float64(0)
-        x64 = compiler.floats(w[5] + 8 * first, n, like64)
-        out64, dx64 = compiler.floats(w[6] + 8 * first, n, like64), compiler.floats(w[7] + 8 * first, n, like64)
-        if variant == 1:
-            _gelu_jit_exact(x64, out64, dx64)
-        else:
-            _gelu_tanh_kernel(x64, out64, dx64)
+        _gelu_piece(w, numpy.float64(0))
+
+
+def _multiply_part(task: int) -> None:
+    """One thread's share of ``a * b`` (GELU's backward, dy times the saved derivative): elements ``first .. last
+    - 1``. Words: 4 the float size, 5-7 the addresses of a, b and the product (flat, C-contiguous)."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    if w[4] == 4:
+        _multiply_piece(w, numpy.float32(0))
+    else:
+        _multiply_piece(w, numpy.float64(0))
 
 
 def _layer_norm_forward_kernel(x: Any, weight: Any, bias: Any, eps: float, y: Any, mean: Any, rstd: Any) -> None:
@@ -290,26 +295,40 @@ class LayerNorm(ops.LayerNorm):
 compiler.callable_in_kernels(_layer_norm_forward_kernel, _layer_norm_backward_kernel)
 
 
+def _layer_norm_forward_piece(w: Any, like: Any) -> None:
+    """Rows ``first .. last - 1`` of LayerNorm's forward in floats of ``like``'s type, from the words of
+    :func:`_layer_norm_forward_part`."""
+    first, rows, size, D = w[1], w[2] - w[1], w[4], w[5]
+    at_row, at = size * first * D, size * first  # byte offsets of the first row in (M, D) and (M,) arrays
+    x, y = compiler.floats(w[6] + at_row, (rows, D), like), compiler.floats(w[10] + at_row, (rows, D), like)
+    weight, bias, eps = compiler.floats(w[7], D, like), compiler.floats(w[8], D, like), compiler.floats(w[9], 1, like)
+    mean, rstd = compiler.floats(w[11] + at, rows, like), compiler.floats(w[12] + at, rows, like)
+    _layer_norm_forward_kernel(x, weight, bias, eps[0], y, mean, rstd)
+
+
+def _layer_norm_backward_piece(w: Any, like: Any) -> None:
+    """Rows ``first .. last - 1`` of LayerNorm's backward and this part's sums of dw and db, in floats of
+    ``like``'s type, from the words of :func:`_layer_norm_backward_part`."""
+    first, rows, size, D, part, parts = w[1], w[2] - w[1], w[4], w[5], w[0], w[3]
+    at_row, at = size * first * D, size * first  # byte offsets of the first row in (M, D) and (M,) arrays
+    x, dy = compiler.floats(w[6] + at_row, (rows, D), like), compiler.floats(w[10] + at_row, (rows, D), like)
+    mean, rstd = compiler.floats(w[7] + at, rows, like), compiler.floats(w[8] + at, rows, like)
+    dx, sums = compiler.floats(w[11] + at_row, (rows, D), like), compiler.floats(w[12], (2, parts, D), like)
+    _layer_norm_backward_kernel(x, mean, rstd, compiler.floats(w[9], D, like), dy, dx, sums[0, part], sums[1, part])
+
+
+compiler.callable_in_kernels(_layer_norm_forward_piece, _layer_norm_backward_piece)
+
+
 def _layer_norm_forward_part(task: int) -> None:
     """One thread's share of LayerNorm's forward (:func:`workers.run_pieces`): rows ``first .. last - 1``.
     Words: 4 the float size, 5 D, 6-12 the addresses of x (M, D), weight, bias, eps (one element),
     y (M, D), mean and rstd (M,)."""
     w = compiler.words(task, workers.TASK_WORDS)
-    first, rows, size, D = w[1], w[2] - w[1], w[4], w[5]
-    if size == 4:
-        f32 = numpy.float32(0)
-        _layer_norm_forward_kernel(
-            compiler.floats(w[6] + 4 * first * D, (rows, D), f32), compiler.floats(w[7], D, f32),
-            compiler.floats(w[8], D, f32), compiler.floats(w[9], 1, f32)[0],
-            compiler.floats(w[10] + 4 * first * D, (rows, D), f32), compiler.floats(w[11] + 4 * first, rows, f32),
-            compiler.floats(w[12] + 4 * first, rows, f32))
+    if w[4] == 4:
+        _layer_norm_forward_piece(w, numpy.float32(0))
     else:
-        f64 = numpy.float64(0)
-        _layer_norm_forward_kernel(
-            compiler.floats(w[6] + 8 * first * D, (rows, D), f64), compiler.floats(w[7], D, f64),
-            compiler.floats(w[8], D, f64), compiler.floats(w[9], 1, f64)[0],
-            compiler.floats(w[10] + 8 * first * D, (rows, D), f64), compiler.floats(w[11] + 8 * first, rows, f64),
-            compiler.floats(w[12] + 8 * first, rows, f64))
+        _layer_norm_forward_piece(w, numpy.float64(0))
 
 
 def _layer_norm_backward_part(task: int) -> None:
@@ -317,24 +336,10 @@ def _layer_norm_backward_part(task: int) -> None:
     of dw and db. Words: 4 the float size, 5 D, 6-11 the addresses of x (M, D), mean, rstd (M,),
     weight (D,), dy, dx (M, D), 12 that of the sums (2, parts, D), zeroed: dw's rows, then db's."""
     w = compiler.words(task, workers.TASK_WORDS)
-    first, rows, size, D = w[1], w[2] - w[1], w[4], w[5]
-    part, parts = w[0], w[3]
-    if size == 4:
-        f32 = numpy.float32(0)
-        sums32 = compiler.floats(w[12], (2, parts, D), f32)
-        _layer_norm_backward_kernel(
-            compiler.floats(w[6] + 4 * first * D, (rows, D), f32), compiler.floats(w[7] + 4 * first, rows, f32),
-            compiler.floats(w[8] + 4 * first, rows, f32), compiler.floats(w[9], D, f32),
-            compiler.floats(w[10] + 4 * first * D, (rows, D), f32),
-            compiler.floats(w[11] + 4 * first * D, (rows, D), f32), sums32[0, part], sums32[1, part])
+    if w[4] == 4:
+        _layer_norm_backward_piece(w, numpy.float32(0))
     else:
-        f64 = numpy.float64(0)
-        sums64 = compiler.floats(w[12], (2, parts, D), f64)
-        _layer_norm_backward_kernel(
-            compiler.floats(w[6] + 8 * first * D, (rows, D), f64), compiler.floats(w[7] + 8 * first, rows, f64),
-            compiler.floats(w[8] + 8 * first, rows, f64), compiler.floats(w[9], D, f64),
-            compiler.floats(w[10] + 8 * first * D, (rows, D), f64),
-            compiler.floats(w[11] + 8 * first * D, (rows, D), f64), sums64[0, part], sums64[1, part])
+        _layer_norm_backward_piece(w, numpy.float64(0))
 
 
 # CrossEntropy's forward kernel takes this many rows at a time (see its docstring).

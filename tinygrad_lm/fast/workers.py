@@ -61,9 +61,9 @@ class _Blas:
     count (``openblas_get/set_num_threads``), its pool's entry (``gotoblas_pthread``) and size
     (``blas_num_threads``, the threads it has started, counting the caller)."""
 
-    def __init__(self, controller: Any, gemm: dict[str, int], int_like: Any, get_threads: Any, set_threads: Any,
-                 pool: Any, pool_size: Any) -> None:
-        self.controller, self.gemm, self.int_like = controller, gemm, int_like
+    def __init__(self, gemm: dict[str, int], int_like: Any, get_threads: Any, set_threads: Any, pool: Any,
+                 pool_size: Any) -> None:
+        self.gemm, self.int_like = gemm, int_like
         self.get_threads, self.set_threads, self.pool, self.pool_size = get_threads, set_threads, pool, pool_size
         self.lock = threading.Lock()  # one set of parts at a time holds the BLAS at one thread
 
@@ -112,7 +112,7 @@ def _find_blas() -> _Blas | None:
     get_threads.restype, get_threads.argtypes = ctypes.c_int, []
     set_threads.restype, set_threads.argtypes = None, [ctypes.c_int]
     pool.restype, pool.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
-    return _Blas(controller, gemm, int_like, get_threads, set_threads, pool, pool_size)
+    return _Blas(gemm, int_like, get_threads, set_threads, pool, pool_size)
 
 
 def numpy_blas() -> _Blas | None:
