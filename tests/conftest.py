@@ -51,3 +51,25 @@ def _reset_global_state():
 def reference_path():
     """The fast path off (tinygrad_lm.fast), so that a test exercises the reference ops."""
     tl.fast.set_enabled(False)
+
+
+@pytest.fixture
+def threads_restored():
+    """Yields ``tl.set_num_threads``, and restores the library's thread setting after the test."""
+    from tinygrad_lm import threads
+
+    saved_count, saved_setting = threads.get_num_threads(), threads._num_threads
+    yield tl.set_num_threads
+    tl.set_num_threads(saved_count)
+    threads._num_threads = saved_setting
+
+
+@pytest.fixture
+def blas_pool_threads(threads_restored):
+    """For tests of the work that runs on OpenBLAS's threads (tinygrad_lm/fast/workers.py): as
+    ``threads_restored``, but skips without Numba or NumPy's OpenBLAS with its pool."""
+    from tinygrad_lm.fast import compiler, workers
+
+    if not compiler.numba_available() or workers.numpy_blas() is None:
+        pytest.skip("needs Numba and NumPy's OpenBLAS with gotoblas_pthread")
+    return threads_restored

@@ -82,19 +82,28 @@ def test_2d_products_into_out(m: int, k: int, n: int, lo: str, dtype: np.dtype, 
 batch_shapes = st.sampled_from([(), (1,), (3,), (2, 3), (1, 3), (2, 1)])
 
 
+def _batched_operands(ba: tuple[int, ...], bb: tuple[int, ...], m: int, k: int, n: int, la: str, lb: str,
+                      dtype: np.dtype, seed: int) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None]:
+    """a (*ba, m, k) and b (*bb, k, n) in the given layouts, and their broadcast batch shape; None for it where
+    the batch shapes do not broadcast, after checking that blas.matmul then raises as NumPy does."""
+    rng = np.random.default_rng(seed)
+    a = _as_layout(rng, (*ba, m, k), dtype, la)
+    b = _as_layout(rng, (*bb, k, n), dtype, lb)
+    try:
+        return a, b, np.broadcast_shapes(ba, bb)
+    except ValueError:
+        with pytest.raises(ValueError):
+            blas.matmul(a, b)
+        return a, b, None
+
+
 @settings(deadline=None)
 @given(ba=batch_shapes, bb=batch_shapes, m=dims, k=dims, n=dims, la=layouts, lb=layouts, dtype=dtypes,
        seed=st.integers(0, 2**31), with_out=st.booleans())
 def test_batched_products_equal_numpy(ba: tuple[int, ...], bb: tuple[int, ...], m: int, k: int, n: int, la: str,
                                       lb: str, dtype: np.dtype, seed: int, with_out: bool) -> None:
-    rng = np.random.default_rng(seed)
-    a = _as_layout(rng, (*ba, m, k), dtype, la)
-    b = _as_layout(rng, (*bb, k, n), dtype, lb)
-    try:
-        batch = np.broadcast_shapes(ba, bb)
-    except ValueError:
-        with pytest.raises(ValueError):
-            blas.matmul(a, b)
+    a, b, batch = _batched_operands(ba, bb, m, k, n, la, lb, dtype, seed)
+    if batch is None:
         return
     if with_out:
         out = np.full((*batch, m, n), np.nan, dtype=dtype)
@@ -271,16 +280,11 @@ def test_fast_linear_and_matmul_pass_gradcheck() -> None:
 
 
 @pytest.fixture
-def blas_pool(monkeypatch):
+def blas_pool(monkeypatch, blas_pool_threads):
     """Split every batch that can be split, on 2 threads, and record each run on OpenBLAS's pool (parts)."""
-    from tinygrad_lm import threads
-    from tinygrad_lm.fast import compiler, workers
+    from tinygrad_lm.fast import workers
 
-    blas_lib = workers.numpy_blas()
-    if not compiler.numba_available() or blas_lib is None:
-        pytest.skip("the split needs Numba and NumPy's OpenBLAS with gotoblas_pthread")
-    saved_count, saved_setting = threads.get_num_threads(), threads._num_threads
-    tl.set_num_threads(2)
+    blas_pool_threads(2)
     monkeypatch.setattr(blas, "MIN_BATCHED_WORK", 1)
     runs: list[int] = []
     real = workers.run_on_blas_pool
@@ -291,22 +295,14 @@ def blas_pool(monkeypatch):
 
     monkeypatch.setattr(workers, "run_on_blas_pool", recording)
     yield runs
-    tl.set_num_threads(saved_count)
-    threads._num_threads = saved_setting
 
 
 @settings(deadline=None, max_examples=60)
 @given(ba=batch_shapes, bb=batch_shapes, m=dims, k=dims, n=dims, la=layouts, lb=layouts, dtype=dtypes,
        seed=st.integers(0, 2**31))
 def test_batches_split_between_blas_threads_equal_numpy(blas_pool, ba, bb, m, k, n, la, lb, dtype, seed) -> None:
-    rng = np.random.default_rng(seed)
-    a = _as_layout(rng, (*ba, m, k), dtype, la)
-    b = _as_layout(rng, (*bb, k, n), dtype, lb)
-    try:
-        batch = np.broadcast_shapes(ba, bb)
-    except ValueError:
-        with pytest.raises(ValueError):
-            blas.matmul(a, b)
+    a, b, batch = _batched_operands(ba, bb, m, k, n, la, lb, dtype, seed)
+    if batch is None:
         return
     before = len(blas_pool)
     _check(blas.matmul(a, b), a, b)

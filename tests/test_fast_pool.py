@@ -14,18 +14,13 @@ from hypothesis import strategies as st
 
 import tinygrad_lm as tl
 import tinygrad_lm.nn.functional as F
-from tinygrad_lm import threads
-from tinygrad_lm.fast import compiler, fused_nn, workers
+from tinygrad_lm.fast import fused_nn, workers
 
 
 @pytest.fixture
-def pieces(monkeypatch):
+def pieces(monkeypatch, blas_pool_threads):
     """Split every kernel that can be split, on 2 threads; record each run_pieces call (kernel name, parts)."""
-    blas = workers.numpy_blas()
-    if not compiler.numba_available() or blas is None:
-        pytest.skip("the split needs Numba and NumPy's OpenBLAS with gotoblas_pthread")
-    saved_count, saved_setting = threads.get_num_threads(), threads._num_threads
-    tl.set_num_threads(2)
+    blas_pool_threads(2)
     monkeypatch.setattr(workers, "MIN_ELEMENTS_PER_PART", 1)
     monkeypatch.setattr(fused_nn, "LAYER_NORM_SPLIT_COST", 1)
     runs: list[tuple[str, int]] = []
@@ -38,8 +33,6 @@ def pieces(monkeypatch):
     monkeypatch.setattr(workers, "run_pieces", recording)
     tl.fast.set_enabled(True)
     yield runs
-    tl.set_num_threads(saved_count)
-    threads._num_threads = saved_setting
 
 
 def _gelu(x: np.ndarray, approximate: str) -> tuple[np.ndarray, np.ndarray]:
@@ -226,21 +219,15 @@ y = F.gelu(tl.tensor(x)).numpy()
 """
 
 
-def test_the_pool_after_openblas_started_on_one_thread():
+def test_the_pool_after_openblas_started_on_one_thread(blas_pool_threads):
     """OPENBLAS_NUM_THREADS=1 at start: OpenBLAS has no workers until tl.set_num_threads(2) starts one, and the
     pieces then run on it (they must not wait for a worker that does not exist)."""
-    blas = workers.numpy_blas()
-    if not compiler.numba_available() or blas is None:
-        pytest.skip("the split needs Numba and NumPy's OpenBLAS with gotoblas_pthread")
     code = _SPLIT_GELU + "tl.set_num_threads(1)\nprint(runs, np.array_equal(y, F.gelu(tl.tensor(x)).numpy()))"
     assert _run(code, OPENBLAS_NUM_THREADS="1") == "[2] True"
 
 
-def test_the_pool_in_a_forked_child():
+def test_the_pool_in_a_forked_child(blas_pool_threads):
     """A forked process (a DataLoader worker, say) gets OpenBLAS's pool anew and splits as its parent does."""
-    blas = workers.numpy_blas()
-    if not compiler.numba_available() or blas is None:
-        pytest.skip("the split needs Numba and NumPy's OpenBLAS with gotoblas_pthread")
     code = _SPLIT_GELU + (
         "import multiprocessing as mp\n"
         "def child(q):\n"

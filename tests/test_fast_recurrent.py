@@ -131,14 +131,12 @@ def test_gradcheck(case, T, B, H, bias, fast, seed):
 
 
 @pytest.fixture
-def lstm_parts(monkeypatch):
+def lstm_parts(monkeypatch, blas_pool_threads):
     """Let the LSTM take its parts path at any size and thread count (``set_threads(n)``; the process's
     cores are taken as 8), and record each ``run_on_blas_pool`` call as (kernel name, parts)."""
     from tinygrad_lm import threads
     from tinygrad_lm.fast import workers
 
-    if not compiler.numba_available() or workers.numpy_blas() is None:
-        pytest.skip("the parts path needs Numba and NumPy's OpenBLAS")
     monkeypatch.setattr(workers, "MIN_UNITS_PER_PART", 1)
     monkeypatch.setattr(workers, "MIN_WORK_PER_PART", 1)
     monkeypatch.setattr(threads, "_cores", lambda: 8)
@@ -150,10 +148,7 @@ def lstm_parts(monkeypatch):
         real(kernel, tasks)
 
     monkeypatch.setattr(workers, "run_on_blas_pool", recording)
-    saved_count, saved_setting = threads.get_num_threads(), threads._num_threads
-    yield runs, tl.set_num_threads
-    tl.set_num_threads(saved_count)
-    threads._num_threads = saved_setting
+    yield runs, blas_pool_threads
 
 
 @settings(max_examples=30)
@@ -235,16 +230,12 @@ def test_lstm_parts_gradcheck(lstm_parts, T, B, H, bias, seed):
 
 
 @pytest.fixture
-def four_threads(monkeypatch):
+def four_threads(monkeypatch, threads_restored):
     """tl.set_num_threads(4) (OpenBLAS starts 4 threads) on a process whose cores are taken as 4; restored after."""
     from tinygrad_lm import threads
 
-    saved_count, saved_setting = threads.get_num_threads(), threads._num_threads
     monkeypatch.setattr(threads, "_cores", lambda: 4)
-    tl.set_num_threads(4)
-    yield
-    tl.set_num_threads(saved_count)
-    threads._num_threads = saved_setting
+    threads_restored(4)
 
 
 def test_lstm_parts_only_where_they_can_run(monkeypatch, four_threads):
