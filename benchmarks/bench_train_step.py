@@ -38,7 +38,7 @@ THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", default="tiny,rnn,lstm,gpt,gpt-manual,lstm2",
+    p.add_argument("--configs", default="tiny,rnn,lstm,gpt,gpt-manual,gpt-mha,gpt-mha-weights,lstm2",
                    help="comma-separated names from models.CONFIGS")
     p.add_argument("--steps", type=int, default=20, help="timed steps per framework")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per framework first")

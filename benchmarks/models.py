@@ -9,7 +9,11 @@ for tinygrad_lm. The source below only uses names both frameworks have (``nn.Mod
 function once the weights are copied across with ``state_dict``/``load_state_dict``. ``gpt-manual`` is
 ``gpt`` with the attention written by hand (``q @ k.transpose(-2, -1)``, ``masked_fill`` with a
 registered ``tril(ones(T, T))`` buffer, ``F.softmax``, ``att @ v``), as users write it; it also uses
-the framework's ``tril``/``ones``, found from the package of ``nn``.
+the framework's ``tril``/``ones``, found from the package of ``nn``. ``gpt-mha`` runs the attention
+through ``nn.MultiheadAttention(batch_first=True)`` with a causal ``attn_mask`` and ``need_weights=False``,
+as PyTorch's own ``nn.TransformerEncoderLayer`` calls it; ``gpt-mha-weights`` leaves ``need_weights``
+at its default (True), so that the averaged attention weights are computed as well, as most hand-written
+blocks do.
 
 Each model class below is a plain mixin; :func:`_bind` makes it a subclass of the chosen
 framework's ``nn.Module``. This file imports neither NumPy nor PyTorch.
@@ -36,7 +40,9 @@ class Config:
     batch: int
     seq: int
     heads: int = 4
-    attention: str = "sdpa"  # gpt only: "sdpa" (F.scaled_dot_product_attention) or "manual" (written by hand)
+    # gpt only: "sdpa" (F.scaled_dot_product_attention), "manual" (written by hand), "mha" (nn.MultiheadAttention,
+    # need_weights=False) or "mha-weights" (nn.MultiheadAttention with its default need_weights=True)
+    attention: str = "sdpa"
 
     @property
     def tokens(self) -> int:
@@ -52,6 +58,9 @@ CONFIGS: dict[str, Config] = {
         Config("lstm", "lstm", vocab=96, embed=128, hidden=256, layers=1, batch=32, seq=64),
         Config("gpt", "gpt", vocab=96, embed=128, hidden=512, layers=4, batch=32, seq=64),
         Config("gpt-manual", "gpt", vocab=96, embed=128, hidden=512, layers=4, batch=32, seq=64, attention="manual"),
+        Config("gpt-mha", "gpt", vocab=96, embed=128, hidden=512, layers=4, batch=32, seq=64, attention="mha"),
+        Config("gpt-mha-weights", "gpt", vocab=96, embed=128, hidden=512, layers=4, batch=32, seq=64,
+               attention="mha-weights"),
         Config("lstm2", "lstm", vocab=96, embed=256, hidden=512, layers=2, batch=64, seq=128),
     )
 }
@@ -151,6 +160,30 @@ class ManualCausalSelfAttention(CausalSelfAttention):
         return att @ v  # (B, nh, T, hs)
 
 
+class MultiheadSelfAttention:
+    """The same attention through ``nn.MultiheadAttention(batch_first=True)``: its in-projection (one
+    ``in_proj_weight`` for q, k and v), heads and out-projection, with a causal boolean ``attn_mask`` buffer
+    (True: masked out, the module's convention). ``need_weights`` False is how PyTorch's
+    ``nn.TransformerEncoderLayer`` calls it; True (the module's default) also returns the attention weights
+    averaged over the heads, which this block drops, as users who leave the default do."""
+
+    def __init__(self, cfg: Config, nn: Any, F: Any) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(cfg.embed, cfg.heads, batch_first=True)
+        self.need_weights = cfg.attention == "mha-weights"
+        fw = _framework(nn)  # torch or tinygrad_lm, for ones/triu
+        self.register_buffer("mask", fw.ones(cfg.seq, cfg.seq).triu(1) > 0, persistent=False)
+
+    def forward(self, x: Any) -> Any:
+        T = x.shape[1]
+        y, _ = self.attn(x, x, x, attn_mask=self.mask[:T, :T], need_weights=self.need_weights)  # (B, T, C)
+        return y
+
+
+_ATTENTION = {"sdpa": CausalSelfAttention, "manual": ManualCausalSelfAttention, "mha": MultiheadSelfAttention,
+              "mha-weights": MultiheadSelfAttention}
+
+
 def _framework(nn: Any) -> Any:
     """The package whose ``nn`` this is: ``torch`` for ``torch.nn``, ``tinygrad_lm`` for ``tinygrad_lm.nn``."""
     return importlib.import_module(nn.__name__.partition(".")[0])
@@ -162,7 +195,10 @@ class Block:
     def __init__(self, cfg: Config, nn: Any, F: Any) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.embed)
-        attention = ManualCausalSelfAttention if cfg.attention == "manual" else CausalSelfAttention
+        if cfg.attention not in _ATTENTION:
+            raise ValueError(f"unknown attention {cfg.attention!r} in configuration {cfg.name!r}; known: "
+                             f"{', '.join(_ATTENTION)}")
+        attention = _ATTENTION[cfg.attention]
         self.attn = _bind(attention, nn)(cfg, nn, F)
         self.ln_2 = nn.LayerNorm(cfg.embed)
         self.fc = nn.Linear(cfg.embed, cfg.hidden)

@@ -239,3 +239,122 @@ def test_functional_sdpa_fast_matches_the_reference(device, seed, L, S, mask_kin
     fast = functional_run(True, device, dtype, q, k, v, g, **kwargs)
     ref = functional_run(False, device, dtype, q, k, v, g, **kwargs)
     assert_same(fast + [None], ref + [None], dtype)
+
+
+# ------------------------------------------------------------------------------- the op that returns the weights
+
+REFERENCE_W = attention.ScaledDotProductAttentionWeights
+FAST_W = fused_attention.ScaledDotProductAttentionWeights
+
+
+def test_the_weights_op_is_registered_against_its_reference():
+    assert tl.fast.registry()[REFERENCE_W] is FAST_W
+    assert FAST_W.__name__ == REFERENCE_W.__name__ and issubclass(FAST_W, REFERENCE_W) and issubclass(FAST_W, FAST)
+
+
+def run_weights(fast, device, dtype, q, k, v, mask, keep, scale, g, gw, mask_grad=True):
+    """O, P', dQ, dK, dV and dM of the weights op on one path, the loss reaching it through O (``g``), through P'
+    (``gw``) or both (either None: not that way)."""
+    with tl.fast.enabled(fast):
+        ts = [tl.tensor(a.astype(dtype), device=device, requires_grad=True) for a in (q, k, v)]
+        tm = None if mask is None else tl.tensor(mask.astype(dtype), device=device, requires_grad=mask_grad)
+        keep_data = None if keep is None else tl.tensor(keep.astype(dtype), device=device).array
+        out, w = REFERENCE_W.apply(*ts, tm, keep=keep_data, scale=scale)
+        assert type(out.grad_fn) is (FAST_W if fast else REFERENCE_W) and w.grad_fn is out.grad_fn
+        terms = [(t * tl.tensor(d.astype(dtype), device=device)).sum() for t, d in ((out, g), (w, gw)) if d is not None]
+        (terms[0] + terms[1] if len(terms) == 2 else terms[0]).backward()
+    grads = [host(t.grad) for t in ts] + [host(tm.grad) if tm is not None and mask_grad else None]
+    return [host(out), host(w)] + grads
+
+
+@settings(max_examples=60)
+@given(case=cases(), dtype=st.sampled_from(["float32", "float64"]), through=st.sampled_from(["both", "out", "weights"]))
+def test_weights_op_fast_matches_the_reference(device, case, dtype, through):
+    """O, P' and every gradient of the weights op agree on both paths, with the loss through O, P' or both."""
+    q, k, v, mask, keep, scale, g = case
+    finite = mask is None or bool(np.all(np.isfinite(mask)))
+    rng = np.random.default_rng(7)
+    w_shape = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], () if mask is None else mask.shape[:-2],
+                                  () if keep is None else keep.shape[:-2]) + (q.shape[-2], k.shape[-2])
+    gw = None if through == "out" else rng.standard_normal(w_shape)
+    g = None if through == "weights" else g
+    fast = run_weights(True, device, dtype, q, k, v, mask, keep, scale, g, gw, finite)
+    ref = run_weights(False, device, dtype, q, k, v, mask, keep, scale, g, gw, finite)
+    if through == "weights":  # V does not reach P': no gradient on either path
+        assert fast[4] is None and ref[4] is None
+        fast, ref = fast[:4] + fast[5:], ref[:4] + ref[5:]
+    assert_same(fast, ref, dtype)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("mask_kind", ["none", "causal", "float"])
+@pytest.mark.parametrize("dropout", [False, True])
+def test_weights_op_equations(device, fast, mask_kind, dropout):
+    """P' = softmax(s Q K^T + M) * D and O = P' V, against NumPy in float64."""
+    rng = np.random.default_rng(11)
+    B, H, L, S, E = 2, 3, 7, 7, 4
+    q, k, v = rng.standard_normal((B, H, L, E)), rng.standard_normal((B, H, S, E)), rng.standard_normal((B, H, S, 2))
+    masks = {"none": None, "causal": make_mask(rng, (L, S), "causal", L, S), "float": rng.standard_normal((L, S))}
+    mask = masks[mask_kind]
+    keep = (rng.random((B, H, L, S)) < 0.7) / 0.7 if dropout else None
+    out, w = run_weights(fast, device, "float64", q, k, v, mask, keep, 0.5, rng.standard_normal((B, H, L, 2)),
+                         None, mask_grad=False)[:2]
+    s = q @ np.swapaxes(k, -1, -2) * 0.5 + (0 if mask is None else mask)
+    p = np.exp(s - s.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    want = p if keep is None else p * keep
+    np.testing.assert_allclose(w, want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(out, want @ v, rtol=1e-12, atol=1e-14)
+
+
+@settings(max_examples=15)
+@given(case=cases(max_len=4), fast=st.booleans(), through=st.sampled_from(["both", "weights"]))
+def test_weights_op_gradcheck_float64(device, case, fast, through):
+    """Finite differences against both paths' backward, with the weights reaching the checked function."""
+    q, k, v, mask, keep, scale, _ = case
+    tl.fast.set_enabled(fast)
+    ts = [tl.tensor(a, device=device, requires_grad=True) for a in (q, k, v)]
+    finite = mask is None or bool(np.all(np.isfinite(mask)))
+    tm = None if mask is None else tl.tensor(mask, device=device, requires_grad=finite)
+    keep_data = None if keep is None else tl.tensor(keep, device=device).array
+
+    # V does not reach P': it is checked only when the function returns O too
+    checked = ts[:2] + ts[2:] * (through == "both") + ([tm] if finite and tm is not None else [])
+
+    def fn(*xs):
+        given = dict(zip(map(id, checked), xs))
+        a, b, c = (given.get(id(t), t) for t in ts)
+        out, w = REFERENCE_W.apply(a, b, c, given.get(id(tm), tm), keep=keep_data, scale=scale)
+        return (out, w) if through == "both" else w
+
+    assert type(fn(*checked)[-1].grad_fn if through == "both" else fn(*checked).grad_fn) is (FAST_W if fast else
+                                                                                              REFERENCE_W)
+    assert tl.gradcheck(fn, checked)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_changing_the_weights_in_place(device, fast):
+    """P' is what the backward reads (no dropout). Changed in place while the graph is recorded, it takes a new
+    value and node (the engine writes nothing into saved memory): the gradients are those of the out-of-place
+    change. Changed in place under no_grad, its memory changes, and backward raises, as PyTorch does."""
+    rng = np.random.default_rng(12)
+    arrays = [rng.standard_normal((2, 5, 3)) for _ in range(3)]
+    with tl.fast.enabled(fast):
+        grads = []
+        for change in ("in place", "out of place"):
+            q, k, v = (tl.tensor(a, device=device, requires_grad=True) for a in arrays)
+            out, w = REFERENCE_W.apply(q, k, v, None, keep=None, scale=1.0)
+            if change == "in place":
+                w.mul_(w)
+            else:
+                w = w * w
+            (out.sum() + w.sum()).backward()
+            grads.append([host(t.grad) for t in (q, k, v)])
+        for a, b in zip(*grads):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        q, k, v = (tl.tensor(a, device=device, requires_grad=True) for a in arrays)
+        out, w = REFERENCE_W.apply(q, k, v, None, keep=None, scale=1.0)
+        with tl.no_grad():
+            w.mul_(2.0)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            (out.sum() + w.sum()).backward()

@@ -53,6 +53,8 @@ class ScaledDotProductAttention(attention.ScaledDotProductAttention):
     the reference runs.
     """
 
+    pt_used: Any = None  # P'^T (..., S, L) once the compiled forward has run; None while the reference runs
+
     def forward(self, q: Any, k: Any, v: Any, mask: Any = None, keep: Any = None, scale: float = 1.0) -> Any:
         xp = self.xp
         shape = numpy.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (k.shape[-2], q.shape[-2])  # K Q^T, (..., S, L)
@@ -70,8 +72,8 @@ class ScaledDotProductAttention(attention.ScaledDotProductAttention):
             kernel = compiler.compiled(_softmax_columns_kernel, q, k)
             if kernel is not None:
                 self.back = compiler.compiled(_softmax_columns_back_kernel, q, k)
-        if kernel is None or self.back is None:
-            return super().forward(q, k, v, mask, keep, scale)
+        if kernel is None or self.back is None:  # (the reference by name: for the weights' op, super() is that op)
+            return attention.ScaledDotProductAttention.forward(self, q, k, v, mask, keep, scale)
         st = matmul(k, q.swapaxes(-1, -2))  # S^T = K Q^T, (..., S, L), a fresh C-contiguous array
         self.columns = blocks is None
         if blocks is not None:
@@ -86,19 +88,25 @@ class ScaledDotProductAttention(attention.ScaledDotProductAttention):
         self.p = pt.swapaxes(-1, -2)  # P, for the reference's backward where the kernels' does not apply
         return out
 
-    def backward(self, g: Any) -> tuple[Any, Any, Any, Any]:
+    def _backward(self, g: Any, dw: Any) -> tuple[Any, Any, Any, Any]:
         # (dP'^T = V dO^T is larger than P^T when V broadcasts P over more batch dims: the reference then)
-        if self.back is None or g.shape[:-2] != self.pt.shape[:-2] or self.xp.result_type(self.v, g) != self.pt.dtype:
-            return super().backward(g)
+        if self.back is None or (g is not None and (g.shape[:-2] != self.pt.shape[:-2]
+                                                    or self.xp.result_type(self.v, g) != self.pt.dtype)):
+            return super()._backward(g, dw)
         xp = self.xp
         need_q, need_k, need_v, need_mask = self.needs_grad
         pt, scale = self.pt, self.scale
-        dv = matmul(self.pt_used, g) if need_v else None  # P'^T dO, (..., S, Ev)
+        dv = matmul(self.pt_used, g) if need_v and g is not None else None  # P'^T dO, (..., S, Ev)
         dq: Any = None
         dk: Any = None
         dst: Any = None
         if need_q or need_k or need_mask:
-            dpt = matmul(self.v, g.swapaxes(-1, -2))  # dP'^T = V dO^T, (..., S, L)
+            if g is None:  # dP'^T = dW^T, in a fresh array (the kernels below overwrite it)
+                dpt = dw.swapaxes(-1, -2).astype(pt.dtype, order="C", copy=True)
+            else:
+                dpt = matmul(self.v, g.swapaxes(-1, -2))  # dP'^T = V dO^T, (..., S, L)
+                if dw is not None:  # + dW^T, the weights' own gradient
+                    dpt += dw.swapaxes(-1, -2)
             if self.columns:
                 blocks = (-1,) + pt.shape[-2:]  # (N, S, L)
                 self.back(dpt.reshape(blocks), pt.reshape(blocks))
@@ -112,6 +120,20 @@ class ScaledDotProductAttention(attention.ScaledDotProductAttention):
                 dk = matmul(dst, self.q)  # dS^T Q, (..., S, E)
                 dk *= scale
         return dq, dk, dv, (dst.swapaxes(-1, -2) if need_mask else None)
+
+    def _weights(self) -> Any:
+        if self.pt_used is None:  # the reference ran
+            return super()._weights()
+        return self.pt_used.swapaxes(-1, -2)  # P', (..., L, S): a view of what backward reads
+
+
+@register(attention.ScaledDotProductAttentionWeights)
+class ScaledDotProductAttentionWeights(ScaledDotProductAttention, attention.ScaledDotProductAttentionWeights):
+    """The op above returning P' too (``MultiheadAttention``'s weights): the transposed view of P'^T, no copy.
+    Its backward is the reference's, which hands dO and dW to :meth:`ScaledDotProductAttention._backward`."""
+
+    def forward(self, q: Any, k: Any, v: Any, mask: Any = None, keep: Any = None, scale: float = 1.0) -> Any:
+        return ScaledDotProductAttention.forward(self, q, k, v, mask, keep, scale), self._weights()
 
 
 def _softmax_columns_kernel(st: Any, mask_t: Any, scale: float) -> None:

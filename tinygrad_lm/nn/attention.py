@@ -17,9 +17,22 @@ import math
 
 from .. import creation
 from ..tensor import Tensor
-from .functional import _NEG_INF, _check_dropout, _dropout_keep, scaled_dot_product_attention
+from .functional import (
+    _NEG_INF,
+    _attention_with_weights,
+    _check_dropout,
+    _dropout_keep,
+    linear,
+    scaled_dot_product_attention,
+)
 from .layers import Linear
 from .module import Module, Parameter
+
+
+def _sees_a_key(mask: Tensor | None) -> bool:
+    """Whether every query sees some key under the additive ``mask`` (None: no mask): some entry of each row
+    above -inf."""
+    return mask is None or bool((mask.array > _NEG_INF).any(axis=-1).all())
 
 
 def _canonical_mask(mask: Tensor | None, name: str, like: Tensor) -> Tensor | None:
@@ -61,10 +74,12 @@ class MultiheadAttention(Module):
     causal mask itself as ``attn_mask``. (Unlike PyTorch, that ``attn_mask`` is shape-checked
     even when ignored.)
 
-    A query whose every key is masked out gets NaN output and weights with ``need_weights=True``
-    (a plain softmax of all -inf, as PyTorch), and output 0 with ``need_weights=False`` (the
-    fused attention path, as PyTorch's; PyTorch's inference fast path would give NaN there).
-    ``need_weights=False`` is also the faster path: one fused attention op, no weights kept.
+    Both settings of ``need_weights`` run one fused attention op; with True it also returns its
+    weights (:func:`F._attention_with_weights`), which the averaging over heads then reads. A query
+    whose every key is masked out gets NaN output and weights with ``need_weights=True`` (a plain
+    softmax of all -inf, as PyTorch: such a mask takes the scores, softmax and product as separate
+    ops), and output 0 with ``need_weights=False`` (the fused attention path, as PyTorch's;
+    PyTorch's inference fast path would give NaN there).
     """
 
     def __init__(
@@ -129,7 +144,9 @@ class MultiheadAttention(Module):
         dropout_p = self.dropout if self.training else 0.0
 
         weights = None
-        if need_weights:
+        if need_weights and _sees_a_key(mask):  # one fused op, as with need_weights=False
+            out, weights = _attention_with_weights(q, k, v, mask, dropout_p)  # (B, H, L, D), (B, H, L, S)
+        elif need_weights:  # a query that sees no key gets NaN (softmax of all -inf), as in PyTorch
             scores = (q @ k.mT) * (1.0 / math.sqrt(D))  # (B, H, L, S)
             if mask is not None:
                 scores = scores + mask
@@ -229,19 +246,13 @@ class MultiheadAttention(Module):
         """q, k, v = x W^T + b with in_proj_weight split in three; one GEMM for self-attention."""
         w, b = self.in_proj_weight, self.in_proj_bias
         if self_attention:
-            qkv = query @ w.T  # (B, L, 3E)
-            if b is not None:
-                qkv = qkv + b
-            q, k, v = qkv.chunk(3, dim=-1)  # (B, L, E) each
+            q, k, v = linear(query, w, b).chunk(3, dim=-1)  # (B, L, 3E) -> (B, L, E) each
             return q, k, v
         E = self.embed_dim
         ws = (w[:E], w[E : 2 * E], w[2 * E :])
         bs = (None, None, None) if b is None else (b[:E], b[E : 2 * E], b[2 * E :])
-        out = []
-        for x, wi, bi in zip((query, key, value), ws, bs):
-            y = x @ wi.T  # (B, *, E)
-            out.append(y if bi is None else y + bi)
-        return out[0], out[1], out[2]
+        q, k, v = (linear(x, wi, bi) for x, wi, bi in zip((query, key, value), ws, bs))  # (B, *, E) each
+        return q, k, v
 
     def extra_repr(self) -> str:
         return (

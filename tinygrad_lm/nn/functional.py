@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from .. import creation as _creation
 from .. import ops as _ops
-from ..ops.attention import ScaledDotProductAttention
+from ..ops.attention import ScaledDotProductAttention, ScaledDotProductAttentionWeights
 from ..tensor import Tensor
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -1131,6 +1131,23 @@ def scaled_dot_product_attention(
     1/(1-p)) on every call, training or not, as PyTorch's functional form does.
     Runs as one fused op (:class:`ops.attention.ScaledDotProductAttention`).
     """
+    mask, keep, scale = _attention_operands(query, key, value, attn_mask, dropout_p, is_causal, scale)
+    return ScaledDotProductAttention.apply(query, key, value, mask, keep=keep, scale=scale)
+
+
+def _attention_with_weights(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None,
+                            dropout_p: float) -> tuple[Tensor, Tensor]:
+    """(O, P'): :func:`scaled_dot_product_attention` and its weights (after dropout), (..., L, S), from one
+    fused op (:class:`ops.attention.ScaledDotProductAttentionWeights`); ``MultiheadAttention``'s
+    ``need_weights=True``."""
+    mask, keep, scale = _attention_operands(query, key, value, attn_mask, dropout_p, False, None)
+    out, weights = ScaledDotProductAttentionWeights.apply(query, key, value, mask, keep=keep, scale=scale)
+    return out, weights
+
+
+def _attention_operands(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None, dropout_p: float,
+                        is_causal: bool, scale: float | None) -> tuple[Any, Any, float]:
+    """The checked mask (an additive array or Tensor, or None), dropout keep-mask and scale of the attention op."""
     scores_shape = _check_qkv(query, key, value)
     dropout_p = _check_dropout(dropout_p, "scaled_dot_product_attention")
     L, S = scores_shape[-2], scores_shape[-1]
@@ -1172,7 +1189,7 @@ def scaled_dot_product_attention(
         if mask is not None:
             keep_shape = _broadcast_shapes(scores_shape, tuple(mask.shape)) or scores_shape
         keep = _dropout_keep(keep_shape, dropout_p, query).array
-    return ScaledDotProductAttention.apply(query, key, value, mask, keep=keep, scale=scale)
+    return mask, keep, scale
 
 
 __all__ = [

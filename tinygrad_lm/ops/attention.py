@@ -12,6 +12,10 @@ The backward pass is written out from the same equations (P' = P * D):
 dS is the softmax's derivative: for one row, dS_j = sum_i dP_i dP_i/dS_j = P_j (dP_j - sum_i dP_i P_i).
 Masks, keep-masks and the batch dims of Q, K and V broadcast as in NumPy; the engine sums each
 gradient back to its input's shape.
+
+:class:`ScaledDotProductAttentionWeights` is the same op returning P' as a second output (what
+``MultiheadAttention`` returns with ``need_weights=True``). P' then reaches the loss twice, through
+O and directly, so its gradient is the sum of the two: dP' = dO V^T + dW.
 """
 from __future__ import annotations
 
@@ -48,12 +52,21 @@ class ScaledDotProductAttention(Function):
         return self._dropped(p) @ v  # O = P' V, (..., L, Ev)
 
     def backward(self, g: Any) -> tuple[Any, Any, Any, Any]:
+        return self._backward(g, None)
+
+    def _backward(self, g: Any, dw: Any) -> tuple[Any, Any, Any, Any]:
+        """The gradients from dO = ``g`` and dP' = ``dw`` (the weights' own gradient); either may be None."""
         need_q, need_k, need_v, need_mask = self.needs_grad
         p, scale = self.p, self.scale
-        dv = self._dropped(p).swapaxes(-1, -2) @ g if need_v else None  # dV = P'^T dO, (..., S, Ev)
+        dv = self._dropped(p).swapaxes(-1, -2) @ g if need_v and g is not None else None  # dV = P'^T dO, (..., S, Ev)
         dq = dk = ds = None
         if need_q or need_k or need_mask:
-            dp = g @ self.v.swapaxes(-1, -2)  # dP' = dO V^T, (..., L, S)
+            if g is None:
+                dp = dw  # dP' = dW
+            else:
+                dp = g @ self.v.swapaxes(-1, -2)  # dP' = dO V^T, (..., L, S)
+                if dw is not None:
+                    dp = dp + dw
             if self.keep is not None:
                 dp = dp * self.keep  # dP = dP' * D
             ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))  # dS, (..., L, S)
@@ -66,3 +79,22 @@ class ScaledDotProductAttention(Function):
     def _dropped(self, p: Any) -> Any:
         """P' = P * D, the attention weights after dropout (P itself without it)."""
         return p if self.keep is None else p * self.keep
+
+    def _weights(self) -> Any:
+        """P' of the forward just run, as :class:`ScaledDotProductAttentionWeights` returns it."""
+        return self._dropped(self.p)
+
+
+class ScaledDotProductAttentionWeights(ScaledDotProductAttention):
+    """(O, P') = (softmax(s Q K^T + M) V with dropout, the weights P' = P * D); dP' = dO V^T + dW, then as above.
+
+    P' may be the array the backward reads (P itself without dropout): the engine's in-place checks
+    then cover it (a change under ``no_grad`` makes backward raise, as in PyTorch).
+    """
+
+    def forward(self, q: Any, k: Any, v: Any, mask: Any = None, keep: Any = None, scale: float = 1.0) -> Any:
+        out = super().forward(q, k, v, mask, keep, scale)
+        return out, self._weights()
+
+    def backward(self, grads: list[Any]) -> tuple[Any, Any, Any, Any]:  # type: ignore[override]
+        return self._backward(grads[0], grads[1])
