@@ -28,27 +28,43 @@ import numpy
 
 from .. import ops
 from ..backend import cupy_module
-from . import compiler, register, workers
+from . import compiler, layouts, register, workers
 
 
 def matmul(a: Any, b: Any, out: Any = None) -> Any:
     """``a @ b`` (into ``out`` when given) on either backend, with NumPy's rules for shapes and batch axes;
     2-D float products on a GPU go straight to cuBLAS, large batches of products on the CPU are split
-    between OpenBLAS's threads (:func:`batched_on_blas_pool`)."""
+    between OpenBLAS's threads (:func:`batched_on_blas_pool`). An ``out`` whose matrices are stored by
+    columns gets (b^T a^T)^T, so that BLAS writes it in place (NumPy would loop in C without BLAS)."""
     if isinstance(a, (numpy.ndarray, numpy.generic)):
-        if out is not None:
-            return numpy.matmul(a, b, out=out)
+        if out is not None and min(a.ndim, getattr(b, "ndim", 0), out.ndim) >= 2:
+            layout = _blas_layout(out)
+            if layout is not None and layout[0] == 1:  # stored by columns
+                matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out.swapaxes(-1, -2))
+                return out
         if a.ndim > 2 or getattr(b, "ndim", 0) > 2:
-            c = batched_on_blas_pool(a, b)
+            c = batched_on_blas_pool(a, b, out)
             if c is not None:
                 return c
-        return numpy.matmul(a, b)
+        return numpy.matmul(a, b) if out is None else numpy.matmul(a, b, out=out)
     if _is_cupy_float_2d(a, b) and a.shape[1] == b.shape[0]:
         if out is None:
             out = cupy_module().empty((a.shape[0], b.shape[1]), dtype=a.dtype)
         if _is_cupy_float_2d(a, out) and out.shape == (a.shape[0], b.shape[1]):
             return _cupy_gemm(a, b, out, beta=0.0)
     return cupy_module().matmul(a, b, out=out)
+
+
+def matmul_like(a: Any, b: Any, like: Any) -> Any:
+    """``a @ b`` laid out in memory as ``like`` is (:func:`layouts.empty_like_inputs`), where the product has
+    ``like``'s shape and dtype: an input's gradient in its input's layout; else a plain product."""
+    if type(a) is numpy.ndarray and type(b) is numpy.ndarray and a.ndim >= 2 and b.ndim >= 2:
+        try:
+            shape = numpy.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        except ValueError:
+            return matmul(a, b)  # (which says why)
+        return matmul(a, b, out=layouts.empty_like_inputs([like], [shape], numpy.result_type(a, b))[0])
+    return matmul(a, b)
 
 
 # A batch of products is split between threads from this many multiply-adds on (the hand-off to a
@@ -60,11 +76,12 @@ MAX_BATCH_AXES = 4
 _BATCH = 17  # where a task's batch shape starts; the operands' batch strides (bytes) follow, 4 words each
 
 
-def batched_on_blas_pool(a: Any, b: Any) -> Any:
+def batched_on_blas_pool(a: Any, b: Any, out: Any = None) -> Any:
     """``a @ b`` for NumPy arrays with batch axes (NumPy's broadcasting rules), its matrices shared out between
-    OpenBLAS's threads (:func:`workers.run_on_blas_pool`), each product one ``cblas_?gemm`` call; None
-    where that does not apply: other arrays, a batch too small to split, one thread, no such pool,
-    or matrices that BLAS cannot read in place (then NumPy's own ``matmul`` is the one to use)."""
+    OpenBLAS's threads (:func:`workers.run_on_blas_pool`), each product one ``cblas_?gemm`` call, into ``out``
+    when given (any batch strides, rows of contiguous elements); None where that does not apply: other
+    arrays, a batch too small to split, one thread, no such pool, or matrices that BLAS cannot read or
+    write in place (then NumPy's own ``matmul`` is the one to use)."""
     if type(a) is not numpy.ndarray or type(b) is not numpy.ndarray or a.ndim < 2 or b.ndim < 2:
         return None
     dtype = a.dtype
@@ -83,16 +100,22 @@ def batched_on_blas_pool(a: Any, b: Any) -> Any:
     layout_a, layout_b = _blas_layout(a), _blas_layout(b)
     if layout_a is None or layout_b is None:
         return None
+    ldc = n
+    if out is not None:
+        layout_c = _blas_layout(out) if type(out) is numpy.ndarray and out.dtype == dtype else None
+        if layout_c is None or layout_c[0] != 0 or out.shape != batch + (m, n) or not out.flags.writeable:
+            return None
+        ldc = layout_c[1]
     parts = workers.blas_pool_parts(count)
     blas = workers.numpy_blas()
     if parts < 2 or blas is None:
         return None
-    c = numpy.empty(batch + (m, n), dtype=dtype)
+    c = numpy.empty(batch + (m, n), dtype=dtype) if out is None else out
     tasks = workers.new_tasks(parts)
     words = tasks[0]
     words[0], words[3], words[4] = blas.gemm[dtype.name], len(batch), dtype.itemsize
     words[5] = numpy.dtype(blas.int_like).itemsize
-    words[6:17] = (m, n, k, *layout_a, *layout_b, n, a.ctypes.data, b.ctypes.data, c.ctypes.data)
+    words[6:17] = (m, n, k, *layout_a, *layout_b, ldc, a.ctypes.data, b.ctypes.data, c.ctypes.data)
     nd = len(batch)
     words[_BATCH:_BATCH + nd] = batch
     for i, x in enumerate((a, b, c)):  # a stride of 0 along an axis the operand is broadcast over
@@ -347,6 +370,7 @@ class Matmul(ops.Matmul):
     """The reference product, with 2-D float products on a GPU sent straight to cuBLAS."""
 
     product = staticmethod(matmul)
+    product_like = staticmethod(matmul_like)
 
 
 @register(ops.Linear)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy
 
 from ..ops import attention
-from . import compiler, register, workers
+from . import compiler, layouts, register, workers
 from .blas import matmul
 
 # The compiled softmax skips exp on whole chunks of this many queries that a key cannot see; the
@@ -96,7 +96,14 @@ class ScaledDotProductAttention(attention.ScaledDotProductAttention):
         xp = self.xp
         need_q, need_k, need_v, need_mask = self.needs_grad
         pt, scale = self.pt, self.scale
-        dv = matmul(self.pt_used, g) if need_v and g is not None else None  # P'^T dO, (..., S, Ev)
+        # Each gradient is laid out as its input, and q, k and v split from one qkv product get theirs in one
+        # array laid out as that product (fast/layouts.py): the split's backward then copies nothing.
+        batch = pt.shape[:-2]
+        needed = [(x, batch + x.shape[-2:]) for x, need in zip((self.q, self.k, self.v), (need_q, need_k, need_v))
+                  if need]
+        outs = iter(layouts.empty_like_inputs([x for x, _ in needed], [shape for _, shape in needed], pt.dtype))
+        out_q, out_k, out_v = (next(outs) if need else None for need in (need_q, need_k, need_v))
+        dv = matmul(self.pt_used, g, out=out_v) if need_v and g is not None else None  # P'^T dO, (..., S, Ev)
         dq: Any = None
         dk: Any = None
         dst: Any = None
@@ -114,10 +121,10 @@ class ScaledDotProductAttention(attention.ScaledDotProductAttention):
             else:
                 dst = _fused_softmax_back(xp, self.back, dpt, pt, self.keep_blocks)  # dS^T
             if need_q:
-                dq = matmul(dst.swapaxes(-1, -2), self.k)  # dS K, (..., L, E)
+                dq = matmul(dst.swapaxes(-1, -2), self.k, out=out_q)  # dS K, (..., L, E)
                 dq *= scale
             if need_k:
-                dk = matmul(dst, self.q)  # dS^T Q, (..., S, E)
+                dk = matmul(dst, self.q, out=out_k)  # dS^T Q, (..., S, E)
                 dk *= scale
         return dq, dk, dv, (dst.swapaxes(-1, -2) if need_mask else None)
 

@@ -16,6 +16,11 @@ class Matmul(Function):
 
     product = staticmethod(operator.matmul)
 
+    @staticmethod
+    def product_like(a: Any, b: Any, like: Any) -> Any:
+        """``a @ b``, an input's gradient: a subclass may lay it out in memory as the input ``like`` is."""
+        return a @ b
+
     def forward(self, a: Any, b: Any) -> Any:
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
@@ -45,12 +50,12 @@ class Matmul(Function):
                 gb = (a.swapaxes(-1, -2) @ g[..., :, None])[..., 0]
             return ga, gb
         if need_a:
-            ga = self.product(g, b.swapaxes(-1, -2))
+            ga = self.product_like(g, b.swapaxes(-1, -2), a)
         if need_b:
             if b.ndim == 2 and a.ndim > 2:  # the sum over the batch is part of one product: (k, B*m) @ (B*m, n)
                 gb = self.product(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
             else:
-                gb = self.product(a.swapaxes(-1, -2), g)
+                gb = self.product_like(a.swapaxes(-1, -2), g, b)
         return ga, gb
 
 

@@ -1,0 +1,98 @@
+"""Gradients laid out in memory as their inputs are, so that views carry them back without copies.
+
+A Transformer block splits one (B, T, 3C) product into q, k and v and views each as (B, h, T, d)
+heads: ``qkv.split(C, dim=2)``, ``reshape(B, T, h, d)``, ``transpose(1, 2)``. The reference backward
+then copies every gradient twice: a (B, h, T, d) gradient made C-contiguous cannot be reshaped to
+(B, T, C) as a view, and the split's backward concatenates the three. Made in their inputs' layout
+instead, the gradients go back through the transpose and the reshape as views:
+
+- :func:`empty_like_inputs` gives each input's gradient an array laid out like the input (NumPy's
+  ``empty_like`` keeps the order of the axes in memory); when the inputs are disjoint views that
+  together fill one C-contiguous array, as q, k and v fill the qkv product, one new array of that
+  shape holds the three gradients where the inputs lie in it.
+- :class:`Split`'s backward passes such gradients on as the one array they already form, instead
+  of concatenating them; gradients anywhere else are concatenated as in the reference.
+
+At ``gpt``'s sizes (batch 32, 64 tokens, 128 wide, 4 layers) the copies took 1.6 ms for the reshapes
+and 1.6-2.4 ms for the concatenations of a 120-130 ms training step.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from .. import ops
+from . import register
+
+
+def _owner(x: Any) -> Any:
+    """The array whose memory ``x`` views (``x`` itself when it owns it)."""
+    while isinstance(x.base, numpy.ndarray):
+        x = x.base
+    return x
+
+
+def _disjoint(arrays: list[Any]) -> bool:
+    """Whether no two of ``arrays`` share an element (NumPy's exact test, given up as False when too hard)."""
+    try:
+        # (NumPy's type stubs list only -1 and 0 as bounds; the function takes any bound on its work)
+        return not any(numpy.shares_memory(a, b, max_work=1 << 12)  # type: ignore[arg-type]
+                       for i, a in enumerate(arrays) for b in arrays[i + 1:])
+    except numpy.exceptions.TooHardError:
+        return False
+
+
+def empty_like_inputs(inputs: list[Any], shapes: list[tuple[int, ...]], dtype: Any) -> list[Any]:
+    """New arrays for the gradients of ``inputs``, of ``shapes`` and ``dtype``, each laid out as its input;
+    None for an input that is C-contiguous already, broadcast, empty, not a NumPy array, or of another shape
+    or dtype (its gradient is then made as usual).
+
+    When the inputs are disjoint views that together fill one C-contiguous array, the gradients are views
+    of one new array of that shape, each where its input lies (see :class:`Split`).
+    """
+    dtype = numpy.dtype(dtype)
+    usable = [type(x) is numpy.ndarray and x.shape == shape and x.dtype == dtype and x.size > 0
+              and 0 not in x.strides for x, shape in zip(inputs, shapes)]
+    if all(usable) and len(inputs) > 1:
+        owner = _owner(inputs[0])
+        if (all(_owner(x) is owner for x in inputs) and owner.flags.c_contiguous and owner.dtype == dtype
+                and sum(x.size for x in inputs) == owner.size and _disjoint(inputs)):
+            whole = numpy.empty_like(owner)  # every element is some gradient's: they fill the owner
+            start = owner.ctypes.data
+            return [numpy.ndarray(x.shape, dtype, buffer=whole, offset=x.ctypes.data - start, strides=x.strides)
+                    for x in inputs]
+    return [numpy.empty_like(x) if ok and not x.flags.c_contiguous else None for x, ok in zip(inputs, usable)]
+
+
+def side_by_side(parts: list[Any], axis: int) -> Any:
+    """The concatenation of ``parts`` along ``axis`` as a view, when they already lie in memory as it would
+    (the same strides, each starting where the one before it ends along ``axis``); None otherwise."""
+    first = parts[0]
+    if any(type(p) is not numpy.ndarray or p.dtype != first.dtype or p.strides != first.strides
+           or p.shape[:axis] != first.shape[:axis] or p.shape[axis + 1:] != first.shape[axis + 1:] for p in parts):
+        return None
+    if 0 in first.strides or any(p.size == 0 for p in parts):
+        return None
+    step, offset = first.strides[axis], 0
+    for p in parts:
+        if p.ctypes.data != first.ctypes.data + offset * step:
+            return None
+        offset += p.shape[axis]
+    shape = first.shape[:axis] + (offset,) + first.shape[axis + 1:]
+    # each element of the view is an element of exactly one part: the view stays inside their memory
+    owner = _owner(first)
+    return numpy.ndarray(shape, first.dtype, buffer=owner, offset=first.ctypes.data - owner.ctypes.data,
+                         strides=first.strides)
+
+
+@register(ops.Split)
+class Split(ops.Split):
+    """The reference split, whose backward passes on gradients that already lie side by side as one array."""
+
+    def backward(self, grads: list[Any]) -> Any:
+        if all(g is not None for g in grads):
+            whole = side_by_side(grads, self.axis % grads[0].ndim)
+            if whole is not None:
+                return whole
+        return super().backward(grads)
