@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gemm-size", type=int, default=512, help="side of the square float32 GEMM that gauges the peak")
     p.add_argument("--memory", action="store_true", help="peak memory per step and memory flatness (subprocesses)")
     p.add_argument("--memory-steps", type=int, default=30, help="steps of the flatness check (RSS after 10 vs N)")
+    p.add_argument("--memory-warmup", default="full", choices=["full", "small"],
+                   help="the memory worker's warm-up step: on the configuration's own batch (full), or on a 2 x 3 "
+                        "batch (small, the method before the seventh session)")
     p.add_argument("--long-seq", action="store_true", help="LSTM BPTT over seq 1000 and 10000: time/token, memory")
     p.add_argument("--profile", action="store_true", help="pyinstrument profile of tinygrad_lm's steps (own time)")
     p.add_argument("--isolated", type=int, default=0, metavar="ROUNDS",
@@ -331,11 +334,14 @@ def memory_worker(args: argparse.Namespace) -> None:
     fw_name, cfg_name = args._worker.split(":")
     torch = load_torch(fw_name == "torch", args.threads)
     cfg = models.get_config(cfg_name)
-    # One step of the same model on a 2 x 3 batch first: it loads what each library initialises lazily
-    # on first use (tinygrad_lm's Numba kernels compile then, some 140 MB of compiler; PyTorch sets up
-    # its oneDNN primitives), so that the peak below is the training step's own memory.
-    warm = next(f for f in make_frameworks(dataclasses.replace(cfg, batch=2, seq=3), torch, args.lr)
-                if f.name == fw_name)
+    # One step of another model of the same configuration first: it loads what each library initialises
+    # lazily on first use (tinygrad_lm's Numba kernels compile then, some 140 MB of compiler, and the
+    # thread pool's kernels load at the sizes that split; PyTorch sets up its oneDNN primitives for the
+    # shapes it meets), so that the peak below is the training step's own memory. ``--memory-warmup small``
+    # warms up on a 2 x 3 batch, as before: below every size that splits, so the pool's kernels then load
+    # during step 1 and their code counts in its peak.
+    warm_cfg = cfg if args.memory_warmup == "full" else dataclasses.replace(cfg, batch=2, seq=3)
+    warm = next(f for f in make_frameworks(warm_cfg, torch, args.lr) if f.name == fw_name)
     warm.step(record=False)
     del warm
     fws = make_frameworks(cfg, torch, args.lr)
@@ -362,8 +368,8 @@ def isolated_table(args: argparse.Namespace, frameworks: list[str]) -> None:
     In the interleaved table, both libraries share the process, and the threads each leaves spinning
     after its step (OpenBLAS's workers wait busily for new work for a while, as do PyTorch's OpenMP
     threads) take the second core from the other's step. Users run one framework, so here every
-    (framework, config) runs in a fresh process (the memory worker: one warm-up step on a 2 x 3 batch,
-    then ``--warmup + --steps`` steps, their median time), ``ROUNDS`` times, the order of the
+    (framework, config) runs in a fresh process (the memory worker: one warm-up step, then ``--warmup +
+    --steps`` steps, their median time), ``ROUNDS`` times, the order of the
     frameworks swapped every round; the table gives the median over the rounds and each round's ratio.
     """
     steps = args.warmup + args.steps
@@ -406,7 +412,7 @@ def isolated_cells(frameworks: list[str], rounds: int, ms_per_step: Callable[[st
 
 def run_worker(fw_name: str, cfg_name: str, args: argparse.Namespace, steps: int) -> dict[str, Any]:
     cmd = [sys.executable, os.path.abspath(__file__), "--_worker", f"{fw_name}:{cfg_name}", "--threads",
-           str(args.threads), "--memory-steps", str(steps), "--lr", str(args.lr)]
+           str(args.threads), "--memory-steps", str(steps), "--lr", str(args.lr), "--memory-warmup", args.memory_warmup]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"worker {fw_name}:{cfg_name} failed:\n{res.stderr}")
@@ -415,7 +421,8 @@ def run_worker(fw_name: str, cfg_name: str, args: argparse.Namespace, steps: int
 
 def memory_table(args: argparse.Namespace, frameworks: list[str]) -> None:
     steps = max(args.memory_steps, 11)
-    print(f"\nmemory: one fresh subprocess per framework and config, warmed up by one step on a 2 x 3 batch "
+    warmup = "the same configuration" if args.memory_warmup == "full" else "a 2 x 3 batch"
+    print(f"\nmemory: one fresh subprocess per framework and config, warmed up by one step of {warmup} "
           f"(see memory_worker); peak = peak RSS minus the RSS just before step 1, during step 1 and over all "
           f"{steps} steps; drift = RSS after step {steps} minus after step 10 "
           f"(RSS read after gc.collect() and malloc_trim(0))")
