@@ -285,3 +285,19 @@ def test_torch_beside_benchmark_runs_every_kind() -> None:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert re.search(r"^tiny(\s+[\d.]+){5}$", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.parametrize("flag", [[], ["--layouts"]])
+def test_attention_benchmark_runs_every_form(flag: list[str]) -> None:
+    """bench_attention.py at one round (no timing checked): a row per way of writing attention, with a step time
+    and a ratio (and quartiles); with --layouts, the two step times and their ratio."""
+    import re
+    import subprocess
+
+    argv = [sys.executable, os.path.join(BENCHMARKS, "bench_attention.py"), "--steps", "1", "--warmup", "0",
+            "--threads", "1", *flag]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    times = r"(\s+[\d.]+){2}" if flag else r"\s+[\d.]+"
+    for name in ("gpt", "gpt-manual", "gpt-mha", "gpt-mha-weights"):
+        assert re.search(rf"^{name}{times}\s+[\d.]+ \([\d.]+-[\d.]+\)$", result.stdout, re.M), (name, result.stdout)

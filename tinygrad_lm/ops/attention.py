@@ -86,7 +86,7 @@ class ScaledDotProductAttention(Function):
 
 
 class ScaledDotProductAttentionWeights(ScaledDotProductAttention):
-    """(O, P') = (softmax(s Q K^T + M) V with dropout, the weights P' = P * D); dP' = dO V^T + dW, then as above.
+    """(O, P'), the weights P' = P * D too; dP' = dO V^T + dW, then dS, dQ, dK as ScaledDotProductAttention's
 
     P' may be the array the backward reads (P itself without dropout): the engine's in-place checks
     then cover it (a change under ``no_grad`` makes backward raise, as in PyTorch).

@@ -1,0 +1,128 @@
+"""The ways users write attention, against the fused call, in one process: tinygrad_lm alone.
+
+The issue behind this script asks that attention written by hand (``q @ k.transpose``, scale,
+``masked_fill``, ``softmax``, ``@ v``) and attention through ``nn.MultiheadAttention`` cost no more
+than ``F.scaled_dot_product_attention``. The training-step benchmark compares each with PyTorch in
+separate processes, whose spread on a shared machine (10-30%) hides differences of a few percent.
+Here the four ``gpt`` models of ``models.py`` (``gpt``: the fused call; ``gpt-manual``; ``gpt-mha``;
+``gpt-mha-weights``) train in one process, one step of each in turn (the order reversed every
+round), and each round's step times are divided by the fused model's in the same round: the
+median of those pair ratios, with their quartiles.
+
+``--layouts`` instead times each model with the gradients laid out as their inputs
+(``tinygrad_lm/fast/layouts.py``, the default) against the same model with that switched off (every
+gradient C-contiguous, copied back through the reshape and concatenated by the split), alternating.
+
+    python benchmarks/bench_attention.py [--threads 2] [--steps 30] [--layouts]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import models  # noqa: E402
+
+FORMS = ("gpt", "gpt-manual", "gpt-mha", "gpt-mha-weights")
+
+
+def make_step(name: str, seed: int = 0) -> Callable[[], float]:
+    """A function running one training step of configuration ``name`` (fixed batch), returning its seconds."""
+    import numpy as np
+
+    import tinygrad_lm as tl
+    import tinygrad_lm.nn.functional as F
+    from tinygrad_lm import nn, optim
+
+    cfg = models.get_config(name)
+    tl.manual_seed(seed)
+    model = models.build(cfg, nn, F)
+    opt = optim.SGD(model.parameters(), lr=0.01)
+    rng = np.random.default_rng(seed)
+    idx = tl.tensor(rng.integers(0, cfg.vocab, size=(cfg.batch, cfg.seq)))
+    tgt = tl.tensor(rng.integers(0, cfg.vocab, size=(cfg.batch, cfg.seq)))
+
+    def step() -> float:
+        t0 = time.perf_counter()
+        models.train_step(model, opt, idx, tgt, F).item()
+        return time.perf_counter() - t0
+
+    return step
+
+
+def alternate(steps: dict[str, Callable[[], float]], rounds: int, warmup: int) -> dict[str, list[float]]:
+    """``warmup`` untimed then ``rounds`` timed rounds of one call of each, the order reversed every round."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    for r in range(warmup + rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            seconds = steps[name]()
+            if r >= warmup:
+                times[name].append(seconds)
+    return times
+
+
+def ratio_cells(times: list[float], base: list[float]) -> str:
+    ratios = sorted(t / b for t, b in zip(times, base))
+    q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
+    return f"{statistics.median(ratios):.3f} ({q1:.3f}-{q3:.3f})"
+
+
+def forms_table(args: argparse.Namespace) -> None:
+    steps = {name: make_step(name) for name in FORMS}
+    times = alternate(steps, args.steps, args.warmup)
+    print(f"{'model':18s} {'ms/step':>9s}   step / gpt's step, median of {args.steps} rounds (quartiles)")
+    for name in FORMS:
+        print(f"{name:18s} {1e3 * statistics.median(times[name]):9.1f}   {ratio_cells(times[name], times['gpt'])}")
+
+
+def layouts_table(args: argparse.Namespace) -> None:
+    from tinygrad_lm.fast import layouts
+
+    laid_out = layouts.empty_like_inputs
+
+    def c_contiguous(inputs: list[Any], shapes: list[Any], dtype: Any) -> list[Any]:
+        return [None] * len(inputs)  # every gradient made as the reference makes it
+
+    print(f"{'model':18s} {'laid out':>9s} {'contiguous':>11s}   laid out / contiguous, median of {args.steps} "
+          "pairs (quartiles)")
+    for name in FORMS:
+        step = make_step(name)
+
+        def with_layouts(on: bool, step: Callable[[], float] = step) -> Callable[[], float]:
+            def run() -> float:
+                layouts.empty_like_inputs = laid_out if on else c_contiguous
+                try:
+                    return step()
+                finally:
+                    layouts.empty_like_inputs = laid_out
+            return run
+
+        times = alternate({"on": with_layouts(True), "off": with_layouts(False)}, args.steps, args.warmup)
+        print(f"{name:18s} {1e3 * statistics.median(times['on']):9.1f} {1e3 * statistics.median(times['off']):11.1f}"
+              f"   {ratio_cells(times['on'], times['off'])}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="tl.set_num_threads (default: every core)")
+    parser.add_argument("--steps", type=int, default=30, help="timed rounds")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
+    parser.add_argument("--layouts", action="store_true", help="gradient layouts on against off, per model")
+    args = parser.parse_args(argv)
+    import tinygrad_lm as tl
+
+    if args.threads is not None:
+        tl.set_num_threads(args.threads)
+    print(f"tinygrad_lm {tl.__version__}, {tl.get_num_threads()} threads, fast path "
+          f"{'on' if tl.fast.is_enabled() else 'off'}")
+    (layouts_table if args.layouts else forms_table)(args)
+
+
+if __name__ == "__main__":
+    main()
