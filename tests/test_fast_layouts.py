@@ -92,6 +92,10 @@ def test_side_by_side_is_the_concatenation_or_nothing(sizes, axis, order, seed):
 def test_side_by_side_refuses_broadcasts_and_other_arrays():
     z = np.broadcast_to(np.zeros(1), (4,))
     assert layouts.side_by_side([z[:2], z[2:]], 0) is None
+    memory = np.arange(8.0)
+    touching = [memory[:4], np.frombuffer(memory.data, dtype=np.float64, offset=32)]  # adjacent, another owner
+    assert touching[1].base is not memory and layouts.side_by_side(touching, 0) is None
+    assert layouts.side_by_side([memory[:4], memory[4:]], 0) is not None
     a = np.zeros((2, 6))
     assert layouts.side_by_side([a[:, :3], a[:, 3:].astype(np.float32)], 1) is None
     assert layouts.side_by_side([a[:, :3], [[0.0] * 3] * 2], 1) is None

@@ -67,10 +67,14 @@ def empty_like_inputs(inputs: list[Any], shapes: list[tuple[int, ...]], dtype: A
 
 def side_by_side(parts: list[Any], axis: int) -> Any:
     """The concatenation of ``parts`` along ``axis`` as a view, when they already lie in memory as it would
-    (the same strides, each starting where the one before it ends along ``axis``); None otherwise."""
+    (views of one array, with the same strides, each starting where the one before it ends along ``axis``);
+    None otherwise."""
     first = parts[0]
     if any(type(p) is not numpy.ndarray or p.dtype != first.dtype or p.strides != first.strides
            or p.shape[:axis] != first.shape[:axis] or p.shape[axis + 1:] != first.shape[axis + 1:] for p in parts):
+        return None
+    owner = _owner(first)
+    if any(_owner(p) is not owner for p in parts):  # (memory of two arrays may happen to touch)
         return None
     if 0 in first.strides or any(p.size == 0 for p in parts):
         return None
@@ -80,8 +84,7 @@ def side_by_side(parts: list[Any], axis: int) -> Any:
             return None
         offset += p.shape[axis]
     shape = first.shape[:axis] + (offset,) + first.shape[axis + 1:]
-    # each element of the view is an element of exactly one part: the view stays inside their memory
-    owner = _owner(first)
+    # each element of the view is an element of exactly one part: the view stays inside their owner's memory
     return numpy.ndarray(shape, first.dtype, buffer=owner, offset=first.ctypes.data - owner.ctypes.data,
                          strides=first.strides)
 
