@@ -367,7 +367,8 @@ def matmul_right_steps(a: Any, right: RightFactor, out: Any, accumulate: bool = 
 
 @register(ops.Matmul)
 class Matmul(ops.Matmul):
-    """The reference product, with 2-D float products on a GPU sent straight to cuBLAS."""
+    """The reference product, with 2-D float products on a GPU sent straight to cuBLAS, and each input's
+    gradient laid out in memory as its input (:func:`matmul_like`)."""
 
     product = staticmethod(matmul)
     product_like = staticmethod(matmul_like)
