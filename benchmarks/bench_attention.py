@@ -20,37 +20,25 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import models  # noqa: E402
+from bench_train_step import make_frameworks  # noqa: E402
 
 FORMS = ("gpt", "gpt-manual", "gpt-mha", "gpt-mha-weights")
 
 
-def make_step(name: str, seed: int = 0) -> Callable[[], float]:
-    """A function running one training step of configuration ``name`` (fixed batch), returning its seconds."""
-    import numpy as np
-
-    import tinygrad_lm as tl
-    import tinygrad_lm.nn.functional as F
-    from tinygrad_lm import nn, optim
-
-    cfg = models.get_config(name)
-    tl.manual_seed(seed)
-    model = models.build(cfg, nn, F)
-    opt = optim.SGD(model.parameters(), lr=0.01)
-    rng = np.random.default_rng(seed)
-    idx = tl.tensor(rng.integers(0, cfg.vocab, size=(cfg.batch, cfg.seq)))
-    tgt = tl.tensor(rng.integers(0, cfg.vocab, size=(cfg.batch, cfg.seq)))
+def make_step(name: str) -> Callable[[], float]:
+    """A function running one training step of configuration ``name`` (the training-step benchmark's model,
+    weights and batch: ``bench_train_step.make_frameworks``), returning its seconds."""
+    fw = make_frameworks(models.get_config(name), None, lr=0.01)[0]
 
     def step() -> float:
-        t0 = time.perf_counter()
-        models.train_step(model, opt, idx, tgt, F).item()
-        return time.perf_counter() - t0
+        fw.step(record=True)
+        return fw.times[-1]
 
     return step
 
