@@ -201,3 +201,98 @@ def test_attention_gradcheck_float64(kind):
 
 def test_the_split_is_registered_against_the_reference():
     assert tl.fast.registry()[ops.Split] is layouts.Split
+
+
+# ------------------------------------------------------------------- gradients of a split array's pieces
+
+
+def test_hand_written_attention_gets_its_gradients_in_one_array(monkeypatch):
+    """dq and dk come from one product's backward and dv from another's: all three are placed in one gradient
+    array laid out as the split qkv product, so the split's backward passes that array on."""
+    joined = []
+
+    def spy(parts, axis):
+        joined.append(side_by_side(parts, axis))
+        return joined[-1]
+
+    side_by_side = layouts.side_by_side
+    monkeypatch.setattr(layouts, "side_by_side", spy)
+    rng = np.random.default_rng(5)
+    x = tl.tensor(rng.standard_normal((2, 5, 8)), requires_grad=True)
+    w = tl.tensor(rng.standard_normal((24, 8)) * 0.3, requires_grad=True)
+    attention_block(x, w, 2, "manual").sum().backward()
+    assert len(joined) == 1 and joined[0] is not None and joined[0].shape == (2, 5, 24)
+
+
+def remembered(array):
+    """Whether a split's record of ``array`` is there (a record of a dead array may sit under a reused id)."""
+    rec = layouts._split_arrays.get(id(array))
+    return rec is not None and rec.array() is array
+
+
+def test_a_split_array_is_remembered_only_while_it_lives():
+    qkv = np.zeros((4, 6))
+    layouts._remember_split(qkv[:, :])
+    assert remembered(qkv)
+    layouts._remember_split(qkv[:2])  # a part of an array: not recorded again
+    every_other = np.zeros((4, 12))[:, ::2]
+    layouts._remember_split(every_other)  # not all of its array: its pieces' gradients are made as usual
+    columns = np.zeros((4, 6), order="F")
+    layouts._remember_split(columns)  # stored by columns
+    assert not remembered(every_other.base) and not remembered(columns)
+    transposed = np.zeros((6, 4)).T  # all of a C-contiguous array, in another order: its gradients take that order
+    layouts._remember_split(transposed)
+    assert remembered(transposed.base)
+    rec = layouts._split_arrays[id(qkv)]
+    del qkv
+    assert rec.array() is None
+
+
+def test_each_part_of_a_split_arrays_gradient_is_handed_out_once():
+    qkv = np.arange(24.0).reshape(2, 12)
+    layouts._remember_split(qkv)
+    a, b = qkv[:, :6], qkv[:, 3:9]
+    first = layouts.empty_like_inputs([a], [a.shape], np.float64)[0]
+    assert first is not None and first.base.size == qkv.size and first.strides == a.strides
+    assert layouts.empty_like_inputs([b], [b.shape], np.float64)[0] is None or not np.shares_memory(
+        layouts.empty_like_inputs([b], [b.shape], np.float64)[0], first)  # overlaps a: not in the same array
+    again = layouts.empty_like_inputs([a], [a.shape], np.float64)
+    assert again[0] is None or again[0].base is not first.base  # a second time: an array of its own
+    c = qkv[:, 9:]
+    third = layouts.empty_like_inputs([c], [c.shape], np.float64)[0]
+    assert third.base is first.base and not np.shares_memory(third, first)
+    del first, again, third  # every gradient gone: a new gradient array, all of it free again
+    assert layouts.empty_like_inputs([a], [a.shape], np.float64)[0] is not None
+
+
+@settings(max_examples=40, deadline=None)
+@given(uses=st.lists(st.sampled_from(["left", "right", "tanh", "twice", "none"]), min_size=3, max_size=3),
+       chunks=st.booleans(), seed=st.integers(0, 2**16))
+def test_gradients_of_split_pieces_equal_the_reference(uses, chunks, seed):
+    """Pieces of one product used by products (as either factor), elementwise, twice or not at all: the placed
+    gradients add up as the reference's do, whether they meet in one array or not."""
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((2, 3, 4)), rng.standard_normal((12, 4))
+    m, r = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
+    results = []
+    for fast in (True, False):
+        with tl.fast.enabled(fast):
+            tx, tw = tl.tensor(x, requires_grad=True), tl.tensor(w, requires_grad=True)
+            y = F.linear(tx, tw)
+            pieces = y.chunk(3, dim=2) if chunks else y.split(4, dim=2)
+            total = y.sum() * 0.0
+            for p, use in zip(pieces, uses):
+                heads = p.reshape(2, 3, 2, 2).transpose(1, 2)  # (2, 2, 3, 2) views, as attention's heads
+                if use == "left":
+                    total = total + (heads @ heads.transpose(-2, -1).detach()).sum()
+                elif use == "right":
+                    total = total + (tl.tensor(m[:3, :3]) @ heads).sum()
+                elif use == "tanh":
+                    total = total + heads.tanh().sum()
+                elif use == "twice":
+                    scores = heads @ heads.transpose(-2, -1)  # both of its gradients are heads'
+                    total = total + (heads @ tl.tensor(m[:2, :2])).sum() + (scores * tl.tensor(r)).sum()
+            total.backward()
+            results.append((tx.grad.numpy(), tw.grad.numpy()))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
