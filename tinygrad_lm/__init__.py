@@ -50,6 +50,7 @@ from .fast import fused_masked_fill as _fused_masked_fill  # noqa: F401
 from .fast import fused_nn as _fused_nn  # noqa: F401
 from .fast import fused_recurrent as _fused_recurrent  # noqa: F401
 from .fast import fused_softmax as _fused_softmax  # noqa: F401
+from .fast import in_place as _in_place  # noqa: F401
 from .fast import layouts as _layouts  # noqa: F401
 from .fast import powers as _powers  # noqa: F401
 from .functions import *  # noqa: F403 - PyTorch's function forms (tl.exp(x), tl.max(x, 1), ...): see functions.py

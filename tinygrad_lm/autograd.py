@@ -225,6 +225,9 @@ class Function:
     # True while the engine runs this node's backward for the last time (``retain_graph=False``): the
     # engine frees the node right after, so backward may overwrite the arrays forward saved on ``self``.
     last_backward = False
+    # True while the engine runs this node's backward with a gradient array that nothing else holds (no
+    # hook saw it, no tensor keeps it as .grad): backward may write its result into it and return it.
+    owns_grad = False
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
@@ -741,7 +744,7 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
         for node in order:
             g = grads.pop(node, None)  # None: no gradient reached it (only through inputs that need none)
             if g is not None:
-                in_grads = _node_backward(node, g, retain_graph)
+                in_grads = _node_backward(node, g, retain_graph, node in owned)
                 g = None  # an op handing ``g`` on unchanged (Clone, Expand) then leaves it private
                 for i, x in enumerate(node.inputs):
                     if not node.needs_grad[i] or in_grads[i] is None:
@@ -788,20 +791,26 @@ def _output_gradient(node: Function, tensor: Any, grad: Any) -> Any:
     return slots
 
 
-def _node_backward(node: Function, g: Any, retain_graph: bool) -> tuple[Any, ...]:
+def _node_backward(node: Function, g: Any, retain_graph: bool, own: bool) -> tuple[Any, ...]:
     """``node.backward(g)`` as a tuple (one gradient per input), with what must happen around the call.
 
     Before it, the hooks on the node's output see ``g`` (:func:`_output_hooks`), and, when memory was
     changed in place since the node was recorded, the arrays it saved are checked (:func:`_check_saved`);
-    ``last_backward`` tells the op it may overwrite them, the node being freed right after. After it, in
-    anomaly mode, every gradient is checked for NaN and Inf.
+    ``last_backward`` tells the op it may overwrite them, the node being freed right after, and
+    ``owns_grad`` that it may overwrite ``g`` (``own``: only the engine holds it, and no hook saw it).
+    After it, in anomaly mode, every gradient is checked for NaN and Inf.
     """
     if _captures or "_grad_hooks" in node.__dict__ or "_retain_ref" in node.__dict__:
         g = _output_hooks(node, g)
+        own = False  # a hook may keep it, and .grad does
     if getattr(node, "_epoch", 0) < _epoch:  # memory was changed in place since this node was recorded
         _check_saved(node)
     if not retain_graph:
         node.last_backward = True
+    if own:
+        node.owns_grad = True
+    elif "owns_grad" in node.__dict__:  # said by an earlier backward through a retained graph
+        del node.owns_grad
     in_grads = node.backward(g)
     if type(in_grads) is not tuple:
         in_grads = (in_grads,)

@@ -14,6 +14,8 @@ one technique per module:
   layers, attention, softmax and log-softmax, masked_fill with a broadcast mask);
 - :mod:`.fused_optim`: Adam's update of a parameter as one compiled pass (``optim.Adam`` asks it first);
 - :mod:`.powers`: ``x ** 3`` and ``x ** 4`` as products (NumPy calls libm's ``pow`` per element);
+- :mod:`.in_place`: backward passes that write into a gradient the engine hands over (a product
+  or quotient by a number; ``masked_fill``'s is in :mod:`.fused_masked_fill`);
 - :mod:`.layouts`: gradients laid out in memory as their inputs are (attention's q, k and v split
   from one product), and a split's backward that passes on gradients already side by side;
 - :mod:`.allocator`: keeping freed arrays in the process's heap;

@@ -36,7 +36,10 @@ class Mul(Function):
     """d(a * b) = b da + a db"""
 
     def forward(self, a: Any, b: Any) -> Any:
-        self.a, self.b = a, b
+        # A Python number is a constant: no gradient goes to it, so the other factor, needed only for that
+        # gradient, is not kept (attention scores scaled by hand, ``(q @ k^T) * scale``, are then freed at once).
+        self.a = None if isinstance(b, (int, float)) else a
+        self.b = None if isinstance(a, (int, float)) else b
         return a * b
 
     def backward(self, g: Any) -> tuple[Any, Any]:
@@ -47,7 +50,8 @@ class Div(Function):
     """d(a / b) = da / b - a db / b^2"""
 
     def forward(self, a: Any, b: Any) -> Any:
-        self.a, self.b = a, b
+        self.a = None if isinstance(b, (int, float)) else a  # needed only for the gradient of b (as in Mul)
+        self.b = b
         return a / b
 
     def backward(self, g: Any) -> tuple[Any, Any]:
