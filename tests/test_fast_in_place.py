@@ -164,11 +164,13 @@ def test_the_ops_are_registered():
     assert tl.fast.registry()[ops.Mul] is in_place.Mul and tl.fast.registry()[ops.Div] is in_place.Div
 
 
-@pytest.mark.parametrize("op", ["mul", "div", "masked_fill"])
+@pytest.mark.parametrize("op", ["mul", "div", "masked_fill", "softmax"])
 def test_a_gradient_given_to_backward_or_kept_by_a_hook_is_left_as_it_was(op):
     def apply(t):
         if op == "masked_fill":
             return t.masked_fill(tl.tensor(np.array([True, False, True])), 0.0)
+        if op == "softmax":
+            return t.softmax(-1)
         return t * 2.0 if op == "mul" else t / 2.0
 
     given_grad = tl.tensor(np.array([[1.0, 2.0, 3.0]] * 2))
@@ -180,3 +182,43 @@ def test_a_gradient_given_to_backward_or_kept_by_a_hook_is_left_as_it_was(op):
     y.register_hook(kept.append)
     (y * tl.tensor(np.full((2, 3), 3.0))).sum().backward()
     np.testing.assert_array_equal(kept[0].numpy(), 3.0)
+
+
+@pytest.mark.parametrize("pieces", [False, True])
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_backward_in_place_gives_the_bits_of_a_new_array(pieces, log, monkeypatch, request):
+    """The softmax's backward over an owned gradient (on one thread, or in pieces on the pool) writes over it,
+    with the bits of the backward into a new array (a hook on the output takes the ownership away)."""
+    from tinygrad_lm.fast import compiler, workers
+
+    if not compiler.numba_available():
+        pytest.skip("the compiled softmax needs Numba")
+    kernels = []
+    compiled = compiler.compiled
+    monkeypatch.setattr(compiler, "compiled",
+                        lambda kernel, *arrays: kernels.append(kernel.__name__) or compiled(kernel, *arrays))
+    if pieces:
+        request.getfixturevalue("blas_pool_threads")(2)
+        monkeypatch.setattr(workers, "MIN_ELEMENTS_PER_PART", 1)
+        variants = []
+        run_pieces = workers.run_pieces
+        monkeypatch.setattr(workers, "run_pieces", lambda kernel, parts, count, *words: variants.append(words[3])
+                            or run_pieces(kernel, parts, count, *words))
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((6, 5, 7)).astype(np.float32), rng.standard_normal((6, 5, 7)).astype(np.float32)
+    results = []
+    for hooked in (False, True):
+        t = tl.tensor(x, requires_grad=True)
+        y = t.log_softmax(-1) if log else t.softmax(-1)
+        if hooked:
+            y.register_hook(lambda g: None)
+        (y * tl.tensor(w)).sum().backward()
+        results.append(t.grad.numpy())
+    np.testing.assert_array_equal(results[0], results[1])
+    assert "_softmax_rows_back_in_place_kernel" in kernels and "_softmax_rows_back_kernel" in kernels
+    if pieces:
+        assert variants == [0, 2, 0, 1]  # forward, backward in place; forward, backward into a new array
+    with tl.fast.enabled(False):
+        t = tl.tensor(x, requires_grad=True)
+        ((t.log_softmax(-1) if log else t.softmax(-1)) * tl.tensor(w)).sum().backward()
+    np.testing.assert_allclose(results[0], t.grad.numpy(), rtol=1e-5, atol=1e-6)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy
 
 from .. import ops
+from ..autograd import _writable
 from . import compiler, register, workers
 
 
@@ -69,15 +70,31 @@ def _softmax_rows_back_kernel(y: Any, g: Any, dx: Any, log: bool) -> None:
             dx[n, c] = g[n, c] - compiler.exp(y[n, c]) * s if log else y[n, c] * (g[n, c] - s)
 
 
-compiler.callable_in_kernels(_softmax_rows_kernel, _softmax_rows_back_kernel)
+def _softmax_rows_back_in_place_kernel(y: Any, g: Any, log: bool) -> None:
+    """:func:`_softmax_rows_back_kernel` with dx written over g (a gradient the engine hands over: in_place.py).
+    Its own loop: given dx = g, that kernel runs 2-3x slower, as the compiler then cannot vectorise it."""
+    N, C = y.shape
+    zero = y.dtype.type(0)
+    for n in range(N):
+        s = zero
+        for c in range(C):
+            s += g[n, c] if log else g[n, c] * y[n, c]
+        for c in range(C):
+            g[n, c] = g[n, c] - compiler.exp(y[n, c]) * s if log else y[n, c] * (g[n, c] - s)
+
+
+compiler.callable_in_kernels(_softmax_rows_kernel, _softmax_rows_back_kernel, _softmax_rows_back_in_place_kernel)
 
 
 def _rows_piece(w: Any, like: Any) -> None:
     """Rows ``first .. last - 1`` of :func:`_softmax_rows_kernel` or of its backward (word 7), in floats of
     ``like``'s type: the words of :func:`_softmax_rows_task`."""
-    first, n, size, c, log, backward = w[1], w[2] - w[1], w[4], w[5], w[6] != 0, w[7] != 0
+    first, n, size, c, log, backward = w[1], w[2] - w[1], w[4], w[5], w[6] != 0, w[7]
     at = size * first * c  # the first row's offset in bytes
-    if backward:
+    if backward == 2:
+        _softmax_rows_back_in_place_kernel(compiler.floats(w[8] + at, (n, c), like),
+                                           compiler.floats(w[9] + at, (n, c), like), log)
+    elif backward == 1:
         _softmax_rows_back_kernel(compiler.floats(w[8] + at, (n, c), like), compiler.floats(w[9] + at, (n, c), like),
                                   compiler.floats(w[10] + at, (n, c), like), log)
     else:
@@ -89,8 +106,9 @@ compiler.callable_in_kernels(_rows_piece)
 
 def _softmax_rows_task(task: int) -> None:
     """One thread's share of the forward or the backward (:func:`workers.run_pieces`): rows ``first .. last - 1``.
-    Words: 4 the float size, 5 the row length C, 6 log softmax (1) or softmax (0), 7 forward (0) or backward
-    (1), then the addresses of x and y (forward) or of y, dy and dx (backward)."""
+    Words: 4 the float size, 5 the row length C, 6 log softmax (1) or softmax (0), 7 forward (0), backward (1)
+    or backward in place (2), then the addresses of x and y (forward), of y, dy and dx (backward) or of y and
+    dy (in place)."""
     w = compiler.words(task, workers.TASK_WORDS)
     if w[4] == 4:
         _rows_piece(w, numpy.float32(0))
@@ -137,15 +155,19 @@ class _RowsMixin:
     def _backward_rows(self, y: Any, g: Any) -> Any:
         """dx from the output y and its gradient g with the compiled backward, or None if it cannot take g."""
         g = self.xp.ascontiguousarray(g)
-        kernel = compiler.compiled(_softmax_rows_back_kernel, y, g)
+        in_place = self.owns_grad and _writable(g)  # (ascontiguousarray returns an owned g itself)
+        kernel = compiler.compiled(_softmax_rows_back_in_place_kernel if in_place else _softmax_rows_back_kernel, y, g)
         if kernel is None or g.dtype != y.dtype:
             return None
-        dx = self.xp.empty_like(y)
+        dx = g if in_place else self.xp.empty_like(y)
         rows, c = y.size // y.shape[-1], y.shape[-1]
         parts = workers.pieces_for(rows, y.size, y, g)
         if parts > 1:
-            workers.run_pieces(_softmax_rows_task, parts, rows, y.dtype.itemsize, c, self.log, 1,
-                               *workers.addresses(y, g, dx))
+            words = workers.addresses(y, g) if in_place else workers.addresses(y, g, dx)
+            workers.run_pieces(_softmax_rows_task, parts, rows, y.dtype.itemsize, c, self.log, 2 if in_place else 1,
+                               *words)
+        elif in_place:
+            kernel(y.reshape(-1, c), g.reshape(-1, c), self.log)
         else:
             kernel(y.reshape(-1, c), g.reshape(-1, c), dx.reshape(-1, c), self.log)
         return dx
