@@ -122,6 +122,7 @@ class _RowsMixin:
 
     log = False
     xp: Any
+    owns_grad: bool  # (Function's)
 
     def forward(self, x: Any, axis: int = -1) -> Any:
         kernel = self._rows(x, axis)
