@@ -164,15 +164,56 @@ def test_the_ops_are_registered():
     assert tl.fast.registry()[ops.Mul] is in_place.Mul and tl.fast.registry()[ops.Div] is in_place.Div
 
 
-@pytest.mark.parametrize("op", ["mul", "div", "masked_fill", "softmax"])
-def test_a_gradient_given_to_backward_or_kept_by_a_hook_is_left_as_it_was(op):
-    def apply(t):
-        if op == "masked_fill":
-            return t.masked_fill(tl.tensor(np.array([True, False, True])), 0.0)
-        if op == "softmax":
-            return t.softmax(-1)
-        return t * 2.0 if op == "mul" else t / 2.0
+IN_PLACE = {  # each op whose backward may write over its gradient, applied to a (..., 3) tensor
+    "mul": lambda t: t * 2.0,
+    "div": lambda t: t / 2.0,
+    "masked_fill": lambda t: t.masked_fill(tl.tensor(np.array([True, False, True])), 0.0),
+    "softmax": lambda t: t.softmax(-1),
+    "tanh": lambda t: t.tanh(),
+    "sigmoid": lambda t: t.sigmoid(),
+    "gelu": lambda t: tl.nn.functional.gelu(t),
+}
 
+
+@pytest.mark.parametrize("op", sorted(IN_PLACE))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_each_op_writes_over_an_owned_gradient_with_the_bits_of_a_new_one(op, dtype, monkeypatch):
+    if op in ("masked_fill", "softmax", "tanh", "sigmoid", "gelu"):
+        from tinygrad_lm.fast import compiler
+
+        if not compiler.numba_available():
+            pytest.skip("the compiled kernels need Numba")
+    cls = type(IN_PLACE[op](tl.tensor(np.ones((1, 3)), requires_grad=True)).grad_fn)
+    wrote_over = []
+    backward = cls.backward
+
+    nodes = []
+
+    def spy(self, g):
+        dx = backward(self, g)
+        if any(self is node for node in nodes):  # (not the weighting's product)
+            wrote_over.append((dx[0] if isinstance(dx, tuple) else dx) is g)
+        return dx
+
+    monkeypatch.setattr(cls, "backward", spy)
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal((4, 5, 3)).astype(dtype), rng.standard_normal((4, 5, 3)).astype(dtype)
+    grads = []
+    for hooked in (False, True):
+        t = tl.tensor(x, requires_grad=True)
+        y = IN_PLACE[op](t)
+        nodes.append(y.grad_fn)
+        if hooked:
+            y.register_hook(lambda g: None)
+        (y * tl.tensor(w)).sum().backward()
+        grads.append(t.grad.numpy())
+    assert wrote_over == [True, False]
+    np.testing.assert_array_equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("op", sorted(IN_PLACE))
+def test_a_gradient_given_to_backward_or_kept_by_a_hook_is_left_as_it_was(op):
+    apply = IN_PLACE[op]
     given_grad = tl.tensor(np.array([[1.0, 2.0, 3.0]] * 2))
     x = tl.tensor(np.ones((2, 3)), requires_grad=True)
     apply(x * 1.0).backward(given_grad)

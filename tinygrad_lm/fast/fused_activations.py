@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops
+from ..autograd import _writable
 from . import compiler, register
 
 
@@ -31,6 +32,14 @@ def _tanh_back_kernel(g: Any, y: Any, dx: Any) -> None:
     one = y.dtype.type(1)
     for k in range(y.size):
         dx[k] = g[k] * (one - y[k] * y[k])
+
+
+def _tanh_back_in_place_kernel(g: Any, y: Any) -> None:
+    """g <- g (1 - y^2): :func:`_tanh_back_kernel` over a gradient the engine hands over (fast/in_place.py). Its
+    own loop: given dx = g, that kernel's loop is not vectorised (the compiler cannot rule out an overlap)."""
+    one = y.dtype.type(1)
+    for k in range(y.size):
+        g[k] *= one - y[k] * y[k]
 
 
 def _sigmoid_kernel(x: Any, out: Any) -> None:
@@ -51,6 +60,13 @@ def _sigmoid_back_kernel(g: Any, y: Any, dx: Any) -> None:
         dx[k] = g[k] * y[k] * (one - y[k])
 
 
+def _sigmoid_back_in_place_kernel(g: Any, y: Any) -> None:
+    """g <- g y (1 - y): :func:`_sigmoid_back_kernel` over a gradient the engine hands over (as for tanh)."""
+    one = y.dtype.type(1)
+    for k in range(y.size):
+        g[k] *= y[k] * (one - y[k])
+
+
 def _flat(xp: Any, x: Any) -> Any:
     """x as a flat C-contiguous array (a view where x already is one)."""
     return x.reshape(-1) if x.flags.c_contiguous else xp.ascontiguousarray(x).reshape(-1)
@@ -66,10 +82,16 @@ def _elementwise(op: Any, kernel: Any, x: Any) -> Any:
     return out
 
 
-def _elementwise_back(op: Any, kernel: Any, g: Any, y: Any) -> Any:
-    """``kernel(g, y, dx)`` into a new array of y's shape, or None (no kernel, or g of another shape or dtype)."""
+def _elementwise_back(op: Any, kernel: Any, in_place_kernel: Any, g: Any, y: Any) -> Any:
+    """``kernel(g, y, dx)`` into a new array of y's shape, or ``in_place_kernel(g, y)`` over a gradient the op owns
+    (``Function.owns_grad``); None (no kernel, or g of another shape or dtype)."""
     if g.shape != y.shape or g.dtype != y.dtype:
         return None
+    if op.owns_grad and _writable(g):
+        run = compiler.compiled(in_place_kernel, g, y)
+        if run is not None:
+            run(g.reshape(-1), _flat(op.xp, y))
+            return g
     run = compiler.compiled(kernel, g, y)
     if run is None:
         return None
@@ -84,7 +106,9 @@ class _OnePass:
 
     kernel: Any
     back_kernel: Any
+    back_in_place_kernel: Any  # (dy, y): dy <- dx
     out: Any  # the forward's result, which both derivatives are written in
+    owns_grad: bool  # (Function's)
 
     def forward(self, x: Any) -> Any:
         out = _elementwise(self, type(self).kernel, x)
@@ -94,7 +118,7 @@ class _OnePass:
         return out
 
     def backward(self, g: Any) -> Any:
-        dx = _elementwise_back(self, type(self).back_kernel, g, self.out)
+        dx = _elementwise_back(self, type(self).back_kernel, type(self).back_in_place_kernel, g, self.out)
         return super().backward(g) if dx is None else dx  # type: ignore[misc]
 
 
@@ -103,6 +127,7 @@ class Tanh(_OnePass, ops.Tanh):
     """tanh and its derivative, each one compiled pass (:func:`_tanh_kernel`, :func:`_tanh_back_kernel`)."""
 
     kernel, back_kernel = staticmethod(_tanh_kernel), staticmethod(_tanh_back_kernel)
+    back_in_place_kernel = staticmethod(_tanh_back_in_place_kernel)
 
 
 @register(ops.Sigmoid)
@@ -111,6 +136,7 @@ class Sigmoid(_OnePass, ops.Sigmoid):
     :func:`_sigmoid_back_kernel`)."""
 
     kernel, back_kernel = staticmethod(_sigmoid_kernel), staticmethod(_sigmoid_back_kernel)
+    back_in_place_kernel = staticmethod(_sigmoid_back_in_place_kernel)
 
 
 def tanh_in_place(a: Any) -> bool:

@@ -4,9 +4,16 @@ The engine tells a node when only it holds the gradient of the node's output (``
 no hook saw it and no tensor keeps it as ``.grad``). An op whose input's gradient is that gradient
 changed element by element can then write it where it lies: no new array is made, and the memory
 the pass goes over was written by the op before it, so it is still in the cache, where a new array's
-memory is often not. Attention written by hand is where it counts: the scores are scaled
-(``* scale`` or ``/ sqrt(d)``) and masked (``masked_fill``, in :mod:`.fused_masked_fill`) before the
-softmax, so the softmax's (B, heads, T, T) gradient goes through two such passes.
+memory is often not: at ``gpt``'s (32, 4, 64, 64) attention scores, a multiply into a new array
+took 250-400 us inside a training step against 60-90 us in place.
+
+The ops that do this: a product or quotient by a Python number (here), ``masked_fill``
+(:mod:`.fused_masked_fill`), softmax and log-softmax (:mod:`.fused_softmax`), tanh and the sigmoid
+(:mod:`.fused_activations`) and GELU (:mod:`.fused_nn`). Where a compiled loop does it, the loop is
+one of its own (``g[k] *= ...``): given the same array as input and output, the compiler cannot rule
+out an overlap and does not vectorise the usual loop, which then runs 2-3x slower. Attention written
+by hand is where it counts most: its scores are scaled and masked before the softmax, so the
+softmax's gradient goes through three such passes, which the fused call does in one.
 """
 from __future__ import annotations
 
