@@ -12,8 +12,10 @@ median of those pair ratios, with their quartiles.
 ``--layouts`` instead times each model with the gradients laid out as their inputs
 (``tinygrad_lm/fast/layouts.py``, the default) against the same model with that switched off (every
 gradient C-contiguous, copied back through the reshape and concatenated by the split), alternating.
+``--in-place`` does the same for the backward passes that write over a gradient the engine hands
+over (``tinygrad_lm/fast/in_place.py``) against every such pass writing a new array.
 
-    python benchmarks/bench_attention.py [--threads 2] [--steps 30] [--layouts]
+    python benchmarks/bench_attention.py [--threads 2] [--steps 30] [--layouts | --in-place]
 """
 from __future__ import annotations
 
@@ -69,31 +71,59 @@ def forms_table(args: argparse.Namespace) -> None:
         print(f"{name:18s} {1e3 * statistics.median(times[name]):9.1f}   {ratio_cells(times[name], times['gpt'])}")
 
 
-def layouts_table(args: argparse.Namespace) -> None:
+def on_off_table(args: argparse.Namespace, labels: tuple[str, str],
+                 switch: Callable[[bool], Callable[[], None]]) -> None:
+    """Each model's steps with a technique on and off, alternating: ``switch(on)`` turns it on or off and returns
+    what restores the default."""
+    print(f"{'model':18s} {labels[0]:>10s} {labels[1]:>10s}   {labels[0]} / {labels[1]}, median of {args.steps} "
+          "pairs (quartiles)")
+    for name in FORMS:
+        step = make_step(name)
+
+        def with_switch(on: bool, step: Callable[[], float] = step) -> Callable[[], float]:
+            def run() -> float:
+                restore = switch(on)
+                try:
+                    return step()
+                finally:
+                    restore()
+            return run
+
+        times = alternate({"on": with_switch(True), "off": with_switch(False)}, args.steps, args.warmup)
+        print(f"{name:18s} {1e3 * statistics.median(times['on']):10.1f} {1e3 * statistics.median(times['off']):10.1f}"
+              f"   {ratio_cells(times['on'], times['off'])}")
+
+
+def layouts_switch(on: bool) -> Callable[[], None]:
+    """Gradients laid out as their inputs (the default), or every one made C-contiguous as the reference makes it."""
     from tinygrad_lm.fast import layouts
 
     laid_out = layouts.empty_like_inputs
 
     def c_contiguous(inputs: list[Any], shapes: list[Any], dtype: Any) -> list[Any]:
-        return [None] * len(inputs)  # every gradient made as the reference makes it
+        return [None] * len(inputs)
 
-    print(f"{'model':18s} {'laid out':>9s} {'contiguous':>11s}   laid out / contiguous, median of {args.steps} "
-          "pairs (quartiles)")
-    for name in FORMS:
-        step = make_step(name)
+    layouts.empty_like_inputs = laid_out if on else c_contiguous
 
-        def with_layouts(on: bool, step: Callable[[], float] = step) -> Callable[[], float]:
-            def run() -> float:
-                layouts.empty_like_inputs = laid_out if on else c_contiguous
-                try:
-                    return step()
-                finally:
-                    layouts.empty_like_inputs = laid_out
-            return run
+    def restore() -> None:
+        layouts.empty_like_inputs = laid_out
+    return restore
 
-        times = alternate({"on": with_layouts(True), "off": with_layouts(False)}, args.steps, args.warmup)
-        print(f"{name:18s} {1e3 * statistics.median(times['on']):9.1f} {1e3 * statistics.median(times['off']):11.1f}"
-              f"   {ratio_cells(times['on'], times['off'])}")
+
+def in_place_switch(on: bool) -> Callable[[], None]:
+    """The engine handing the gradients it alone holds to the ops (the default: fast/in_place.py), or never."""
+    from tinygrad_lm import autograd
+
+    handing_over = autograd._node_backward
+
+    def never(node: Any, g: Any, retain_graph: bool, own: bool) -> Any:
+        return handing_over(node, g, retain_graph, False)
+
+    autograd._node_backward = handing_over if on else never
+
+    def restore() -> None:
+        autograd._node_backward = handing_over
+    return restore
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed rounds")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     parser.add_argument("--layouts", action="store_true", help="gradient layouts on against off, per model")
+    parser.add_argument("--in-place", action="store_true",
+                        help="backward passes over the gradients the engine hands over, on against off, per model")
     args = parser.parse_args(argv)
     import tinygrad_lm as tl
 
@@ -109,7 +141,12 @@ def main(argv: list[str] | None = None) -> None:
         tl.set_num_threads(args.threads)
     print(f"tinygrad_lm {tl.__version__}, {tl.get_num_threads()} threads, fast path "
           f"{'on' if tl.fast.is_enabled() else 'off'}")
-    (layouts_table if args.layouts else forms_table)(args)
+    if args.layouts:
+        on_off_table(args, ("laid out", "contiguous"), layouts_switch)
+    elif args.in_place:
+        on_off_table(args, ("in place", "new"), in_place_switch)
+    else:
+        forms_table(args)
 
 
 if __name__ == "__main__":

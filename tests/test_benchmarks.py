@@ -287,10 +287,10 @@ def test_torch_beside_benchmark_runs_every_kind() -> None:
     assert re.search(r"^tiny(\s+[\d.]+){5}$", result.stdout, re.M), result.stdout
 
 
-@pytest.mark.parametrize("flag", [[], ["--layouts"]])
+@pytest.mark.parametrize("flag", [[], ["--layouts"], ["--in-place"]])
 def test_attention_benchmark_runs_every_form(flag: list[str]) -> None:
     """bench_attention.py at one round (no timing checked): a row per way of writing attention, with a step time
-    and a ratio (and quartiles); with --layouts, the two step times and their ratio."""
+    and a ratio (and quartiles); with --layouts or --in-place, the two step times and their ratio."""
     import re
     import subprocess
 
