@@ -68,9 +68,10 @@ _split_lock = threading.Lock()
 
 
 def _remember_split(x: Any) -> None:
-    """Record ``x``'s memory as split (from :class:`Split`'s forward) when ``x`` is the whole of a C-contiguous
-    NumPy array: gradients asked for views of that array are then placed together (:func:`_place`)."""
-    if type(x) is not numpy.ndarray or x.size == 0:
+    """Record ``x``'s memory as split (from :class:`Split`'s forward) when ``x`` views all of a C-contiguous
+    NumPy array, in any order: gradients asked for views of that array are then placed together (:func:`_place`).
+    (Which arrays are recorded only decides where gradients are placed: :func:`_place` checks each one.)"""
+    if type(x) is not numpy.ndarray or x.size == 0 or 0 in x.strides:
         return
     owner = _owner(x)
     if owner.size != x.size or not owner.flags.c_contiguous:
