@@ -35,22 +35,27 @@ def pieces(monkeypatch, blas_pool_threads):
     yield runs
 
 
-def _gelu(x: np.ndarray, approximate: str) -> tuple[np.ndarray, np.ndarray]:
+def _gelu(x: np.ndarray, approximate: str, hooked: bool) -> tuple[np.ndarray, np.ndarray]:
     t = tl.tensor(x, requires_grad=True)
     y = F.gelu(t, approximate=approximate)
+    if hooked:  # a hook sees dy: the backward writes a new array (else it multiplies dy in place, in one piece)
+        y.register_hook(lambda g: None)
     (y * tl.tensor(np.cos(x))).sum().backward()
     return y.detach().numpy(), t.grad.numpy()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_gelu_in_pieces_equals_one_piece(pieces, monkeypatch, dtype, approximate):
+@pytest.mark.parametrize("hooked", [False, True])
+def test_gelu_in_pieces_equals_one_piece(pieces, monkeypatch, dtype, approximate, hooked):
     x = np.random.default_rng(0).standard_normal((37, 11)).astype(dtype) * 3
-    split = _gelu(x, approximate)
-    assert pieces == [("_gelu_part", 2), ("_multiply_part", 2)]  # forward, then backward's dy * GELU'(x)
+    split = _gelu(x, approximate, hooked)
+    # the forward, then (into a new array) the backward's dy * GELU'(x)
+    expected = [("_gelu_part", 2), ("_multiply_part", 2)] if hooked else [("_gelu_part", 2)]
+    assert pieces == expected
     tl.set_num_threads(1)
-    whole = _gelu(x, approximate)
-    assert pieces == [("_gelu_part", 2), ("_multiply_part", 2)]
+    whole = _gelu(x, approximate, hooked)
+    assert pieces == expected
     for got, want in zip(split, whole):
         np.testing.assert_array_equal(got, want)
 
@@ -109,7 +114,7 @@ def test_piece_kernels_run_as_plain_python(pieces, monkeypatch):
     """The piece kernels are ordinary Python too: run each captured task row in Python, compare."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((6, 7))
-    wants = {approximate: _gelu(x, approximate)[0] for approximate in ("none", "tanh")}
+    wants = {approximate: _gelu(x, approximate, False)[0] for approximate in ("none", "tanh")}
     captured: list[tuple] = []
     monkeypatch.setattr(workers, "run_pieces", lambda kernel, parts, count, *words: captured.append(
         (kernel, parts, count, words)))
@@ -247,7 +252,7 @@ def test_pieces_from_two_python_threads_beside_numpy_products(pieces):
 
     rng = np.random.default_rng(5)
     xs = [rng.standard_normal((64, 50)) for _ in range(2)]
-    wants = [_gelu(x, "none") for x in xs]
+    wants = [_gelu(x, "none", True) for x in xs]  # (hooked: the backward on the pool too)
     big = rng.standard_normal((300, 300))
     big_want = big @ big
     errors: list[BaseException] = []
@@ -255,7 +260,7 @@ def test_pieces_from_two_python_threads_beside_numpy_products(pieces):
     def split(i: int) -> None:
         try:
             for _ in range(20):
-                for got, want in zip(_gelu(xs[i], "none"), wants[i]):
+                for got, want in zip(_gelu(xs[i], "none", True), wants[i]):
                     np.testing.assert_array_equal(got, want)
         except BaseException as e:  # noqa: BLE001 - reported below, from the main thread
             errors.append(e)
