@@ -223,7 +223,12 @@ def test_addmm_is_matmul_plus_the_bias_row(m, k, n, la, lb, dtype, seed):
     # NumPy's OpenBLAS adds the product into the bias rows (beta = 1) wherever it reads both operands in place
     from tinygrad_lm.fast import workers
 
-    direct = blas._numpy_gemm_into(bias, a, b)
+    assert m * n >= blas.ADDMM_MIN_OUTPUT or blas._numpy_gemm_into(bias, a, b) is None  # small: a @ b + bias
+    threshold, blas.ADDMM_MIN_OUTPUT = blas.ADDMM_MIN_OUTPUT, 1
+    try:
+        direct = blas._numpy_gemm_into(bias, a, b)
+    finally:
+        blas.ADDMM_MIN_OUTPUT = threshold
     in_place = la != "every2" and lb != "every2" and min(m, k, n) >= 2
     assert (direct is not None) == (in_place and workers.numpy_blas() is not None)
     if direct is not None:

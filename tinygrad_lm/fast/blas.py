@@ -206,6 +206,12 @@ def addmm(bias: Any, a: Any, b: Any) -> Any:
 
 _numpy_gemms: dict[tuple[str, Any], Any] = {}  # (dtype name, BLAS integer type) -> cblas_?gemm as a ctypes function
 
+# Below this many output elements, ``a @ b`` then ``+= bias`` is faster than one GEMM into the bias rows: the
+# ctypes call and its three address lookups cost about 25 us on the project's machine, more than the bias pass
+# over a small output (1 thread: (32, 128) @ (128, 64) took 15 us that way against 40; (256, 128) @ (128, 128)
+# 156 against 151). The makemore RNN and GRU cells run such products at every time step.
+ADDMM_MIN_OUTPUT = 1 << 16
+
 
 def _numpy_gemm_into(bias: Any, a: Any, b: Any) -> Any:
     """``bias + a @ b`` as one ``cblas_?gemm`` of NumPy's OpenBLAS with beta = 1 into the bias rows, for NumPy
@@ -216,7 +222,7 @@ def _numpy_gemm_into(bias: Any, a: Any, b: Any) -> Any:
     if a.ndim != 2 or b.ndim != 2 or dtype.char not in "fd" or not dtype.isnative or b.dtype != dtype:
         return None
     (m, k), (k_b, n) = a.shape, b.shape
-    if k != k_b or bias.shape != (n,) or bias.dtype != dtype or min(m, n, k) < 2:
+    if k != k_b or bias.shape != (n,) or bias.dtype != dtype or min(m, n, k) < 2 or m * n < ADDMM_MIN_OUTPUT:
         return None
     layout_a, layout_b = _blas_layout(a), _blas_layout(b)
     blas = workers.numpy_blas()
