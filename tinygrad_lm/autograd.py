@@ -226,7 +226,8 @@ class Function:
     # engine frees the node right after, so backward may overwrite the arrays forward saved on ``self``.
     last_backward = False
     # True while the engine runs this node's backward with a gradient array that nothing else holds (no
-    # hook saw it, no tensor keeps it as .grad): backward may write its result into it and return it.
+    # hook saw it, no tensor keeps it as .grad) and that may be written (C-contiguous, not read-only):
+    # backward may write its result into it and return it.
     owns_grad = False
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -797,7 +798,8 @@ def _node_backward(node: Function, g: Any, retain_graph: bool, own: bool) -> tup
     Before it, the hooks on the node's output see ``g`` (:func:`_output_hooks`), and, when memory was
     changed in place since the node was recorded, the arrays it saved are checked (:func:`_check_saved`);
     ``last_backward`` tells the op it may overwrite them, the node being freed right after, and
-    ``owns_grad`` that it may overwrite ``g`` (``own``: only the engine holds it, and no hook saw it).
+    ``owns_grad`` that it may overwrite ``g`` (``own``: only the engine holds it, and no hook saw it; and
+    it is C-contiguous and writable).
     After it, in anomaly mode, every gradient is checked for NaN and Inf.
     """
     if _captures or "_grad_hooks" in node.__dict__ or "_retain_ref" in node.__dict__:
@@ -807,7 +809,7 @@ def _node_backward(node: Function, g: Any, retain_graph: bool, own: bool) -> tup
         _check_saved(node)
     if not retain_graph:
         node.last_backward = True
-    if own:
+    if own and _writable(g):
         node.owns_grad = True
     elif "owns_grad" in node.__dict__:  # said by an earlier backward through a retained graph
         del node.owns_grad

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops
-from ..autograd import _writable
 from . import compiler, register
 
 
@@ -87,7 +86,7 @@ def _elementwise_back(op: Any, kernel: Any, in_place_kernel: Any, g: Any, y: Any
     (``Function.owns_grad``); None (no kernel, or g of another shape or dtype)."""
     if g.shape != y.shape or g.dtype != y.dtype:
         return None
-    if op.owns_grad and _writable(g):
+    if op.owns_grad:
         run = compiler.compiled(in_place_kernel, g, y)
         if run is not None:
             run(g.reshape(-1), _flat(op.xp, y))

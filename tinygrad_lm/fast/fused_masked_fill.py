@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops
-from ..autograd import _writable
 from . import compiler, register
 
 
@@ -62,7 +61,7 @@ class MaskedFill(ops.MaskedFill):
         if not self.fused:
             return super().backward(g)
         m = self.flat_mask.size
-        if self.owns_grad and _writable(g):  # a gradient the engine hands over (fast/in_place.py): zeroed where it lies
+        if self.owns_grad:  # a gradient the engine hands over (fast/in_place.py): zeroed where it lies
             kernel = compiler.compiled(_masked_zero_in_place_kernel, g)
             if kernel is not None:
                 kernel(g.reshape(-1, m), self.flat_mask)

@@ -15,7 +15,6 @@ from typing import Any
 import numpy
 
 from .. import ops
-from ..autograd import _writable
 from . import compiler, register, workers
 from .blas import matmul
 
@@ -107,7 +106,7 @@ class Gelu(ops.Gelu):
         dx = self.dx
         if type(g) is not numpy.ndarray or g.shape != dx.shape or g.dtype != dx.dtype or not g.flags.c_contiguous:
             return super().backward(g)
-        if self.owns_grad and _writable(g):  # (fast/in_place.py) g *= dx on one thread: 2x faster than into a
+        if self.owns_grad:  # (fast/in_place.py) g *= dx on one thread: 2x faster than into a
             return numpy.multiply(g, dx, out=g)  # new array on two, and no faster in pieces (memory-bound)
         parts = workers.pieces_for(dx.size, dx.size, g, dx)  # (a multiply streams memory: 1.2x on 2 threads)
         if parts < 2:

@@ -17,7 +17,6 @@ from typing import Any
 import numpy
 
 from .. import ops
-from ..autograd import _writable
 from . import compiler, register, workers
 
 
@@ -156,7 +155,7 @@ class _RowsMixin:
     def _backward_rows(self, y: Any, g: Any) -> Any:
         """dx from the output y and its gradient g with the compiled backward, or None if it cannot take g."""
         g = self.xp.ascontiguousarray(g)
-        in_place = self.owns_grad and _writable(g)  # (ascontiguousarray returns an owned g itself)
+        in_place = self.owns_grad  # (ascontiguousarray returns an owned g itself: it is C-contiguous)
         kernel = compiler.compiled(_softmax_rows_back_in_place_kernel if in_place else _softmax_rows_back_kernel, y, g)
         if kernel is None or g.dtype != y.dtype:
             return None

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops
-from ..autograd import _writable
 from . import register
 
 
@@ -34,7 +33,7 @@ class Mul(ops.Mul):
 
     def backward(self, g: Any) -> Any:
         a_is_number = _number(self.a)
-        if not (self.owns_grad and (a_is_number or _number(self.b)) and _writable(g)):
+        if not (self.owns_grad and (a_is_number or _number(self.b))):
             return super().backward(g)
         self.xp.multiply(g, self.a if a_is_number else self.b, out=g)  # the bits of ``g * number``
         return (None, g) if a_is_number else (g, None)
@@ -45,7 +44,7 @@ class Div(ops.Div):
     """The reference quotient, whose backward divides a gradient it owns in place when the divisor is a number."""
 
     def backward(self, g: Any) -> Any:
-        if not (self.owns_grad and _number(self.b) and _writable(g)):
+        if not (self.owns_grad and _number(self.b)):
             return super().backward(g)
         self.xp.true_divide(g, self.b, out=g)  # the bits of ``g / number``
         return g, None

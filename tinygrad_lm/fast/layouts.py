@@ -119,12 +119,8 @@ def empty_like_inputs(inputs: list[Any], shapes: list[tuple[int, ...]], dtype: A
     dtype = numpy.dtype(dtype)
     usable = [type(x) is numpy.ndarray and x.shape == shape and x.dtype == dtype and x.size > 0
               and 0 not in x.strides for x, shape in zip(inputs, shapes)]
-    if _split_arrays and any(usable):
-        placed = [_place(x) if ok else None for x, ok in zip(inputs, usable)]
-        if any(p is not None for p in placed):
-            return [p if p is not None else (numpy.empty_like(x) if ok and not x.flags.c_contiguous else None)
-                    for p, x, ok in zip(placed, inputs, usable)]
-    if all(usable) and len(inputs) > 1:
+    placed = [_place(x) if ok else None for x, ok in zip(inputs, usable)] if _split_arrays else [None] * len(inputs)
+    if all(p is None for p in placed) and all(usable) and len(inputs) > 1:
         owner = _owner(inputs[0])
         if (all(_owner(x) is owner for x in inputs) and owner.flags.c_contiguous and owner.dtype == dtype
                 and sum(x.size for x in inputs) == owner.size and _disjoint(inputs)):
@@ -132,7 +128,8 @@ def empty_like_inputs(inputs: list[Any], shapes: list[tuple[int, ...]], dtype: A
             start = owner.ctypes.data
             return [numpy.ndarray(x.shape, dtype, buffer=whole, offset=x.ctypes.data - start, strides=x.strides)
                     for x in inputs]
-    return [numpy.empty_like(x) if ok and not x.flags.c_contiguous else None for x, ok in zip(inputs, usable)]
+    return [p if p is not None else numpy.empty_like(x) if ok and not x.flags.c_contiguous else None
+            for p, x, ok in zip(placed, inputs, usable)]
 
 
 def side_by_side(parts: list[Any], axis: int) -> Any:
