@@ -61,6 +61,9 @@ def test_dtypes_of_new_tensors(device):
         (lambda f, i: tl.where(i > 1, f, i), F32),
         (lambda f, i: tl.maximum(f, 0.0), F32),
         (lambda f, i: tl.cat([f, i]), F32),
+        (lambda f, i: tl.cat([i, f, f.double()]), F64),
+        (lambda f, i: tl.stack([i, i.to(tl.int32)]), I64),
+        (lambda f, i: tl.stack([f, i], dim=-1), F32),
         (lambda f, i: f.clamp(0.5, 1.5), F32),
         (lambda f, i: f.masked_fill(i > 1, -1e9), F32),
         (lambda f, i: f.var(), F32),
@@ -72,6 +75,26 @@ def test_result_dtypes_follow_pytorch(device, expr, dtype):
     f = tl.tensor([1.0, 2.0], device=device)
     i = tl.tensor([1, 2], device=device)
     assert expr(f, i).dtype == dtype
+
+
+def test_cat_and_stack_name_the_shapes_that_do_not_join(device):
+    a, b = tl.zeros(2, 3, device=device), tl.zeros(2, 4, device=device)
+    assert tl.cat([a, b], dim=1).shape == (2, 7)
+    assert tl.cat([a, b], dim=-1).shape == (2, 7)
+    with pytest.raises(ValueError, match=r"cat: shapes \(2, 3\) and \(2, 4\) differ outside dim 0"):
+        tl.cat([a, b])
+    with pytest.raises(ValueError, match=r"cat: shapes \(2, 3\) and \(3,\) differ outside dim 0"):
+        tl.cat([a, tl.zeros(3, device=device)])
+    with pytest.raises(ValueError, match=r"stack: all tensors must have one shape, got \(2, 3\) and \(2, 4\)"):
+        tl.stack([a, b])
+    with pytest.raises(IndexError, match="dim 2 is out of range"):
+        tl.cat([a, a], dim=2)
+    with pytest.raises(IndexError, match="dim 3 is out of range"):
+        tl.stack([a, a], dim=3)
+    with pytest.raises(TypeError, match="dim must be an int, got float"):
+        tl.cat([a, a], dim=1.0)
+    assert tl.stack([a, a], dim=2).shape == (2, 3, 2)
+    assert tl.stack([a, a], dim=-3).shape == (2, 2, 3)
 
 
 def test_float32_gradients_stay_float32(device):

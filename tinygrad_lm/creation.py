@@ -270,22 +270,23 @@ def manual_seed(seed: int) -> None:
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Join tensors along an existing dim (all other dims must match)."""
     tensors = _check_joinable("cat", tensors)
-    first = tensors[0]
-    d = _axis(dim, first.ndim)
+    shape = tensors[0].array.shape
+    d = _axis(dim, len(shape))
     for t in tensors[1:]:
-        if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
-            raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside dim {dim}")
+        other = t.array.shape
+        if len(other) != len(shape) or other[:d] != shape[:d] or other[d + 1:] != shape[d + 1:]:
+            raise ValueError(f"cat: shapes {shape} and {other} differ outside dim {dim}")
     return _ops.Cat.apply(*tensors, axis=d)
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Join tensors of one shape along a new dim."""
     tensors = _check_joinable("stack", tensors)
-    first = tensors[0]
+    shape = tensors[0].array.shape
     for t in tensors[1:]:
-        if t.shape != first.shape:
-            raise ValueError(f"stack: all tensors must have one shape, got {first.shape} and {t.shape}")
-    return _ops.Stack.apply(*tensors, axis=_axis(dim, first.ndim + 1))
+        if t.array.shape != shape:
+            raise ValueError(f"stack: all tensors must have one shape, got {shape} and {t.array.shape}")
+    return _ops.Stack.apply(*tensors, axis=_axis(dim, len(shape) + 1))
 
 
 def where(condition: Tensor, input: Any = None, other: Any = None) -> Any:
@@ -336,7 +337,9 @@ def _check_joinable(name: str, tensors: Sequence[Tensor]) -> list[Tensor]:
     for t in tensors:
         if not isinstance(t, Tensor):
             raise TypeError(f"{name}: expected Tensors, got {type(t).__name__}")
-    dtype = tensors[0].dtype
+    dtype = tensors[0].array.dtype
+    if all(t.array.dtype == dtype for t in tensors):
+        return tensors
     for t in tensors[1:]:
-        dtype = _promoted_dtype(dtype, t.dtype)
+        dtype = _promoted_dtype(dtype, t.array.dtype)
     return [t.to(dtype=dtype) for t in tensors]

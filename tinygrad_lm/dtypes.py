@@ -95,6 +95,8 @@ def as_dtype(dtype: Any) -> DType:
 
 def check_dtype(dtype: Any) -> numpy.dtype:
     """Turn a dtype-like into a NumPy dtype, rejecting the ones tinygrad_lm does not support."""
+    if type(dtype) is DType:  # (a tensor's .dtype: NumPy's own conversion of it takes microseconds)
+        return dtype.dtype
     try:
         dt = numpy.dtype(dtype)
     except TypeError:

@@ -268,7 +268,7 @@ class Tensor:
         out = self
         if dtype is not None:
             dt = dtypes.check_dtype(dtype)
-            if dt != out.dtype:
+            if dt != out.array.dtype:
                 out = _ops.Cast.apply(out, dtype=dt)
         if device is not None:
             dev = backend.canonical_device(device)
@@ -2331,6 +2331,8 @@ def _prod(values: Any) -> int:
 
 def _axis(dim: int, ndim: int) -> int:
     """A dim in [-ndim, ndim) as a non-negative axis (0-d tensors accept 0 and -1)."""
+    if type(dim) is int and 0 <= dim < ndim:  # (the usual case, without the ABC check below)
+        return dim
     if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
         raise TypeError(f"dim must be an int, got {type(dim).__name__}")
     n = max(ndim, 1)
@@ -2478,6 +2480,8 @@ def _tensor_like(value: Any, like: Tensor) -> Tensor:
 
 def _promoted_dtype(da: Any, db: Any) -> Any:
     """PyTorch's result dtype for two dtypes: a float meeting an int or bool stays that float."""
+    if da == db:
+        return da
     fa, fb = _is_float(da), _is_float(db)
     if fa and not fb:
         return da
