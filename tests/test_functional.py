@@ -224,6 +224,14 @@ def test_cross_entropy_errors(device):
         F.cross_entropy(x, tl.tensor([0, -1, 1], device=device))
     with pytest.raises(IndexError, match="target -100"):
         F.cross_entropy(x, tl.tensor([0, -100, 1], device=device), ignore_index=3)
+    for dtype in (tl.int8, tl.int16, tl.int32, tl.uint8):  # each integer dtype's range check
+        with pytest.raises(IndexError, match=r"target 4 .*4 classes"):
+            F.cross_entropy(x, tl.tensor([0, 4, 1], dtype=dtype, device=device))
+        if dtype != tl.uint8:
+            with pytest.raises(IndexError, match=r"target -2 .*4 classes"):
+                F.cross_entropy(x, tl.tensor([0, -2, 1], dtype=dtype, device=device), ignore_index=-1)
+            kept = F.cross_entropy(x, tl.tensor([0, -1, 1], dtype=dtype, device=device), ignore_index=-1)
+            assert kept.item() == pytest.approx(F.cross_entropy(x[[0, 2]], tl.tensor([0, 1], device=device)).item())
     with pytest.raises(ValueError, match=r"\(2,\).*\(3, 4\)"):
         F.cross_entropy(x, tl.tensor([0, 1], device=device))
     with pytest.raises(ValueError, match=r"\(3, 2\).*\(3, 4\)"):

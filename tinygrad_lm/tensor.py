@@ -1438,14 +1438,14 @@ class Tensor:
                 raise TypeError(f"reshape/view: expected a shape, got the dtype {shape[0]!r} "
                                 "(view(dtype) is not supported)") from None
             raise
-        n = self.numel()
-        if min(shape, default=0) < -1 or shape.count(-1) > 1:  # one -1 at most, no other negative size
+        n = self.array.size
+        if min(shape, default=0) >= 0:
+            fits = _prod(shape) == n
+        elif min(shape) < -1 or shape.count(-1) > 1:  # one -1 at most, no other negative size
             fits = False
-        elif shape.count(-1) == 1:
+        else:
             known = _prod(s for s in shape if s != -1)
             fits = known > 0 and n % known == 0
-        else:
-            fits = _prod(shape) == n
         if not fits:
             raise ValueError(f"reshape: cannot reshape a tensor of shape {self.shape} ({n} elements) into {shape}")
         return _ops.Reshape.apply(self, shape=shape)
@@ -1468,13 +1468,15 @@ class Tensor:
 
     def permute(self, *dims: Any) -> Tensor:
         dims = _shape_arg(dims)
-        if sorted(_axis(d, self.ndim) for d in dims) != list(range(self.ndim)):
-            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}")
-        return _ops.Permute.apply(self, axes=tuple(_axis(d, self.ndim) for d in dims))
+        ndim = self.array.ndim
+        axes = tuple([_axis(d, ndim) for d in dims])
+        if sorted(axes) != list(range(ndim)):
+            raise ValueError(f"permute: {dims} is not a permutation of the {ndim} dims of shape {self.shape}")
+        return _ops.Permute.apply(self, axes=axes)
 
     @property
     def T(self) -> Tensor:
-        return self.permute(*reversed(range(self.ndim)))
+        return _ops.Permute.apply(self, axes=tuple(range(self.array.ndim - 1, -1, -1)))
 
     @property
     def mT(self) -> Tensor:
@@ -2357,6 +2359,11 @@ def _axes(dim: Any, ndim: int) -> tuple[int, ...] | None:
 def _shape_arg(shape: tuple[Any, ...]) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    for n in shape:  # (plain ints, the usual case, skip the ABC checks below: they cost a microsecond a dim)
+        if type(n) is not int:
+            break
+    else:
+        return shape
     for n in shape:
         if not isinstance(n, numbers.Integral) or isinstance(n, bool):
             raise TypeError(f"shape entries must be ints, got {shape}")

@@ -190,6 +190,8 @@ def blas_pool_parts(items: int) -> int:
     """How many threads :func:`run_on_blas_pool` would run ``items`` independent pieces of work on: at most
     ``tl.get_num_threads()``, the BLAS's current thread count and the threads its pool has; 1 where
     there is no such pool (another BLAS, no Numba) or on one thread."""
+    if items < 2:  # (small work, the usual case: before get_num_threads, which may ask the OS for the affinity)
+        return 1
     wanted = min(threads.get_num_threads(), items)
     if wanted < 2:
         return 1

@@ -294,17 +294,30 @@ def _class_weight(name: str, weight: Tensor | None, input: Tensor, c: int) -> An
     return weight.array.astype(input.dtype, copy=False)
 
 
+_UNSIGNED: dict[Any, Any] = {}  # a signed integer dtype -> the unsigned one of its size (see _check_class_target)
+
+
 def _check_class_target(name: str, input: Tensor, target: Tensor, c: int, ignore_index: int) -> None:
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+    if type(ignore_index) is not int and (isinstance(ignore_index, bool)
+                                          or not isinstance(ignore_index, numbers.Integral)):
         raise TypeError(f"{name}: ignore_index must be an int, got {type(ignore_index).__name__} {ignore_index!r}")
-    expected = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else ()
-    if target.shape != expected:
+    shape = input.array.shape
+    expected = shape[:1] + shape[2:] if len(shape) >= 2 else ()
+    if target.array.shape != expected:
         raise ValueError(
             f"{name}: target shape {target.shape} does not match input shape {input.shape} "
             f"(class-index targets must have shape {expected})"
         )
     data = target.array
     if data.size:
+        # read as unsigned, negative targets are too large: one maximum says that all are in [0, c), the usual
+        # case; only where some are not (ignore_index, say) does the full check run
+        if data.dtype.kind == "i":
+            unsigned = _UNSIGNED.get(data.dtype)
+            if unsigned is None:
+                unsigned = _UNSIGNED[data.dtype] = data.view(data.dtype.str.replace("i", "u")).dtype
+            if data.view(unsigned).max() < c:
+                return
         bad = ((data < 0) | (data >= c)) & (data != ignore_index)
         if bool(bad.any()):
             raise IndexError(
