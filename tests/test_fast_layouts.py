@@ -158,6 +158,23 @@ def test_matmul_like_keeps_the_layout_of_like():
     np.testing.assert_allclose(plain, g @ k, rtol=1e-12)
 
 
+def test_matmul_like_places_a_c_contiguous_piece_of_a_split_array():
+    """A piece cut along the first axis is C-contiguous, yet its gradient still goes into the split array's
+    gradient (the plain product is taken only for inputs that no split cut)."""
+    rng = np.random.default_rng(2)
+    qkv = rng.standard_normal((6, 4))
+    layouts._remember_split(qkv)
+    top, bottom = qkv[:3], qkv[3:]
+    assert top.flags.c_contiguous
+    g, w = rng.standard_normal((3, 5)), rng.standard_normal((5, 4))
+    d_top, d_bottom = blas.matmul_like(g, w, top), blas.matmul_like(g, w, bottom)
+    np.testing.assert_allclose(d_top, g @ w, rtol=1e-12)
+    np.testing.assert_allclose(d_bottom, g @ w, rtol=1e-12)
+    assert d_top.base is not None and d_top.base is d_bottom.base and d_top.base.shape == qkv.shape
+    plain = blas.matmul_like(g, w, rng.standard_normal((3, 4)))  # no split: a product of its own
+    assert plain.base is None and plain.flags.c_contiguous
+
+
 # ------------------------------------------------------------------------------------- through the engine
 
 

@@ -85,6 +85,15 @@ def _remember_split(x: Any) -> None:
             _split_arrays[id(owner)] = _SplitArray(owner)
 
 
+def in_split(x: Any) -> bool:
+    """Whether ``x`` views an array that a split cut (and that is alive): :func:`_place` may place its gradient."""
+    if not _split_arrays:
+        return False
+    owner = _owner(x)
+    rec = _split_arrays.get(id(owner))
+    return rec is not None and rec.array() is owner
+
+
 def _place(x: Any) -> Any:
     """A new view for the gradient of ``x``, a view of an array a split cut, in the gradient array shared by
     that array's views, where ``x`` lies in it; None when ``x`` is not such a view, or overlaps a view whose
