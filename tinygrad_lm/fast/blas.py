@@ -250,6 +250,8 @@ def _numpy_gemm_into(bias: Any, a: Any, b: Any) -> Any:
 def _is_cupy_float_2d(*arrays: Any) -> bool:
     """Whether every array is a 2-D float32/float64 CuPy array of one dtype (what :func:`_cupy_gemm` takes)."""
     first = arrays[0]
+    if isinstance(first, (numpy.ndarray, numpy.generic)):  # (the CPU's case, without the generator below)
+        return False
     return all(
         not isinstance(a, (numpy.ndarray, numpy.generic)) and getattr(a, "ndim", 0) == 2
         and a.dtype == first.dtype and a.dtype.char in "fd"
@@ -383,6 +385,19 @@ class Matmul(ops.Matmul):
     product_like = staticmethod(matmul_like)
 
 
+_ones_rows: dict[Any, Any] = {}  # dtype -> a read-only vector of ones, the longest asked for so far
+
+
+def _ones(n: int, dtype: Any) -> Any:
+    """A read-only NumPy vector of ``n`` ones (a view of one kept per dtype: a Linear's bias gradient is 1^T dy)."""
+    ones = _ones_rows.get(dtype)
+    if ones is None or ones.shape[0] < n:
+        ones = numpy.ones(max(n, 1024), dtype=dtype)
+        ones.flags.writeable = False
+        _ones_rows[dtype] = ones
+    return ones[:n]
+
+
 @register(ops.Linear)
 class Linear(ops.Linear):
     """The reference Linear with the bias inside the GEMM (a GPU's forward) and db = 1^T dy (a CPU's backward)."""
@@ -402,5 +417,5 @@ class Linear(ops.Linear):
         gw = matmul(g2.T, self.x2) if need_w else None  # (out, in)
         gb = None
         if need_b:  # (out,): a vector-matrix product on the CPU; CuPy's einsum costs 100 us to parse
-            gb = matmul(self.xp.ones(g2.shape[0], dtype=g2.dtype), g2) if self.device == "cpu" else g2.sum(axis=0)
+            gb = matmul(_ones(g2.shape[0], g2.dtype), g2) if self.device == "cpu" else g2.sum(axis=0)
         return gx, gw, gb
