@@ -266,7 +266,10 @@ class Function:
         if device is None:
             raise TypeError(f"{cls.__name__} needs at least one Tensor input")
         ctx.device = device
-        ctx.xp = Tensor._xp_of(device)
+        xp = _xps.get(device)
+        if xp is None:
+            xp = _xps[device] = Tensor._xp_of(device)
+        ctx.xp = xp
         try:
             out = ctx.forward(*arrays, **params)
         except (ValueError, IndexError) as err:
@@ -291,6 +294,9 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
+
+
+_xps: dict[str, Any] = {}  # device -> its array module, for Function.apply (Tensor._xp_of's, one call fewer)
 
 
 def _wrap_outputs(ctx: Function, outs: tuple[Any, ...], inputs: tuple[Any, ...], needs_grad: tuple[bool, ...],
@@ -336,6 +342,12 @@ def _share_version(result: Any, inputs: tuple[Any, ...]) -> None:
         if type(x) is Tensor and x.array is base:
             result._vc = share_counter(x, result)
             return
+    if type(base) is _NDARRAY and base.base is None:  # base owns its memory: only it and its views share it
+        for x in inputs:  # (NumPy's views name the array owning the memory as their base)
+            if isinstance(x, Tensor) and (x.array is base or x.array.base is base):
+                result._vc = share_counter(x, result)
+                return
+        return  # a view of a new array (a Linear's output, reshaped): nothing to share
     root = _root(result.array)
     for x in inputs:
         if isinstance(x, Tensor) and (x.array is root or _root(x.array) is root):
@@ -741,7 +753,9 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
     add_to_leaf = _accumulate_leaf if leaf_hooks is None else leaf_hooks.accumulate
     grads = {root: _output_gradient(root, tensor, grad)}  # the gradient of each node's output, until it is reached
     owned: set[Function] = set()  # the nodes whose gradient in ``grads`` only the engine holds (see _accumulate)
-    with no_grad():
+    grad_was = _modes.grad_enabled  # no_grad() for the walk (the context manager costs more than the flag)
+    _modes.grad_enabled = False
+    try:
         for node in order:
             g = grads.pop(node, None)  # None: no gradient reached it (only through inputs that need none)
             if g is not None:
@@ -752,7 +766,10 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
                         continue
                     private = _private(in_grads, i)  # asked before any name here refers to the array
                     gx = in_grads[i]
-                    if gx.shape != x.shape or gx.dtype != (x.dtype if type(x) is _Edge else x.array.dtype):
+                    if type(x) is _Edge:
+                        if gx.shape != x.shape or gx.dtype != x.dtype:
+                            gx, private = _unbroadcast_checked(node, x, gx, private)
+                    elif gx.shape != x.array.shape or gx.dtype != x.array.dtype:
                         gx, private = _unbroadcast_checked(node, x, gx, private)
                     fn = x.grad_fn
                     if fn is None:
@@ -768,6 +785,8 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
                 leaf_hooks.node_done(node)
             if not retain_graph:
                 _free(node)
+    finally:
+        _modes.grad_enabled = grad_was
 
 
 def _backward_from_leaf(tensor: Any, grad: Any) -> None:
