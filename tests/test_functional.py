@@ -406,6 +406,10 @@ def test_linear_errors(device):
         F.linear(tl.randn(2, 3, device=device), tl.randn(4, 3, device=device, dtype=tl.float64))
     with pytest.raises(ValueError, match="bias shape"):
         F.linear(tl.randn(2, 3, device=device), tl.randn(4, 3, device=device), tl.randn(3, device=device))
+    with pytest.raises(ValueError, match=r"bias shape \(1, 4\)"):
+        F.linear(tl.randn(2, 3, device=device), tl.randn(4, 3, device=device), tl.randn(1, 4, device=device))
+    with pytest.raises(TypeError, match="input is float32 but bias is float64"):
+        F.linear(tl.randn(2, 3, device=device), tl.randn(4, 3, device=device), tl.randn(4, device=device).double())
 
 
 def np_layer_norm(x, k, w, b, eps):

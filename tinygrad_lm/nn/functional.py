@@ -61,16 +61,19 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     _check_tensor("linear", "weight", weight)
     if bias is not None:
         _check_tensor("linear", "bias", bias)
-    if input.ndim == 0 or weight.ndim != 2 or input.shape[-1] != weight.shape[1]:
+    x, w = input.array, weight.array  # (the checks read the arrays: a layer calls this at every step)
+    if x.ndim == 0 or w.ndim != 2 or x.shape[-1] != w.shape[1]:
         raise ValueError(
             f"linear: input shape {input.shape} does not fit weight shape {weight.shape} "
             "(expected input (..., in_features) and weight (out_features, in_features))"
         )
-    _check_same_dtype("linear", input, weight, "input", "weight")
+    if w.dtype != x.dtype:
+        _check_same_dtype("linear", input, weight, "input", "weight")
     if bias is not None:
-        if bias.shape != (weight.shape[0],):
+        if bias.array.shape != w.shape[:1]:
             raise ValueError(f"linear: bias shape {bias.shape} does not match weight shape {weight.shape}")
-        _check_same_dtype("linear", input, bias, "input", "bias")
+        if bias.array.dtype != x.dtype:
+            _check_same_dtype("linear", input, bias, "input", "bias")
     return _ops.Linear.apply(input, weight, bias)
 
 
