@@ -461,6 +461,17 @@ def test_layer_norm_errors(device):
         F.layer_norm(x, 4)
     with pytest.raises(ValueError, match=r"weight shape \(2,\)"):
         F.layer_norm(x, 3, weight=tl.ones(2, device=device))
+    with pytest.raises(ValueError, match=r"bias shape \(1, 3\)"):
+        F.layer_norm(x, (3,), bias=tl.ones(1, 3, device=device))
+    with pytest.raises(TypeError, match="input is float32 but weight is float64"):
+        F.layer_norm(x, (3,), weight=tl.ones(3, device=device).double())
+    with pytest.raises(TypeError, match="input must be a floating point tensor, got int64"):
+        F.layer_norm(tl.tensor([[1, 2, 3]], device=device), (3,))
+    with pytest.raises(ValueError, match="negative"):
+        F.layer_norm(x, (-3,))
+    with pytest.raises(TypeError, match="normalized_shape must be an int or a tuple of ints"):
+        F.layer_norm(x, (3.0,))
+    assert F.layer_norm(x, [3]).shape == x.shape == F.layer_norm(x, np.int64(3)).shape
 
 
 @given(seed=st.integers(0, 2**31 - 1), ids_shape=st.sampled_from([(4,), (2, 3)]),

@@ -2333,8 +2333,8 @@ def _prod(values: Any) -> int:
 
 def _axis(dim: int, ndim: int) -> int:
     """A dim in [-ndim, ndim) as a non-negative axis (0-d tensors accept 0 and -1)."""
-    if type(dim) is int and 0 <= dim < ndim:  # (the usual case, without the ABC check below)
-        return dim
+    if type(dim) is int and -ndim <= dim < ndim:  # (the usual case, without the ABC check below)
+        return dim % ndim
     if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
         raise TypeError(f"dim must be an int, got {type(dim).__name__}")
     n = max(ndim, 1)

@@ -194,6 +194,8 @@ def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     return _channel_dropout("dropout3d", input, p, training, inplace, 3)
 
 def _normalized_shape(shape: Any) -> tuple[int, ...]:
+    if type(shape) is tuple and all(type(n) is int and n >= 0 for n in shape):  # (a module's own, the usual case)
+        return shape
     dims = (shape,) if isinstance(shape, numbers.Integral) else shape
     if not isinstance(dims, (tuple, list)) or any(isinstance(n, bool) or not isinstance(n, numbers.Integral)
                                                   for n in dims):
@@ -213,15 +215,18 @@ def layer_norm(
     """(x - mean) / sqrt(var + eps) * weight + bias over the trailing ``normalized_shape`` dims (biased var)."""
     _check_tensor("layer_norm", "input", input)
     shape = _normalized_shape(normalized_shape)
-    _check_float("layer_norm", "input", input)
-    if len(shape) == 0 or input.ndim < len(shape) or input.shape[input.ndim - len(shape) :] != shape:
+    x = input.array
+    if x.dtype.kind != "f":
+        _check_float("layer_norm", "input", input)
+    if len(shape) == 0 or x.ndim < len(shape) or x.shape[x.ndim - len(shape) :] != shape:
         raise ValueError(f"layer_norm: input shape {input.shape} does not end in normalized_shape {shape}")
     for arg, t in (("weight", weight), ("bias", bias)):
         if t is not None:
             _check_tensor("layer_norm", arg, t)
-            if t.shape != shape:
+            if t.array.shape != shape:
                 raise ValueError(f"layer_norm: {arg} shape {t.shape} does not match normalized_shape {shape}")
-            _check_same_dtype("layer_norm", input, t, "input", arg)
+            if t.array.dtype != x.dtype:
+                _check_same_dtype("layer_norm", input, t, "input", arg)
             _check_device("layer_norm", input, t)
     return _ops.LayerNorm.apply(input, weight, bias, ndim=len(shape), eps=float(eps))
 
