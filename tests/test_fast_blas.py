@@ -291,6 +291,7 @@ def blas_pool(monkeypatch, blas_pool_threads):
 
     blas_pool_threads(2)
     monkeypatch.setattr(blas, "MIN_BATCHED_WORK", 1)
+    monkeypatch.setattr(blas, "MIN_PRODUCT_WORK", 1)
     runs: list[int] = []
     real = workers.run_on_blas_pool
 
@@ -332,6 +333,10 @@ def test_no_split_on_one_thread_or_below_the_work_threshold(blas_pool, monkeypat
     monkeypatch.setattr(blas, "MIN_BATCHED_WORK", 4 * 6 * 5 * 7 + 1)
     assert blas.batched_on_blas_pool(a, b) is None
     monkeypatch.setattr(blas, "MIN_BATCHED_WORK", 4 * 6 * 5 * 7)
+    assert blas.batched_on_blas_pool(a, b) is not None
+    monkeypatch.setattr(blas, "MIN_PRODUCT_WORK", 6 * 5 * 7 + 1)  # enough work in all, too little per product
+    assert blas.batched_on_blas_pool(a, b) is None
+    monkeypatch.setattr(blas, "MIN_PRODUCT_WORK", 6 * 5 * 7)
     assert blas.batched_on_blas_pool(a, b) is not None
     tl.set_num_threads(1)
     assert blas.batched_on_blas_pool(a, b) is None

@@ -134,6 +134,7 @@ def test_matmul_into_any_out_layout(m, n, k, batch, columns, pool, seed, monkeyp
     a, b = rng.standard_normal(batch + (m, k)), rng.standard_normal(batch + (k, n))
     if pool:
         monkeypatch.setattr(blas, "MIN_BATCHED_WORK", 1)
+        monkeypatch.setattr(blas, "MIN_PRODUCT_WORK", 1)
     order = list(rng.permutation(len(batch) + 2))
     if columns != (order.index(len(batch)) > order.index(len(batch) + 1)):  # rows outside columns, or inside
         i, j = order.index(len(batch)), order.index(len(batch) + 1)

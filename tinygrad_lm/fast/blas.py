@@ -75,6 +75,10 @@ def matmul_like(a: Any, b: Any, like: Any) -> Any:
 # and OpenBLAS runs each small one on one thread: `gpt`'s attention products, 128 of 64 x 64 x 32,
 # took 1.0-1.5 ms that way and 0.6-1.0 ms split in two, right after a large product.
 MIN_BATCHED_WORK = 1 << 21
+# ... and from this many per product: below, the hand-off costs more than half the products save (2 threads,
+# in-process medians: 128 products of 16 x 64 x 16 took 192 us in one piece against 311 split, 32 x 32 x 32
+# 311 against 368; 64 x 16 x 64, 65 K, 687 against 634).
+MIN_PRODUCT_WORK = 1 << 16
 MAX_BATCH_AXES = 4
 _BATCH = 17  # where a task's batch shape starts; the operands' batch strides (bytes) follow, 4 words each
 
@@ -98,7 +102,7 @@ def batched_on_blas_pool(a: Any, b: Any, out: Any = None) -> Any:
     except ValueError:
         return None  # NumPy says why
     count = math.prod(batch)
-    if len(batch) > MAX_BATCH_AXES or count * m * n * k < MIN_BATCHED_WORK:
+    if len(batch) > MAX_BATCH_AXES or count * m * n * k < MIN_BATCHED_WORK or m * n * k < MIN_PRODUCT_WORK:
         return None
     layout_a, layout_b = _blas_layout(a), _blas_layout(b)
     if layout_a is None or layout_b is None:
