@@ -323,7 +323,7 @@ def _wrap_outputs(ctx: Function, outs: tuple[Any, ...], inputs: tuple[Any, ...],
     return results
 
 
-_NDARRAY = backend.numpy_ndarray_type()
+_NDARRAY: Any = backend.numpy_ndarray_type()
 
 
 def _root(array: Any) -> Any:
