@@ -766,10 +766,8 @@ def _backward(tensor: Any, grad: Any, retain_graph: bool) -> None:
                         continue
                     private = _private(in_grads, i)  # asked before any name here refers to the array
                     gx = in_grads[i]
-                    if type(x) is _Edge:
-                        if gx.shape != x.shape or gx.dtype != x.dtype:
-                            gx, private = _unbroadcast_checked(node, x, gx, private)
-                    elif gx.shape != x.array.shape or gx.dtype != x.array.dtype:
+                    want = x if type(x) is _Edge else x.array  # (a leaf's array: Tensor.shape is a property)
+                    if gx.shape != want.shape or gx.dtype != want.dtype:
                         gx, private = _unbroadcast_checked(node, x, gx, private)
                     fn = x.grad_fn
                     if fn is None:

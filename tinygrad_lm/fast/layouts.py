@@ -80,18 +80,19 @@ def _remember_split(x: Any) -> None:
         if len(_split_arrays) >= 64:  # drop the records of arrays that are gone (a training step makes new ones)
             for key in [key for key, rec in _split_arrays.items() if rec.array() is None]:
                 del _split_arrays[key]
-        rec = _split_arrays.get(id(owner))
-        if rec is None or rec.array() is not owner:
+        if _record(owner) is None:
             _split_arrays[id(owner)] = _SplitArray(owner)
+
+
+def _record(owner: Any) -> _SplitArray | None:
+    """The record of ``owner`` as a split array, or None (never split, or its id now names another array)."""
+    rec = _split_arrays.get(id(owner))
+    return rec if rec is not None and rec.array() is owner else None
 
 
 def in_split(x: Any) -> bool:
     """Whether ``x`` views an array that a split cut (and that is alive): :func:`_place` may place its gradient."""
-    if not _split_arrays:
-        return False
-    owner = _owner(x)
-    rec = _split_arrays.get(id(owner))
-    return rec is not None and rec.array() is owner
+    return bool(_split_arrays) and _record(_owner(x)) is not None
 
 
 def _place(x: Any) -> Any:
@@ -99,10 +100,10 @@ def _place(x: Any) -> Any:
     that array's views, where ``x`` lies in it; None when ``x`` is not such a view, or overlaps a view whose
     gradient was placed already in the same gradient array."""
     owner = _owner(x)
-    offset = x.ctypes.data - owner.ctypes.data
-    rec = _split_arrays.get(id(owner))
-    if rec is None or owner.dtype != x.dtype or rec.array() is not owner:
+    rec = _record(owner)
+    if rec is None or owner.dtype != x.dtype:
         return None
+    offset = x.ctypes.data - owner.ctypes.data
     with _split_lock:
         gradient = rec.gradient() if rec.gradient is not None else None
         if gradient is None:  # the first gradient, or every earlier one is gone: a new array, all of it free

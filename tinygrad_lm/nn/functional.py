@@ -28,7 +28,7 @@ def _check_tensor(name: str, arg: str, value: Any) -> Tensor:
 
 
 def _check_float(name: str, arg: str, t: Tensor) -> None:
-    if t.dtype.kind != "f":
+    if t.array.dtype.kind != "f":  # (the array's dtype: comparing DType objects costs microseconds per call)
         raise TypeError(f"{name}: {arg} must be a floating point tensor, got {t.dtype}")
 
 
@@ -38,7 +38,7 @@ def _check_device(name: str, a: Tensor, b: Tensor) -> None:
 
 
 def _check_same_dtype(name: str, a: Tensor, b: Tensor, arg_a: str, arg_b: str) -> None:
-    if a.dtype != b.dtype:
+    if a.array.dtype != b.array.dtype:
         raise TypeError(f"{name}: {arg_a} is {a.dtype} but {arg_b} is {b.dtype}; convert one with .to(dtype)")
 
 
@@ -67,13 +67,11 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"linear: input shape {input.shape} does not fit weight shape {weight.shape} "
             "(expected input (..., in_features) and weight (out_features, in_features))"
         )
-    if w.dtype != x.dtype:
-        _check_same_dtype("linear", input, weight, "input", "weight")
+    _check_same_dtype("linear", input, weight, "input", "weight")
     if bias is not None:
         if bias.array.shape != w.shape[:1]:
             raise ValueError(f"linear: bias shape {bias.shape} does not match weight shape {weight.shape}")
-        if bias.array.dtype != x.dtype:
-            _check_same_dtype("linear", input, bias, "input", "bias")
+        _check_same_dtype("linear", input, bias, "input", "bias")
     return _ops.Linear.apply(input, weight, bias)
 
 
@@ -215,9 +213,8 @@ def layer_norm(
     """(x - mean) / sqrt(var + eps) * weight + bias over the trailing ``normalized_shape`` dims (biased var)."""
     _check_tensor("layer_norm", "input", input)
     shape = _normalized_shape(normalized_shape)
+    _check_float("layer_norm", "input", input)
     x = input.array
-    if x.dtype.kind != "f":
-        _check_float("layer_norm", "input", input)
     if len(shape) == 0 or x.ndim < len(shape) or x.shape[x.ndim - len(shape) :] != shape:
         raise ValueError(f"layer_norm: input shape {input.shape} does not end in normalized_shape {shape}")
     for arg, t in (("weight", weight), ("bias", bias)):
@@ -225,8 +222,7 @@ def layer_norm(
             _check_tensor("layer_norm", arg, t)
             if t.array.shape != shape:
                 raise ValueError(f"layer_norm: {arg} shape {t.shape} does not match normalized_shape {shape}")
-            if t.array.dtype != x.dtype:
-                _check_same_dtype("layer_norm", input, t, "input", arg)
+            _check_same_dtype("layer_norm", input, t, "input", arg)
             _check_device("layer_norm", input, t)
     return _ops.LayerNorm.apply(input, weight, bias, ndim=len(shape), eps=float(eps))
 
