@@ -301,3 +301,28 @@ def test_attention_benchmark_runs_every_form(flag: list[str]) -> None:
     times = r"(\s+[\d.]+){2}" if flag else r"\s+[\d.]+"
     for name in ("gpt", "gpt-manual", "gpt-mha", "gpt-mha-weights"):
         assert re.search(rf"^{name}{times}\s+[\d.]+ \([\d.]+-[\d.]+\)$", result.stdout, re.M), (name, result.stdout)
+
+
+def test_step_products_benchmark_records_and_replays_the_products() -> None:
+    """bench_step_products.py at two steps (no timing checked): for a configuration and a program, the step's split
+    into products, pool kernels and the rest, the replay, and a row per product shape with its rate; a program
+    without products says so; an unknown name is refused."""
+    import re
+    import subprocess
+
+    script = os.path.join(BENCHMARKS, "bench_step_products.py")
+    argv = [sys.executable, script, "--configs", "tiny,program:rnn,bigram", "--threads", "1", "--steps", "2",
+            "--warmup", "1"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for name in ("tiny", "program:rnn"):
+        section = out.split(f"\n{name}, 1 thread(s)")[1].split("\n\n")[0]
+        assert re.search(r"step [\d.]+ ms: products [\d.]+ ms \(\d+%\), pool kernels [\d.]+ ms", section), section
+        assert re.search(r"replayed back to back: [\d.]+ ms \(in the step / replayed: [\d.]+;", section), section
+        assert re.search(r"^  \(\d+, \d+\)T? @ \(\d+, \d+\)T?( \+ bias)?\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+$", section,
+                         re.M), section
+    assert "bigram, 1 thread(s)" in out and "no products recorded" in out.split("bigram, 1 thread(s)")[1]
+    bad = subprocess.run([sys.executable, script, "--configs", "nope"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "unknown name 'nope'" in bad.stderr
+
