@@ -8,7 +8,11 @@ moves around the configuration's value:
 - batch: the batch size
 - width: the hidden size (``lstm``: the LSTM's hidden size; ``gpt``: n_embd, with an MLP 4 x as wide)
 - seq: the sequence length
-- threads: 1, 2, 4, ... up to every core this process may use (both frameworks alike)
+- threads: 1, 2, 4, ... up to every core this process may use (both frameworks alike); with
+  ``--isolated ROUNDS``, each framework alone in fresh processes (bench_train_step.py's worker),
+  the median of ROUNDS rounds. Interleaved in one process, each framework's threads, left spinning
+  after its step, take a core from the other's next step: PyTorch's 2-thread ``lstm`` step took
+  130 ms interleaved against 68 ms alone on the project's 2-core machine.
 
 The medians go to a JSON file and a 4-panel plot (``--out``, a PNG; the JSON is written next to it).
 Then a linear cost model is fitted per framework, to the points at ``--base-threads`` threads::
@@ -23,7 +27,7 @@ forward pass outside the matrix products, plus the parameters (the optimizer's u
 residuals are printed too: where they are large, the three terms do not explain that framework's time
 (for instance, an LSTM's per-time-step Python overhead grows with seq, a term this model does not have).
 
-    python benchmarks/cost_model.py --out benchmarks/cost_model.png [--steps 7] [--warmup 2] [--no-torch]
+    python benchmarks/cost_model.py --out benchmarks/cost_model.png [--steps 7] [--warmup 2] [--isolated 3] [--no-torch]
     python benchmarks/cost_model.py --quick --out /tmp/cost_model.png    # a tiny smoke grid, seconds
 """
 from __future__ import annotations
@@ -137,7 +141,10 @@ def measure(args: argparse.Namespace, pt: Any) -> list[dict[str, Any]]:
     current_threads = None
     for model in args.models:
         for sweep, value, cfg, threads in grid(model, args.quick, cores, args.base_threads):
-            key = (cfg, threads)
+            isolated = sweep == "threads" and args.isolated > 0
+            key = (cfg, threads, isolated)
+            if key not in done and isolated:
+                done[key] = isolated_seconds(model, threads, args, pt is not None)
             if key not in done:
                 if threads != current_threads:
                     bench_programs.set_threads(threads, pt)
@@ -158,11 +165,24 @@ def measure(args: argparse.Namespace, pt: Any) -> list[dict[str, Any]]:
             print(bench_train_step.fmt_row(row, widths), flush=True)
             for name, s in secs.items():
                 results.append({"model": model, "sweep": sweep, "value": value, "framework": name,
+                                "method": "isolated" if isolated else "interleaved",
                                 "batch": cfg.batch, "seq": cfg.seq, "embed": cfg.embed, "hidden": cfg.hidden,
                                 "width": width_of(cfg), "layers": cfg.layers, "threads": threads,
                                 "tokens": cfg.tokens, "gemm_flops": flops, "elementwise": elems,
                                 "s_per_step": s, "us_per_token": s / cfg.tokens * 1e6})
     return results
+
+
+def isolated_seconds(model: str, threads: int, args: argparse.Namespace, with_torch: bool) -> dict[str, float]:
+    """Seconds per step of ``model``'s configuration at ``threads`` threads, each framework alone in a fresh process
+    (bench_train_step.py's worker), ``args.isolated`` rounds with the order swapped every round: the median."""
+    frameworks = ["tinygrad_lm", "torch"] if with_torch else ["tinygrad_lm"]
+    worker_args = argparse.Namespace(threads=threads, lr=args.lr, memory_warmup="full")
+    ms: dict[str, list[float]] = {fw: [] for fw in frameworks}
+    for r in range(args.isolated):
+        for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
+            ms[fw].append(bench_train_step.run_worker(fw, model, worker_args, args.warmup + args.steps)["ms_per_step"])
+    return {fw: statistics.median(v) / 1e3 for fw, v in ms.items()}
 
 
 def fit(points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -246,7 +266,8 @@ def plot(results: list[dict[str, Any]], path: str, title: str) -> None:
         values = sorted({r["value"] for r in results if r["sweep"] == sweep})
         ax.set_xticks(values, [str(v) for v in values])
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlabel(labels[sweep])
+        isolated = any(r.get("method") == "isolated" for r in results if r["sweep"] == sweep)
+        ax.set_xlabel(labels[sweep] + (" (each framework alone in its process)" if isolated else ""))
         ax.set_ylabel("us per token (one training step)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -268,7 +289,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
     p.add_argument("--quick", action="store_true", help="a tiny smoke grid at tiny sizes (seconds, not a measurement)")
     p.add_argument("--no-torch", action="store_true", help="tinygrad_lm alone even if PyTorch is installed")
+    p.add_argument("--isolated", type=int, default=0, metavar="ROUNDS",
+                   help="the threads sweep with each framework alone in fresh processes, ROUNDS rounds (the "
+                        "interleaved steps share the cores with the other framework's spinning threads)")
     args = p.parse_args(argv)
+    if args.isolated and args.quick:
+        p.error("--isolated measures the configurations of models.py, not --quick's smoke grid")
     if args.quick:
         args.steps, args.warmup = min(args.steps, 1), 0
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -298,13 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     for line in bench_programs.threads_in_effect(pt):
         print("  " + line)
     print(f"one training step (forward, backward, SGD), median of {args.steps} timed steps after {args.warmup} "
-          f"warm-up, frameworks interleaved{'; --quick: a smoke grid, not a measurement' if args.quick else ''}\n")
+          f"warm-up, frameworks interleaved"
+          f"{f'; the threads sweep isolated, {args.isolated} rounds' if args.isolated else ''}"
+          f"{'; --quick: a smoke grid, not a measurement' if args.quick else ''}\n")
     warm_up(args.models, pt, args.lr)
     results = measure(args, pt)
     fits = fit_table(results, args.base_threads, args.models)
     meta = {"tinygrad_lm": tl.__version__, "numpy": np.__version__, "torch": pt.__version__ if pt else None,
             "cores": bench_programs.cores(), "steps": args.steps, "warmup": args.warmup, "quick": args.quick,
-            "base_threads": args.base_threads,
+            "base_threads": args.base_threads, "isolated_rounds": args.isolated,
             "configs": {m: dataclasses.asdict(models.get_config(m, **(QUICK_BASE[m] if args.quick else {})))
                         for m in args.models}}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

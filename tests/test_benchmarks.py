@@ -326,3 +326,10 @@ def test_step_products_benchmark_records_and_replays_the_products() -> None:
     bad = subprocess.run([sys.executable, script, "--configs", "nope"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "unknown name 'nope'" in bad.stderr
 
+
+def test_cost_model_refuses_isolated_with_the_quick_grid() -> None:
+    import subprocess
+
+    argv = [sys.executable, os.path.join(BENCHMARKS, "cost_model.py"), "--quick", "--isolated", "1"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2 and "--isolated measures the configurations of models.py" in result.stderr
