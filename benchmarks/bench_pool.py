@@ -2,8 +2,8 @@
 
 ``tinygrad_lm/fast/workers.py`` runs some of the library's own work on OpenBLAS's worker threads
 (``gotoblas_pthread``): batches of small products (attention's ``q @ k^T`` and ``p @ v``, one
-``cblas_?gemm`` per matrix) and the compiled GELU, LayerNorm, softmax and attention-softmax kernels,
-cut in pieces. This script times each such op at the sizes of the ``gpt`` configuration of
+``cblas_?gemm`` per matrix) and the compiled GELU, LayerNorm, softmax, attention-softmax and
+cross-entropy kernels, cut in pieces. This script times each such op at the sizes of the ``gpt`` configuration of
 ``bench_train_step.py`` twice, alternating: with the pool (the library's thresholds) and in one
 piece (thresholds out of reach). Each call follows a (2048, 128) @ (128, 512) product, a Linear of
 that model, so that OpenBLAS's workers are in the state a training step leaves them (still
@@ -75,6 +75,12 @@ def ops(rng: np.random.Generator) -> dict[str, Callable[[], Any]]:
     def attention() -> None:
         (F.scaled_dot_product_attention(tq, tk, tv, is_causal=True) * tg).sum().backward()
 
+    logits = tl.tensor(rng.standard_normal((2048, 96)).astype(f32), requires_grad=True)
+    targets = tl.tensor(rng.integers(0, 96, 2048))
+
+    def cross_entropy() -> None:
+        F.cross_entropy(logits, targets).backward()
+
     return {
         "q @ k^T (32x4 of 64x32 @ 32x64)": lambda: blas.matmul(q, k.swapaxes(-1, -2)),
         "p @ v (32x4 of 64x64 @ 64x32)": lambda: blas.matmul(p, v),
@@ -84,6 +90,7 @@ def ops(rng: np.random.Generator) -> dict[str, Callable[[], Any]]:
         "LayerNorm forward + backward (8192 x 128)": layer_norm(8192),
         "causal attention forward + backward": attention,
         "softmax forward + backward (32x4 of 64x64)": softmax,
+        "cross-entropy forward + backward (2048 x 96)": cross_entropy,
     }
 
 

@@ -1,4 +1,5 @@
-"""Kernels split between OpenBLAS's threads (fast.workers.run_pieces): GELU, LayerNorm, attention's softmax.
+"""Kernels split between OpenBLAS's threads (fast.workers.run_pieces): GELU, LayerNorm, attention's softmax,
+the softmaxes over rows and cross-entropy.
 
 A kernel run in pieces must give what the same kernel gives in one piece: elementwise and row-wise
 results bit for bit, LayerNorm's weight and bias gradients (summed per piece, then added) within
@@ -196,6 +197,76 @@ def test_gradcheck_through_the_softmax_pieces(pieces, seed, rows, cols, log):
     x = tl.tensor(np.random.default_rng(seed).standard_normal((rows, cols)) * 3, requires_grad=True)
     assert tl.gradcheck(lambda x: (F.log_softmax if log else F.softmax)(x, dim=-1), [x])
     assert pieces and {name for name, _ in pieces} == {"_softmax_rows_task"}
+
+
+def _cross_entropy(x, t, g, **kwargs):
+    xt = tl.tensor(x, requires_grad=True)
+    loss = F.cross_entropy(xt, tl.tensor(t), **kwargs)
+    (loss * tl.tensor(g if loss.ndim else g.sum())).sum().backward()
+    return [loss.detach().numpy(), xt.grad.numpy()]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", ["plain", "ignore_index", "weight", "label_smoothing", "weight and smoothing",
+                                  "sum", "none", "int32 targets", "every target ignored"])
+def test_cross_entropy_in_pieces_equals_one_piece(pieces, dtype, case):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((13, 7)) * 4).astype(dtype)
+    x[2, 3] = -np.inf  # a masked logit
+    t, g = rng.integers(0, 7, 13), rng.standard_normal(13).astype(dtype)
+    t[[1, 6]] = 4
+    weight = tl.tensor(rng.random(7).astype(dtype) + 0.5)
+    kwargs = {"plain": {}, "ignore_index": {"ignore_index": 4}, "weight": {"weight": weight},
+              "label_smoothing": {"label_smoothing": 0.2}, "weight and smoothing": {"weight": weight,
+              "label_smoothing": 0.1}, "sum": {"reduction": "sum"}, "none": {"reduction": "none"},
+              "int32 targets": {}, "every target ignored": {"ignore_index": 4, "reduction": "sum"}}[case]
+    if case == "int32 targets":
+        t = t.astype(np.int32)
+    if case == "every target ignored":
+        t[:] = 4
+    split = _cross_entropy(x, t, g, **kwargs)
+    assert pieces == [("_cross_entropy_part", 2)] * 2
+    tl.set_num_threads(1)
+    whole = _cross_entropy(x, t, g, **kwargs)
+    assert pieces == [("_cross_entropy_part", 2)] * 2
+    for got, want in zip(split, whole):  # row by row, the same arithmetic
+        np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(2, 6), cols=st.integers(1, 5),
+       smoothing=st.sampled_from([0.0, 0.3]), weighted=st.booleans())
+def test_gradcheck_through_the_cross_entropy_pieces(pieces, seed, rows, cols, smoothing, weighted):
+    rng = np.random.default_rng(seed)
+    x = tl.tensor(rng.standard_normal((rows, cols)) * 3, requires_grad=True)
+    t = tl.tensor(rng.integers(0, cols, rows))
+    weight = tl.tensor(rng.random(cols) + 0.5) if weighted else None
+    assert tl.gradcheck(lambda x: F.cross_entropy(x, t, weight=weight, label_smoothing=smoothing), [x])
+    assert pieces and {name for name, _ in pieces} == {"_cross_entropy_part"}
+
+
+def test_cross_entropy_piece_kernel_runs_as_plain_python(pieces, monkeypatch):
+    """The cross-entropy piece kernel run as plain Python on each captured task row gives the compiled result."""
+    rng = np.random.default_rng(6)
+    x, t, g = rng.standard_normal((5, 4)) * 2, rng.integers(0, 4, 5), rng.standard_normal(5)
+    t[3] = -100  # ignored
+    want = _cross_entropy(x, t, g, reduction="none")
+    real = workers.run_pieces
+
+    def in_python(kernel, parts, count, *words):
+        assert kernel is fused_nn._cross_entropy_part
+        tasks = workers.new_tasks(parts)
+        tasks[:, 4:4 + len(words)] = words
+        bounds = [count * p // parts for p in range(parts + 1)]
+        tasks[:, 0], tasks[:, 1], tasks[:, 2], tasks[:, 3] = range(parts), bounds[:-1], bounds[1:], parts
+        for row in tasks:
+            kernel(row.ctypes.data)  # the Python function: its words read through ctypes
+
+    monkeypatch.setattr(workers, "run_pieces", in_python)
+    got = _cross_entropy(x, t, g, reduction="none")
+    monkeypatch.setattr(workers, "run_pieces", real)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15)
 
 
 def _run(code: str, **env: str) -> str:

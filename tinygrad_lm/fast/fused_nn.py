@@ -449,9 +449,19 @@ class CrossEntropy(ops.CrossEntropy):
             return super()._row_losses(x, target, valid)
         xp = self.xp
         x = self.x = xp.ascontiguousarray(x)
-        m, log_s = xp.empty((x.shape[0], 1), dtype=x.dtype), xp.empty((x.shape[0], 1), dtype=x.dtype)  # (N, 1)
-        loss, w_t = xp.empty(x.shape[0], dtype=x.dtype), xp.empty(x.shape[0], dtype=x.dtype)  # (N,)
-        kernel(x, target, valid, self._class_weights(), self.eps, float(self.w_sum), loss, m[:, 0], log_s[:, 0], w_t)
+        N, C = x.shape
+        m, log_s = xp.empty((N, 1), dtype=x.dtype), xp.empty((N, 1), dtype=x.dtype)  # (N, 1)
+        loss, w_t = xp.empty(N, dtype=x.dtype), xp.empty(N, dtype=x.dtype)  # (N,)
+        self.parts = workers.pieces_for(N, x.size, x)
+        if self.parts > 1:  # the rows shared out: targets and their mask as int64 words, eps and sum_c w_c as floats
+            self.pieces = (numpy.ascontiguousarray(target, dtype=numpy.int64), valid.astype(numpy.int64),
+                           numpy.ascontiguousarray(self._class_weights()),
+                           numpy.array([self.eps, float(self.w_sum)], dtype=x.dtype))
+            workers.run_pieces(_cross_entropy_part, self.parts, N, x.dtype.itemsize, C, 0,
+                               *workers.addresses(x, *self.pieces, m, log_s, w_t, loss))
+        else:
+            kernel(x, target, valid, self._class_weights(), self.eps, float(self.w_sum), loss, m[:, 0], log_s[:, 0],
+                   w_t)
         return loss, m, log_s, w_t
 
     def _logit_grad(self, row: Any) -> Any:
@@ -461,8 +471,13 @@ class CrossEntropy(ops.CrossEntropy):
         kernel = compiler.compiled(_cross_entropy_backward_kernel, *(a for a in (x, self.weight) if a is not None))
         assert kernel is not None  # the arrays the forward kernel took
         dx = xp.empty(x.shape, dtype=x.dtype)  # (N, C)
-        kernel(x, self.target, self.valid, self._class_weights(), self.eps, float(self.w_sum),
-               self.m[:, 0], self.log_s[:, 0], self.w_t, xp.ascontiguousarray(row), dx)
+        row = xp.ascontiguousarray(row, dtype=x.dtype)
+        if self.parts > 1:
+            workers.run_pieces(_cross_entropy_part, self.parts, x.shape[0], x.dtype.itemsize, x.shape[1], 1,
+                               *workers.addresses(x, *self.pieces, self.m, self.log_s, self.w_t, row, dx))
+        else:
+            kernel(x, self.target, self.valid, self._class_weights(), self.eps, float(self.w_sum),
+                   self.m[:, 0], self.log_s[:, 0], self.w_t, row, dx)
         return dx
 
     def _class_weights(self) -> Any:
@@ -470,6 +485,39 @@ class CrossEntropy(ops.CrossEntropy):
         if self.weight is None:
             return self.xp.ones(self.x.shape[1], dtype=self.x.dtype)
         return self.xp.ascontiguousarray(self.weight)
+
+
+def _cross_entropy_piece(w: Any, like: Any) -> None:
+    """Rows ``first .. last - 1`` of :func:`_cross_entropy_forward_kernel` or of its backward (word 6), in floats of
+    ``like``'s type: the words of :func:`_cross_entropy_part`."""
+    first, n, size, c = w[1], w[2] - w[1], w[4], w[5]
+    at_row, at = size * first * c, size * first  # byte offsets of the first row in (N, C) and (N,) arrays
+    x = compiler.floats(w[7] + at_row, (n, c), like)
+    target, valid = compiler.words(w[8] + 8 * first, n), compiler.words(w[9] + 8 * first, n)
+    weight, scalars = compiler.floats(w[10], c, like), compiler.floats(w[11], 2, like)
+    m, log_s = compiler.floats(w[12] + at, n, like), compiler.floats(w[13] + at, n, like)
+    w_t = compiler.floats(w[14] + at, n, like)
+    if w[6] == 0:
+        loss = compiler.floats(w[15] + at, n, like)
+        _cross_entropy_forward_kernel(x, target, valid, weight, scalars[0], scalars[1], loss, m, log_s, w_t)
+    else:
+        row, dx = compiler.floats(w[15] + at, n, like), compiler.floats(w[16] + at_row, (n, c), like)
+        _cross_entropy_backward_kernel(x, target, valid, weight, scalars[0], scalars[1], m, log_s, w_t, row, dx)
+
+
+compiler.callable_in_kernels(_cross_entropy_forward_kernel, _cross_entropy_backward_kernel, _cross_entropy_piece)
+
+
+def _cross_entropy_part(task: int) -> None:
+    """One thread's share of CrossEntropy's forward or backward (:func:`workers.run_pieces`): rows ``first .. last -
+    1``. Words: 4 the float size, 5 C, 6 forward (0) or backward (1), 7-14 the addresses of x (N, C), the targets
+    and their mask (N,) as int64, the class weights (C,), eps and sum_c w_c (2 floats), m, log_s, w_t (N,), then the
+    forward's loss (N,) or the backward's r (N,) and dx (N, C)."""
+    w = compiler.words(task, workers.TASK_WORDS)
+    if w[4] == 4:
+        _cross_entropy_piece(w, numpy.float32(0))
+    else:
+        _cross_entropy_piece(w, numpy.float64(0))
 
 
 def _embedding_backward_kernel(ids: Any, g: Any, gw: Any) -> None:
