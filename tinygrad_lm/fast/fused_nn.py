@@ -438,6 +438,8 @@ class CrossEntropy(ops.CrossEntropy):
 
     The kernels replace the reference's two array steps, :meth:`_row_losses` and :meth:`_logit_grad`;
     the reductions stay the reference's. Other layouts, (N, C, d1, ...), and C = 0 take the reference.
+    From 128 K logits on (:func:`workers.pieces_for`) the rows are shared out between OpenBLAS's threads
+    (:func:`_cross_entropy_part`); each row's arithmetic is the same either way.
     """
 
     def _row_losses(self, x: Any, target: Any, valid: Any) -> tuple[Any, Any, Any, Any]:
@@ -471,13 +473,13 @@ class CrossEntropy(ops.CrossEntropy):
         kernel = compiler.compiled(_cross_entropy_backward_kernel, *(a for a in (x, self.weight) if a is not None))
         assert kernel is not None  # the arrays the forward kernel took
         dx = xp.empty(x.shape, dtype=x.dtype)  # (N, C)
-        row = xp.ascontiguousarray(row, dtype=x.dtype)
-        if self.parts > 1:
+        if self.parts > 1:  # (the pieces read r as floats of x's type)
+            row = xp.ascontiguousarray(row, dtype=x.dtype)
             workers.run_pieces(_cross_entropy_part, self.parts, x.shape[0], x.dtype.itemsize, x.shape[1], 1,
                                *workers.addresses(x, *self.pieces, self.m, self.log_s, self.w_t, row, dx))
         else:
             kernel(x, self.target, self.valid, self._class_weights(), self.eps, float(self.w_sum),
-                   self.m[:, 0], self.log_s[:, 0], self.w_t, row, dx)
+                   self.m[:, 0], self.log_s[:, 0], self.w_t, xp.ascontiguousarray(row), dx)
         return dx
 
     def _class_weights(self) -> Any:
