@@ -266,10 +266,7 @@ class Function:
         if device is None:
             raise TypeError(f"{cls.__name__} needs at least one Tensor input")
         ctx.device = device
-        xp = _xps.get(device)
-        if xp is None:
-            xp = _xps[device] = Tensor._xp_of(device)
-        ctx.xp = xp
+        ctx.xp = Tensor._xp_of(device)
         try:
             out = ctx.forward(*arrays, **params)
         except (ValueError, IndexError) as err:
@@ -294,9 +291,6 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
-
-
-_xps: dict[str, Any] = {}  # device -> its array module, for Function.apply (Tensor._xp_of's, one call fewer)
 
 
 def _wrap_outputs(ctx: Function, outs: tuple[Any, ...], inputs: tuple[Any, ...], needs_grad: tuple[bool, ...],

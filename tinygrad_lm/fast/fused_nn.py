@@ -457,7 +457,7 @@ class CrossEntropy(ops.CrossEntropy):
         self.parts = workers.pieces_for(N, x.size, x)
         if self.parts > 1:  # the rows shared out: targets and their mask as int64 words, eps and sum_c w_c as floats
             self.pieces = (numpy.ascontiguousarray(target, dtype=numpy.int64), valid.astype(numpy.int64),
-                           numpy.ascontiguousarray(self._class_weights()),
+                           self._class_weights(),
                            numpy.array([self.eps, float(self.w_sum)], dtype=x.dtype))
             workers.run_pieces(_cross_entropy_part, self.parts, N, x.dtype.itemsize, C, 0,
                                *workers.addresses(x, *self.pieces, m, log_s, w_t, loss))
