@@ -397,10 +397,7 @@ def isolated_cells(frameworks: list[str], rounds: int, ms_per_step: Callable[[st
     """A row of an isolated table: ``ms_per_step(framework)`` (one fresh process) ``rounds`` times for each
     framework, their order swapped every round; the median ms of tinygrad_lm and, with PyTorch, PyTorch's,
     the ratio of the medians and each round's ratio."""
-    ms: dict[str, list[float]] = {fw: [] for fw in frameworks}
-    for r in range(rounds):
-        for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
-            ms[fw].append(ms_per_step(fw))
+    ms = isolated_ms(frameworks, rounds, ms_per_step)
     ours = statistics.median(ms["tinygrad_lm"])
     cells = [f"{ours:.2f}"]
     if "torch" in ms:
@@ -408,6 +405,16 @@ def isolated_cells(frameworks: list[str], rounds: int, ms_per_step: Callable[[st
         cells += [f"{theirs:.2f}", f"{theirs / ours:.2f}",
                   " ".join(f"{t / m:.2f}" for t, m in zip(ms["torch"], ms["tinygrad_lm"]))]
     return cells
+
+
+def isolated_ms(frameworks: list[str], rounds: int, ms_per_step: Callable[[str], float]) -> dict[str, list[float]]:
+    """``ms_per_step(framework)`` (one fresh process) ``rounds`` times for each framework, their order swapped every
+    round: each framework's list of ms per step, round by round."""
+    ms: dict[str, list[float]] = {fw: [] for fw in frameworks}
+    for r in range(rounds):
+        for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
+            ms[fw].append(ms_per_step(fw))
+    return ms
 
 
 def run_worker(fw_name: str, cfg_name: str, args: argparse.Namespace, steps: int) -> dict[str, Any]:

@@ -178,10 +178,8 @@ def isolated_seconds(model: str, threads: int, args: argparse.Namespace, with_to
     (bench_train_step.py's worker), ``args.isolated`` rounds with the order swapped every round: the median."""
     frameworks = ["tinygrad_lm", "torch"] if with_torch else ["tinygrad_lm"]
     worker_args = argparse.Namespace(threads=threads, lr=args.lr, memory_warmup="full")
-    ms: dict[str, list[float]] = {fw: [] for fw in frameworks}
-    for r in range(args.isolated):
-        for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
-            ms[fw].append(bench_train_step.run_worker(fw, model, worker_args, args.warmup + args.steps)["ms_per_step"])
+    ms = bench_train_step.isolated_ms(frameworks, args.isolated, lambda fw: bench_train_step.run_worker(
+        fw, model, worker_args, args.warmup + args.steps)["ms_per_step"])
     return {fw: statistics.median(v) / 1e3 for fw, v in ms.items()}
 
 
